@@ -1,0 +1,49 @@
+"""One error type for everything conda-migrate reports to the user.
+
+conda prints a ``CondaError`` as a clean message and exits with its return
+code, where any other exception becomes a traceback and a bug report prompt;
+so the base derives from it wherever conda is installed. Without conda (the
+test machines, the console script in a plain virtualenv) it falls back to a
+plain exception with the same shape.
+"""
+
+from __future__ import annotations
+
+try:
+    from conda.exceptions import CondaError as _Base
+except ImportError:
+
+    class _Base(Exception):
+        return_code = 1
+
+        def __init__(self, message: str, **kwargs) -> None:
+            self.message = message
+            super().__init__(message)
+
+
+class MigrateError(_Base):
+    """Something went wrong; the message says what, what was left untouched,
+    and what to do next."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.hint = hint
+        super().__init__(f"{message}\n{hint}" if hint else message)
+
+    def __str__(self) -> str:
+        # CondaError would %-format the message; paths may contain '%'.
+        return self.message
+
+
+class UsageError(MigrateError):
+    """The command line asked for something impossible: exit code 2."""
+
+    return_code = 2
+
+
+class CloneUnavailable(MigrateError):
+    """conda's clone could not obtain every package (offline, purged cache,
+    channel gone), so only relocation can move this environment."""
+
+
+class RelocateError(MigrateError):
+    """The environment cannot be copied and relocated as it is."""
