@@ -226,9 +226,7 @@ def add_pip_package(prefix: Path) -> None:
         json.dumps({"url": f"file://{prefix}/src/extra_tool", "dir_info": {}})
     )
     script = prefix / "bin" / "extra-tool"
-    script.write_text(
-        f"#!{prefix}/bin/python\nimport extra_tool\nextra_tool.main()\n"
-    )
+    script.write_text(f"#!{prefix}/bin/python\nimport extra_tool\nextra_tool.main()\n")
     script.chmod(0o755)
     (dist / "RECORD").write_text(
         "extra_tool/__init__.py,,\n"
@@ -256,9 +254,7 @@ def make_env(solve, tmp_path) -> Callable[..., Path]:
         prefix: Path, specs: Sequence[str] = ("demo-app",), pip: bool = False
     ) -> Path:
         asyncio.run(
-            rattler.install(
-                solve(specs), prefix, cache_dir=cache, show_progress=False
-            )
+            rattler.install(solve(specs), prefix, cache_dir=cache, show_progress=False)
         )
         if pip:
             add_pip_package(prefix)

@@ -1,0 +1,29 @@
+"""Step 4: the seed's comparison of the old and the new environment.
+
+The same packages (name, version, build, channel) and the same pip
+distributions: anything else means the copy is not the environment the user
+had, and the old one must stay.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .records import EnvContents
+
+
+def compare_contents(old: EnvContents, new: EnvContents) -> list[str]:
+    """Human-readable differences; empty when the environments are the same."""
+    differences = []
+    for kind, before, after in (
+        ("conda package", old.conda, new.conda),
+        ("pip package", old.pip, new.pip),
+    ):
+        differences += [
+            f"missing in the copy: {kind} {p}" for p in sorted(set(before) - set(after))
+        ]
+        differences += [
+            f"only in the copy: {kind} {p}" for p in sorted(set(after) - set(before))
+        ]
+    return differences

@@ -1,0 +1,96 @@
+"""Step 1: find the environments to migrate.
+
+Discovery looks only at each candidate's top level (``conda-meta/history``,
+conda's own test for an environment) and never walks inside one, so a
+directory of hundreds of environments on a slow parallel filesystem is
+scanned in a moment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+HISTORY = Path("conda-meta", "history")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A directory that may be an environment; ``reason`` says why it is not."""
+
+    name: str
+    prefix: Path
+    reason: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return not self.reason
+
+
+def _looks_like_package_cache(path: Path) -> bool:
+    if (path / "urls.txt").exists() or (path / "urls").exists():
+        return True
+    with os.scandir(path) as entries:
+        return any(entry.name.endswith((".conda", ".tar.bz2")) for entry in entries)
+
+
+def examine(prefix: Path) -> Candidate:
+    """Decide whether ``prefix`` is an environment, and if not, why."""
+    name = prefix.name
+    try:
+        if prefix.is_symlink():
+            return Candidate(
+                name, prefix, "a symlink (migrate the directory it points to)"
+            )
+        if not prefix.is_dir():
+            return Candidate(name, prefix, "not a directory")
+        if (prefix / HISTORY).is_file():
+            return Candidate(name, prefix)
+        if _looks_like_package_cache(prefix):
+            return Candidate(name, prefix, "a package cache, not an environment")
+        if (prefix / "conda-meta").is_dir():
+            return Candidate(name, prefix, "conda-meta/history is missing")
+        return Candidate(name, prefix, "no conda-meta directory")
+    except PermissionError:
+        return Candidate(name, prefix, "cannot be read (permission denied)")
+    except OSError as err:
+        return Candidate(name, prefix, f"cannot be read ({err.strerror})")
+
+
+def scan_directory(directory: Path) -> list[Candidate]:
+    """Examine each subdirectory of ``directory``, or ``directory`` itself
+    when it is an environment (``-d`` may name one environment)."""
+    itself = examine(directory)
+    if itself.valid:
+        return [itself]
+    with os.scandir(directory) as entries:
+        children = sorted(
+            Path(entry.path) for entry in entries if entry.is_dir(follow_symlinks=True)
+        )
+    return [examine(child) for child in children]
+
+
+def under(path: Path, directory: Path) -> bool:
+    """True when ``path`` lies inside ``directory``, following symlinks, since
+    ``$SCRATCH`` is often reached through one (``/scratch/u`` -> ``/gpfs/...``)."""
+    resolved, root = path.resolve(), directory.resolve()
+    return resolved != root and resolved.is_relative_to(root)
+
+
+def scratch_environments(
+    known_prefixes: Iterable[Path], scratch: Path
+) -> list[Candidate]:
+    """The environments conda knows of that live under ``$SCRATCH``."""
+    seen: set[Path] = set()
+    found = []
+    for prefix in known_prefixes:
+        if prefix in seen or not under(prefix, scratch):
+            continue
+        seen.add(prefix)
+        found.append(examine(prefix))
+    return sorted(found, key=lambda candidate: candidate.prefix)

@@ -1,0 +1,134 @@
+"""What an environment contains, in the terms the comparison needs.
+
+Two readers fill the same dataclasses: conda's ``PrefixData`` where conda
+is installed (see ``conda_backend``), and this module's plain reading of
+``conda-meta/*.json`` and ``*.dist-info`` where it is not; the file formats
+are conda's and Python's packaging standards.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from typing import TYPE_CHECKING
+
+from .exceptions import MigrateError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: conda-meta files that are not package records.
+_NOT_RECORDS = {"history", "pinned", "state"}
+
+
+@dataclass(frozen=True, order=True)
+class CondaPackage:
+    name: str
+    version: str
+    build: str
+    channel: str
+
+    def __str__(self) -> str:
+        return f"{self.name}-{self.version}-{self.build} ({self.channel})"
+
+
+@dataclass(frozen=True, order=True)
+class PipPackage:
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name}=={self.version} (pip)"
+
+
+@dataclass(frozen=True)
+class EnvContents:
+    conda: tuple[CondaPackage, ...]
+    pip: tuple[PipPackage, ...]
+
+
+def read_conda_meta(prefix: Path) -> list[dict]:
+    """Every package record of the environment, as conda wrote it.
+
+    A record that cannot be parsed makes the environment unmigratable: its
+    copy could not be verified.
+    """
+    records = []
+    for path in sorted((prefix / "conda-meta").glob("*.json")):
+        try:
+            record = json.loads(path.read_bytes())
+        except (OSError, ValueError) as err:
+            raise MigrateError(
+                f"{path} cannot be read as a conda package record ({err}).",
+                hint="The environment was left as it is; repair it "
+                "(conda install --force-reinstall) or recreate it from its YAML.",
+            ) from err
+        if not isinstance(record, dict) or not {"name", "version", "build"} <= set(
+            record
+        ):
+            raise MigrateError(
+                f"{path} is not a conda package record (name, version or build is missing).",
+                hint="The environment was left as it is; repair or recreate it.",
+            )
+        records.append(record)
+    return records
+
+
+def channel_name(channel: str) -> str:
+    """``https://conda.anaconda.org/conda-forge/linux-64`` -> ``conda-forge``;
+    other URLs lose only their platform subdirectory."""
+    channel = re.sub(r"/(noarch|[a-z0-9]+-[a-z0-9_]+)/?$", "", channel.rstrip("/"))
+    for host in ("https://conda.anaconda.org/", "https://repo.anaconda.com/pkgs/"):
+        if channel.startswith(host):
+            return channel[len(host) :]
+    return channel
+
+
+def site_packages(prefix: Path) -> list[Path]:
+    return sorted(p for p in prefix.glob("lib/python*/site-packages") if p.is_dir())
+
+
+def _distribution(metadata_file: Path) -> PipPackage | None:
+    try:
+        headers = HeaderParser().parsestr(metadata_file.read_text(errors="replace"))
+    except OSError:
+        return None
+    name, version = headers.get("Name"), headers.get("Version")
+    if not name or not version:
+        return None
+    return PipPackage(re.sub(r"[-_.]+", "-", name).lower(), version)
+
+
+def portable_contents(prefix: Path) -> EnvContents:
+    """Read the environment without conda: records from ``conda-meta``,
+    pip distributions from the metadata directories no conda package owns."""
+    records = read_conda_meta(prefix)
+    owned = {f for record in records for f in record.get("files", ())}
+    conda = tuple(
+        sorted(
+            CondaPackage(
+                r["name"], r["version"], r["build"], channel_name(r.get("channel", ""))
+            )
+            for r in records
+        )
+    )
+    pip = set()
+    for site in site_packages(prefix):
+        rel_site = site.relative_to(prefix)
+        for meta_dir in [*site.glob("*.dist-info"), *site.glob("*.egg-info")]:
+            metadata = meta_dir / (
+                "METADATA" if meta_dir.suffix == ".dist-info" else "PKG-INFO"
+            )
+            if str(rel_site / meta_dir.name / metadata.name) in owned:
+                continue
+            dist = _distribution(metadata)
+            if dist:
+                pip.add(dist)
+    return EnvContents(conda, tuple(sorted(pip)))
+
+
+def count_files(prefix: Path) -> int:
+    """Files the records list: a figure for the plan, without walking the tree."""
+    return sum(len(record.get("files", ())) for record in read_conda_meta(prefix))

@@ -1,0 +1,186 @@
+"""The whole run, top to bottom as the seed numbers it: discover, select,
+migrate each environment, then point the user's files at the new places
+and clean conda's caches."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from .backend import PortableBackend, load_backend
+from .discover import scan_directory, scratch_environments
+from .exceptions import UsageError
+from .migrate import Options, Outcome, Output, migrate_all
+from .selection import prompt_selection
+
+if TYPE_CHECKING:
+    from argparse import Namespace
+
+    from .backend import Backend
+    from .discover import Candidate
+
+SUCCESS = {"migrated", "kept", "planned"}
+
+
+def discover(args: Namespace, backend: Backend) -> tuple[Path, list[Candidate]]:
+    if args.directory:
+        directory = args.directory.expanduser().absolute()
+        if not directory.is_dir():
+            raise UsageError(
+                f"{directory} is not a directory.",
+                hint="Pass -d with a directory in $SCRATCH.",
+            )
+        return directory, scan_directory(directory)
+    scratch = os.environ.get("SCRATCH")
+    if not scratch:
+        raise UsageError(
+            "$SCRATCH is not set, so there is no default place to look for environments.",
+            hint="Pass -d with the directory that holds them (conda env list | grep /scratch shows it).",
+        )
+    return Path(scratch), scratch_environments(backend.known_prefixes(), Path(scratch))
+
+
+def report_discovery(
+    directory: Path, candidates: list[Candidate], verbose: int, out: Output
+) -> list[Candidate]:
+    for candidate in candidates:
+        if candidate.valid:
+            out.say(f"Valid Env: {candidate.name}")
+        else:
+            why = f" ({candidate.reason})" if verbose else ""
+            out.say(f"INVALID ENV: {candidate.name}{why}")
+    valid = [candidate for candidate in candidates if candidate.valid]
+    out.say("", f"Valid Conda environments in '{directory}':")
+    out.say(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
+    return valid
+
+
+def refuse_duplicate_names(
+    selected: list[Candidate], options: Options
+) -> tuple[list[Candidate], list[Outcome]]:
+    """Two environments named alike would both go to ``DEST/NAME``."""
+    counts = Counter(candidate.name for candidate in selected)
+    keep, refused = [], []
+    for candidate in selected:
+        if counts[candidate.name] == 1:
+            keep.append(candidate)
+            continue
+        refused.append(
+            Outcome(
+                candidate.name,
+                candidate.prefix,
+                options.dest_root / candidate.name,
+                message=f"More than one selected environment is named {candidate.name}; "
+                "none of them was touched. Migrate them one at a time with -d and different --dest.",
+            )
+        )
+    return keep, refused
+
+
+def update_rc_files(
+    outcomes: list[Outcome], options: Options, home: Path, out: Output
+) -> list[dict]:
+    from .rcfiles import DirMove, EnvMove, apply_rc_edits, plan_rc_edits
+
+    moved = [o for o in outcomes if o.status in ("migrated", "kept")]
+    if not moved:
+        return []
+    env_moves = [EnvMove(o.source, o.dest) for o in moved]
+    dir_moves = [
+        DirMove(parent, options.dest_root, home / ".conda" / "pkgs")
+        for parent in sorted({o.source.parent for o in moved})
+    ]
+    edits = plan_rc_edits(env_moves, dir_moves, home, os.environ)
+    for edit in edits:
+        if edit.error:
+            out.say(f"{edit.path} was left as it is: {edit.error}")
+        elif edit.diff:
+            out.say(edit.diff)
+    if not options.dry_run:
+        apply_rc_edits(edits)
+        for edit in edits:
+            if edit.error:
+                out.say(f"{edit.path} was not updated: {edit.error}")
+            elif edit.backup:
+                out.say(f"Updated {edit.path} (backup: {edit.backup})")
+    return [
+        {
+            "path": str(e.path),
+            "diff": e.diff,
+            "error": e.error,
+            "backup": str(e.backup) if e.backup else None,
+        }
+        for e in edits
+    ]
+
+
+def summarize(outcomes: list[Outcome], out: Output) -> None:
+    out.say("Summary:")
+    for status in ("migrated", "kept", "planned", "copied", "skipped", "failed"):
+        group = [o for o in outcomes if o.status == status]
+        if group:
+            out.say(f"  {status}: {len(group)}")
+            for o in group:
+                yaml = f" (YAML: {o.yaml})" if o.yaml else ""
+                out.say(f"    {o.name}: {o.source} -> {o.dest}{yaml}")
+
+
+def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
+    if args.json and not (args.all or args.yes):
+        raise UsageError("--json never prompts, so it needs --all.")
+    backend = load_backend()
+    if args.method == "clone" and isinstance(backend, PortableBackend):
+        raise UsageError(
+            "conda is not installed here, so --method clone cannot run.",
+            hint="Use --method relocate.",
+        )
+    options = Options(
+        dest_root=(args.dest or home / ".conda" / "envs").expanduser().absolute(),
+        yaml_dir=(args.yaml_dir or home / ".conda" / "yaml").expanduser().absolute(),
+        scanned=Path("/"),
+        method=args.method,
+        keep_old=args.keep_old,
+        dry_run=args.dry_run,
+        jobs=args.jobs,
+        quiet=args.quiet or args.json,
+        verbose=args.verbosity,
+        json=args.json,
+    )
+    out = Output(quiet=options.quiet, stream=stdout)
+    directory, candidates = discover(args, backend)
+    options = Options(**{**vars(options), "scanned": directory})
+    valid = report_discovery(directory, candidates, options.verbose, out)
+    if not valid:
+        out.say(f"No valid conda environments in '{directory}'; nothing to migrate.")
+        if args.json:
+            print(
+                json.dumps({"success": True, "environments": []}, indent=2), file=stdout
+            )
+        return 0
+    selected = (
+        valid if (args.all or args.yes) else prompt_selection(valid, stdin, stdout)
+    )
+    selected, refused = refuse_duplicate_names(selected, options)
+    out.say("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
+    outcomes = refused + migrate_all(selected, options, backend, out)
+    rc_edits = [] if args.no_rc else update_rc_files(outcomes, options, home, out)
+    cleaned = None
+    if not args.no_clean and any(o.status in SUCCESS for o in outcomes):
+        cleaned = backend.clean(dry_run=options.dry_run)
+        if cleaned is not None:
+            out.say(f"Cleaned conda's caches: {sum(map(len, cleaned.values()))} items.")
+    summarize(outcomes, out)
+    success = all(o.status in SUCCESS for o in outcomes)
+    if args.json:
+        document = {
+            "success": success,
+            "dry_run": options.dry_run,
+            "environments": [o.to_json() for o in outcomes],
+            "rc_files": rc_edits,
+            "clean": cleaned,
+        }
+        print(json.dumps(document, indent=2), file=stdout)
+    return 0 if success else 1
