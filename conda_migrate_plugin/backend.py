@@ -116,7 +116,10 @@ class CondaBackend:
     def known_prefixes(self) -> list[Path]:
         from conda.core.envs_manager import list_all_known_prefixes
 
-        return [Path(prefix) for prefix in list_all_known_prefixes()]
+        # Run as root, conda reads every home's environments.txt from the
+        # password database, missing the one under a $HOME set elsewhere.
+        known = [Path(prefix) for prefix in list_all_known_prefixes()]
+        return known + registry.read_registry()
 
     def protected_prefixes(self) -> list[Path]:
         from conda.base.context import context

@@ -286,7 +286,7 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def scratch(make_env, tmp_path, monkeypatch) -> Scratch:
+def scratch(make_env, home, tmp_path, monkeypatch) -> Scratch:
     """``$SCRATCH/conda-envs`` holding ``amd`` and ``abc`` (with a pip install),
     a ``pkgs`` package cache and ``pyt``, a directory that is no environment."""
     root = tmp_path / "scratch"
@@ -322,3 +322,25 @@ def tree_snapshot(root: Path) -> dict[str, tuple]:
                     hashlib.sha256(path.read_bytes()).hexdigest(),
                 )
     return snapshot
+
+
+@pytest.fixture
+def migrate(home, capsys, monkeypatch) -> Callable[..., tuple[str, str, int]]:
+    """Run ``conda-migrate ARGS`` in-process as a user would, answering the
+    prompt with ``stdin``; conda's own entry point where conda is installed."""
+    import io
+    import sys
+
+    from conda_migrate_plugin.cli import main
+
+    def _migrate(*args: str | Path, stdin: str = "") -> tuple[str, str, int]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit:  # argparse's usage errors
+            code = exit.code
+        out, err = capsys.readouterr()
+        return out, err, code
+
+    return _migrate
