@@ -1,0 +1,306 @@
+"""How an environment names its own location inside its files, and how to
+change that name the way conda does when it installs a package.
+
+Shared by the relocate engine, which writes the rewritten files, and by the
+verification, which recomputes what every rewritten file must contain.
+Nothing here imports conda: relocation must work where conda cannot run.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .exceptions import RelocateError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+
+#: Large enough that per-call overhead vanishes, small enough that memory stays
+#: flat however large the file is.
+CHUNK = 1 << 20
+
+#: conda replaces a placeholder in all of these, in this order (portability.py).
+ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+
+#: Linux truncates longer ``#!`` lines; conda then falls back to /usr/bin/env.
+MAX_SHEBANG = 127
+
+#: A character that continues a path name: ``/scratch/envs/abc`` must not match
+#: inside ``/scratch/envs/abc2``, a sibling environment.
+_NAME_CHAR = rb"[\w.+~-]"
+_SHEBANG = re.compile(rb"#![ ]*(/(?:\\ |[^ \n\r\t])*)(.*)")
+
+
+@dataclass(frozen=True)
+class PathRecord:
+    """One path of one installed package, as ``conda-meta/*.json`` lists it."""
+
+    path: str
+    path_type: str
+    record_file: str
+    sha256: str | None = None
+    size: int | None = None
+    placeholder: str | None = None
+    file_mode: str | None = None
+
+    @property
+    def carries_prefix(self) -> bool:
+        return self.placeholder is not None and self.file_mode in ("text", "binary")
+
+
+def read_path_records(prefix: Path) -> dict[str, PathRecord]:
+    """Every path conda installed into ``prefix``, by relative path.
+
+    The hash is the one of the file as installed (``sha256_in_prefix``) when
+    the record has it, else the package's, which is the same for files that
+    carry no prefix.
+    """
+    records: dict[str, PathRecord] = {}
+    meta = prefix / "conda-meta"
+    if not meta.is_dir():
+        return records
+    for record_path in sorted(meta.glob("*.json")):
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RelocateError(f"cannot read the record {record_path}: {exc}") from exc
+        paths = (record.get("paths_data") or {}).get("paths")
+        if paths is None:
+            paths = [
+                {"_path": p, "path_type": "hardlink"} for p in record.get("files", [])
+            ]
+        for entry in paths:
+            records[entry["_path"]] = PathRecord(
+                path=entry["_path"],
+                path_type=entry.get("path_type", "hardlink"),
+                record_file=record_path.name,
+                sha256=entry.get("sha256_in_prefix") or entry.get("sha256"),
+                size=entry.get("size_in_bytes"),
+                placeholder=entry.get("prefix_placeholder"),
+                file_mode=entry.get("file_mode"),
+            )
+    return records
+
+
+def read_chunks(fd: int, offset: int = 0) -> Iterator[bytes]:
+    """The file behind ``fd`` from ``offset`` on, a bounded piece at a time."""
+    while True:
+        chunk = os.pread(fd, CHUNK, offset)
+        if not chunk:
+            return
+        offset += len(chunk)
+        yield chunk
+
+
+def is_utf8_text(fd: int) -> bool:
+    """Text, for files no package describes: UTF-8 without NUL bytes.
+
+    conda's clone decides by UTF-8 alone; refusing NULs as well keeps a binary
+    that happens to decode from being rewritten with a different length.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for chunk in read_chunks(fd):
+            if b"\0" in chunk:
+                return False
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class PrefixRewrite:
+    """Replaces the old prefix with the new one, as conda replaces a placeholder.
+
+    Text files: every occurrence, in each of conda's encodings; a ``#!`` line
+    gets spaces escaped and falls back to ``/usr/bin/env`` when too long, as in
+    conda. Binary files: each C string naming the old prefix is rewritten in
+    place and NUL-padded to its old length; a longer new prefix may use the
+    NULs that followed, which are the room a longer placeholder left at
+    install time, and never more than that room.
+    """
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old = old
+        self.new = new
+        self.old_bytes = old.encode()
+        self.new_bytes = new.encode()
+        self._old_utf8 = re.compile(
+            re.escape(self.old_bytes) + b"(?!" + _NAME_CHAR + b")"
+        )
+        self._others = [(old.encode(e), new.encode(e)) for e in ENCODINGS[1:]]
+        needles = [self.old_bytes, *(o for o, _ in self._others)]
+        #: Bytes kept back between chunks so no match (plus the one byte of
+        #: lookahead) is ever split.
+        self.keep = max(len(n) for n in needles) + 4
+        self._needles = needles
+        self._new_holds_old = bool(self._old_utf8.search(self.new_bytes))
+
+    def names_old(self, data: bytes) -> bool:
+        """Whether ``data`` still names the old prefix (as a path, not as
+        part of the new prefix or of a sibling's name)."""
+        if self.old_bytes not in data:
+            return False
+        if self._new_holds_old:
+            data = data.replace(self.new_bytes, b"")
+        return self._old_utf8.search(data) is not None
+
+    def stream_names_old(self, chunks: Iterable[bytes]) -> bool:
+        tail = b""
+        for chunk in chunks:
+            if self.names_old(tail + chunk):
+                return True
+            tail = chunk[-self.keep :]
+        return False
+
+    def substitute(self, data: bytes) -> bytes:
+        if self.old_bytes in data:
+            data = self._old_utf8.sub(lambda _: self.new_bytes, data)
+        for old, new in self._others:
+            if old in data:
+                data = data.replace(old, new)
+        return data
+
+    def _shebang(self, line: bytes) -> bytes:
+        escaped = self.new_bytes.replace(b" ", b"\\ ")
+        line = self._old_utf8.sub(lambda _: escaped, line)
+        match = _SHEBANG.match(line)
+        if match:
+            executable, options = match.groups()
+            directory, _, name = executable.rpartition(b"/")
+            if len(line) > MAX_SHEBANG or b"\\ " in directory:
+                line = b"#!/usr/bin/env " + name + options
+        return line
+
+    def text_chunks(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The text of ``chunks`` with the prefix replaced, streamed."""
+        carry = b""
+        first = True
+        for chunk in chunks:
+            buf = carry + chunk
+            if first:
+                first = False
+                end = buf.find(b"\n")
+                if buf.startswith(b"#!") and end > 0 and self.old_bytes in buf[:end]:
+                    yield self._shebang(buf[:end])
+                    buf = buf[end:]
+            cut = self._safe_cut(buf)
+            if cut > 0:
+                yield self.substitute(buf[:cut])
+                buf = buf[cut:]
+            carry = buf
+        if carry:
+            yield self.substitute(carry)
+
+    def _safe_cut(self, buf: bytes) -> int:
+        """Where ``buf`` may be split without splitting a match or its lookahead."""
+        cut = len(buf) - self.keep
+        moved = True
+        while cut > 0 and moved:
+            moved = False
+            for needle in self._needles:
+                start = buf.find(
+                    needle, max(0, cut - len(needle)), cut + len(needle) + 1
+                )
+                if start != -1 and start < cut:
+                    cut, moved = start, True
+        return cut
+
+    def binary_patches(
+        self, fd: int, placeholder: str, name: str
+    ) -> list[tuple[int, bytes]]:
+        """Where and with what to overwrite a binary file, as (offset, bytes).
+
+        Raises RelocateError naming ``name`` when a string would need more room
+        than the placeholder left.
+        """
+        patches: list[tuple[int, bytes]] = []
+        for encoding in ENCODINGS:
+            search = self.old.encode(encoding)
+            replacement = self.new.encode(encoding)
+            zero = "\0".encode(encoding)
+            room = len(placeholder.encode(encoding)) - len(search)
+            resume = 0
+            for start in _find_all(fd, search):
+                if start < resume:
+                    continue
+                if encoding == "utf-8":
+                    after = os.pread(fd, 1, start + len(search))
+                    if after and re.match(_NAME_CHAR, after):
+                        continue
+                end = _find_from(fd, zero, start + len(search))
+                if end < 0 or end - start > CHUNK:
+                    # No C string (conda's pattern would not match either).
+                    continue
+                end += len(zero)
+                string = os.pread(fd, end - start, start)
+                count = string.count(search)
+                patched = string.replace(search, replacement)
+                grow = len(patched) - len(string)
+                if grow > 0:
+                    if grow > room * count or os.pread(fd, grow, end) != b"\0" * grow:
+                        raise RelocateError(
+                            f"{name}: the new prefix {self.new} ({len(self.new)} "
+                            f"characters) does not fit in this binary file, which "
+                            f"has room for {len(placeholder)} characters",
+                            hint="Only conda's clone (--method clone) can move this "
+                            "environment to that path, or choose a shorter path.",
+                        )
+                else:
+                    patched += b"\0" * -grow
+                patches.append((start, patched))
+                resume = start + len(patched)
+        patches.sort()
+        return patches
+
+
+def patched_chunks(fd: int, patches: list[tuple[int, bytes]]) -> Iterator[bytes]:
+    """The file behind ``fd`` with ``patches`` laid over it, streamed."""
+    offset = 0
+    pending = list(patches)
+    for chunk in read_chunks(fd):
+        end = offset + len(chunk)
+        if pending and pending[0][0] < end:
+            buf = bytearray(chunk)
+            while pending and pending[0][0] < end:
+                at, data = pending[0]
+                lo = max(at, offset)
+                hi = min(at + len(data), end)
+                buf[lo - offset : hi - offset] = data[lo - at : hi - at]
+                if at + len(data) > end:
+                    break
+                pending.pop(0)
+            chunk = bytes(buf)
+        offset = end
+        yield chunk
+
+
+def _find_all(fd: int, needle: bytes, offset: int = 0) -> Iterator[int]:
+    """Every offset of ``needle`` in the file, chunk by chunk; consecutive
+    chunks overlap by one byte less than the needle so none is missed twice
+    or split."""
+    overlap = len(needle) - 1
+    while True:
+        chunk = os.pread(fd, CHUNK, offset)
+        if len(chunk) < len(needle):
+            return
+        at = chunk.find(needle)
+        while at != -1:
+            yield offset + at
+            at = chunk.find(needle, at + 1)
+        if len(chunk) < CHUNK:
+            return
+        offset += len(chunk) - overlap
+
+
+def _find_from(fd: int, needle: bytes, offset: int) -> int:
+    for at in _find_all(fd, needle, offset):
+        return at
+    return -1

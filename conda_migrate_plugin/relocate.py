@@ -1,0 +1,464 @@
+"""The relocate engine: copy an environment as it is and rewrite its prefix.
+
+conda's clone rebuilds an environment from the package cache or the network,
+and on a cluster both are often gone by the time the environment must move;
+copying the installed files needs neither, and is several times faster.
+
+What is rewritten, and why:
+
+* Files conda records as carrying a prefix (``prefix_placeholder``): text by
+  substitution, binary in place with NUL padding, exactly as conda would have
+  written them had it installed into the new prefix.
+* Files no package owns (pip installs, scripts, ``.pth``, ``direct_url.json``),
+  entry points conda generated, and owned files whose size no longer matches
+  their record (edited): substituted when they are UTF-8 text; a binary one
+  still naming the old prefix is copied as it is and reported.
+* ``conda-meta/*.json``: only ``sha256_in_prefix`` of rewritten files, so that
+  conda's own checks agree with the new bytes; ``extracted_package_dir`` and
+  the like name the package cache, not the environment, and stay.
+* ``conda-meta/history`` is a log of what was done, and keeps its past
+  commands verbatim; one comment line recording the move is appended.
+* ``pinned``, ``state`` and ``.condarc``, which clone drops, are copied (with
+  the prefix substituted, so environment variables follow the move).
+
+Symlinks keep their target unless it is absolute and inside the old prefix.
+FIFOs, sockets and devices are skipped with a warning: conda never installs
+them, and one left by a crashed server has no meaning in a copy.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .exceptions import RelocateError
+from .prefix import (
+    CHUNK,
+    PathRecord,
+    PrefixRewrite,
+    is_utf8_text,
+    patched_chunks,
+    read_chunks,
+    read_path_records,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from concurrent.futures import Future
+
+#: Files per task: enough to amortise the pool's overhead over many tiny files.
+_BATCH = 128
+_PROGRESS_EVERY = 0.2
+
+
+@dataclass
+class RelocateResult:
+    files: int
+    bytes: int
+    rewritten: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on, so ``sbatch -c 10`` means 10."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class _File:
+    rel: str
+    size: int
+    mode: int
+    atime_ns: int
+    mtime_ns: int
+    kind: str  # "plain", "text", "binary" or "scan"
+    placeholder: str | None = None
+
+
+@dataclass
+class _Outcome:
+    files: int = 0
+    bytes: int = 0
+    rewritten: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def merge(self, other: _Outcome) -> None:
+        self.files += other.files
+        self.bytes += other.bytes
+        self.rewritten.update(other.rewritten)
+        self.warnings.extend(other.warnings)
+
+
+def relocate(
+    source: Path,
+    staging: Path,
+    final_prefix: Path,
+    *,
+    jobs: int | None = None,
+    quiet: bool = True,
+) -> RelocateResult:
+    """Copy the environment at ``source`` into ``staging`` (created here),
+    with the prefix rewritten to ``final_prefix``, where the caller will
+    rename ``staging`` once it is verified. On failure the partial
+    ``staging`` is left for the caller to remove."""
+    source = Path(os.path.abspath(source))
+    staging = Path(os.path.abspath(staging))
+    if os.path.lexists(staging):
+        raise RelocateError(f"the staging directory {staging} already exists")
+    if not (source / "conda-meta").is_dir():
+        raise RelocateError(f"{source} is not a conda environment (no conda-meta)")
+    copier = _Copier(
+        source,
+        staging,
+        read_path_records(source),
+        PrefixRewrite(str(source), str(os.path.abspath(final_prefix))),
+    )
+    staging.mkdir(parents=True)
+    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    try:
+        outcome = copier.run(jobs or default_jobs(), progress)
+    finally:
+        progress.close()
+    return RelocateResult(
+        files=outcome.files,
+        bytes=outcome.bytes,
+        rewritten=sorted(outcome.rewritten),
+        warnings=outcome.warnings,
+    )
+
+
+class _Copier:
+    def __init__(
+        self,
+        source: Path,
+        staging: Path,
+        records: dict[str, PathRecord],
+        rewrite: PrefixRewrite,
+    ) -> None:
+        self.source = source
+        self.staging = staging
+        self.records = records
+        self.rewrite = rewrite
+        self.src_root = str(source)
+        self.dst_root = str(staging)
+
+    def run(self, jobs: int, progress: _Progress) -> _Outcome:
+        outcome = _Outcome()
+        directories: list[tuple[str, os.stat_result]] = []
+        links: list[tuple[str, str]] = []
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            pending: set[Future[_Outcome]] = set()
+            for batch in self._walk(directories, links, outcome):
+                pending.add(pool.submit(self._copy_batch, batch))
+                pending = _collect(pending, outcome, timeout=0)
+                progress.show(outcome.files, outcome.bytes)
+            while pending:
+                pending = _collect(pending, outcome, timeout=_PROGRESS_EVERY)
+                progress.show(outcome.files, outcome.bytes)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        progress.show(outcome.files, outcome.bytes, force=True)
+        for first, other in links:
+            os.link(self._dst(first), self._dst(other))
+            outcome.files += 1
+        self._update_records(outcome.rewritten)
+        self._append_history()
+        for rel, st in reversed(directories):
+            path = self._dst(rel)
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return outcome
+
+    def _src(self, rel: str) -> str:
+        return f"{self.src_root}/{rel}" if rel else self.src_root
+
+    def _dst(self, rel: str) -> str:
+        return f"{self.dst_root}/{rel}" if rel else self.dst_root
+
+    def _walk(self, directories, links, outcome) -> Iterable[list[_File]]:
+        """Make the directory tree and symlinks on the way, and hand out the
+        regular files in batches; a file seen before under another name
+        (a hardlink within the environment) becomes a link, made at the end."""
+        inodes: dict[tuple[int, int], str] = {}
+        batch: list[_File] = []
+        stack = [""]
+        directories.append(("", os.lstat(self.src_root)))
+        while stack:
+            rel_dir = stack.pop()
+            try:
+                entries = list(os.scandir(self._src(rel_dir)))
+            except OSError as exc:
+                raise RelocateError(f"cannot read {rel_dir or '.'}: {exc}") from exc
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                st = entry.stat(follow_symlinks=False)
+                mode = st.st_mode
+                if stat.S_ISDIR(mode):
+                    os.mkdir(self._dst(rel), 0o700)
+                    directories.append((rel, st))
+                    stack.append(rel)
+                elif stat.S_ISLNK(mode):
+                    self._copy_symlink(rel, st)
+                elif stat.S_ISREG(mode):
+                    if st.st_nlink > 1:
+                        key = (st.st_dev, st.st_ino)
+                        if key in inodes:
+                            links.append((inodes[key], rel))
+                            continue
+                        inodes[key] = rel
+                    batch.append(self._classify(rel, st))
+                    if len(batch) >= _BATCH:
+                        yield batch
+                        batch = []
+                else:
+                    outcome.warnings.append(
+                        f"{rel}: skipped, not a regular file, directory or symlink"
+                    )
+        if batch:
+            yield batch
+
+    def _classify(self, rel: str, st: os.stat_result) -> _File:
+        record = self.records.get(rel)
+        placeholder = None
+        if rel.startswith("conda-meta/") and (
+            rel == "conda-meta/history" or rel.endswith(".json")
+        ):
+            kind = "plain"
+        elif record is None:
+            kind = "scan"
+        elif record.carries_prefix:
+            kind, placeholder = record.file_mode, record.placeholder
+        elif record.path_type == "pyc_file":
+            kind = "plain"
+        elif record.sha256 is None or (
+            record.size is not None and record.size != st.st_size
+        ):
+            # Generated at link time (entry points) or edited since: the
+            # package says nothing about what it holds now.
+            kind = "scan"
+        else:
+            kind = "plain"
+        return _File(
+            rel,
+            st.st_size,
+            st.st_mode,
+            st.st_atime_ns,
+            st.st_mtime_ns,
+            kind,
+            placeholder,
+        )
+
+    def _copy_symlink(self, rel: str, st: os.stat_result) -> None:
+        target = os.readlink(self._src(rel))
+        old = self.rewrite.old
+        if target == old or target.startswith(old + "/"):
+            target = self.rewrite.new + target[len(old) :]
+        dst = self._dst(rel)
+        os.symlink(target, dst)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+    def _copy_batch(self, batch: list[_File]) -> _Outcome:
+        outcome = _Outcome()
+        for item in batch:
+            try:
+                self._copy_file(item, outcome)
+            except RelocateError:
+                raise
+            except OSError as exc:
+                raise RelocateError(
+                    f"cannot copy {item.rel}: {exc.strerror or exc}"
+                ) from exc
+            outcome.files += 1
+            outcome.bytes += item.size
+        return outcome
+
+    def _copy_file(self, item: _File, outcome: _Outcome) -> None:
+        src = os.open(self._src(item.rel), os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            dst = os.open(
+                self._dst(item.rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+            )
+            try:
+                digest = self._write(item, src, dst, outcome)
+                if digest is not None:
+                    outcome.rewritten[item.rel] = digest
+                os.fchmod(dst, stat.S_IMODE(item.mode))
+                os.utime(dst, ns=(item.atime_ns, item.mtime_ns))
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    def _write(self, item: _File, src: int, dst: int, outcome: _Outcome) -> str | None:
+        """Fill ``dst``; return the sha256 of what was written when the
+        content differs from the source."""
+        if item.kind == "plain":
+            _kernel_copy(src, dst, item.size)
+            return None
+        if item.kind == "text":
+            return _write_changed(dst, self.rewrite.text_chunks(read_chunks(src)), src)
+        if item.kind == "binary":
+            patches = self.rewrite.binary_patches(src, item.placeholder, item.rel)
+            if not patches:
+                _kernel_copy(src, dst, item.size)
+                return None
+            return _write_changed(dst, patched_chunks(src, patches), src, force=True)
+        return self._write_scanned(item, src, dst, outcome)
+
+    def _write_scanned(self, item: _File, src: int, dst: int, outcome: _Outcome):
+        """A file nothing describes: look for the prefix before deciding."""
+        if item.size <= CHUNK:
+            data = os.pread(src, CHUNK + 1, 0)
+            if not self.rewrite.names_old(data):
+                _write_all(dst, data)
+                return None
+        elif not self.rewrite.stream_names_old(read_chunks(src)):
+            _kernel_copy(src, dst, item.size)
+            return None
+        if not is_utf8_text(src):
+            outcome.warnings.append(
+                f"{item.rel}: binary file naming the old prefix "
+                f"{self.rewrite.old}, copied unchanged"
+            )
+            _kernel_copy(src, dst, item.size)
+            return None
+        return _write_changed(dst, self.rewrite.text_chunks(read_chunks(src)), src)
+
+    def _update_records(self, rewritten: dict[str, str]) -> None:
+        """Give rewritten files their new ``sha256_in_prefix``, so that conda
+        verifying the new environment sees the bytes it holds."""
+        by_record: dict[str, dict[str, str]] = {}
+        for rel, digest in rewritten.items():
+            record = self.records.get(rel)
+            if record is not None:
+                by_record.setdefault(record.record_file, {})[rel] = digest
+        for name, digests in by_record.items():
+            path = self.staging / "conda-meta" / name
+            st = path.stat()
+            record = json.loads(path.read_text(encoding="utf-8"))
+            for entry in record.get("paths_data", {}).get("paths", []):
+                if entry["_path"] in digests:
+                    entry["sha256_in_prefix"] = digests[entry["_path"]]
+            path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def _append_history(self) -> None:
+        history = self.staging / "conda-meta" / "history"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        line = (
+            f"# conda-migrate: relocated from {self.rewrite.old} "
+            f"to {self.rewrite.new} at {stamp}\n"
+        )
+        existing = history.read_bytes() if history.exists() else b""
+        with history.open("ab") as fh:
+            if existing and not existing.endswith(b"\n"):
+                fh.write(b"\n")
+            fh.write(line.encode())
+
+
+def _collect(
+    pending: set[Future[_Outcome]], outcome: _Outcome, *, timeout: float
+) -> set[Future[_Outcome]]:
+    """Merge the finished batches; the first failure ends the copy."""
+    done, pending = wait(pending, timeout=timeout, return_when=FIRST_EXCEPTION)
+    for future in done:
+        outcome.merge(future.result())
+    return pending
+
+
+_kernel_copy_works = True
+
+
+def _kernel_copy(src: int, dst: int, size: int) -> None:
+    """Copy without passing the bytes through Python: copy_file_range lets
+    the filesystem share extents (XFS, btrfs reflinks) or copy server-side
+    (NFS 4.2); sendfile is the fallback across filesystems."""
+    global _kernel_copy_works
+    remaining = size
+    while remaining > 0 and _kernel_copy_works:
+        try:
+            n = os.copy_file_range(src, dst, min(remaining, 1 << 30))
+        except OSError as exc:
+            if exc.errno not in (
+                errno.EXDEV,
+                errno.ENOSYS,
+                errno.EINVAL,
+                errno.EOPNOTSUPP,
+            ):
+                raise
+            _kernel_copy_works = False
+            break
+        if n == 0:
+            break
+        remaining -= n
+    while remaining > 0:
+        n = os.sendfile(dst, src, None, min(remaining, 1 << 30))
+        if n == 0:
+            break
+        remaining -= n
+    # A file that grew while being copied is copied whole.
+    for chunk in read_chunks(src, os.lseek(src, 0, os.SEEK_CUR)):
+        _write_all(dst, chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_changed(
+    dst: int, chunks: Iterable[bytes], src: int, *, force: bool = False
+) -> str | None:
+    """Write ``chunks``; the sha256 of them when they differ from the source."""
+    digest = hashlib.sha256()
+    same = not force
+    offset = 0
+    for chunk in chunks:
+        digest.update(chunk)
+        _write_all(dst, chunk)
+        if same and os.pread(src, len(chunk), offset) != chunk:
+            same = False
+        offset += len(chunk)
+    if same and os.pread(src, 1, offset):
+        same = False
+    return None if same else digest.hexdigest()
+
+
+class _Progress:
+    """One status line on stderr, rewritten in place, a few times a second."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+        self.shown = False
+        self.lock = threading.Lock()
+
+    def show(self, files: int, nbytes: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < _PROGRESS_EVERY):
+            return
+        with self.lock:
+            self.last = now
+            self.shown = True
+            sys.stderr.write(f"\rrelocating: {files} files, {nbytes / 2**20:.1f} MiB")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()

@@ -1,0 +1,285 @@
+"""File-by-file verification of a copied environment against its source.
+
+The old environment is removed only on the word of this check, so it reads
+every byte of the copy. What each file must hold:
+
+* a file conda installed without a prefix: the hash conda recorded. When the
+  source itself no longer matches its record (the user edited it), the copy
+  is compared with the source instead and the edit is reported as a note;
+* a file conda installed with a prefix: the source with the prefix rewritten
+  as conda would (a clone rebuilt from an edited source is accepted, with a
+  note, when it matches its own record);
+* any other file: the source, with the prefix substituted when it is text;
+* a symlink: the source's target, moved into the new prefix when absolute.
+
+No text file of the copy may still name the old prefix, except the history
+and the package records, which name past commands and the package cache.
+Works for a copy made by relocate and for one made by conda's clone; the
+latter leaves out ``conda-meta/pinned`` and ``state``, which the caller must
+carry for the check to pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .exceptions import RelocateError
+from .prefix import (
+    CHUNK,
+    PrefixRewrite,
+    is_utf8_text,
+    patched_chunks,
+    read_chunks,
+    read_path_records,
+)
+from .relocate import default_jobs
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from .prefix import PathRecord
+
+_BATCH = 128
+_FILE_TYPES = {"softlink": "symlink", "directory": "directory"}
+
+
+@dataclass
+class FileCheck:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    files_checked: int = 0
+
+    def merge(self, other: FileCheck) -> None:
+        self.problems.extend(other.problems)
+        self.notes.extend(other.notes)
+        self.files_checked += other.files_checked
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What one pass over a file found."""
+
+    sha256: str
+    names_old: bool
+    has_nul: bool
+
+
+def verify_files(source: Path, copy: Path, final_prefix: Path) -> FileCheck:
+    """Compare ``copy`` with ``source``, expecting ``source`` renamed to
+    ``final_prefix`` inside the files."""
+    checker = _Checker(source, copy, final_prefix)
+    check = FileCheck()
+    files: list[str] = []
+    checker.walk(files, check)
+    checker.check_listed(check)
+    batches = [files[i : i + _BATCH] for i in range(0, len(files), _BATCH)]
+    with ThreadPoolExecutor(max_workers=default_jobs()) as pool:
+        for part in pool.map(checker.check_batch, batches):
+            check.merge(part)
+    check.problems.sort()
+    return check
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "special file"
+
+
+class _Checker:
+    def __init__(self, source: Path, copy: Path, final_prefix: Path) -> None:
+        self.src_root = os.path.abspath(source)
+        self.copy_root = os.path.abspath(copy)
+        self.rewrite = PrefixRewrite(self.src_root, os.path.abspath(final_prefix))
+        self.records = read_path_records(source)
+        self.copy_records = read_path_records(copy)
+
+    def walk(self, files: list[str], check: FileCheck) -> None:
+        """Check directories, symlinks and types; collect regular files."""
+        stack = [""]
+        while stack:
+            rel_dir = stack.pop()
+            path = f"{self.src_root}/{rel_dir}" if rel_dir else self.src_root
+            for entry in os.scandir(path):
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                mode = entry.stat(follow_symlinks=False).st_mode
+                try:
+                    copy_mode = os.lstat(f"{self.copy_root}/{rel}").st_mode
+                except FileNotFoundError:
+                    check.problems.append(f"{rel}: missing in the copy")
+                    continue
+                if _kind(mode) != _kind(copy_mode):
+                    check.problems.append(
+                        f"{rel}: a {_kind(copy_mode)} in the copy, "
+                        f"a {_kind(mode)} in the source"
+                    )
+                elif stat.S_ISDIR(mode):
+                    stack.append(rel)
+                elif stat.S_ISLNK(mode):
+                    check.files_checked += 1
+                    self._check_symlink(rel, check)
+                elif stat.S_ISREG(mode):
+                    files.append(rel)
+
+    def check_listed(self, check: FileCheck) -> None:
+        """Every path the records list must be in the copy, with its type."""
+        for rel, record in self.records.items():
+            want = _FILE_TYPES.get(record.path_type, "file")
+            try:
+                have = _kind(os.lstat(f"{self.copy_root}/{rel}").st_mode)
+            except FileNotFoundError:
+                have = None
+            if not os.path.lexists(f"{self.src_root}/{rel}"):
+                check.notes.append(
+                    f"{rel}: listed in conda-meta/{record.record_file} "
+                    "but missing in the source"
+                )
+            elif have is None:
+                check.problems.append(
+                    f"{rel}: listed in conda-meta/{record.record_file} "
+                    "but missing in the copy"
+                )
+            elif have != want and not (want == "file" and have == "symlink"):
+                check.problems.append(
+                    f"{rel}: a {have} in the copy, conda lists a {want}"
+                )
+
+    def _check_symlink(self, rel: str, check: FileCheck) -> None:
+        target = os.readlink(f"{self.src_root}/{rel}")
+        old, new = self.rewrite.old, self.rewrite.new
+        if target == old or target.startswith(old + "/"):
+            target = new + target[len(old) :]
+        actual = os.readlink(f"{self.copy_root}/{rel}")
+        if actual != target:
+            check.problems.append(f"{rel}: symlink to {actual!r}, expected {target!r}")
+
+    def check_batch(self, batch: list[str]) -> FileCheck:
+        check = FileCheck()
+        for rel in batch:
+            try:
+                self._check_file(rel, check)
+            except OSError as exc:
+                check.problems.append(f"{rel}: cannot be read: {exc.strerror or exc}")
+            check.files_checked += 1
+        return check
+
+    def _check_file(self, rel: str, check: FileCheck) -> None:
+        record = self.records.get(rel)
+        copy = self._read(f"{self.copy_root}/{rel}")
+        exempt = rel.startswith("conda-meta/") and (
+            rel == "conda-meta/history" or rel.endswith(".json")
+        )
+        if copy.names_old and not copy.has_nul and not exempt:
+            check.problems.append(
+                f"{rel}: still names the old prefix {self.rewrite.old}"
+            )
+        if exempt:
+            return
+        if record is None or (record.sha256 is None and record.path_type != "pyc_file"):
+            expected = self._expected_unowned(rel)
+            if copy.sha256 != expected:
+                check.problems.append(
+                    f"{rel}: differs from the source (prefix substituted)"
+                )
+        elif record.carries_prefix:
+            self._check_prefix_file(rel, record, copy, check)
+        elif record.sha256 is None:
+            if copy.sha256 != self._read(f"{self.src_root}/{rel}").sha256:
+                check.notes.append(f"{rel}: compiled again, differs from the source")
+        elif copy.sha256 != record.sha256:
+            source = self._read(f"{self.src_root}/{rel}")
+            if source.sha256 == record.sha256:
+                check.problems.append(
+                    f"{rel}: differs from its record in conda-meta/"
+                    f"{record.record_file} and from the source"
+                )
+                return
+            check.notes.append(
+                f"{rel}: the source already differs from its record "
+                f"in conda-meta/{record.record_file} (edited?)"
+            )
+            if copy.sha256 not in (source.sha256, self._expected_unowned(rel)):
+                check.problems.append(f"{rel}: differs from the source")
+
+    def _check_prefix_file(
+        self, rel: str, record: PathRecord, copy: _Read, check: FileCheck
+    ) -> None:
+        src_path = f"{self.src_root}/{rel}"
+        fd = os.open(src_path, os.O_RDONLY)
+        try:
+            if record.file_mode == "text":
+                expected = _sha256(self.rewrite.text_chunks(read_chunks(fd)))
+            else:
+                try:
+                    patches = self.rewrite.binary_patches(fd, record.placeholder, rel)
+                except RelocateError as exc:
+                    check.problems.append(str(exc))
+                    return
+                expected = _sha256(patched_chunks(fd, patches))
+        finally:
+            os.close(fd)
+        copy_record = self.copy_records.get(rel)
+        recorded = copy_record.sha256 if copy_record else None
+        if copy.sha256 == expected:
+            if recorded is not None and recorded != copy.sha256:
+                check.problems.append(
+                    f"{rel}: its sha256_in_prefix in the copy's conda-meta/"
+                    f"{record.record_file} does not match the file"
+                )
+            return
+        if recorded == copy.sha256 and self._read(src_path).sha256 != record.sha256:
+            check.notes.append(
+                f"{rel}: the source already differs from its record; "
+                "the copy holds the packaged file"
+            )
+            return
+        check.problems.append(
+            f"{rel}: differs from the source with the prefix rewritten"
+        )
+
+    def _expected_unowned(self, rel: str) -> str:
+        fd = os.open(f"{self.src_root}/{rel}", os.O_RDONLY)
+        try:
+            if self.rewrite.stream_names_old(read_chunks(fd)) and is_utf8_text(fd):
+                return _sha256(self.rewrite.text_chunks(read_chunks(fd)))
+            return _sha256(read_chunks(fd))
+        finally:
+            os.close(fd)
+
+    def _read(self, path: str) -> _Read:
+        digest = hashlib.sha256()
+        names_old = has_nul = False
+        tail = b""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            offset = 0
+            while True:
+                chunk = os.pread(fd, CHUNK, offset)
+                if not chunk:
+                    break
+                offset += len(chunk)
+                digest.update(chunk)
+                has_nul = has_nul or b"\0" in chunk
+                if not names_old:
+                    names_old = self.rewrite.names_old(tail + chunk)
+                    tail = chunk[-self.rewrite.keep :]
+        finally:
+            os.close(fd)
+        return _Read(digest.hexdigest(), names_old, has_nul)
+
+
+def _sha256(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()

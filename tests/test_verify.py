@@ -1,0 +1,102 @@
+"""File-by-file verification catches every kind of difference in a copy."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import pytest
+
+from conda_migrate_plugin.relocate import relocate
+from conda_migrate_plugin.verify import verify_files
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture
+def moved(make_env, tmp_path) -> tuple[Path, Path, Path]:
+    """A source environment, its relocated copy in staging, and the final path."""
+    source = make_env(tmp_path / "scratch" / "envs" / "abc", pip=True)
+    (source / "lib/abs-link").symlink_to(source / "lib/libdemo.so")
+    final = tmp_path / "home" / "envs" / "abc"
+    staging = final.with_name("abc.partial")
+    relocate(source, staging, final)
+    return source, staging, final
+
+
+def test_a_faithful_copy_verifies(moved):
+    check = verify_files(*moved)
+    assert check.problems == []
+    assert check.notes == []
+    assert check.files_checked > 10
+
+
+def test_catches_a_corrupted_byte(moved):
+    source, staging, final = moved
+    for rel in ("share/demo/data.txt", "lib/libdemo.so", "bin/extra-tool"):
+        path = staging / rel
+        data = bytearray(path.read_bytes())
+        data[-2] ^= 0x01
+        path.write_bytes(bytes(data))
+    problems = verify_files(source, staging, final).problems
+    assert len(problems) == 3
+    assert [p.split(":")[0] for p in problems] == [
+        "bin/extra-tool",
+        "lib/libdemo.so",
+        "share/demo/data.txt",
+    ]
+
+
+def test_catches_a_missing_file(moved):
+    source, staging, final = moved
+    (staging / "etc/demo/demo.conf").unlink()
+    (staging / "lib/python3.11/site-packages/extra_tool.pth").unlink()
+    problems = verify_files(source, staging, final).problems
+    assert any(p.startswith("etc/demo/demo.conf: missing") for p in problems)
+    assert any(p.startswith("etc/demo/demo.conf: listed in") for p in problems)
+    assert any("extra_tool.pth: missing" in p for p in problems)
+
+
+def test_catches_a_changed_symlink(moved):
+    source, staging, final = moved
+    (staging / "lib/abs-link").unlink()
+    (staging / "lib/abs-link").symlink_to(source / "lib/libdemo.so")
+    (staging / "bin/python").unlink()
+    (staging / "bin/python").write_text("not a link\n")
+    problems = verify_files(source, staging, final).problems
+    assert any(p.startswith("lib/abs-link: symlink to") for p in problems)
+    assert any(p.startswith("bin/python: a file in the copy") for p in problems)
+
+
+def test_catches_the_old_prefix_left_in_a_text_file(moved):
+    source, staging, final = moved
+    (source / "etc/notes.txt").write_text(f"data in {source}/share\n")
+    (staging / "etc/notes.txt").write_text(f"data in {source}/share\n")
+    problems = verify_files(source, staging, final).problems
+    assert any(
+        p.startswith("etc/notes.txt: still names the old prefix") for p in problems
+    )
+
+
+def test_an_edited_source_file_is_a_note(make_env, tmp_path):
+    source = make_env(tmp_path / "scratch" / "envs" / "abc")
+    data = source / "share/demo/data.txt"
+    data.unlink()  # break the hardlink into the package cache before editing
+    data.write_text("edited by the user\n")
+    final = tmp_path / "home" / "abc"
+    staging = final.with_name("abc.partial")
+    relocate(source, staging, final)
+    check = verify_files(source, staging, final)
+    assert check.problems == []
+    assert any(n.startswith("share/demo/data.txt: the source") for n in check.notes)
+
+
+def test_a_record_not_matching_the_rewritten_file_is_a_problem(moved):
+    source, staging, final = moved
+    record = next((staging / "conda-meta").glob("demo-binary-*.json"))
+    text = record.read_text()
+    digest = hashlib.sha256((staging / "lib/libdemo.so").read_bytes()).hexdigest()
+    record.write_text(text.replace(digest, "0" * 64))
+    problems = verify_files(source, staging, final).problems
+    assert any("sha256_in_prefix" in p for p in problems)
