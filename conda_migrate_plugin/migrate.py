@@ -3,7 +3,9 @@
 For each environment: export its YAML, copy it (conda's clone, or
 relocation), compare old and new, and only when they are the same register
 the new one and remove the old one. Any failure removes the partial copy,
-leaves the old environment untouched and moves on to the next.
+leaves the old environment untouched and moves on to the next. The journal
+records each phase first, so a run killed anywhere can be finished by the
+next one (see ``resume``).
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from . import journal
 from .compare import compare_contents
 from .exceptions import CloneUnavailable, MigrateError
 from .export import write_yaml
-from .preflight import check_paths, check_space, measure
+from .interrupt import Interrupted, uninterruptible
+from .lock import hold_all
+from .preflight import check_paths, check_space, check_writable, measure
 from .remove import check_removable, remove_environment
 
 if TYPE_CHECKING:
@@ -35,6 +42,7 @@ class Options:
     dest_root: Path
     yaml_dir: Path
     scanned: Path
+    state_dir: Path
     method: str = "auto"
     keep_old: bool = False
     dry_run: bool = False
@@ -46,15 +54,23 @@ class Options:
 
 @dataclass
 class Output:
-    """Human output, silent under ``--json`` and ``-q``."""
+    """Human output, silent under ``--json`` and ``-q``; everything also goes
+    to the run's log, which is what a batch user reads after the job."""
 
     quiet: bool = False
     stream: TextIO = field(default_factory=lambda: sys.stdout)
+    log: TextIO | None = None
 
     def say(self, *lines: str) -> None:
-        if not self.quiet:
-            for line in lines:
+        for line in lines:
+            if not self.quiet:
                 print(line, file=self.stream, flush=True)
+            self.note(line)
+
+    def note(self, line: str) -> None:
+        if self.log and line:
+            self.log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            self.log.flush()
 
 
 @dataclass
@@ -78,43 +94,23 @@ class Outcome:
         }
 
 
-def _discard(path: Path) -> None:
-    """Remove a partial copy this run made (never anything else)."""
+def discard(path: Path) -> None:
+    """Remove a copy this run (or a dead run, per the journal) made."""
     if path.is_symlink():
         path.unlink()
     elif path.exists():
         shutil.rmtree(path)
 
 
-def _copy(
-    candidate: Candidate,
-    dest: Path,
-    options: Options,
-    backend: Backend,
-    out: Output,
-    outcome: Outcome,
-) -> None:
-    """Put a copy of the environment at ``dest``, verified file by file when
-    relocated; conda's clone is verified by the record comparison."""
-    if options.method in ("auto", "clone"):
-        try:
-            backend.clone(candidate.prefix, dest, quiet=options.quiet or options.json)
-            outcome.engine = "clone"
-            return
-        except CloneUnavailable as err:
-            _discard(dest)
-            if options.method == "clone":
-                raise
-            out.say(
-                f"conda's clone is not possible here ({err.message.splitlines()[0]}); relocating the environment instead."
-            )
+def _relocate(candidate: Candidate, dest: Path, options: Options, out: Output) -> None:
+    """Copy into a staging directory beside the destination, verify file by
+    file, then rename into place: conda never sees an unverified copy."""
     from .relocate import relocate
     from .verify import verify_files
 
-    staging = options.dest_root / STAGING_DIR / candidate.name
-    _discard(staging)
+    staging = dest.parent / STAGING_DIR / candidate.name
+    discard(staging)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
     try:
         result = relocate(
             candidate.prefix,
@@ -125,8 +121,9 @@ def _copy(
         )
         out.say(*(f"warning: {w}" for w in result.warnings))
         check = verify_files(candidate.prefix, staging, dest)
+        for line in check.notes:
+            out.note(f"note: {line}")
         if check.problems:
-            outcome.differences = check.problems
             raise MigrateError(
                 f"The relocated copy of {candidate.prefix} differs from it:\n  "
                 + "\n  ".join(check.problems),
@@ -134,36 +131,74 @@ def _copy(
             )
         os.rename(staging, dest)
     finally:
-        _discard(staging)
+        discard(staging)
         try:
             staging.parent.rmdir()
         except OSError:
             pass
+
+
+def _copy(
+    candidate: Candidate,
+    dest: Path,
+    options: Options,
+    backend: Backend,
+    out: Output,
+    outcome: Outcome,
+) -> None:
+    if options.method in ("auto", "clone"):
+        try:
+            backend.clone(candidate.prefix, dest, quiet=options.quiet)
+            outcome.engine = "clone"
+            return
+        except CloneUnavailable as err:
+            discard(dest)
+            if options.method == "clone":
+                raise
+            out.say(
+                f"conda's clone is not possible here ({str(err).splitlines()[0]}); "
+                "relocating the environment instead."
+            )
+    out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
+    _relocate(candidate, dest, options, out)
     outcome.engine = "relocate"
 
 
-def migrate_one(
-    candidate: Candidate, options: Options, backend: Backend, out: Output
-) -> Outcome:
-    source = candidate.prefix
-    dest = options.dest_root / candidate.name
-    outcome = Outcome(candidate.name, source, dest)
+def _plan(outcome: Outcome, options: Options, out: Output) -> Outcome:
+    outcome.status = "planned"
+    removal = "" if options.keep_old else f" and remove {outcome.source}"
     out.say(
-        f"Migrating and comparing environment: {candidate.name}",
-        f"Source:      {source}",
-        f"Destination: {dest}",
+        f"Packages: {outcome.packages}",
+        f"Files: {outcome.files}",
+        f"Size: {outcome.bytes:,} bytes",
+        f"Would write {options.yaml_dir / (outcome.name + '.yml')}, copy, compare{removal}",
         "",
     )
-    if os.path.lexists(dest):
-        outcome.status = "skipped"
-        outcome.message = (
-            f"{dest} already exists; it was not touched and {source} stays where it is. "
-            "Remove or rename it, or choose another --dest."
-        )
-        out.say(outcome.message, "")
-        return outcome
-    copy_made = False
+    return outcome
+
+
+def _migrate_locked(
+    candidate: Candidate,
+    options: Options,
+    backend: Backend,
+    out: Output,
+    outcome: Outcome,
+) -> Outcome:
+    source, dest = outcome.source, outcome.dest
+    entry = journal.Entry(
+        candidate.name, str(source), str(dest), journal.COPYING, options.method
+    )
+    copy_started = False
+    step = "checking"
     try:
+        if os.path.lexists(dest):
+            outcome.status = "skipped"
+            outcome.message = (
+                f"{dest} already exists; it was not touched and {source} stays where it is. "
+                "Remove or rename it, or choose another --dest."
+            )
+            out.say(outcome.message, "")
+            return outcome
         check_paths(source, dest)
         old = backend.contents(source)
         footprint = measure(source)
@@ -173,24 +208,21 @@ def migrate_one(
             footprint.bytes,
         )
         if options.dry_run:
-            outcome.status = "planned"
-            out.say(
-                f"Packages: {outcome.packages}",
-                f"Files: {outcome.files}",
-                f"Size: {outcome.bytes:,} bytes",
-                f"Would write {options.yaml_dir / (candidate.name + '.yml')}, copy, compare"
-                + ("" if options.keep_old else f" and remove {source}"),
-                "",
-            )
-            return outcome
+            return _plan(outcome, options, out)
+        check_writable(options.dest_root)
         check_space(footprint, options.dest_root)
+        step = "exporting"
         outcome.yaml = write_yaml(
             options.yaml_dir,
             candidate.name,
             backend.export_yaml(source, candidate.name),
         )
-        copy_made = True
+        out.note(f"YAML written: {outcome.yaml}")
+        step = "copying"
+        journal.record(options.state_dir, entry)
+        copy_started = True
         _copy(candidate, dest, options, backend, out, outcome)
+        step = "comparing"
         outcome.differences = compare_contents(old, backend.contents(dest))
         if outcome.differences:
             out.say(
@@ -202,39 +234,100 @@ def migrate_one(
                 hint="The old environment was left untouched and the copy removed.",
             )
         out.say("Old and New Environments are same", "")
-        backend.register(dest)
-        copy_made = False
-        if options.keep_old:
-            outcome.status = "kept"
-            outcome.message = (
-                f"Copied to {dest}; the old environment was kept (--keep-old)."
+        step = "registering"
+        with uninterruptible():
+            backend.register(dest)
+            journal.record(
+                options.state_dir,
+                journal.Entry(**{**vars(entry), "phase": journal.VERIFIED}),
             )
-            out.say(outcome.message, "")
-            return outcome
-    except (MigrateError, OSError) as err:
-        if copy_made:
-            _discard(dest)
+            copy_started = False
+    except Interrupted as err:
+        if copy_started:
+            discard(dest)
             backend.unregister(dest)
+            journal.clear(options.state_dir, dest)
+        raise Interrupted(
+            err.signum,
+            f"while {step} {candidate.name}: "
+            + ("the partial copy was removed and " if copy_started else "")
+            + f"{source} is untouched. Run the same command again to continue.",
+        ) from None
+    except (MigrateError, OSError) as err:
+        if copy_started:
+            discard(dest)
+            backend.unregister(dest)
+            journal.clear(options.state_dir, dest)
         outcome.message = str(err)
         out.say(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
-    return _remove_old(outcome, options, backend, out)
+    if options.keep_old:
+        journal.clear(options.state_dir, dest)
+        outcome.status = "kept"
+        outcome.message = (
+            f"Copied to {dest}; the old environment was kept (--keep-old)."
+        )
+        out.say(outcome.message, "")
+        return outcome
+    return remove_old(outcome, options, backend, out)
 
 
-def _remove_old(
+def migrate_one(
+    candidate: Candidate, options: Options, backend: Backend, out: Output
+) -> Outcome:
+    outcome = Outcome(
+        candidate.name, candidate.prefix, options.dest_root / candidate.name
+    )
+    out.say(
+        f"Migrating and comparing environment: {candidate.name}",
+        f"Source:      {outcome.source}",
+        f"Destination: {outcome.dest}",
+        "",
+    )
+    try:
+        locks = (
+            nullcontext()
+            if options.dry_run
+            else hold_all(options.state_dir, outcome.source, outcome.dest)
+        )
+        with locks:
+            return _migrate_locked(candidate, options, backend, out, outcome)
+    except Interrupted:
+        raise
+    except MigrateError as err:  # the lock is held by another run
+        outcome.status = "skipped"
+        outcome.message = str(err)
+        out.say(outcome.message, "")
+        return outcome
+
+
+def remove_old(
     outcome: Outcome, options: Options, backend: Backend, out: Output
 ) -> Outcome:
-    """The copy is verified and registered; a failure here keeps both."""
+    """The copy is verified and registered; a refusal here keeps both, and
+    the removal itself, once begun, always runs to its end."""
     source = outcome.source
     try:
         check_removable(source, options.scanned, backend.protected_prefixes())
-        out.say(f"Remove all packages in environment {source}:", "")
-        remove_environment(source)
-        backend.unregister(source)
-    except (MigrateError, OSError) as err:
+    except MigrateError as err:
+        journal.clear(options.state_dir, outcome.dest)
         outcome.status = "copied"
         outcome.message = (
             f"Copied to {outcome.dest}, but the old environment was not removed: {err}"
+        )
+        out.say(outcome.message, "")
+        return outcome
+    out.say(f"Remove all packages in environment {source}:", "")
+    try:
+        with uninterruptible():
+            remove_environment(source)
+            backend.unregister(source)
+            journal.clear(options.state_dir, outcome.dest)
+    except OSError as err:
+        outcome.status = "copied"
+        outcome.message = (
+            f"Copied to {outcome.dest}, but removing {source} failed: {err}. "
+            "The copy is verified; the next run finishes the removal."
         )
         out.say(outcome.message, "")
         return outcome

@@ -78,6 +78,16 @@ def check_space(footprint: Footprint, dest_root: Path) -> None:
             )
 
 
+def check_writable(dest_root: Path) -> None:
+    """A read-only or foreign destination fails here, not after the export."""
+    target = _existing_ancestor(dest_root)
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise MigrateError(
+            f"The destination {dest_root} cannot be written ({target} is not writable).",
+            hint="Nothing was copied and the environment is untouched. Choose another with --dest.",
+        )
+
+
 def check_paths(source: Path, dest: Path) -> None:
     """A destination inside the source (or the reverse) would copy into itself
     or delete the copy with the original."""

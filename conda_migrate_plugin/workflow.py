@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from . import __version__
 from .backend import PortableBackend, load_backend
 from .discover import scan_directory, scratch_environments
-from .exceptions import UsageError
+from .exceptions import MigrateError, UsageError
+from .interrupt import stop_on_signals
 from .migrate import Options, Outcome, Output, migrate_all
+from .resume import resume
 from .selection import prompt_selection
 
 if TYPE_CHECKING:
@@ -128,6 +133,14 @@ def summarize(outcomes: list[Outcome], out: Output) -> None:
                 out.say(f"    {o.name}: {o.source} -> {o.dest}{yaml}")
 
 
+def open_log(state_dir: Path) -> TextIO:
+    logs = state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return open(
+        logs / f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log", "a"
+    )
+
+
 def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
     if args.json and not (args.all or args.yes):
         raise UsageError("--json never prompts, so it needs --all.")
@@ -137,10 +150,12 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
             "conda is not installed here, so --method clone cannot run.",
             hint="Use --method relocate.",
         )
+    directory, candidates = discover(args, backend)
     options = Options(
         dest_root=(args.dest or home / ".conda" / "envs").expanduser().absolute(),
         yaml_dir=(args.yaml_dir or home / ".conda" / "yaml").expanduser().absolute(),
-        scanned=Path("/"),
+        scanned=directory,
+        state_dir=home / ".conda" / "migrate",
         method=args.method,
         keep_old=args.keep_old,
         dry_run=args.dry_run,
@@ -149,23 +164,48 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
         verbose=args.verbosity,
         json=args.json,
     )
-    out = Output(quiet=options.quiet, stream=stdout)
-    directory, candidates = discover(args, backend)
-    options = Options(**{**vars(options), "scanned": directory})
-    valid = report_discovery(directory, candidates, options.verbose, out)
-    if not valid:
-        out.say(f"No valid conda environments in '{directory}'; nothing to migrate.")
-        if args.json:
-            print(
-                json.dumps({"success": True, "environments": []}, indent=2), file=stdout
-            )
-        return 0
-    selected = (
-        valid if (args.all or args.yes) else prompt_selection(valid, stdin, stdout)
-    )
-    selected, refused = refuse_duplicate_names(selected, options)
-    out.say("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
-    outcomes = refused + migrate_all(selected, options, backend, out)
+    with ExitStack() as stack:
+        log = (
+            None
+            if options.dry_run
+            else stack.enter_context(open_log(options.state_dir))
+        )
+        out = Output(quiet=options.quiet, stream=stdout, log=log)
+        out.note(
+            f"conda-migrate {__version__}, backend {backend.name}, arguments: {vars(args)}"
+        )
+        stack.enter_context(stop_on_signals())
+        try:
+            return _run(args, options, candidates, backend, home, stdin, out)
+        except MigrateError as err:
+            out.note(f"error: {err}")
+            raise
+
+
+def _run(
+    args: Namespace,
+    options: Options,
+    candidates: list[Candidate],
+    backend: Backend,
+    home: Path,
+    stdin: TextIO,
+    out: Output,
+) -> int:
+    outcomes = resume(options, backend, out)
+    valid = report_discovery(options.scanned, candidates, options.verbose, out)
+    if valid:
+        selected = (
+            valid
+            if (args.all or args.yes)
+            else prompt_selection(valid, stdin, out.stream)
+        )
+        selected, refused = refuse_duplicate_names(selected, options)
+        out.say("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
+        outcomes += refused + migrate_all(selected, options, backend, out)
+    else:
+        out.say(
+            f"No valid conda environments in '{options.scanned}'; nothing to migrate."
+        )
     rc_edits = [] if args.no_rc else update_rc_files(outcomes, options, home, out)
     cleaned = None
     if not args.no_clean and any(o.status in SUCCESS for o in outcomes):
@@ -182,5 +222,5 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
             "rc_files": rc_edits,
             "clean": cleaned,
         }
-        print(json.dumps(document, indent=2), file=stdout)
+        print(json.dumps(document, indent=2), file=out.stream)
     return 0 if success else 1
