@@ -1,0 +1,518 @@
+"""Point the user's startup files, condarc files and Jupyter kernels at migrated envs.
+
+After a migration the old prefixes are gone, so every line that still names them
+breaks the next login, and a condarc or ``CONDA_ENVS_PATH`` that still names the
+scanned scratch directory makes conda create new environments there again.
+
+Files are edited as bytes and only the matched paths change, because these are
+hand-kept files: comments, CRLF line ends, Latin-1 bytes and a missing final newline
+must survive. Paths are matched in the spellings users write them in: absolute, ``~/``,
+``$HOME/``, ``${HOME}/`` (when the old path lies under the home directory) and
+``$SCRATCH/``, ``${SCRATCH}/`` (when ``SCRATCH`` is set in the given environment). A
+path written relative to home keeps that spelling, since it expands the same way
+wherever the old one did; any other spelling becomes the absolute new path, which
+needs no variable to be set at login. Occurrences in comments and heredocs are
+rewritten too: a commented-out ``conda activate`` is usually switched back on later.
+
+A file that is read-only or hard-linked is reported and left as it is, with its diff
+still shown: the user made it so on purpose, or a rename would split the links.
+
+This module must not import conda: it runs, and is tested, without it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import stat
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+    from typing import Any
+
+    from ruamel.yaml.nodes import Node
+
+SHELL_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc")
+
+#: The user-level files of conda's own search path, in its order.
+CONDARC_FILES = (
+    ".config/conda/.condarc",
+    ".config/conda/condarc",
+    ".conda/.condarc",
+    ".conda/condarc",
+    ".condarc",
+)
+
+#: condarc keys (and conda's alias ``envs_path``) with the destination their entries take.
+_CONDARC_KEYS = {"envs_dirs": "envs", "envs_path": "envs", "pkgs_dirs": "pkgs"}
+
+#: conda splits ``CONDA_PKGS_DIRS`` on commas but the envs variables on ``os.pathsep``.
+_DIR_VARIABLES = {
+    b"CONDA_ENVS_PATH": ("envs", b":"),
+    b"CONDA_ENVS_DIRS": ("envs", b":"),
+    b"CONDA_PKGS_DIRS": ("pkgs", b","),
+}
+
+_HOME_SPELLINGS = ("~", "$HOME", "${HOME}")
+_SCRATCH_SPELLINGS = ("$SCRATCH", "${SCRATCH}")
+
+# A path starts a word after a shell/list delimiter, or behind a one-letter option
+# (``-L/x/lib``); after a letter, ``/``, ``~`` or ``}`` it is the tail of another path.
+_PATH_START = rb"(?<![^\s\"'`=:;,|&<>(\[{])(-[A-Za-z])?"
+# Anything but ``/`` or a delimiter after the prefix means a longer name (``abcd``).
+_PATH_END = rb"(?![^/\s\"'`:;,|&<>()\[\]{}])"
+
+_ASSIGNMENT = re.compile(
+    rb"(?<![^\s;&|(])(" + b"|".join(_DIR_VARIABLES) + rb")="
+    rb"(\"[^\"\n]*\"|'[^'\n]*'|[^\s;&|()\"'`]*)(?![^\s;&|)])"
+)
+
+_BACKUP_SUFFIX = ".conda-migrate-"
+
+
+@dataclass(frozen=True)
+class EnvMove:
+    source: Path  # old prefix, e.g. /scratch/u/conda-envs/abc
+    dest: Path  # new prefix, e.g. /home/u/.conda/envs/abc
+
+
+@dataclass(frozen=True)
+class DirMove:
+    source: Path  # the scanned scratch directory, e.g. /scratch/u/conda-envs
+    envs_dest: Path  # e.g. /home/u/.conda/envs
+    pkgs_dest: Path  # e.g. /home/u/.conda/pkgs
+
+
+@dataclass
+class RcEdit:
+    path: Path  # the file as found (may be a symlink)
+    target: Path  # the real file that is written
+    old: bytes
+    new: bytes
+    diff: str  # unified diff text, ready to print
+    error: str | None = None  # unreadable, unparsable or refused; then unwritten
+    backup: Path | None = None  # set by apply_rc_edits
+
+
+class _Unsafe(Exception):
+    """A file this module will not edit, with the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class _Rewriter:
+    """The rules for one run, shared by the three kinds of file."""
+
+    env_moves: Sequence[EnvMove]
+    dir_moves: Sequence[DirMove]
+    home: Path
+    scratch: Path | None
+
+    def shell(self, data: bytes) -> bytes:
+        return _ASSIGNMENT.sub(self._assignment, self.prefixes(data))
+
+    def prefixes(self, data: bytes) -> bytes:
+        """Replace every spelling of every old prefix that stands as a whole path."""
+        pattern, spellings = self._prefix_pattern
+        return pattern.sub(lambda m: (m[1] or b"") + spellings[m[2]], data)
+
+    @cached_property
+    def _prefix_pattern(self) -> tuple[re.Pattern[bytes], dict[bytes, bytes]]:
+        spellings = {
+            old: new
+            for move in self.env_moves
+            for old, new in self._spellings(move.source, move.dest)
+        }
+        # Longest first, so a prefix nested in another one cannot take its match.
+        alternatives = b"|".join(
+            re.escape(s) for s in sorted(spellings, key=len, reverse=True)
+        )
+        # With no moves, "(?!)" is a group that never matches.
+        group = b"(" + (alternatives or b"(?!)") + b")"
+        return re.compile(_PATH_START + group + _PATH_END), spellings
+
+    def _spellings(self, source: Path, dest: Path) -> Iterator[tuple[bytes, bytes]]:
+        yield os.fsencode(source), os.fsencode(dest)
+        for variable, base in self._variables():
+            if base is not None and base in source.parents:
+                old = f"{variable}/{source.relative_to(base)}"
+                yield _encode(old), _encode(self._spell(dest, old))
+
+    def _variables(self) -> Iterator[tuple[str, Path | None]]:
+        yield from ((spelling, self.home) for spelling in _HOME_SPELLINGS)
+        yield from ((spelling, self.scratch) for spelling in _SCRATCH_SPELLINGS)
+
+    def _assignment(self, match: re.Match[bytes]) -> bytes:
+        kind, separator = _DIR_VARIABLES[match[1]]
+        value = match[2]
+        quote = value[:1] if value[:1] in (b'"', b"'") else b""
+        inner = value[len(quote) : len(value) - len(quote)]
+        entries = [e.decode("utf-8", "surrogateescape") for e in inner.split(separator)]
+        relocated = self.relocate(entries, kind)
+        if relocated == entries:
+            return match[0]
+        kept = separator.join(_encode(e) for e in relocated if e is not None)
+        return match[1] + b"=" + quote + kept + quote
+
+    def relocate(self, entries: Sequence[str], kind: str) -> list[str | None]:
+        """New spelling of each directory entry; None drops it.
+
+        An entry is dropped when it duplicates an earlier one and either of them was
+        relocated, so "replaced" never means "listed twice", while the first entry (the
+        one conda creates new environments in) keeps its position.
+        """
+        result: list[str | None] = []
+        seen: dict[Path, bool] = {}
+        for entry in entries:
+            path = self._expand(entry)
+            if path is None:
+                result.append(entry)
+                continue
+            move = next((m for m in self.dir_moves if _is_within(path, m.source)), None)
+            if move is not None:
+                path = move.envs_dest if kind == "envs" else move.pkgs_dest
+            if path in seen and (move is not None or seen[path]):
+                result.append(None)
+                continue
+            seen.setdefault(path, move is not None)
+            result.append(entry if move is None else self._spell(path, entry))
+        return result
+
+    def _expand(self, entry: str) -> Path | None:
+        for variable, base in self._variables():
+            if base is not None and _spelled_with(entry, variable):
+                entry = str(base) + entry[len(variable) :]
+                break
+        if not entry.startswith("/") or "$" in entry:
+            return None
+        return Path(os.path.normpath(entry))
+
+    def _spell(self, dest: Path, old: str) -> str:
+        for variable in _HOME_SPELLINGS:
+            if _spelled_with(old, variable) and self.home in dest.parents:
+                return f"{variable}/{dest.relative_to(self.home)}"
+        return str(dest)
+
+    def condarc(self, data: bytes) -> bytes:
+        """Splice new entries into the text that ruamel.yaml located.
+
+        ruamel's round-trip dumper re-indents the whole document to one style, so the
+        parser only locates the scalars; everything around them is kept byte for byte,
+        and the result is loaded again to prove that only the planned entries changed.
+        """
+        text = data.decode("utf-8")
+        root = YAML(typ="rt").compose(text)
+        if not isinstance(root, MappingNode):
+            return data
+        document = _settings(text)
+        uses = _node_uses(root)
+        splices: list[tuple[int, int, str]] = []
+        planned: dict[str, list[object]] = {}
+        for key, value in root.value:
+            kind = _CONDARC_KEYS.get(key.value) if isinstance(key, ScalarNode) else None
+            if kind is None or not isinstance(value, SequenceNode):
+                continue
+            entries = _entries(value)
+            relocated = self.relocate(entries, kind)
+            for position, (item, old, new) in enumerate(
+                zip(value.value, entries, relocated)
+            ):
+                if new == old:
+                    continue
+                if uses[id(value)] > 1 or uses[id(item)] > 1:
+                    raise _Unsafe(
+                        f"{key.value} entry {old} is shared through a YAML alias"
+                    )
+                if new is None:
+                    splices.append(_removal(text, value, position))
+                else:
+                    splices.append(_replacement(text, item, new))
+            planned[key.value] = [
+                loaded if new == old else new
+                for loaded, old, new in zip(document[key.value], entries, relocated)
+                if new is not None
+            ]
+        if not splices:
+            return data
+        for start, end, replacement in sorted(splices, reverse=True):
+            text = text[:start] + replacement + text[end:]
+        document.update(planned)
+        if _settings(text) != document:
+            raise _Unsafe("cannot be edited without changing other settings")
+        return text.encode("utf-8")
+
+    def kernel(self, data: bytes) -> bytes:
+        """Touch a kernel spec only when its command or environment uses a moved env."""
+        if not self._kernel_uses_prefix(json.loads(data)):
+            return data
+        new = self.prefixes(data)
+        if self._kernel_uses_prefix(json.loads(new)):
+            raise _Unsafe(
+                "names a migrated environment in a form that cannot be rewritten"
+            )
+        return new
+
+    def _kernel_uses_prefix(self, spec: object) -> bool:
+        if not isinstance(spec, dict):
+            return False
+        argv, env = spec.get("argv"), spec.get("env")
+        strings = [
+            *(argv if isinstance(argv, list) else ()),
+            *(env.values() if isinstance(env, dict) else ()),
+        ]
+        pattern, _ = self._prefix_pattern
+        return any(isinstance(s, str) and pattern.search(_encode(s)) for s in strings)
+
+
+def plan_rc_edits(
+    env_moves: Sequence[EnvMove],
+    dir_moves: Sequence[DirMove],
+    home: Path,
+    environ: Mapping[str, str],
+) -> list[RcEdit]:
+    """Reads the candidate files, computes the new bytes; writes nothing.
+
+    Returns only files that change or that had an error, so the caller can print every
+    diff before (or, for ``--dry-run``, instead of) applying them.
+    """
+    scratch = _environ_path(environ, "SCRATCH")
+    rewriter = _Rewriter(env_moves, dir_moves, home, scratch)
+    rewrite = {
+        "shell": rewriter.shell,
+        "condarc": rewriter.condarc,
+        "kernel": rewriter.kernel,
+    }
+    edits = []
+    for path, kind in _candidates(home, environ):
+        target = Path(os.path.realpath(path))
+        try:
+            old = target.read_bytes()
+        except OSError as error:
+            edits.append(RcEdit(path, target, b"", b"", "", f"cannot be read: {error}"))
+            continue
+        try:
+            new = rewrite[kind](old)
+        except (_Unsafe, YAMLError, ValueError) as error:
+            edits.append(RcEdit(path, target, old, old, "", f"left unchanged: {error}"))
+            continue
+        if new != old:
+            edits.append(RcEdit(path, target, old, new, _diff(path, old, new)))
+    return edits
+
+
+def apply_rc_edits(
+    edits: Sequence[RcEdit], now: datetime | None = None
+) -> list[RcEdit]:
+    """Back up and atomically rewrite each planned change; return the edits attempted.
+
+    Each returned edit has ``backup`` set (written) or ``error`` set (untouched, or
+    backed up but not replaced); one failing file does not stop the others.
+    """
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    attempted = [e for e in edits if e.error is None and e.old != e.new]
+    for edit in attempted:
+        try:
+            _apply(edit, stamp)
+        except (_Unsafe, OSError) as error:
+            edit.error = f"not changed: {error}"
+    return attempted
+
+
+def _apply(edit: RcEdit, stamp: str) -> None:
+    status = os.stat(edit.target)
+    if not status.st_mode & 0o222:
+        # A file the user made read-only is theirs to change; the printed diff says how.
+        raise _Unsafe("the file is read-only")
+    if status.st_nlink > 1:
+        raise _Unsafe(
+            f"the file has {status.st_nlink} hard links, which a rename would split"
+        )
+    if edit.target.read_bytes() != edit.old:
+        raise _Unsafe("the file changed since it was read")
+    edit.backup = _write_backup(edit.path, edit.old, stamp)
+    _replace(edit.target, edit.new, status)
+
+
+def _write_backup(path: Path, data: bytes, stamp: str) -> Path:
+    """Next to the file as the user knows it, so a symlinked dotfile's repo stays clean.
+
+    ``O_EXCL`` so that two runs in one second never overwrite an earlier backup.
+    """
+    base = path.with_name(f"{path.name}{_BACKUP_SUFFIX}{stamp}")
+    backup, number = base, 0
+    while True:
+        try:
+            fd = os.open(
+                backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
+            )
+            break
+        except FileExistsError:
+            number += 1
+            backup = base.with_name(f"{base.name}.{number}")
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # the umask must not loosen or tighten it
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    return backup
+
+
+def _replace(target: Path, data: bytes, status: os.stat_result) -> None:
+    """Write beside the target and rename over it: a crash leaves old or new, not half."""
+    fd, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            written = os.fstat(file.fileno())
+            if (written.st_uid, written.st_gid) != (status.st_uid, status.st_gid):
+                os.fchown(file.fileno(), status.st_uid, status.st_gid)
+            os.fchmod(file.fileno(), stat.S_IMODE(status.st_mode))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, str]]:
+    """Existing files in the order conda/the shell read them, each real file once."""
+    condarcs = [home / name for name in CONDARC_FILES]
+    xdg_config = _environ_path(environ, "XDG_CONFIG_HOME")
+    if xdg_config is not None:
+        condarcs[:0] = [xdg_config / "conda/.condarc", xdg_config / "conda/condarc"]
+    if (condarc := _environ_path(environ, "CONDARC")) is not None:
+        condarcs.append(condarc)
+    data_dirs = [home / ".local/share/jupyter"]
+    if (xdg_data := _environ_path(environ, "XDG_DATA_HOME")) is not None:
+        data_dirs.append(xdg_data / "jupyter")
+    if (jupyter_data := _environ_path(environ, "JUPYTER_DATA_DIR")) is not None:
+        data_dirs.append(jupyter_data)
+    jupyter_path = environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    data_dirs += [Path(p) for p in jupyter_path if p.startswith("/")]
+    found = [
+        *((home / name, "shell") for name in SHELL_FILES),
+        *((path, "condarc") for path in condarcs),
+        *(
+            (path, "kernel")
+            for d in data_dirs
+            for path in sorted(d.glob("kernels/*/kernel.json"))
+        ),
+    ]
+    unique: dict[str, tuple[Path, str]] = {}
+    for path, kind in found:
+        if os.path.lexists(path):
+            unique.setdefault(os.path.realpath(path), (path, kind))
+    return list(unique.values())
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+def _spelled_with(entry: str, variable: str) -> bool:
+    return entry == variable or entry.startswith(variable + "/")
+
+
+def _environ_path(environ: Mapping[str, str], name: str) -> Path | None:
+    value = environ.get(name, "")
+    return Path(value) if value.startswith("/") else None
+
+
+def _node_uses(root: Node) -> Counter[int]:
+    """How often each node is reached; more than once means it sits behind an alias."""
+    uses: Counter[int] = Counter()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        uses[id(node)] += 1
+        if uses[id(node)] > 1:
+            continue
+        if isinstance(node, MappingNode):
+            pending.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, SequenceNode):
+            pending.extend(node.value)
+    return uses
+
+
+def _settings(text: str) -> Any:
+    """The plain data a reader sees: round-trip loading would keep tags and styles."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
+def _entries(sequence: SequenceNode) -> list[str]:
+    """The scalar entries; "" stands for a nested node, which never names a path."""
+    return [i.value if isinstance(i, ScalarNode) else "" for i in sequence.value]
+
+
+def _replacement(text: str, item: ScalarNode, new: str) -> tuple[int, int, str]:
+    if item.style in ("|", ">"):
+        raise _Unsafe(f"entry {item.value} is a block scalar")
+    start, end = item.start_mark.index, item.end_mark.index
+    # The node's span starts at its anchor or tag, which stay.
+    properties = re.match(r"(?:[&!]\S*\s+)*", text[start:end])
+    return start + properties.end(), end, _yaml_scalar(new, item.style)
+
+
+def _removal(text: str, sequence: SequenceNode, position: int) -> tuple[int, int, str]:
+    """The span to delete for an entry: never the first, which relocation always keeps.
+
+    A block entry takes its line along; were anything else on that line, the check
+    after splicing would notice it gone.
+    """
+    items = sequence.value
+    if sequence.flow_style:
+        return items[position - 1].end_mark.index, items[position].end_mark.index, ""
+    start, end = items[position].start_mark.index, items[position].end_mark.index
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end == -1 else line_end + 1
+    return line_start, line_end, ""
+
+
+def _yaml_scalar(value: str, style: str | None) -> str:
+    if style == '"':
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if style != "'" and re.fullmatch(r"[\w/.~${}+@%-]+", value):
+        return value
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _diff(path: Path, old: bytes, new: bytes) -> str:
+    """diff -u's text; undecodable bytes are shown escaped so printing cannot fail."""
+    name = os.fsencode(path)
+    lines = difflib.diff_bytes(
+        difflib.unified_diff, _lines(old), _lines(new), name, name
+    )
+    text = b"".join(
+        line if line.endswith(b"\n") else line + b"\n\\ No newline at end of file\n"
+        for line in lines
+    )
+    return text.decode("utf-8", "backslashreplace")
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return re.findall(rb"[^\n]*\n|[^\n]+", data)
