@@ -99,9 +99,11 @@ def _home() -> Path:
 
 
 def execute(args: Namespace) -> int:
+    from .interrupt import stop_on_signals
     from .workflow import run
 
-    return run(args, home=_home(), stdin=sys.stdin, stdout=sys.stdout)
+    with stop_on_signals():
+        return run(args, home=_home(), stdin=sys.stdin, stdout=sys.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 COPYING = "copying"  # the copy at dest, if any, is unverified
 VERIFIED = "verified"  # dest is verified and registered; source may remain
+DONE = "done"  # source removed (or kept on request); rc files not yet updated
 
 
 @dataclass(frozen=True)

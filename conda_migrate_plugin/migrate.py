@@ -262,7 +262,9 @@ def _migrate_locked(
         out.say(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
     if options.keep_old:
-        journal.clear(options.state_dir, dest)
+        journal.record(
+            options.state_dir, journal.Entry(**{**vars(entry), "phase": journal.DONE})
+        )
         outcome.status = "kept"
         outcome.message = (
             f"Copied to {dest}; the old environment was kept (--keep-old)."
@@ -322,7 +324,16 @@ def remove_old(
         with uninterruptible():
             remove_environment(source)
             backend.unregister(source)
-            journal.clear(options.state_dir, outcome.dest)
+            journal.record(
+                options.state_dir,
+                journal.Entry(
+                    outcome.name,
+                    str(source),
+                    str(outcome.dest),
+                    journal.DONE,
+                    outcome.engine or "",
+                ),
+            )
     except OSError as err:
         outcome.status = "copied"
         outcome.message = (

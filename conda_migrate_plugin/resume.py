@@ -2,8 +2,8 @@
 
 The journal says how far each interrupted migration got: an unverified copy
 is removed (its source was never touched), a verified one has its source
-compared once more and removed, so a rerun of the same command completes
-the job exactly once.
+compared once more and removed, and a finished one still has its rc files
+to update; so a rerun of the same command completes the job exactly once.
 """
 
 from __future__ import annotations
@@ -69,6 +69,18 @@ def resume(options: Options, backend: Backend, out: Output) -> list[Outcome]:
         try:
             with hold_all(options.state_dir, source, dest):
                 discard(dest.parent / STAGING_DIR / entry.name)
+                if entry.phase == journal.DONE:
+                    outcomes.append(
+                        Outcome(
+                            entry.name,
+                            source,
+                            dest,
+                            "migrated",
+                            "Migrated by an interrupted run.",
+                            engine=entry.method,
+                        )
+                    )
+                    continue
                 if entry.phase == journal.VERIFIED:
                     outcomes.append(_finish_verified(entry, options, backend, out))
                     continue

@@ -12,11 +12,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import __version__
+from . import __version__, journal
 from .backend import PortableBackend, load_backend
 from .discover import scan_directory, scratch_environments
 from .exceptions import MigrateError, UsageError
-from .interrupt import stop_on_signals
 from .migrate import Options, Outcome, Output, migrate_all
 from .resume import resume
 from .selection import prompt_selection
@@ -174,7 +173,6 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
         out.note(
             f"conda-migrate {__version__}, backend {backend.name}, arguments: {vars(args)}"
         )
-        stack.enter_context(stop_on_signals())
         try:
             return _run(args, options, candidates, backend, home, stdin, out)
         except MigrateError as err:
@@ -207,6 +205,10 @@ def _run(
             f"No valid conda environments in '{options.scanned}'; nothing to migrate."
         )
     rc_edits = [] if args.no_rc else update_rc_files(outcomes, options, home, out)
+    if not options.dry_run:
+        for outcome in outcomes:
+            if outcome.status in ("migrated", "kept"):
+                journal.clear(options.state_dir, outcome.dest)
     cleaned = None
     if not args.no_clean and any(o.status in SUCCESS for o in outcomes):
         cleaned = backend.clean(dry_run=options.dry_run)

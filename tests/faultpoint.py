@@ -1,0 +1,91 @@
+"""Run ``conda-migrate`` and strike it at its Nth filesystem call.
+
+Usage: ``python faultpoint.py ACTION N [FUNCTION] -- ARGS...``, where ACTION is
+``count`` (report how many calls a full run makes), ``kill`` (SIGKILL, as a
+node crash or Slurm's final kill), ``term`` (SIGTERM, Slurm's time limit),
+``stop`` (SIGSTOP, to hold a run still while another starts), or
+``fill:PATH`` / ``inodes:PATH`` (use up the space or the inodes of the
+filesystem holding PATH). FUNCTION restricts the count to one call, such as
+``replace``, so that every atomic commit point can be struck in turn.
+
+Nothing in the product knows about this: the calls are counted with a
+profile hook on the interpreter, in every thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+
+WATCHED = {
+    "open", "rename", "replace", "unlink", "rmdir", "mkdir", "symlink", "link",
+    "copy_file_range", "sendfile", "write", "pwrite", "fsync", "utime", "chmod",
+    "scandir", "read", "ftruncate", "fchmod",
+}  # fmt: skip
+
+
+def _fill(path: str, inodes: bool) -> None:
+    index = 0
+    try:
+        while True:
+            index += 1
+            with open(os.path.join(path, f".filler-{index}"), "wb") as stream:
+                if not inodes:
+                    while True:
+                        stream.write(b"\0" * 2**20)
+                        stream.flush()
+    except OSError:
+        pass
+
+
+def main() -> int:
+    action, target = sys.argv[1], int(sys.argv[2])
+    rest = sys.argv[3:]
+    only = None if rest[0] == "--" else rest.pop(0)
+    args = rest[1:]
+    lock = threading.Lock()
+    state = {"count": 0, "done": False}
+
+    def strike() -> None:
+        if action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif action == "term":
+            os.kill(os.getpid(), signal.SIGTERM)
+        elif action == "stop":
+            os.kill(os.getpid(), signal.SIGSTOP)
+        elif action.startswith(("fill:", "inodes:")):
+            kind, path = action.split(":", 1)
+            _fill(path, inodes=kind == "inodes")
+
+    def hook(frame, event, arg) -> None:
+        if event != "c_call" or state["done"]:
+            return
+        name = getattr(arg, "__name__", "")
+        if name not in WATCHED or (only and name != only):
+            return
+        with lock:
+            state["count"] += 1
+            hit = state["count"] == target
+            if hit:
+                state["done"] = True
+        if hit:
+            strike()
+
+    if action == "count":
+        atexit.register(
+            lambda: print(f"faultpoint-count {state['count']}", file=sys.stderr)
+        )
+    threading.setprofile(hook)
+    sys.setprofile(hook)
+    from conda_migrate_plugin.cli import main as migrate
+
+    code = migrate(args)
+    sys.setprofile(None)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
