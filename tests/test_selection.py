@@ -16,7 +16,10 @@ from conda_migrate_plugin.selection import (
     prompt_selection,
 )
 
-ENVS = [Candidate(name, Path("/scratch/u/envs", name)) for name in ("amd", "abc", "hdf", "x-y")]
+ENVS = [
+    Candidate(name, Path("/scratch/u/envs", name))
+    for name in ("amd", "abc", "hdf", "x-y")
+]
 
 
 @pytest.mark.parametrize(

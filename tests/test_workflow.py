@@ -77,7 +77,10 @@ def test_answer_2_at_the_prompt_migrates_only_the_second(scratch, home, migrate)
     abc_before = tree_snapshot(scratch.abc)
     out, err, code = migrate("-d", scratch.envs_dir, stdin="2\n")
     assert code == 0, out + err
-    assert "Select environments to migrate (comma-separated list, 'All' to migrate all):\n" in out
+    assert (
+        "Select environments to migrate (comma-separated list, 'All' to migrate all):\n"
+        in out
+    )
     assert "Selected environments:\namd:" in out
     assert not scratch.amd.exists()
     assert (home / ".conda/envs/amd/conda-meta/history").is_file()
@@ -95,7 +98,11 @@ def test_end_of_input_exits_2_and_changes_nothing(scratch, home, migrate):
 
 
 def test_batch_job_with_stdin_closed_does_not_hang(scratch, home):
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
     run = subprocess.run(
         [sys.executable, "-m", "conda_migrate_plugin", "-d", scratch.envs_dir],
         stdin=subprocess.DEVNULL,
@@ -110,9 +117,20 @@ def test_batch_job_with_stdin_closed_does_not_hang(scratch, home):
 
 
 def test_piped_answer_from_a_shell(scratch, home):
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
     run = subprocess.run(
-        [sys.executable, "-m", "conda_migrate_plugin", "-d", scratch.envs_dir, "--no-clean"],
+        [
+            sys.executable,
+            "-m",
+            "conda_migrate_plugin",
+            "-d",
+            scratch.envs_dir,
+            "--no-clean",
+        ],
         input="abc\n",
         capture_output=True,
         text=True,
@@ -124,7 +142,9 @@ def test_piped_answer_from_a_shell(scratch, home):
     assert (home / ".conda/envs/abc/conda-meta/history").is_file()
 
 
-def test_without_d_takes_known_environments_under_scratch(scratch, home, make_env, tmp_path, migrate):
+def test_without_d_takes_known_environments_under_scratch(
+    scratch, home, make_env, tmp_path, migrate
+):
     elsewhere = make_env(tmp_path / "project" / "env", ["demo-text"])
     (home / ".conda").mkdir()
     (home / ".conda" / "environments.txt").write_text(f"{scratch.abc}\n{elsewhere}\n")
@@ -132,7 +152,10 @@ def test_without_d_takes_known_environments_under_scratch(scratch, home, make_en
     assert code == 0, out + err
     assert not scratch.abc.exists()
     assert elsewhere.exists()
-    assert f"Valid Conda environments in '{scratch.root}':\n1. abc ({scratch.abc})\n" in out
+    assert (
+        f"Valid Conda environments in '{scratch.root}':\n1. abc ({scratch.abc})\n"
+        in out
+    )
 
 
 def test_without_d_or_scratch_is_a_usage_error(home, migrate, monkeypatch):
@@ -205,7 +228,9 @@ def test_broken_environment_fails_alone_and_is_untouched(scratch, home, migrate)
     assert "failed: 1" in out and "migrated: 1" in out
 
 
-def test_copy_that_cannot_be_made_keeps_the_old_environment(scratch, home, migrate, tmp_path):
+def test_copy_that_cannot_be_made_keeps_the_old_environment(
+    scratch, home, migrate, tmp_path
+):
     """A destination longer than the binary placeholder: relocation cannot
     fit it, and without conda nothing else can move the environment."""
     far = tmp_path.joinpath(*["d" * 60] * 5)
