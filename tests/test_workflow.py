@@ -251,3 +251,57 @@ def test_clone_method_needs_conda(scratch, migrate):
         return
     out, err, code = migrate("-d", scratch.abc, "--all", "--method", "clone")
     assert code == 2 and "--method relocate" in err
+
+
+def test_shell_and_conda_config_follow_the_environments(scratch, home, migrate):
+    """The site's old advice (``echo "export CONDA_ENVS_PATH=..." >>
+    ~/.bashrc``) and a condarc naming scratch end up pointing at $HOME."""
+    envs, dest = scratch.envs_dir, home / ".conda" / "envs"
+    bashrc = home / ".bashrc"
+    bashrc.write_text(
+        "# .bashrc\n"
+        f"export CONDA_ENVS_PATH={envs}\n"
+        f"conda activate {envs}/abc\n"
+        f"export DATA={scratch.root}/data  # not an environment\n"
+    )
+    condarc = home / ".condarc"
+    condarc.write_text(
+        f"# site settings\nenvs_dirs:\n  - {envs}  # old place\n"
+        f"pkgs_dirs:\n  - {envs}/pkgs\nchannels:\n  - defaults\n"
+    )
+    out, err, code = migrate("-d", envs, "--all", "--no-clean")
+    assert code == 0, out + err
+    assert bashrc.read_text() == (
+        "# .bashrc\n"
+        f"export CONDA_ENVS_PATH={dest}\n"
+        f"conda activate {dest}/abc\n"
+        f"export DATA={scratch.root}/data  # not an environment\n"
+    )
+    assert condarc.read_text() == (
+        f"# site settings\nenvs_dirs:\n  - {dest}  # old place\n"
+        f"pkgs_dirs:\n  - {home}/.conda/pkgs\nchannels:\n  - defaults\n"
+    )
+    assert f"\n-conda activate {envs}/abc\n" in out
+    assert f"\n+conda activate {dest}/abc\n" in out
+    backups = sorted(p.name for p in home.glob(".bashrc.conda-migrate-*"))
+    assert len(backups) == 1
+
+
+def test_no_rc_leaves_the_files_alone(scratch, home, migrate):
+    bashrc = home / ".bashrc"
+    bashrc.write_text(f"conda activate {scratch.abc}\n")
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean", "--no-rc")
+    assert code == 0, out + err
+    assert bashrc.read_text() == f"conda activate {scratch.abc}\n"
+    assert not list(home.glob(".bashrc.conda-migrate-*"))
+
+
+def test_failed_environment_keeps_its_references(scratch, home, migrate):
+    (home / ".conda" / "envs" / "amd").mkdir(parents=True)
+    bashrc = home / ".bashrc"
+    bashrc.write_text(f"conda activate {scratch.amd}\nconda activate {scratch.abc}\n")
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean")
+    assert code == 1
+    assert bashrc.read_text() == (
+        f"conda activate {scratch.amd}\nconda activate {home}/.conda/envs/abc\n"
+    )
