@@ -156,7 +156,7 @@ def _copy(
             if options.method == "clone":
                 raise
             out.say(
-                f"conda's clone is not possible here ({str(err).splitlines()[0]}); "
+                f"conda's clone is not possible here ({str(err).splitlines()[0].rstrip('.')}); "
                 "relocating the environment instead."
             )
     out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
