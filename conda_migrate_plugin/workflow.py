@@ -93,9 +93,13 @@ def update_rc_files(
     if not moved:
         return []
     env_moves = [EnvMove(o.source, o.dest) for o in moved]
+    # A directory stops being where environments live (CONDA_ENVS_PATH,
+    # envs_dirs) only once none is left in it, or those left would be lost
+    # to activation by name.
     dir_moves = [
         DirMove(parent, options.dest_root, home / ".conda" / "pkgs")
         for parent in sorted({o.source.parent for o in moved})
+        if not any(c.valid for c in scan_directory(parent))
     ]
     edits = plan_rc_edits(env_moves, dir_moves, home, os.environ)
     for edit in edits:

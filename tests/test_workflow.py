@@ -297,11 +297,16 @@ def test_no_rc_leaves_the_files_alone(scratch, home, migrate):
 
 
 def test_failed_environment_keeps_its_references(scratch, home, migrate):
+    """amd stays in scratch, so its directory stays on CONDA_ENVS_PATH."""
     (home / ".conda" / "envs" / "amd").mkdir(parents=True)
     bashrc = home / ".bashrc"
-    bashrc.write_text(f"conda activate {scratch.amd}\nconda activate {scratch.abc}\n")
+    bashrc.write_text(
+        f"export CONDA_ENVS_PATH={scratch.envs_dir}\n"
+        f"conda activate {scratch.amd}\nconda activate {scratch.abc}\n"
+    )
     out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean")
     assert code == 1
     assert bashrc.read_text() == (
+        f"export CONDA_ENVS_PATH={scratch.envs_dir}\n"
         f"conda activate {scratch.amd}\nconda activate {home}/.conda/envs/abc\n"
     )
