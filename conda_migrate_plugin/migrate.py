@@ -59,11 +59,19 @@ class Output:
 
     quiet: bool = False
     stream: TextIO = field(default_factory=lambda: sys.stdout)
+    json: bool = False
     log: TextIO | None = None
 
     def say(self, *lines: str) -> None:
         for line in lines:
             if not self.quiet:
+                print(line, file=self.stream, flush=True)
+            self.note(line)
+
+    def tell(self, *lines: str) -> None:
+        """Errors and the summary: shown under ``-q`` too, never in JSON."""
+        for line in lines:
+            if not self.json:
                 print(line, file=self.stream, flush=True)
             self.note(line)
 
@@ -259,7 +267,7 @@ def _migrate_locked(
             backend.unregister(dest)
             journal.clear(options.state_dir, dest)
         outcome.message = str(err)
-        out.say(f"Migration of {candidate.name} failed: {err}", "")
+        out.tell(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
     if options.keep_old:
         journal.record(

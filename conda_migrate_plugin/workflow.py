@@ -126,14 +126,16 @@ def update_rc_files(
 
 
 def summarize(outcomes: list[Outcome], out: Output) -> None:
-    out.say("Summary:")
+    out.tell("Summary:")
     for status in ("migrated", "kept", "planned", "copied", "skipped", "failed"):
         group = [o for o in outcomes if o.status == status]
         if group:
-            out.say(f"  {status}: {len(group)}")
+            out.tell(f"  {status}: {len(group)}")
             for o in group:
                 yaml = f" (YAML: {o.yaml})" if o.yaml else ""
-                out.say(f"    {o.name}: {o.source} -> {o.dest}{yaml}")
+                out.tell(f"    {o.name}: {o.source} -> {o.dest}{yaml}")
+                if status in ("copied", "skipped", "failed") and o.message:
+                    out.tell(f"      {o.message.splitlines()[0]}")
 
 
 def open_log(state_dir: Path) -> TextIO:
@@ -145,6 +147,8 @@ def open_log(state_dir: Path) -> TextIO:
 
 
 def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {args.jobs}.")
     if args.json and not (args.all or args.yes):
         raise UsageError("--json never prompts, so it needs --all.")
     backend = load_backend()
@@ -173,7 +177,7 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
             if options.dry_run
             else stack.enter_context(open_log(options.state_dir))
         )
-        out = Output(quiet=options.quiet, stream=stdout, log=log)
+        out = Output(quiet=options.quiet, stream=stdout, log=log, json=options.json)
         out.note(
             f"conda-migrate {__version__}, backend {backend.name}, arguments: {vars(args)}"
         )

@@ -310,3 +310,28 @@ def test_failed_environment_keeps_its_references(scratch, home, migrate):
         f"export CONDA_ENVS_PATH={scratch.envs_dir}\n"
         f"conda activate {scratch.amd}\nconda activate {home}/.conda/envs/abc\n"
     )
+
+
+def test_quiet_shows_only_failures_and_the_summary(scratch, home, migrate):
+    (scratch.amd / "conda-meta" / "demo-text-1.0-0.json").write_text("{")
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean", "-q")
+    assert code == 1
+    assert "Valid Env" not in out and "Old and New" not in out
+    assert "\nMigration of amd failed: " in "\n" + out
+    assert "Summary:\n  migrated: 1\n" in out
+    assert "  failed: 1\n" in out
+    assert "cannot be read as a conda package record" in out.split("Summary:")[1]
+
+
+def test_verbose_says_why_a_directory_is_not_an_environment(scratch, migrate):
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--dry-run", "-v")
+    assert code == 0
+    assert "INVALID ENV: pkgs (a package cache, not an environment)\n" in out
+    assert "INVALID ENV: pyt (no conda-meta directory)\n" in out
+
+
+def test_jobs_must_be_positive(scratch, migrate):
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--jobs", "0")
+    assert code == 2
+    assert "--jobs must be at least 1" in out + err
+    assert scratch.abc.exists()
