@@ -34,7 +34,6 @@ import json
 import os
 import stat
 import sys
-import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -446,17 +445,15 @@ class _Progress:
         self.enabled = enabled
         self.last = 0.0
         self.shown = False
-        self.lock = threading.Lock()
 
     def show(self, files: int, nbytes: int, *, force: bool = False) -> None:
         now = time.monotonic()
         if not self.enabled or (not force and now - self.last < _PROGRESS_EVERY):
             return
-        with self.lock:
-            self.last = now
-            self.shown = True
-            sys.stderr.write(f"\rrelocating: {files} files, {nbytes / 2**20:.1f} MiB")
-            sys.stderr.flush()
+        self.last = now
+        self.shown = True
+        sys.stderr.write(f"\rrelocating: {files} files, {nbytes / 2**20:.1f} MiB")
+        sys.stderr.flush()
 
     def close(self) -> None:
         if self.shown:
