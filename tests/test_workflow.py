@@ -320,7 +320,10 @@ def test_quiet_shows_only_failures_and_the_summary(scratch, home, migrate):
     assert "\nMigration of amd failed: " in "\n" + out
     assert "Summary:\n  migrated: 1\n" in out
     assert "  failed: 1\n" in out
-    assert "cannot be read as a conda package record" in out.split("Summary:")[1]
+    failed = out.split("  failed: 1\n")[1]
+    assert failed.startswith(f"    amd: {scratch.amd} -> ")
+    reason = failed.splitlines()[1]
+    assert reason.startswith("      ") and str(scratch.amd) in reason
 
 
 def test_verbose_says_why_a_directory_is_not_an_environment(scratch, migrate):
