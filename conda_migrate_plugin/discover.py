@@ -9,6 +9,7 @@ scanned in a moment.
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 HISTORY = Path("conda-meta", "history")
+#: ``.NAME`` + this is an old environment renamed aside to be deleted (see
+#: ``remove``); until the deletion ends it still holds a conda-meta/history.
+REMOVING_SUFFIX = ".conda-migrate-removing"
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,42 @@ def _looks_like_package_cache(path: Path) -> bool:
         return any(entry.name.endswith((".conda", ".tar.bz2")) for entry in entries)
 
 
+#: Control characters and the Unicode line and paragraph separators, on
+#: which Python's ``splitlines`` (and so environments.txt readers) break.
+_LINE_BREAKING = {"Cc", "Zl", "Zp"}
+
+
+def _breaks_lines(text: str) -> bool:
+    return any(unicodedata.category(c) in _LINE_BREAKING for c in text)
+
+
+def _one_line(name: str) -> str:
+    """``name`` with those characters escaped, so that it prints as one line."""
+    return "".join(
+        repr(c)[1:-1] if unicodedata.category(c) in _LINE_BREAKING else c for c in name
+    )
+
+
 def examine(prefix: Path) -> Candidate:
     """Decide whether ``prefix`` is an environment, and if not, why."""
     name = prefix.name
+    if _breaks_lines(str(prefix)):
+        # environments.txt holds one prefix a line: such a prefix could
+        # never be registered, nor unregistered once it was.
+        where = "name" if _breaks_lines(name) else "path"
+        return Candidate(
+            _one_line(name),
+            prefix,
+            f"its {where} contains a newline or another control character, "
+            "which conda's environments.txt cannot record; rename it to migrate it",
+        )
+    if name.startswith(".") and name.endswith(REMOVING_SUFFIX):
+        return Candidate(
+            name,
+            prefix,
+            "the remains of an environment whose removal was interrupted; "
+            "the run that migrated it deletes them when run again",
+        )
     try:
         if prefix.is_symlink():
             return Candidate(
@@ -64,9 +101,10 @@ def examine(prefix: Path) -> Candidate:
 
 def scan_directory(directory: Path) -> list[Candidate]:
     """Examine each subdirectory of ``directory``, or ``directory`` itself
-    when it is an environment (``-d`` may name one environment)."""
+    when it is an environment (``-d`` may name one environment, valid or not:
+    a symlink to one is reported as such, not as its subdirectories)."""
     itself = examine(directory)
-    if itself.valid:
+    if itself.valid or (directory / HISTORY).is_file():
         return [itself]
     with os.scandir(directory) as entries:
         children = sorted(

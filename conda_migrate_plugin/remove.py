@@ -13,14 +13,12 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from .discover import HISTORY, under
+from .discover import HISTORY, REMOVING_SUFFIX, under
 from .exceptions import MigrateError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
-
-REMOVING_SUFFIX = ".conda-migrate-removing"
 
 
 def check_removable(prefix: Path, scanned: Path, protected: Iterable[Path]) -> None:
