@@ -25,7 +25,14 @@ from .exceptions import CloneUnavailable, MigrateError
 from .export import write_yaml
 from .interrupt import Interrupted, uninterruptible
 from .lock import hold_all
-from .preflight import check_paths, check_space, check_writable, measure
+from .preflight import (
+    check_file_types,
+    check_paths,
+    check_space,
+    check_writable,
+    measure,
+)
+from .records import read_conda_meta
 from .remove import check_removable, remove_environment
 
 if TYPE_CHECKING:
@@ -208,8 +215,12 @@ def _migrate_locked(
             out.say(outcome.message, "")
             return outcome
         check_paths(source, dest)
+        # conda's reader fails with a TypeError on a record that is JSON but
+        # not an object: read them first, so that it fails this one alone.
+        read_conda_meta(source)
         old = backend.contents(source)
         footprint = measure(source)
+        check_file_types(footprint)
         outcome.packages, outcome.files, outcome.bytes = (
             len(old.conda),
             footprint.files,

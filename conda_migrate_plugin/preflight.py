@@ -26,6 +26,18 @@ class Footprint:
     files: int
     bytes: int
     inodes: int
+    #: FIFOs, sockets and devices, each as "PATH is a KIND".
+    special: tuple[str, ...] = ()
+
+
+def _special_kind(mode: int) -> str | None:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
+        return "a device file"
+    return None
 
 
 def measure(prefix: Path) -> Footprint:
@@ -33,12 +45,17 @@ def measure(prefix: Path) -> Footprint:
     within it is counted once, as it will be copied once."""
     files = size = inodes = 0
     seen: set[tuple[int, int]] = set()
+    special = []
     for dirpath, dirnames, filenames in os.walk(prefix):
         inodes += len(dirnames)
         for name in filenames:
-            st = os.lstat(os.path.join(dirpath, name))
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
             inodes += 1
             if not stat.S_ISREG(st.st_mode):
+                kind = _special_kind(st.st_mode)
+                if kind:
+                    special.append(f"{path} is {kind}")
                 continue
             files += 1
             if st.st_nlink > 1:
@@ -46,7 +63,21 @@ def measure(prefix: Path) -> Footprint:
                     continue
                 seen.add((st.st_dev, st.st_ino))
             size += st.st_size
-    return Footprint(files, size, inodes)
+    return Footprint(files, size, inodes, tuple(special))
+
+
+def check_file_types(footprint: Footprint) -> None:
+    """Refuse an environment holding a FIFO, a socket or a device. conda never
+    installs one, so it is a leftover of a crashed program; but no copy can
+    carry it (relocate skips it, and conda's clone would wait for ever
+    opening a FIFO), and the environment would not be removed unchanged."""
+    if footprint.special:
+        raise MigrateError(
+            "The environment holds what conda never installs and no copy can carry:\n  "
+            + "\n  ".join(footprint.special),
+            hint="Nothing was copied and the environment is untouched. "
+            "Remove it (a program that crashed left it) and run again.",
+        )
 
 
 def _existing_ancestor(path: Path) -> Path:
