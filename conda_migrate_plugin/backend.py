@@ -109,9 +109,10 @@ class CondaBackend:
         return exporter.export(environment)
 
     def clone(self, source: Path, dest: Path, *, quiet: bool) -> None:
-        from .clone import clone
+        from .clone import carry_dropped, clone
 
         clone(source, dest, quiet=quiet)
+        carry_dropped(source, dest)
 
     def known_prefixes(self) -> list[Path]:
         from conda.core.envs_manager import list_all_known_prefixes

@@ -7,12 +7,19 @@ so that ``--method auto`` can relocate instead.
 
 from __future__ import annotations
 
+import shutil
 from typing import TYPE_CHECKING
 
 from .exceptions import CloneUnavailable
+from .prefix import PrefixRewrite
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+#: conda's clone copies only package files and files no package owns, so
+#: the pins and the environment variables (``conda env config vars``) would
+#: be lost; they name the prefix at most in text.
+DROPPED_BY_CLONE = ("conda-meta/pinned", "conda-meta/state")
 
 
 def clone(source: Path, dest: Path, *, quiet: bool) -> None:
@@ -34,3 +41,16 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
             hint="The old environment is untouched. --method relocate copies it "
             "without the package cache or the network.",
         ) from err
+
+
+def carry_dropped(source: Path, dest: Path) -> list[str]:
+    """Copy what clone leaves behind into the clone; returns what was carried."""
+    rewrite = PrefixRewrite(str(source), str(dest))
+    carried = []
+    for rel in DROPPED_BY_CLONE:
+        old, new = source / rel, dest / rel
+        if old.is_file() and not new.exists():
+            new.write_bytes(rewrite.substitute(old.read_bytes()))
+            shutil.copymode(old, new)
+            carried.append(rel)
+    return carried

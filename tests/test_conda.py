@@ -98,3 +98,19 @@ def test_dry_run_through_conda(scratch, home, conda_cli, flag):
     assert code == 0
     assert "Would write" in out
     assert scratch.abc.exists() and not (home / ".conda" / "envs").exists()
+
+
+def test_clone_keeps_pins_and_environment_variables(scratch, home, conda_cli):
+    """conda's clone alone drops conda-meta/pinned and conda-meta/state."""
+    (scratch.abc / "conda-meta" / "pinned").write_text("demo-text 1.0\n")
+    state = f'{{"env_vars": {{"DEMO_HOME": "{scratch.abc}/share/demo"}}}}\n'
+    (scratch.abc / "conda-meta" / "state").write_text(state)
+    out, err, code = conda_cli(
+        "migrate", "-d", scratch.abc, "--all", "--method", "clone", "--no-clean"
+    )
+    assert code == 0, out + err
+    new = home / ".conda" / "envs" / "abc"
+    assert (new / "conda-meta" / "pinned").read_text() == "demo-text 1.0\n"
+    assert (new / "conda-meta" / "state").read_text() == state.replace(
+        str(scratch.abc), str(new)
+    )
