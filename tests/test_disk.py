@@ -1,0 +1,213 @@
+"""A destination that is too small, fills up during the copy, runs out of
+inodes, or cannot be written: the environment is never lost, nothing is left
+behind in the destination, and the message says what happened.
+
+Each test mounts its own tmpfs (root only) as the destination, with conda's
+clone or without it: ``--method relocate`` runs in both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import tree_snapshot
+
+from conda_migrate_plugin.preflight import (
+    MARGIN_BYTES,
+    MARGIN_FRACTION,
+    MARGIN_INODES,
+    measure,
+)
+
+HERE = Path(__file__).parent
+METHOD = ("--all", "--method", "relocate", "--no-clean")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a tmpfs with the given options; unmounted at teardown."""
+    mounted: list[Path] = []
+
+    def _mount(*options: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command here")
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        run = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", ",".join(options), "cm-test", point],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {run.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield _mount
+    for point in reversed(mounted):
+        if subprocess.run(["umount", point]).returncode:
+            subprocess.run(["umount", "-l", point], check=True)
+
+
+def registered(home: Path) -> list[str]:
+    path = home / ".conda" / "environments.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def mine(point: Path) -> Path:
+    """A file of the user's already in the destination."""
+    path = point / "mine.txt"
+    path.write_text("already here\n")
+    return path
+
+
+def left_in(point: Path) -> list[str]:
+    """What the run left in the tmpfs, besides faultpoint's filler files."""
+    return sorted(
+        str(p.relative_to(point))
+        for p in point.rglob("*")
+        if not p.name.startswith(".filler-")
+    )
+
+
+def run_struck(home: Path, action: str, nth: int, *args) -> tuple[int, str]:
+    """Run the command in a child, struck at its ``nth`` ``fchmod``: the
+    copy sets each file's mode once the file is written."""
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(HERE.parent)}
+    run = subprocess.run(
+        [sys.executable, HERE / "faultpoint.py", action, str(nth), "fchmod", "--"]
+        + [str(arg) for arg in args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return run.returncode, run.stdout + run.stderr
+
+
+def test_too_small_destination_is_refused_with_both_numbers(
+    scratch, home, migrate, tmpfs
+):
+    point = tmpfs("size=1m")
+    mine(point)
+    before = tree_snapshot(scratch.abc)
+    dest = point / "envs"
+    out, err, code = migrate("-d", scratch.abc, "--dest", dest, *METHOD)
+    assert code == 1, out + err
+    found = re.search(
+        rf"Not enough space in {re.escape(str(dest))}: the environment needs "
+        r"([\d,]+) bytes \(with margin\), ([\d,]+) are free\.",
+        out,
+    )
+    assert found, out
+    need, free = (int(n.replace(",", "")) for n in found.groups())
+    size = measure(scratch.abc).bytes
+    assert need == int(size * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
+    vfs = os.statvfs(point)
+    assert free == vfs.f_bavail * vfs.f_frsize
+    assert "Nothing was copied and the environment is untouched" in out
+    assert tree_snapshot(scratch.abc) == before
+    assert left_in(point) == ["mine.txt"]
+    assert not (home / ".conda/yaml/abc.yml").exists()
+    assert str(dest / "abc") not in registered(home)
+
+
+def test_too_few_inodes_are_refused_with_both_numbers(scratch, home, migrate, tmpfs):
+    point = tmpfs("size=100m", "nr_inodes=200")
+    mine(point)
+    before = tree_snapshot(scratch.abc)
+    dest = point / "envs"
+    out, err, code = migrate("-d", scratch.abc, "--dest", dest, *METHOD)
+    assert code == 1, out + err
+    need = measure(scratch.abc).inodes + MARGIN_INODES
+    free = os.statvfs(point).f_favail
+    assert (
+        f"Not enough inodes in {dest}: the environment needs {need:,} "
+        f"files and directories (with margin), {free:,} are free." in out
+    )
+    assert tree_snapshot(scratch.abc) == before
+    assert left_in(point) == ["mine.txt"]
+
+
+def assert_failed_and_untouched(
+    scratch, home, point: Path, dest: Path, code: int, out: str, before
+) -> None:
+    assert code == 1, out
+    assert "Migration of abc failed" in out, out
+    assert "No space left on device" in out, out
+    assert tree_snapshot(scratch.abc) == before
+    assert left_in(point) == ["envs", "mine.txt"], "no copy, no staging"
+    assert str(dest / "abc") not in registered(home)
+    assert "failed: 1" in out
+
+
+@pytest.mark.parametrize("nth_file", [1, 8, 20])
+def test_disk_filling_up_mid_copy_keeps_the_environment(
+    scratch, home, migrate, tmpfs, nth_file
+):
+    """Big enough for the preflight, filled by another job meanwhile."""
+    size = measure(scratch.abc).bytes
+    need = int(size * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
+    point = tmpfs(f"size={need + 2**20}")
+    mine(point)
+    before = tree_snapshot(scratch.abc)
+    dest = point / "envs"
+    code, out = run_struck(
+        home, f"fill:{point}", nth_file, "-d", scratch.abc, "--dest", dest, *METHOD
+    )
+    assert_failed_and_untouched(scratch, home, point, dest, code, out, before)
+
+    for filler in point.glob(".filler-*"):
+        filler.unlink()
+    out, err, code = migrate("-d", scratch.abc, "--dest", dest, *METHOD)
+    assert code == 0, out + err
+    assert not scratch.abc.exists()
+    assert (dest / "abc/conda-meta/history").is_file()
+
+
+@pytest.mark.parametrize("nth_file", [1, 8, 20])
+def test_inodes_running_out_mid_copy_keeps_the_environment(
+    scratch, home, migrate, tmpfs, nth_file
+):
+    """Just enough inodes for the preflight: the environment's, the margin,
+    and the few the run itself makes (destination, staging directories)."""
+    inodes = measure(scratch.abc).inodes + MARGIN_INODES + 8
+    point = tmpfs("size=200m", f"nr_inodes={inodes}")
+    mine(point)
+    before = tree_snapshot(scratch.abc)
+    dest = point / "envs"
+    code, out = run_struck(
+        home, f"inodes:{point}", nth_file, "-d", scratch.abc, "--dest", dest, *METHOD
+    )
+    assert_failed_and_untouched(scratch, home, point, dest, code, out, before)
+
+
+@pytest.mark.parametrize("below", [".", "envs"])
+def test_read_only_destination_fails_before_anything_is_copied(
+    scratch, home, migrate, tmpfs, below
+):
+    """Root ignores a directory's mode, not a read-only mount."""
+    point = tmpfs("size=16m", "ro")
+    dest = point / below
+    before = tree_snapshot(scratch.envs_dir)
+    out, err, code = migrate("-d", scratch.envs_dir, "--dest", dest, *METHOD)
+    assert code == 1, out + err
+    for name in ("abc", "amd"):
+        assert (
+            f"Migration of {name} failed: The destination {dest} cannot be written ({point} is not writable)."
+            in out
+        )
+    assert "Nothing was copied and the environment is untouched" in out
+    assert tree_snapshot(scratch.envs_dir) == before
+    assert not (home / ".conda/yaml").exists()
+    assert registered(home) == []
+    assert "failed: 2" in out
