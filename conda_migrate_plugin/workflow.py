@@ -29,22 +29,28 @@ if TYPE_CHECKING:
 SUCCESS = {"migrated", "kept", "planned"}
 
 
-def discover(args: Namespace, backend: Backend) -> tuple[Path, list[Candidate]]:
+def search_root(args: Namespace) -> Path:
+    """Where to look: ``-d``, or ``$SCRATCH`` for the environments conda knows."""
     if args.directory:
-        directory = args.directory.expanduser().absolute()
-        if not directory.is_dir():
-            raise UsageError(
-                f"{directory} is not a directory.",
-                hint="Pass -d with a directory in $SCRATCH.",
-            )
-        return directory, scan_directory(directory)
+        return args.directory.expanduser().absolute()
     scratch = os.environ.get("SCRATCH")
     if not scratch:
         raise UsageError(
             "$SCRATCH is not set, so there is no default place to look for environments.",
             hint="Pass -d with the directory that holds them (conda env list | grep /scratch shows it).",
         )
-    return Path(scratch), scratch_environments(backend.known_prefixes(), Path(scratch))
+    return Path(scratch)
+
+
+def discover(args: Namespace, root: Path, backend: Backend) -> list[Candidate]:
+    if not args.directory:
+        return scratch_environments(backend.known_prefixes(), root)
+    if not root.is_dir():
+        raise UsageError(
+            f"{root} is not a directory.",
+            hint="Pass -d with a directory in $SCRATCH.",
+        )
+    return scan_directory(root)
 
 
 def report_discovery(
@@ -157,7 +163,7 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
             "conda is not installed here, so --method clone cannot run.",
             hint="Use --method relocate.",
         )
-    directory, candidates = discover(args, backend)
+    directory = search_root(args)
     options = Options(
         dest_root=(args.dest or home / ".conda" / "envs").expanduser().absolute(),
         yaml_dir=(args.yaml_dir or home / ".conda" / "yaml").expanduser().absolute(),
@@ -182,7 +188,7 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
             f"conda-migrate {__version__}, backend {backend.name}, arguments: {vars(args)}"
         )
         try:
-            return _run(args, options, candidates, backend, home, stdin, out)
+            return _run(args, options, backend, home, stdin, out)
         except MigrateError as err:
             out.note(f"error: {err}")
             raise
@@ -191,13 +197,18 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
 def _run(
     args: Namespace,
     options: Options,
-    candidates: list[Candidate],
     backend: Backend,
     home: Path,
     stdin: TextIO,
     out: Output,
 ) -> int:
+    # Leftovers of a killed run first: a half-removed environment must not
+    # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
+    if outcomes and args.directory and not options.scanned.exists():
+        candidates = []
+    else:
+        candidates = discover(args, options.scanned, backend)
     valid = report_discovery(options.scanned, candidates, options.verbose, out)
     if valid:
         selected = (

@@ -315,6 +315,8 @@ def tree_snapshot(root: Path) -> dict[str, tuple]:
                 snapshot[rel] = ("link", os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):
                 snapshot[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            elif not stat.S_ISREG(st.st_mode):  # a FIFO would block a read
+                snapshot[rel] = ("special", stat.S_IFMT(st.st_mode))
             else:
                 snapshot[rel] = (
                     "file",

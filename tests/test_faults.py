@@ -243,3 +243,25 @@ def test_two_runs_at_once_one_refuses(layout):
         "scratch/amd": layout.before["scratch/amd"],
         "home/abc": layout.after["home/abc"],
     }
+
+
+def test_rerun_on_the_environment_itself_finishes_an_interrupted_removal(layout):
+    """Killed while deleting the old environment, which ``-d`` named: the
+    path is gone, and the same command still finishes the job."""
+    layout.build()
+    args = ["-d", layout.envs_dir / "abc", "--all", "--method", "relocate"]
+    code, out, err = run_cli(
+        layout.home, *args, "--no-clean", fault=("kill", "2", "rmdir")
+    )
+    assert code == -signal.SIGKILL
+    assert not (layout.envs_dir / "abc").exists()
+    assert (layout.envs_dir / ".abc.conda-migrate-removing").exists()
+    code, out, err = run_cli(layout.home, *args, "--no-clean")
+    assert code == 0, out + err
+    assert "Finished the removal of" in out
+    assert sorted(p.name for p in layout.envs_dir.iterdir()) == ["amd"]
+    assert layout.state() == {
+        "scratch/amd": layout.before["scratch/amd"],
+        "home/abc": layout.after["home/abc"],
+    }
+    assert (layout.home / ".bashrc").read_bytes() == layout.bashrc_after
