@@ -168,6 +168,7 @@ def _copy(
             return
         except CloneUnavailable as err:
             discard(dest)
+            backend.unregister(dest)
             if options.method == "clone":
                 raise
             out.say(
