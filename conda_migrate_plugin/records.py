@@ -128,7 +128,3 @@ def portable_contents(prefix: Path) -> EnvContents:
                 pip.add(dist)
     return EnvContents(conda, tuple(sorted(pip)))
 
-
-def count_files(prefix: Path) -> int:
-    """Files the records list: a figure for the plan, without walking the tree."""
-    return sum(len(record.get("files", ())) for record in read_conda_meta(prefix))
