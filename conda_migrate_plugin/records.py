@@ -127,4 +127,3 @@ def portable_contents(prefix: Path) -> EnvContents:
             if dist:
                 pip.add(dist)
     return EnvContents(conda, tuple(sorted(pip)))
-
