@@ -338,3 +338,10 @@ def test_jobs_must_be_positive(scratch, migrate):
     assert code == 2
     assert "--jobs must be at least 1" in out + err
     assert scratch.abc.exists()
+
+
+def test_yes_answers_the_prompt_with_all(scratch, home, migrate):
+    out, err, code = migrate("-d", scratch.envs_dir, "-y", "--no-clean")
+    assert code == 0, out + err
+    assert "Select environments" not in out
+    assert not scratch.abc.exists() and not scratch.amd.exists()
