@@ -231,8 +231,13 @@ def _run(
     cleaned = None
     if not args.no_clean and any(o.status in SUCCESS for o in outcomes):
         cleaned = backend.clean(dry_run=options.dry_run)
-        if cleaned is not None:
-            out.say(f"Cleaned conda's caches: {sum(map(len, cleaned.values()))} items.")
+        if cleaned is None:
+            out.say("conda is not installed here, so conda's clean was skipped.")
+        else:
+            verb = "Would remove" if options.dry_run else "Removed"
+            out.say(
+                f"{verb} {sum(map(len, cleaned.values()))} items from conda's caches."
+            )
     summarize(outcomes, out)
     success = all(o.status in SUCCESS for o in outcomes)
     if args.json:

@@ -345,3 +345,13 @@ def test_yes_answers_the_prompt_with_all(scratch, home, migrate):
     assert code == 0, out + err
     assert "Select environments" not in out
     assert not scratch.abc.exists() and not scratch.amd.exists()
+
+
+def test_clean_runs_last_and_says_what_it_did(scratch, home, migrate):
+    out, err, code = migrate("-d", scratch.amd, "--all")
+    assert code == 0, out + err
+    last = out.split("Successfully migrated and removed old environment")[1]
+    if HAVE_CONDA:
+        assert "items from conda's caches.\n" in last
+    else:
+        assert "conda's clean was skipped.\n" in last
