@@ -9,12 +9,12 @@ overwritten.
 from __future__ import annotations
 
 import io
-import os
 import time
 from typing import TYPE_CHECKING
 
 from ruamel.yaml import YAML
 
+from .atomic import write_atomically
 from .records import EnvContents, channel_name, read_conda_meta
 
 if TYPE_CHECKING:
@@ -51,10 +51,5 @@ def write_yaml(yaml_dir: Path, name: str, text: str) -> Path:
     path = yaml_dir / f"{name}.yml"
     if path.exists() and path.read_text(errors="replace") != text:
         path = yaml_dir / f"{name}.{time.strftime('%Y%m%d-%H%M%S')}.yml"
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(partial, path)
+    write_atomically(path, text)
     return path

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .atomic import write_atomically
 
 COPYING = "copying"  # the copy at dest, if any, is unverified
 VERIFIED = "verified"  # dest is verified and registered; source may remain
@@ -34,14 +35,7 @@ def _path(state_dir: Path, dest: Path) -> Path:
 
 
 def record(state_dir: Path, entry: Entry) -> None:
-    path = _path(state_dir, Path(entry.dest))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with open(partial, "w") as stream:
-        json.dump(asdict(entry), stream)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(partial, path)
+    write_atomically(_path(state_dir, Path(entry.dest)), json.dumps(asdict(entry)))
 
 
 def clear(state_dir: Path, dest: Path) -> None:

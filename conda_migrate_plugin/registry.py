@@ -5,8 +5,9 @@ conda: one prefix a line. Where conda is installed its own
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from .atomic import write_atomically
 
 
 def environments_txt(home: Path | None = None) -> Path:
@@ -22,11 +23,7 @@ def read_registry(home: Path | None = None) -> list[Path]:
 
 
 def _write(lines: list[str], home: Path | None) -> None:
-    path = environments_txt(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text("".join(f"{line}\n" for line in lines))
-    os.replace(partial, path)
+    write_atomically(environments_txt(home), "".join(f"{line}\n" for line in lines))
 
 
 def register(prefix: Path, home: Path | None = None) -> None:
