@@ -17,7 +17,13 @@ from typing import Protocol
 from . import registry
 from .exceptions import CloneUnavailable, MigrateError
 from .export import portable_yaml
-from .records import CondaPackage, EnvContents, PipPackage, portable_contents
+from .records import (
+    CondaPackage,
+    EnvContents,
+    PipPackage,
+    portable_contents,
+    read_conda_meta,
+)
 
 
 class Backend(Protocol):
@@ -76,6 +82,9 @@ class CondaBackend:
         from conda.core.prefix_data import PrefixData
         from conda.exceptions import CondaError
 
+        # conda's reader fails with a TypeError on a record that is JSON but
+        # not an object; the plain reader turns that into a clear error.
+        read_conda_meta(prefix)
         # PrefixData caches per path; a prefix that was just written must be read anew.
         try:
             data = PrefixData(str(prefix), interoperability=True).reload()

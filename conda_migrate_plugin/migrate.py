@@ -32,7 +32,6 @@ from .preflight import (
     check_writable,
     measure,
 )
-from .records import read_conda_meta
 from .remove import check_removable, remove_environment
 
 if TYPE_CHECKING:
@@ -216,9 +215,6 @@ def _migrate_locked(
             out.say(outcome.message, "")
             return outcome
         check_paths(source, dest)
-        # conda's reader fails with a TypeError on a record that is JSON but
-        # not an object: read them first, so that it fails this one alone.
-        read_conda_meta(source)
         old = backend.contents(source)
         footprint = measure(source)
         check_file_types(footprint)
