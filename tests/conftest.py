@@ -346,3 +346,25 @@ def migrate(home, capsys, monkeypatch) -> Callable[..., tuple[str, str, int]]:
         return out, err, code
 
     return _migrate
+
+
+@pytest.fixture(scope="session")
+def real_channel(tmp_path_factory) -> Path:
+    """A channel of realistic packages (see ``realpkgs``): the running
+    CPython as ``python``, pip as ``noarch: python``, and ``cmdemo``, a C
+    program; built and indexed once per session."""
+    import realpkgs
+    from rattler.index import index_fs
+
+    root = tmp_path_factory.mktemp("real-channel")
+    work = tmp_path_factory.mktemp("real-build")
+    try:
+        realpkgs.build_cpython_package(root / SUBDIR, work)
+        realpkgs.build_c_package(root / SUBDIR, work)
+        realpkgs.build_noarch_python_from_wheel(
+            realpkgs.bundled_pip_wheel(), root / "noarch", work
+        )
+    except realpkgs.PackageUnavailable as exc:
+        pytest.skip(f"cannot build the realistic packages here: {exc}")
+    asyncio.run(index_fs(root, write_zst=False, write_shards=False))
+    return root
