@@ -11,7 +11,6 @@ next one (see ``resume``).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -32,7 +31,7 @@ from .preflight import (
     check_writable,
     measure,
 )
-from .remove import check_removable, remove_environment
+from .remove import check_removable, remove_environment, remove_tree
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -113,7 +112,7 @@ def discard(path: Path) -> None:
     if path.is_symlink():
         path.unlink()
     elif path.exists():
-        shutil.rmtree(path)
+        remove_tree(path)
 
 
 def _relocate(candidate: Candidate, dest: Path, options: Options, out: Output) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from typing import TYPE_CHECKING
 
 from .discover import HISTORY, REMOVING_SUFFIX, under
@@ -47,12 +48,37 @@ def check_removable(prefix: Path, scanned: Path, protected: Iterable[Path]) -> N
             )
 
 
+def _make_writable(root: Path) -> None:
+    """Give the owner write and search permission on every directory below
+    ``root``: an unprivileged owner cannot empty a read-only directory (a
+    Julia depot, anything ``chmod -w``), as conda's ``rm_rf`` knows."""
+    mode = root.lstat().st_mode
+    if stat.S_ISDIR(mode) and mode & 0o700 != 0o700:
+        os.chmod(root, stat.S_IMODE(mode) | 0o700)
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISDIR(mode) and mode & 0o700 != 0o700:
+                os.chmod(path, stat.S_IMODE(mode) | 0o700)
+
+
+def remove_tree(root: Path) -> None:
+    """``rmtree``, which unlinks symlinks and never follows them out of the
+    tree; a directory it may not empty is made writable, once, and the
+    removal goes on."""
+    try:
+        shutil.rmtree(root)
+    except PermissionError:
+        _make_writable(root)
+        shutil.rmtree(root)
+
+
 def remove_environment(prefix: Path) -> None:
-    """Rename aside, then delete; ``rmtree`` unlinks symlinks and never
-    follows them out of the environment."""
+    """Rename aside, then delete."""
     aside = prefix.with_name(f".{prefix.name}{REMOVING_SUFFIX}")
     os.rename(prefix, aside)
-    shutil.rmtree(aside)
+    remove_tree(aside)
 
 
 def finish_removals(directory: Path) -> list[Path]:
@@ -68,6 +94,6 @@ def finish_removals(directory: Path) -> list[Path]:
             and entry.name.endswith(REMOVING_SUFFIX)
             and not entry.is_symlink()
         ):
-            shutil.rmtree(entry)
+            remove_tree(entry)
             finished.append(entry)
     return finished
