@@ -28,13 +28,18 @@ CHUNK = 1 << 20
 #: conda replaces a placeholder in all of these, in this order (portability.py).
 ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 
-#: Linux truncates longer ``#!`` lines; conda then falls back to /usr/bin/env.
+#: Linux truncates longer ``#!`` lines; conda then falls back to /usr/bin/env
+#: in package files, and to a ``/bin/sh`` trampoline in Python entry points.
 MAX_SHEBANG = 127
+
+#: conda's records of entry points it generated at link time.
+ENTRY_POINT_TYPES = {"unix_python_entry_point", "windows_python_entry_point_script"}
 
 #: A character that continues a path name: ``/scratch/envs/abc`` must not match
 #: inside ``/scratch/envs/abc2``, a sibling environment.
 _NAME_CHAR = rb"[\w.+~-]"
 _SHEBANG = re.compile(rb"#![ ]*(/(?:\\ |[^ \n\r\t])*)(.*)")
+_PYTHON = re.compile(rb"python[0-9.]*")
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,53 @@ class PathRecord:
     size: int | None = None
     placeholder: str | None = None
     file_mode: str | None = None
+    #: ``_path`` as the record writes it, when that is not ``path``.
+    record_path: str | None = None
 
     @property
     def carries_prefix(self) -> bool:
         return self.placeholder is not None and self.file_mode in ("text", "binary")
+
+    @property
+    def entry_point(self) -> bool:
+        return self.path_type in ENTRY_POINT_TYPES
+
+
+def _is_noarch_python(record: dict) -> bool:
+    noarch = record.get("noarch")
+    if isinstance(noarch, dict):
+        noarch = noarch.get("type")
+    return noarch == "python" or record.get("package_type") == "noarch_python"
+
+
+def _installed_paths(record: dict, prefix: Path) -> dict[str, str]:
+    """Where the files of a ``noarch: python`` package were installed, by the
+    path its ``paths_data`` gives.
+
+    conda writes the package's own paths there (``site-packages/...``,
+    ``python-scripts/...``) and the installed ones only in ``files``; the
+    site-packages directory is the one ``files`` names (conda-pack's
+    ``managed_file`` makes the same translation).
+    """
+    site = next(
+        (
+            f[: f.index("/site-packages/") + len("/site-packages")]
+            for f in record.get("files", ())
+            if "/site-packages/" in f
+        ),
+        None,
+    )
+    if site is None:
+        found = sorted(prefix.glob("lib/python*/site-packages"))
+        site = str(found[0].relative_to(prefix)) if found else None
+    translated = {}
+    for entry in record["paths_data"]["paths"]:
+        path = entry["_path"]
+        if path.startswith("site-packages/") and site:
+            translated[path] = f"{site}/{path[len('site-packages/') :]}"
+        elif path.startswith("python-scripts/"):
+            translated[path] = f"bin/{path[len('python-scripts/') :]}"
+    return translated
 
 
 def read_path_records(prefix: Path) -> dict[str, PathRecord]:
@@ -59,7 +107,8 @@ def read_path_records(prefix: Path) -> dict[str, PathRecord]:
 
     The hash is the one of the file as installed (``sha256_in_prefix``) when
     the record has it, else the package's, which is the same for files that
-    carry no prefix.
+    carry no prefix. Paths are the installed ones, also for ``noarch:
+    python`` packages, whose records name package paths.
     """
     records: dict[str, PathRecord] = {}
     meta = prefix / "conda-meta"
@@ -71,19 +120,24 @@ def read_path_records(prefix: Path) -> dict[str, PathRecord]:
         except (OSError, ValueError) as exc:
             raise RelocateError(f"cannot read the record {record_path}: {exc}") from exc
         paths = (record.get("paths_data") or {}).get("paths")
+        installed: dict[str, str] = {}
         if paths is None:
             paths = [
                 {"_path": p, "path_type": "hardlink"} for p in record.get("files", [])
             ]
+        elif _is_noarch_python(record):
+            installed = _installed_paths(record, prefix)
         for entry in paths:
-            records[entry["_path"]] = PathRecord(
-                path=entry["_path"],
+            path = installed.get(entry["_path"], entry["_path"])
+            records[path] = PathRecord(
+                path=path,
                 path_type=entry.get("path_type", "hardlink"),
                 record_file=record_path.name,
                 sha256=entry.get("sha256_in_prefix") or entry.get("sha256"),
                 size=entry.get("size_in_bytes"),
                 placeholder=entry.get("prefix_placeholder"),
                 file_mode=entry.get("file_mode"),
+                record_path=entry["_path"] if path != entry["_path"] else None,
             )
     return records
 
@@ -120,8 +174,11 @@ class PrefixRewrite:
     """Replaces the old prefix with the new one, as conda replaces a placeholder.
 
     Text files: every occurrence, in each of conda's encodings; a ``#!`` line
-    gets spaces escaped and falls back to ``/usr/bin/env`` when too long, as in
-    conda. Binary files: each C string naming the old prefix is rewritten in
+    gets spaces escaped and, when too long, falls back to ``/usr/bin/env`` as
+    conda does in package files, or, in scripts started by the environment's
+    Python (``launcher=True``), to the ``/bin/sh`` trampoline that conda
+    writes into entry points and pip into console scripts, which needs no
+    ``python`` on ``PATH``. Binary files: each C string naming the old prefix is rewritten in
     place and NUL-padded to its old length; a longer new prefix may use the
     NULs that followed, which are the room a longer placeholder left at
     install time, and never more than that room.
@@ -168,7 +225,7 @@ class PrefixRewrite:
                 data = data.replace(old, new)
         return data
 
-    def _shebang(self, line: bytes) -> bytes:
+    def _shebang(self, line: bytes, launcher: bool) -> bytes:
         escaped = self.new_bytes.replace(b" ", b"\\ ")
         line = self._old_utf8.sub(lambda _: escaped, line)
         match = _SHEBANG.match(line)
@@ -176,11 +233,26 @@ class PrefixRewrite:
             executable, options = match.groups()
             directory, _, name = executable.rpartition(b"/")
             if len(line) > MAX_SHEBANG or b"\\ " in directory:
+                if (
+                    launcher
+                    and directory == escaped + b"/bin"
+                    and _PYTHON.fullmatch(name)
+                ):
+                    # Both shell and Python: sh runs the quoted exec, Python
+                    # reads a string literal and goes on to the next line.
+                    python = self.new_bytes + b"/bin/" + name
+                    return b"#!/bin/sh\n'''exec' \"%s\"%s \"$0\" \"$@\" #'''" % (
+                        python,
+                        options,
+                    )
                 line = b"#!/usr/bin/env " + name + options
         return line
 
-    def text_chunks(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        """The text of ``chunks`` with the prefix replaced, streamed."""
+    def text_chunks(
+        self, chunks: Iterable[bytes], *, launcher: bool = False
+    ) -> Iterator[bytes]:
+        """The text of ``chunks`` with the prefix replaced, streamed;
+        ``launcher`` for scripts no package file is (see the class)."""
         carry = b""
         first = True
         for chunk in chunks:
@@ -189,7 +261,7 @@ class PrefixRewrite:
                 first = False
                 end = buf.find(b"\n")
                 if buf.startswith(b"#!") and end > 0 and self.old_bytes in buf[:end]:
-                    yield self._shebang(buf[:end])
+                    yield self._shebang(buf[:end], launcher)
                     buf = buf[end:]
             cut = self._safe_cut(buf)
             if cut > 0:

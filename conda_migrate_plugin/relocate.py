@@ -11,8 +11,11 @@ What is rewritten, and why:
   written them had it installed into the new prefix.
 * Files no package owns (pip installs, scripts, ``.pth``, ``direct_url.json``),
   entry points conda generated, and owned files whose size no longer matches
-  their record (edited): substituted when they are UTF-8 text; a binary one
-  still naming the old prefix is copied as it is and reported.
+  their record (edited): substituted when they are UTF-8 text, a ``#!`` line
+  too long for the kernel becoming the ``/bin/sh`` trampoline conda and pip
+  write; a binary one still naming the old prefix is copied as it is and
+  reported, except ``.pyc`` files, whose ``co_filename`` CPython corrects
+  when it loads them (conda's clone copies them as they are too).
 * ``conda-meta/*.json``: only ``sha256_in_prefix`` of rewritten files, so that
   conda's own checks agree with the new bytes; ``extracted_package_dir`` and
   the like name the package cache, not the environment, and stay.
@@ -66,6 +69,10 @@ class RelocateResult:
     bytes: int
     rewritten: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: Package files naming the old prefix in binary data their record does
+    #: not describe: copied unchanged, as nothing says how to rewrite them.
+    inexact: list[str] = field(default_factory=list)
 
 
 def default_jobs() -> int:
@@ -93,12 +100,16 @@ class _Outcome:
     bytes: int = 0
     rewritten: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    inexact: list[str] = field(default_factory=list)
+    old_pyc: int = 0
 
     def merge(self, other: _Outcome) -> None:
         self.files += other.files
         self.bytes += other.bytes
         self.rewritten.update(other.rewritten)
         self.warnings.extend(other.warnings)
+        self.inexact.extend(other.inexact)
+        self.old_pyc += other.old_pyc
 
 
 def relocate(
@@ -131,11 +142,19 @@ def relocate(
         outcome = copier.run(jobs or default_jobs(), progress)
     finally:
         progress.close()
+    notes = []
+    if outcome.old_pyc:
+        notes.append(
+            f"{outcome.old_pyc} .pyc files name the old prefix in co_filename "
+            "(harmless: Python uses the path it loads them from)"
+        )
     return RelocateResult(
         files=outcome.files,
         bytes=outcome.bytes,
         rewritten=sorted(outcome.rewritten),
         warnings=outcome.warnings,
+        notes=notes,
+        inexact=sorted(outcome.inexact),
     )
 
 
@@ -243,8 +262,10 @@ class _Copier:
             kind, placeholder = record.file_mode, record.placeholder
         elif record.path_type == "pyc_file":
             kind = "plain"
-        elif record.sha256 is None or (
-            record.size is not None and record.size != st.st_size
+        elif (
+            record.entry_point
+            or record.sha256 is None
+            or (record.size is not None and record.size != st.st_size)
         ):
             # Generated at link time (entry points) or edited since: the
             # package says nothing about what it holds now.
@@ -329,13 +350,27 @@ class _Copier:
             _kernel_copy(src, dst, item.size)
             return None
         if not is_utf8_text(src):
-            outcome.warnings.append(
-                f"{item.rel}: binary file naming the old prefix "
-                f"{self.rewrite.old}, copied unchanged"
-            )
+            if item.rel.endswith(".pyc"):
+                outcome.old_pyc += 1
+            elif item.rel in self.records:
+                outcome.inexact.append(item.rel)
+                outcome.warnings.append(
+                    f"{item.rel}: binary file of a package naming the old prefix "
+                    f"{self.rewrite.old}, copied unchanged; its record does not "
+                    "say where (only conda's clone can redo it)"
+                )
+            else:
+                outcome.warnings.append(
+                    f"{item.rel}: binary file naming the old prefix "
+                    f"{self.rewrite.old}, copied unchanged; no package describes "
+                    "it, so rebuild it in the new environment (or, for a "
+                    "RUNPATH, patchelf --set-rpath) if it uses that path"
+                )
             _kernel_copy(src, dst, item.size)
             return None
-        return _write_changed(dst, self.rewrite.text_chunks(read_chunks(src)), src)
+        return _write_changed(
+            dst, self.rewrite.text_chunks(read_chunks(src), launcher=True), src
+        )
 
     def _update_records(self, rewritten: dict[str, str]) -> None:
         """Give rewritten files their new ``sha256_in_prefix``, so that conda
@@ -344,7 +379,9 @@ class _Copier:
         for rel, digest in rewritten.items():
             record = self.records.get(rel)
             if record is not None:
-                by_record.setdefault(record.record_file, {})[rel] = digest
+                by_record.setdefault(record.record_file, {})[
+                    record.record_path or rel
+                ] = digest
         for name, digests in by_record.items():
             path = self.staging / "conda-meta" / name
             st = path.stat()

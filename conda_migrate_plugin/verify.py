@@ -185,12 +185,18 @@ class _Checker:
             )
         if exempt:
             return
-        if record is None or (record.sha256 is None and record.path_type != "pyc_file"):
+        if (
+            record is None
+            or record.entry_point
+            or (record.sha256 is None and record.path_type != "pyc_file")
+        ):
             expected = self._expected_unowned(rel)
             if copy.sha256 != expected:
                 check.problems.append(
                     f"{rel}: differs from the source (prefix substituted)"
                 )
+            elif record is not None:
+                self._check_recorded(rel, record, copy, check)
         elif record.carries_prefix:
             self._check_prefix_file(rel, record, copy, check)
         elif record.sha256 is None:
@@ -231,11 +237,7 @@ class _Checker:
         copy_record = self.copy_records.get(rel)
         recorded = copy_record.sha256 if copy_record else None
         if copy.sha256 == expected:
-            if recorded is not None and recorded != copy.sha256:
-                check.problems.append(
-                    f"{rel}: its sha256_in_prefix in the copy's conda-meta/"
-                    f"{record.record_file} does not match the file"
-                )
+            self._check_recorded(rel, record, copy, check)
             return
         if recorded == copy.sha256 and self._read(src_path).sha256 != record.sha256:
             check.notes.append(
@@ -247,11 +249,23 @@ class _Checker:
             f"{rel}: differs from the source with the prefix rewritten"
         )
 
+    def _check_recorded(
+        self, rel: str, record: PathRecord, copy: _Read, check: FileCheck
+    ) -> None:
+        """The copy's record must give a rewritten file its new hash, or
+        conda would report the file as altered."""
+        copy_record = self.copy_records.get(rel)
+        if copy_record and copy_record.sha256 not in (None, copy.sha256):
+            check.problems.append(
+                f"{rel}: its sha256_in_prefix in the copy's conda-meta/"
+                f"{record.record_file} does not match the file"
+            )
+
     def _expected_unowned(self, rel: str) -> str:
         fd = os.open(f"{self.src_root}/{rel}", os.O_RDONLY)
         try:
             if self.rewrite.stream_names_old(read_chunks(fd)) and is_utf8_text(fd):
-                return _sha256(self.rewrite.text_chunks(read_chunks(fd)))
+                return _sha256(self.rewrite.text_chunks(read_chunks(fd), launcher=True))
             return _sha256(read_chunks(fd))
         finally:
             os.close(fd)

@@ -1,20 +1,33 @@
 """Real environments: the running CPython, pip as ``noarch: python``, a C
-program, and what the environment's own pip installs, moved by both engines."""
+program, and what the environment's own pip installs, moved by both engines.
+
+Every check runs programs by path with a ``PATH`` that holds no Python, as
+a batch job that never activates the environment would.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import realpkgs
+from conftest import requires_conda, tree_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
 PY = f"python{sys.version_info.major}.{sys.version_info.minor}"
+SITE = f"lib/{PY}/site-packages"
+#: Where .ci/run puts a pip wheel other than the bundled one, for the
+#: ``pip install -U pip`` case (``pip download pip -d build/test-wheels``).
+WHEELS = Path(__file__).resolve().parent.parent / "build" / "test-wheels"
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +43,56 @@ def real_records(real_channel) -> list:
     )
 
 
+@pytest.fixture(scope="session")
+def local_wheels(tmp_path_factory) -> list[Path]:
+    """A compiled extension and a pure package with a console script."""
+    out = tmp_path_factory.mktemp("wheels")
+    tool = realpkgs.build_wheel(
+        out,
+        "hello-tool",
+        "0.4",
+        {
+            "hello_tool/__init__.py": b"import sys\n\ndef main():\n"
+            b"    print('hello-tool from', sys.prefix)\n    return 0\n"
+        },
+        console_scripts={"hello-tool": "hello_tool:main"},
+    )
+    try:
+        return [
+            tool,
+            realpkgs.build_extension_wheel(out, tmp_path_factory.mktemp("ext")),
+        ]
+    except realpkgs.PackageUnavailable:
+        return [tool]
+
+
 @pytest.fixture
-def real_env(real_records, tmp_path) -> Callable[[Path], Path]:
-    """Install python, pip and cmdemo at a prefix, as conda would."""
+def nopython_path(tmp_path) -> str:
+    """A PATH without any Python: only what a shell script needs by name."""
+    bin_dir = tmp_path / "nopython-bin"
+    bin_dir.mkdir()
+    return str(bin_dir)
+
+
+def run(path_var: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+    """Run by path, without activation and with no python on ``PATH``."""
+    env = {"PATH": path_var, "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}
+    done = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, env=env
+    )
+    if check:
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+@pytest.fixture
+def real_env(real_records, local_wheels, nopython_path, tmp_path) -> Callable:
+    """A realistic environment at ``prefix``: python, noarch pip and cmdemo
+    installed as conda would, then the environment's own pip installing
+    local wheels, and what users leave in environments besides."""
     import rattler
 
-    def _install(prefix: Path) -> Path:
+    def _make(prefix: Path) -> Path:
         asyncio.run(
             rattler.install(
                 real_records,
@@ -44,24 +101,349 @@ def real_env(real_records, tmp_path) -> Callable[[Path], Path]:
                 show_progress=False,
             )
         )
+        pip_install(prefix, nopython_path, *local_wheels)
+        (prefix / "conda-meta/pinned").write_text("cmdemo 1.0\n")
+        (prefix / "conda-meta/state").write_text(
+            json.dumps({"env_vars": {"DATA_DIR": f"{prefix}/share/data"}})
+        )
+        kernel = prefix / "share/jupyter/kernels/python3"
+        kernel.mkdir(parents=True)
+        (kernel / "kernel.json").write_text(
+            json.dumps({"argv": [f"{prefix}/bin/python", "-m", "ipykernel_launcher"]})
+        )
+        data = prefix / "share/data"
+        data.mkdir()
+        (data / "table.csv").write_text("a,b\n1,2\n")
+        data.chmod(0o555)
+        (prefix / "var/empty").mkdir(parents=True)
+        (prefix / "share/greeting-link").symlink_to(
+            f"{prefix}/share/cmdemo/greeting.txt"
+        )
+        outside = tmp_path / "outside.txt"
+        outside.write_text("outside\n")
+        (prefix / "share/outside-link").symlink_to(outside)
         return prefix
 
-    return _install
+    return _make
 
 
-def run(*args, **kwargs) -> str:
-    """Run by path with a minimal environment: no activation, no python on PATH."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}
-    done = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, env=env, **kwargs
+def pip_install(prefix: Path, path_var: str, *wheels: Path, upgrade=False) -> None:
+    args = [prefix / "bin/pip", "install", "--no-index", "--no-deps"]
+    args += ["--disable-pip-version-check", "--no-warn-script-location"]
+    run(path_var, *args, *(["--upgrade"] if upgrade else []), *wheels)
+
+
+def pip_list(prefix: Path, path_var: str) -> str:
+    return run(
+        path_var,
+        prefix / "bin/pip",
+        "list",
+        "--format=freeze",
+        "--disable-pip-version-check",
+    ).stdout
+
+
+def _padded(base: Path, length: int) -> Path:
+    """A prefix of exactly ``length`` characters below ``base``."""
+    room = length - len(str(base)) - 1
+    assert room >= 3, f"{base} is too long for a {length}-character prefix"
+    return base / ("e" * room)
+
+
+def _shape(root: Path) -> dict[str, tuple]:
+    """Types, modes and symlink targets, no contents."""
+    return {
+        rel: entry if entry[0] == "link" else entry[:2]
+        for rel, entry in tree_snapshot(root).items()
+        # Python may write these whenever it runs.
+        if "/__pycache__/" not in f"/{rel}"
+    }
+
+
+def _files_naming(root: Path, old: str) -> list[str]:
+    needle = old.encode()
+    found = []
+    for path in root.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if needle in data:
+            found.append(str(path.relative_to(root)))
+    return sorted(found)
+
+
+def assert_moved(old: Path, new: Path, before: dict, path_var: str) -> None:
+    assert not os.path.lexists(old)
+    out = run(path_var, new / "bin/python", "-c", "import sys, ssl; print(sys.prefix)")
+    assert out.stdout == f"{new}\n"
+    if "fastsq" in before["pip"]:
+        out = run(
+            path_var, new / "bin/python", "-c", "import fastsq; print(fastsq.square(7))"
+        )
+        assert out.stdout == "49\n"
+    assert run(path_var, new / "bin/hello-tool").stdout == f"hello-tool from {new}\n"
+    version = run(path_var, new / "bin/pip", "--version").stdout
+    assert f"from {new}/{SITE}/pip " in version
+    activated = f"{new}/bin:{path_var}"
+    assert run(activated, "hello-tool").stdout == f"hello-tool from {new}\n"
+    assert run(activated, "pip", "--version").stdout == version
+    assert pip_list(new, path_var) == before["pip"]
+    assert run(path_var, new / "bin/cmdemo").stdout == (
+        f"prefix={new}\ndata=hello from cmdemo\n"
     )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    leftovers = [
+        rel
+        for rel in _files_naming(new, str(old))
+        if rel != "conda-meta/history" and not rel.endswith(".pyc")
+    ]
+    assert leftovers == []
+    moved = {
+        rel: ("link", entry[1].replace(str(old), str(new)))
+        if entry[0] == "link"
+        else entry
+        for rel, entry in before["shape"].items()
+    }
+    assert _shape(new) == moved
 
 
-def test_realistic_packages_install_and_work(real_env, tmp_path):
+def _before(prefix: Path, path_var: str) -> dict:
+    return {
+        "pip": pip_list(prefix, path_var),
+        "shape": _shape(prefix),
+    }
+
+
+def test_realistic_packages_install_and_work(real_env, tmp_path, nopython_path):
     prefix = real_env(tmp_path / "env")
-    out = run(prefix / "bin/python", "-c", "import sys, ssl; print(sys.prefix)")
-    assert out == f"{prefix}\n"
-    assert run(prefix / "bin/pip", "--version").startswith("pip ")
-    assert run(prefix / "bin/cmdemo") == (f"prefix={prefix}\ndata=hello from cmdemo\n")
+    out = run(
+        nopython_path, prefix / "bin/python", "-c", "import sys; print(sys.prefix)"
+    )
+    assert out.stdout == f"{prefix}\n"
+    assert "hello-tool==0.4" in pip_list(prefix, nopython_path)
+    assert run(nopython_path, prefix / "bin/cmdemo").stdout == (
+        f"prefix={prefix}\ndata=hello from cmdemo\n"
+    )
+    record = json.loads(
+        next((prefix / "conda-meta").glob("python-3*.json")).read_text()
+    )
+    modes = {p["_path"]: p.get("file_mode") for p in record["paths_data"]["paths"]}
+    assert modes[f"lib/{PY}/_sysconfigdata__linux_x86_64-linux-gnu.py"] == "text"
+    assert modes[f"lib/pkgconfig/python-{PY[6:]}.pc"] == "text"
+
+
+#: New prefixes shorter and longer than the old one (95 characters), and one
+#: whose ``#!`` line would pass the kernel's 127.
+LENGTHS = {"shorter": None, "longer": 110, "over-127": 150}
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+def test_relocates_a_real_environment(
+    length, real_env, migrate, tmp_path, nopython_path
+):
+    envs = tmp_path / "scratch"
+    old = real_env(_padded(envs, 95))
+    dest_root = (
+        tmp_path / "h"
+        if LENGTHS[length] is None
+        else _padded(tmp_path / "home-envs", LENGTHS[length] - len(old.name) - 1)
+    )
+    new = dest_root / old.name
+    assert len(str(new)) == (LENGTHS[length] or len(str(new)))
+    before = _before(old, nopython_path)
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest_root)
+
+    assert code == 0, out + err
+    assert "Successfully migrated" in out
+    assert_moved(old, new, before, nopython_path)
+
+
+def test_long_prefix_scripts_get_the_sh_trampoline(
+    real_env, migrate, tmp_path, nopython_path
+):
+    envs = tmp_path / "scratch"
+    real_env(envs / "env")
+    dest_root = _padded(tmp_path / "home-envs", 150 - len("/env"))
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest_root)
+
+    assert code == 0, out + err
+    new = dest_root / "env"
+    for script in ("pip", "hello-tool"):
+        lines = (new / "bin" / script).read_text().splitlines()
+        assert lines[:2] == [
+            "#!/bin/sh",
+            f"'''exec' \"{new}/bin/{PY}\" \"$0\" \"$@\" #'''",
+        ]
+    # A file a package installed keeps conda's own rule for text files.
+    pydoc = (new / f"bin/pydoc{PY[6:]}").read_text().splitlines()[0]
+    assert pydoc == f"#!/usr/bin/env {PY}"
+
+
+def test_after_pip_upgrades_itself(real_env, migrate, tmp_path, nopython_path):
+    newer = sorted(WHEELS.glob("pip-*.whl"))
+    if not newer:
+        pytest.skip(f"no pip wheel in {WHEELS} (.ci/run downloads one)")
+    envs = tmp_path / "scratch"
+    old = real_env(envs / "env")
+    pip_install(old, nopython_path, newer[-1], upgrade=True)
+    before = _before(old, nopython_path)
+    assert f"pip=={newer[-1].name.split('-')[1]}" in before["pip"]
+    dest_root = tmp_path / "home-envs"
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest_root)
+
+    assert code == 0, out + err
+    assert_moved(old, dest_root / "env", before, nopython_path)
+
+
+def _as_conda_records_noarch(prefix: Path) -> Path:
+    """Rewrite the pip record as conda writes it: ``paths_data`` holds the
+    package paths of a ``noarch: python`` package, ``files`` the installed
+    ones (py-rattler writes installed paths in both)."""
+    (record_path,) = (prefix / "conda-meta").glob("pip-*.json")
+    record = json.loads(record_path.read_text())
+    for entry in record["paths_data"]["paths"]:
+        if entry["_path"].startswith(f"{SITE}/"):
+            entry["_path"] = "site-packages/" + entry["_path"][len(SITE) + 1 :]
+    record_path.write_text(json.dumps(record, indent=2))
+    return record_path
+
+
+def test_noarch_python_records_are_owned_and_verified(real_env, tmp_path):
+    from conda_migrate_plugin.relocate import relocate
+    from conda_migrate_plugin.verify import verify_files
+
+    old = real_env(tmp_path / "scratch" / "env")
+    record_path = _as_conda_records_noarch(old)
+    # A noarch file that carries the prefix, as conda records one.
+    vendored = f"{SITE}/pip/_vendor/vendor.txt"
+    record = json.loads(record_path.read_text())
+    for entry in record["paths_data"]["paths"]:
+        if entry["_path"] == "site-packages/pip/_vendor/vendor.txt":
+            entry.update(prefix_placeholder=realpkgs.PLACEHOLDER, file_mode="text")
+    record_path.write_text(json.dumps(record, indent=2))
+    (old / vendored).unlink()  # a hardlink into the package cache
+    (old / vendored).write_text(f"home = {old}\n")
+    new = tmp_path / "home" / "env"
+    staging = tmp_path / "staging"
+
+    relocate(old, staging, new)
+    check = verify_files(old, staging, new)
+
+    assert check.problems == []
+    assert [n for n in check.notes if "missing in the source" in n] == []
+    assert (staging / vendored).read_text() == f"home = {new}\n"
+    copied = json.loads((staging / "conda-meta" / record_path.name).read_text())
+    (entry,) = [
+        e
+        for e in copied["paths_data"]["paths"]
+        if e["_path"] == "site-packages/pip/_vendor/vendor.txt"
+    ]
+    import hashlib
+
+    assert (
+        entry["sha256_in_prefix"]
+        == hashlib.sha256((staging / vendored).read_bytes()).hexdigest()
+    )
+
+
+def test_pyc_naming_the_old_prefix_is_one_line_at_most(
+    real_env, migrate, tmp_path, nopython_path
+):
+    envs = tmp_path / "scratch"
+    old = real_env(envs / "env")
+    run(nopython_path, old / "bin/python", "-m", "compileall", "-q", old / SITE)
+    assert list((old / SITE / "hello_tool/__pycache__").glob("*.pyc"))
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", tmp_path / "home-envs")
+
+    assert code == 0, out + err
+    assert [line for line in out.splitlines() if ".pyc" in line] == []
+
+
+def test_user_built_binary_naming_the_old_prefix_is_reported(
+    real_env, migrate, tmp_path
+):
+    envs = tmp_path / "scratch"
+    old = real_env(envs / "env")
+    (old / "bin/mytool").write_bytes(
+        b"\x7fELF\x02\x01\x01\x00" + f"{old}/lib\0".encode() + b"\0" * 32
+    )
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", tmp_path / "home-envs")
+
+    assert code == 0, out + err
+    (warning,) = [line for line in out.splitlines() if "bin/mytool" in line]
+    assert "patchelf" in warning or "rebuild" in warning
+
+
+@requires_conda
+@pytest.mark.parametrize("length", LENGTHS)
+def test_clone_engine_on_a_real_environment(
+    length, real_env, migrate, tmp_path, nopython_path
+):
+    envs = tmp_path / "scratch"
+    old = real_env(_padded(envs, 95))
+    dest_root = (
+        tmp_path / "h"
+        if LENGTHS[length] is None
+        else _padded(tmp_path / "home-envs", LENGTHS[length] - len(old.name) - 1)
+    )
+    before = _before(old, nopython_path)
+
+    out, err, code = migrate(
+        "-d", envs, "--all", "--dest", dest_root, "--method", "clone"
+    )
+
+    assert code == 0, out + err
+    assert_moved(old, dest_root / old.name, before, nopython_path)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid, follow_symlinks=False)
+    for path in root.rglob("*"):
+        os.chown(path, uid, gid, follow_symlinks=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_owner_removes_read_only_directories(tmp_path):
+    """conda's rm_rf makes a directory writable before emptying it; so must
+    the removal, or an unprivileged user's environment stops half removed."""
+    import tempfile
+
+    from conda_migrate_plugin.remove import remove_environment
+
+    top = Path(tempfile.mkdtemp(prefix="conda-migrate-unpriv-", dir="/tmp"))
+    try:
+        env = top / "env"
+        depot = env / "share/julia/packages/Foo"
+        depot.mkdir(parents=True)
+        (env / "conda-meta").mkdir()
+        (env / "conda-meta/history").write_text("")
+        (depot / "Project.toml").write_text("name = 'Foo'\n")
+        _chown_tree(top, 65534, 65534)
+        depot.chmod(0o555)
+        depot.parent.chmod(0o555)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                remove_environment(env)
+                code = 0
+            except BaseException as exc:  # report it to the parent and exit
+                os.write(2, f"{exc!r}\n".encode())
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert list(top.iterdir()) == []
+    finally:
+        for path in [top, *top.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(stat.S_IRWXU)
+        import shutil
+
+        shutil.rmtree(top)
