@@ -50,9 +50,10 @@ def configure_parser(parser: ArgumentParser) -> None:
         "--method",
         choices=("auto", "clone", "relocate"),
         default="auto",
-        help="clone: conda's clone, from the package cache or the channels; relocate: copy "
-        "the environment and rewrite its prefix, offline; auto (default): clone, and "
-        "relocate when clone cannot obtain every package.",
+        help="relocate: copy the environment and rewrite its prefix, offline; clone: "
+        "conda's clone, from the package cache or the channels; auto (default): "
+        "relocate, and clone only where relocation cannot be exact (a package's "
+        "binary file names the prefix where its record does not say).",
     )
     parser.add_argument(
         "--jobs",

@@ -47,3 +47,9 @@ class CloneUnavailable(MigrateError):
 
 class RelocateError(MigrateError):
     """The environment cannot be copied and relocated as it is."""
+
+
+class InexactRelocation(RelocateError):
+    """Package files name the prefix where their records do not say so
+    (records without ``paths_data``), so only conda's clone, which links
+    them again from the package cache, can move them exactly."""

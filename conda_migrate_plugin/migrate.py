@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from . import journal
 from .compare import compare_contents
-from .exceptions import CloneUnavailable, MigrateError
+from .exceptions import CloneUnavailable, InexactRelocation, MigrateError
 from .export import write_yaml
 from .interrupt import Interrupted, uninterruptible
 from .lock import hold_all
@@ -133,6 +133,13 @@ def _relocate(candidate: Candidate, dest: Path, options: Options, out: Output) -
             quiet=options.quiet or options.json,
         )
         out.say(*(f"warning: {w}" for w in result.warnings))
+        for line in result.notes:
+            out.note(f"note: {line}")
+        if result.inexact and options.method == "auto":
+            raise InexactRelocation(
+                f"{len(result.inexact)} package files of {candidate.prefix} name it in "
+                f"binary data their records do not describe (such as {result.inexact[0]})."
+            )
         check = verify_files(candidate.prefix, staging, dest)
         for line in check.notes:
             out.note(f"note: {line}")
@@ -159,22 +166,30 @@ def _copy(
     out: Output,
     outcome: Outcome,
 ) -> None:
-    if options.method in ("auto", "clone"):
+    if options.method == "clone":
         try:
             backend.clone(candidate.prefix, dest, quiet=options.quiet)
             outcome.engine = "clone"
             return
-        except CloneUnavailable as err:
+        except CloneUnavailable:
             discard(dest)
             backend.unregister(dest)
-            if options.method == "clone":
-                raise
-            out.say(
-                f"conda's clone is not possible here ({str(err).splitlines()[0].rstrip('.')}); "
-                "relocating the environment instead."
-            )
+            raise
     out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
-    _relocate(candidate, dest, options, out)
+    try:
+        _relocate(candidate, dest, options, out)
+    except InexactRelocation as err:
+        if backend.name == "portable":
+            raise MigrateError(
+                f"{err} Relocation cannot rewrite them exactly.",
+                hint="The old environment is untouched. Run conda migrate where conda "
+                "is installed (conda's clone redoes them from the package cache), or "
+                "accept them as they are with --method relocate.",
+            ) from err
+        out.say(f"{err} Using conda's clone instead.")
+        backend.clone(candidate.prefix, dest, quiet=options.quiet)
+        outcome.engine = "clone"
+        return
     outcome.engine = "relocate"
 
 

@@ -48,7 +48,7 @@ def test_auto_relocates_when_the_channel_and_cache_are_gone(
     channel, tmp_path, home, conda_cli
 ):
     """The cache sat on the purged scratch and the channel is unreachable:
-    conda's clone cannot work, relocation can."""
+    conda's clone could not work, relocation, the default, needs neither."""
     import rattler
 
     gone = tmp_path / "gone-channel"
@@ -61,9 +61,9 @@ def test_auto_relocates_when_the_channel_and_cache_are_gone(
     asyncio.run(rattler.install(records, source, cache_dir=cache, show_progress=False))
     shutil.rmtree(gone)
     shutil.rmtree(cache)
-    out, err, code = conda_cli("migrate", "-d", source, "--all")
+    out, err, code = conda_cli("migrate", "-d", source, "--all", "--json")
     assert code == 0, out + err
-    assert "relocating the environment instead" in out
+    assert [e["engine"] for e in json.loads(out)["environments"]] == ["relocate"]
     new = home / ".conda" / "envs" / "abc"
     assert f"root = {new}\n" in (new / "etc/demo/demo.conf").read_text()
     assert not source.exists()
