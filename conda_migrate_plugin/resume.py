@@ -92,5 +92,8 @@ def resume(options: Options, backend: Backend, out: Output) -> list[Outcome]:
                     f"it was removed. {source} was not touched."
                 )
         except (MigrateError, OSError) as err:
-            out.say(f"Could not finish the interrupted migration of {source}: {err}")
+            # A failure on every run until it is gone: never "nothing to do".
+            message = f"Could not finish the migration of {source}: {err}"
+            out.tell(message)
+            outcomes.append(Outcome(entry.name, source, dest, "failed", message))
     return outcomes
