@@ -447,3 +447,89 @@ def test_owner_removes_read_only_directories(tmp_path):
         import shutil
 
         shutil.rmtree(top)
+
+
+def _drop_paths_data(prefix: Path, name: str) -> None:
+    """Make a package's record as conda before 4.3 wrote it: ``files`` only,
+    nothing saying which file carries the prefix or how."""
+    (record_path,) = (prefix / "conda-meta").glob(f"{name}-*.json")
+    record = json.loads(record_path.read_text())
+    del record["paths_data"]
+    record_path.write_text(json.dumps(record))
+
+
+def test_auto_leaves_what_only_clone_can_move_exactly(make_env, migrate, tmp_path):
+    envs = tmp_path / "scratch"
+    old = make_env(envs / "abc", ["demo-binary"])
+    _drop_paths_data(old, "demo-binary")
+    before = tree_snapshot(old)
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", tmp_path / "envs")
+
+    assert code == 1
+    assert "lib/libdemo.so" in out
+    assert "--method relocate" in out
+    assert tree_snapshot(old) == before
+    assert not (tmp_path / "envs" / "abc").exists()
+
+    out, err, code = migrate(
+        "-d", envs, "--all", "--dest", tmp_path / "envs", "--method", "relocate"
+    )
+
+    assert code == 0, out + err
+    (warning,) = [line for line in out.splitlines() if "lib/libdemo.so" in line]
+    assert "only conda's clone" in warning
+
+
+@pytest.fixture
+def mount_inside(tmp_path):
+    """Mount a tmpfs at a path, which no one can remove while it is mounted;
+    everything mounted below ``tmp_path`` is unmounted at teardown."""
+    import shutil
+
+    def _mount(point: Path) -> None:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a tmpfs needs root and mount")
+        point.mkdir(parents=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "cm-test", point],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+
+    yield _mount
+    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        point = line.split()[1]
+        if point.startswith(f"{tmp_path}/"):
+            subprocess.run(["umount", "-l", point], check=False)
+
+
+def test_leftover_that_cannot_be_removed_fails_every_run(
+    make_env, migrate, tmp_path, mount_inside
+):
+    envs = tmp_path / "scratch"
+    old = make_env(envs / "abc", ["demo-text"])
+    mount_inside(old / "share" / "busy")
+    dest = tmp_path / "envs"
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest)
+
+    assert code == 1
+    assert (dest / "abc" / "conda-meta" / "history").is_file()
+    leftover = envs / ".abc.conda-migrate-removing"
+    assert leftover.is_dir()
+    for _ in range(2):
+        out, err, code = migrate("-d", envs, "--all", "--dest", dest)
+        assert code == 1, out
+        assert f"Could not finish the migration of {old}" in out
+        assert "failed: 1" in out
+    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        if line.split()[1].startswith(f"{leftover}/"):
+            subprocess.run(["umount", line.split()[1]], check=True)
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest)
+
+    assert code == 0, out
+    assert not leftover.exists()
