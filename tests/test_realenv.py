@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import realpkgs
-from conftest import requires_conda, tree_snapshot
+from conftest import HAVE_CONDA, requires_conda, tree_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -151,12 +151,15 @@ def _padded(base: Path, length: int) -> Path:
 
 
 def _shape(root: Path) -> dict[str, tuple]:
-    """Types, modes and symlink targets, no contents."""
+    """Types, modes and symlink targets, no contents; leaving out what
+    Python writes whenever it runs and the records (each installer writes
+    its own; their contents are checked through conda and pip)."""
     return {
         rel: entry if entry[0] == "link" else entry[:2]
         for rel, entry in tree_snapshot(root).items()
-        # Python may write these whenever it runs.
-        if "/__pycache__/" not in f"/{rel}"
+        if "__pycache__" not in rel
+        and not (rel.startswith("conda-meta/") and rel.endswith(".json"))
+        and rel != "conda-meta/created_at"
     }
 
 
@@ -203,7 +206,13 @@ def assert_moved(old: Path, new: Path, before: dict, path_var: str) -> None:
         else entry
         for rel, entry in before["shape"].items()
     }
-    assert _shape(new) == moved
+    shape = _shape(new)
+    differ = [
+        (rel, moved.get(rel), shape.get(rel))
+        for rel in sorted(moved.keys() | shape.keys())
+        if moved.get(rel) != shape.get(rel)
+    ]
+    assert not differ, "\n".join(map(str, differ))
 
 
 def _before(prefix: Path, path_var: str) -> dict:
@@ -280,7 +289,10 @@ def test_long_prefix_scripts_get_the_sh_trampoline(
     assert pydoc == f"#!/usr/bin/env {PY}"
 
 
-def test_after_pip_upgrades_itself(real_env, migrate, tmp_path, nopython_path):
+@pytest.mark.parametrize(
+    "method", ["auto", pytest.param("clone", marks=requires_conda)]
+)
+def test_after_pip_upgrades_itself(method, real_env, migrate, tmp_path, nopython_path):
     newer = sorted(WHEELS.glob("pip-*.whl"))
     if not newer:
         pytest.skip(f"no pip wheel in {WHEELS} (.ci/run downloads one)")
@@ -291,8 +303,17 @@ def test_after_pip_upgrades_itself(real_env, migrate, tmp_path, nopython_path):
     assert f"pip=={newer[-1].name.split('-')[1]}" in before["pip"]
     dest_root = tmp_path / "home-envs"
 
-    out, err, code = migrate("-d", envs, "--all", "--dest", dest_root)
+    out, err, code = migrate(
+        "-d", envs, "--all", "--dest", dest_root, "--method", method
+    )
 
+    if method == "clone" and code == 1:
+        # conda's clone may link the old pip again from the package cache
+        # under the newer one's files: then the copy must be refused.
+        assert "differ" in out
+        assert pip_list(old, nopython_path) == before["pip"]
+        assert not (dest_root / "env").exists()
+        return
     assert code == 0, out + err
     assert_moved(old, dest_root / "env", before, nopython_path)
 
@@ -458,6 +479,7 @@ def _drop_paths_data(prefix: Path, name: str) -> None:
     record_path.write_text(json.dumps(record))
 
 
+@pytest.mark.skipif(HAVE_CONDA, reason="where conda is installed, auto clones")
 def test_auto_leaves_what_only_clone_can_move_exactly(make_env, migrate, tmp_path):
     envs = tmp_path / "scratch"
     old = make_env(envs / "abc", ["demo-binary"])
@@ -479,6 +501,21 @@ def test_auto_leaves_what_only_clone_can_move_exactly(make_env, migrate, tmp_pat
     assert code == 0, out + err
     (warning,) = [line for line in out.splitlines() if "lib/libdemo.so" in line]
     assert "only conda's clone" in warning
+
+
+@requires_conda
+def test_auto_clones_what_relocation_cannot_move_exactly(make_env, migrate, tmp_path):
+    envs = tmp_path / "scratch"
+    old = make_env(envs / "abc", ["demo-binary"])
+    _drop_paths_data(old, "demo-binary")
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", tmp_path / "envs")
+
+    assert code == 0, out + err
+    assert "Using conda's clone instead" in out
+    new = tmp_path / "envs" / "abc"
+    assert f"{new}/lib\0".encode() in (new / "lib/libdemo.so").read_bytes()
+    assert not old.exists()
 
 
 @pytest.fixture
