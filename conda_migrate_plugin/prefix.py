@@ -232,19 +232,18 @@ class PrefixRewrite:
         if match:
             executable, options = match.groups()
             directory, _, name = executable.rpartition(b"/")
+            if launcher and directory == escaped + b"/bin" and _PYTHON.fullmatch(name):
+                # conda's entry points and pip's scripts count the newline.
+                if len(line) < MAX_SHEBANG and b"\\ " not in directory:
+                    return line
+                # Both shell and Python: sh runs the quoted exec, Python
+                # reads a string literal and goes on to the next line.
+                python = self.new_bytes + b"/bin/" + name
+                return b"#!/bin/sh\n'''exec' \"%s\"%s \"$0\" \"$@\" #'''" % (
+                    python,
+                    options,
+                )
             if len(line) > MAX_SHEBANG or b"\\ " in directory:
-                if (
-                    launcher
-                    and directory == escaped + b"/bin"
-                    and _PYTHON.fullmatch(name)
-                ):
-                    # Both shell and Python: sh runs the quoted exec, Python
-                    # reads a string literal and goes on to the next line.
-                    python = self.new_bytes + b"/bin/" + name
-                    return b"#!/bin/sh\n'''exec' \"%s\"%s \"$0\" \"$@\" #'''" % (
-                        python,
-                        options,
-                    )
                 line = b"#!/usr/bin/env " + name + options
         return line
 

@@ -304,3 +304,48 @@ def test_same_bytes_as_conda_clone(make_env, tmp_path, home):
     # And the clone passes the same verification, apart from what it drops.
     check = verify_files(source, cloned, cloned)
     assert not check.problems, check.problems
+
+
+@pytest.mark.parametrize(("length", "trampoline"), [(126, False), (127, True)])
+def test_python_scripts_get_the_sh_trampoline_where_conda_and_pip_write_it(
+    tmp_path, length, trampoline
+):
+    """conda's entry points and pip's console scripts count the newline in
+    the kernel's 127: a longer line, or a space, gets the trampoline."""
+    from conda_migrate_plugin.prefix import PrefixRewrite
+
+    new = "/h/" + "p" * (length - len("#!/h/") - len("/bin/python3.11"))
+    rewrite = PrefixRewrite("/old", new)
+    script = b"#!/old/bin/python3.11\nimport sys\n"
+    for launcher in (False, True):
+        out = b"".join(rewrite.text_chunks([script], launcher=launcher))
+        first = out.split(b"\n")[0]
+        if launcher and trampoline:
+            assert out == (
+                b"#!/bin/sh\n'''exec' \"%s/bin/python3.11\" \"$0\" \"$@\" #'''\n"
+                b"import sys\n" % new.encode()
+            )
+        else:
+            assert first == f"#!{new}/bin/python3.11".encode()
+            assert len(first) == length
+
+
+def test_sh_trampoline_runs_the_script_with_its_python(tmp_path):
+    from conda_migrate_plugin.prefix import PrefixRewrite
+
+    new = tmp_path / "with space"
+    (new / "bin").mkdir(parents=True)
+    (new / "bin/python3").symlink_to(sys.executable)
+    script = new / "bin/tool"
+    rewritten = PrefixRewrite("/old", str(new)).text_chunks(
+        [b"#!/old/bin/python3\nimport sys\nprint(sys.argv[1:])\n"], launcher=True
+    )
+    script.write_bytes(b"".join(rewritten))
+    script.chmod(0o755)
+    done = subprocess.run(
+        [script, "a b", "c"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/nonexistent"},
+    )
+    assert done.stdout == "['a b', 'c']\n", done.stderr
