@@ -549,3 +549,38 @@ def test_leftover_that_cannot_be_removed_fails_every_run(
 
     assert code == 0, out
     assert not leftover.exists()
+
+
+@requires_conda
+def test_conda_made_environment_moves_by_default(
+    real_channel, conda_cli, home, migrate, tmp_path, local_wheels, nopython_path
+):
+    """conda itself installs: ``noarch: python`` records with package paths
+    and compiled ``.pyc`` files; every one is owned and verified."""
+    envs = tmp_path / "scratch"
+    old = envs / "real"
+    out, err, code = conda_cli(
+        "create",
+        "-p",
+        old,
+        "-c",
+        real_channel.as_uri(),
+        "--override-channels",
+        "-y",
+        "python",
+        "pip",
+        "cmdemo",
+    )
+    assert code == 0, out + err
+    record = json.loads(next((old / "conda-meta").glob("pip-*.json")).read_text())
+    assert record["paths_data"]["paths"][0]["_path"].startswith("site-packages/")
+    pip_install(old, nopython_path, *local_wheels)
+    before = _before(old, nopython_path)
+    dest_root = _padded(tmp_path / "home-envs", 150 - len("/real"))
+
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest_root)
+
+    assert code == 0, out + err
+    assert_moved(old, dest_root / "real", before, nopython_path)
+    (log,) = (home / ".conda/migrate/logs").iterdir()
+    assert "missing in the source" not in log.read_text()
