@@ -246,17 +246,21 @@ def test_realistic_packages_install_and_work(real_env, tmp_path, nopython_path):
 LENGTHS = {"shorter": None, "longer": 110, "over-127": 150}
 
 
+def _dest_root(tmp_path: Path, name: str, length: int | None) -> Path:
+    """Where ``name`` lands with a prefix of ``length`` characters, or a
+    shorter one than its 95 when None."""
+    if length is None:
+        return tmp_path / "h"
+    return _padded(tmp_path / "home-envs", length - len(name) - 1)
+
+
 @pytest.mark.parametrize("length", LENGTHS)
 def test_relocates_a_real_environment(
     length, real_env, migrate, home, tmp_path, nopython_path
 ):
     envs = tmp_path / "scratch"
     old = real_env(_padded(envs, 95))
-    dest_root = (
-        tmp_path / "h"
-        if LENGTHS[length] is None
-        else _padded(tmp_path / "home-envs", LENGTHS[length] - len(old.name) - 1)
-    )
+    dest_root = _dest_root(tmp_path, old.name, LENGTHS[length])
     new = dest_root / old.name
     assert len(str(new)) == (LENGTHS[length] or len(str(new)))
     before = _before(old, nopython_path)
@@ -385,11 +389,7 @@ def test_clone_engine_on_a_real_environment(
 ):
     envs = tmp_path / "scratch"
     old = real_env(_padded(envs, 95))
-    dest_root = (
-        tmp_path / "h"
-        if LENGTHS[length] is None
-        else _padded(tmp_path / "home-envs", LENGTHS[length] - len(old.name) - 1)
-    )
+    dest_root = _dest_root(tmp_path, old.name, LENGTHS[length])
     before = _before(old, nopython_path)
 
     out, err, code = migrate(
