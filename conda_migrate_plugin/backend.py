@@ -118,10 +118,10 @@ class CondaBackend:
         return exporter.export(environment)
 
     def clone(self, source: Path, dest: Path, *, quiet: bool) -> None:
-        from .clone import carry_dropped, clone
+        from .clone import carry_omitted, clone
 
         clone(source, dest, quiet=quiet)
-        carry_dropped(source, dest)
+        carry_omitted(source, dest)
 
     def known_prefixes(self) -> list[Path]:
         from conda.core.envs_manager import list_all_known_prefixes
