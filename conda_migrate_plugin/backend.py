@@ -127,7 +127,10 @@ class CondaBackend:
         from conda.core.envs_manager import list_all_known_prefixes
 
         # Run as root, conda reads every home's environments.txt from the
-        # password database, missing the one under a $HOME set elsewhere.
+        # password database: other users' environments, which are theirs to
+        # migrate, never root's; root gets only its own.
+        if os.geteuid() == 0:
+            return PortableBackend().known_prefixes()
         known = [Path(prefix) for prefix in list_all_known_prefixes()]
         return known + registry.read_registry()
 

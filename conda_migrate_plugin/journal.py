@@ -147,19 +147,20 @@ def load_stamps(state_dir: Path, dest: Path) -> dict[str, tuple] | None:
 
 
 def is_our_copy(entry: Entry, path: Path, *, verified: bool = False) -> bool:
-    """Whether ``path`` is the directory this entry's run created: same
-    device and inode, ours, and (while unverified) holding the run's marker."""
-    if not entry.copy_ino:
-        return False
+    """Whether ``path`` is the directory this entry's run created: the user's
+    own, and either at the random staging name recorded before it was made,
+    or with the recorded device and inode and (while unverified) the run's
+    marker inside."""
     try:
         st = os.lstat(path)
     except OSError:
         return False
-    if not (
-        stat.S_ISDIR(st.st_mode)
-        and (st.st_dev, st.st_ino) == (entry.copy_dev, entry.copy_ino)
-        and st.st_uid == os.geteuid()
-    ):
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        return False
+    same = (st.st_dev, st.st_ino) == (entry.copy_dev, entry.copy_ino)
+    if entry.staging and str(path) == entry.staging:
+        return same or not entry.copy_ino
+    if not same:
         return False
     if verified:
         return True

@@ -11,10 +11,10 @@ next one (see ``resume``).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -63,6 +63,28 @@ class Options:
     json: bool = False
 
 
+#: Credentials that may stand beside what is printed and logged: a token in
+#: a channel URL, a password in one, an assignment in an rc file.
+_SECRETS = (
+    (re.compile(r"/t/[^/\s]+"), "/t/<TOKEN>"),
+    (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "://<CREDENTIALS>@"),
+    (
+        re.compile(
+            r"\b(\w*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY)\w*)"
+            r"(\s*[=:]\s*)\S+",
+            re.IGNORECASE,
+        ),
+        r"\1\2<REDACTED>",
+    ),
+)
+
+
+def redact(line: str) -> str:
+    for pattern, replacement in _SECRETS:
+        line = pattern.sub(replacement, line)
+    return line
+
+
 @dataclass
 class Output:
     """Human output, silent under ``--json`` and ``-q``; everything also goes
@@ -74,21 +96,21 @@ class Output:
     log: TextIO | None = None
 
     def say(self, *lines: str) -> None:
-        for line in lines:
+        for line in map(redact, lines):
             if not self.quiet:
                 print(line, file=self.stream, flush=True)
             self.note(line)
 
     def tell(self, *lines: str) -> None:
         """Errors and the summary: shown under ``-q`` too, never in JSON."""
-        for line in lines:
+        for line in map(redact, lines):
             if not self.json:
                 print(line, file=self.stream, flush=True)
             self.note(line)
 
     def note(self, line: str) -> None:
         if self.log and line:
-            self.log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            self.log.write(f"{time.strftime('%H:%M:%S')} {redact(line)}\n")
             self.log.flush()
 
 
@@ -124,37 +146,37 @@ def discard(path: Path) -> None:
 @dataclass
 class _Copy:
     """The directory this run copies into, and the journal entry that proves
-    it is this run's: made fresh (``mkdir`` never follows a planted symlink),
-    its device and inode and a marker recorded before anything is written."""
+    it is this run's: made fresh (``mkdir`` never follows a planted symlink)
+    at a random staging name recorded before it is made, or at the
+    destination, whose device, inode and a marker with the run's id are
+    recorded before anything is written."""
 
     entry: journal.Entry
     path: Path
 
     @classmethod
-    def make(cls, entry: journal.Entry, path: Path | None, state_dir: Path) -> _Copy:
-        if path is None:
-            path = Path(
-                tempfile.mkdtemp(
-                    prefix=f"{journal.STAGING_PREFIX}{entry.name}-",
-                    dir=Path(entry.dest).parent,
-                )
+    def make(cls, entry: journal.Entry, staged: bool, state_dir: Path) -> _Copy:
+        dest = Path(entry.dest)
+        path = dest
+        if staged:
+            path = dest.with_name(
+                f"{journal.STAGING_PREFIX}{entry.name}-{secrets.token_hex(8)}"
             )
-        else:
-            os.mkdir(path, 0o700)
+            entry = replace(entry, staging=str(path))
+        # Recorded before it exists, so that no kill can leave a copy the
+        # journal does not know of.
+        journal.record(state_dir, entry)
+        os.mkdir(path, 0o700)
         st = os.lstat(path)
-        entry = replace(
-            entry,
-            copy_dev=st.st_dev,
-            copy_ino=st.st_ino,
-            staging="" if str(path) == entry.dest else str(path),
-        )
-        fd = os.open(
-            path / journal.MARKER,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-            0o600,
-        )
-        with open(fd, "w") as marker:
-            marker.write(entry.run)
+        entry = replace(entry, copy_dev=st.st_dev, copy_ino=st.st_ino)
+        if not staged:
+            fd = os.open(
+                path / journal.MARKER,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                0o600,
+            )
+            with open(fd, "w") as marker:
+                marker.write(entry.run)
         journal.record(state_dir, entry)
         return cls(entry, path)
 
@@ -201,7 +223,7 @@ def _copy(
 ) -> _Copy:
     dest = outcome.dest
     if options.method in ("auto", "clone"):
-        copy = _Copy.make(entry, dest, options.state_dir)
+        copy = _Copy.make(entry, False, options.state_dir)
         try:
             backend.clone(candidate.prefix, dest, quiet=options.quiet)
             outcome.engine = "clone"
@@ -221,7 +243,7 @@ def _copy(
             backend.unregister(dest)
             raise
     out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
-    copy = _Copy.make(entry, None, options.state_dir)
+    copy = _Copy.make(entry, True, options.state_dir)
     try:
         _relocate(candidate, copy, dest, options, out)
     except BaseException:

@@ -10,6 +10,7 @@ user made at the same path in the meantime.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,6 +74,9 @@ def _discard_unverified(
                 f"An interrupted run left an unverified copy of {source} at {path}; "
                 f"it was removed. {source} was not touched."
             )
+        elif path == dest and path.is_dir() and not path.is_symlink():
+            with suppress(OSError):
+                path.rmdir()  # made, but killed before it was recorded: empty
     journal.clear(options.state_dir, dest)
 
 
