@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -157,14 +158,13 @@ def summarize(outcomes: list[Outcome], out: Output) -> None:
 
 
 def open_log(state_dir: Path) -> TextIO:
-    """0600 in a 0700 directory: rc-file lines and error messages may hold
-    what others must not read."""
-    path = (
-        state_dir
-        / LOGS
-        / f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    """0600 (``mkstemp``) in a 0700 directory: rc-file lines and error
+    messages may hold what others must not read."""
+    fd, _ = tempfile.mkstemp(
+        prefix=f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-",
+        suffix=".log",
+        dir=state_dir / LOGS,
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     return open(fd, "a")
 
 
