@@ -143,12 +143,20 @@ class CondaBackend:
     def register(self, prefix: Path) -> None:
         from conda.core.envs_manager import register_env
 
+        from .durable import flush_file
+
+        # conda rewrites the file in place without a sync: a power cut would
+        # bring it back empty, losing every registered environment.
         register_env(str(prefix))
+        flush_file(registry.environments_txt())
 
     def unregister(self, prefix: Path) -> None:
         from conda.core.envs_manager import unregister_env
 
+        from .durable import flush_file
+
         unregister_env(str(prefix))
+        flush_file(registry.environments_txt())
 
     def clean(self, *, dry_run: bool) -> dict[str, list[str]] | None:
         from .clean import clean

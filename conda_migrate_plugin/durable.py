@@ -41,3 +41,17 @@ def flush_tree(path: Path) -> None:
     finally:
         os.close(fd)
     fsync_directory(path.parent)
+
+
+def flush_file(path: Path) -> None:
+    """Make a file another program wrote in place (conda's environments.txt)
+    durable, when it exists."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_directory(path.parent)

@@ -167,6 +167,7 @@ class _Copy:
         # journal does not know of.
         journal.record(state_dir, entry)
         os.mkdir(path, 0o700)
+        fsync_directory(path.parent)
         st = os.lstat(path)
         entry = replace(entry, copy_dev=st.st_dev, copy_ino=st.st_ino)
         if not staged:
@@ -177,6 +178,11 @@ class _Copy:
             )
             with open(fd, "w") as marker:
                 marker.write(entry.run)
+                marker.flush()
+                os.fsync(fd)
+            fsync_directory(path)
+        # The proof survives a power cut: nothing is written into the copy
+        # before this is on disk.
         journal.record(state_dir, entry)
         return cls(entry, path)
 

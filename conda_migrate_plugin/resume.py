@@ -10,7 +10,7 @@ user made at the same path in the meantime.
 
 from __future__ import annotations
 
-from contextlib import suppress
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +61,16 @@ def _finish_verified(
     )
 
 
+def _only_marker(entry: journal.Entry, path: Path) -> bool:
+    try:
+        names = os.listdir(path)
+        if path.is_symlink() or names not in ([], [journal.MARKER]):
+            return False
+        return not names or (path / journal.MARKER).read_text() == entry.run
+    except OSError:
+        return False
+
+
 def _discard_unverified(
     entry: journal.Entry, options: Options, backend: Backend, out: Output
 ) -> None:
@@ -74,9 +84,11 @@ def _discard_unverified(
                 f"An interrupted run left an unverified copy of {source} at {path}; "
                 f"it was removed. {source} was not touched."
             )
-        elif path == dest and path.is_dir() and not path.is_symlink():
-            with suppress(OSError):
-                path.rmdir()  # made, but killed before it was recorded: empty
+        elif path == dest and _only_marker(entry, path):
+            # Made, but stopped before its inode was recorded: it holds
+            # nothing but this run's marker, if that.
+            (path / journal.MARKER).unlink(missing_ok=True)
+            path.rmdir()
     journal.clear(options.state_dir, dest)
 
 
