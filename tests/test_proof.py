@@ -523,3 +523,48 @@ def test_user_removes_an_environment_with_read_only_directories(unprivileged, ma
     copy = home / ".conda/envs/mine/share/depot"
     assert (copy / "packages/Example.jl").read_text() == "module Example end\n"
     assert copy.stat().st_mode & 0o777 == 0o555
+
+
+# -- 9. conda's clean ------------------------------------------------------------------
+
+
+def test_softlinked_packages_are_read_from_the_records(make_env, tmp_path):
+    env = make_env(tmp_path / "scratch" / "linked", ["demo-text"])
+    (record,) = (env / "conda-meta").glob("demo-text-*.json")
+    data = json.loads(record.read_text())
+    cached = tmp_path / "pkgs" / "demo-text-1.0-0"
+    data["link"] = {"source": str(cached), "type": 2}
+    data["extracted_package_dir"] = str(cached)
+    record.write_text(json.dumps(data))
+    other = make_env(tmp_path / "scratch" / "copied", ["demo-text"])
+    from conda_migrate_plugin.clean import softlinked_packages
+
+    assert softlinked_packages([env, other]) == {cached}
+
+
+@requires_conda
+def test_clean_keeps_packages_an_unselected_environment_softlinks_to(
+    channel, scratch, home, tmp_path, conda_cli, monkeypatch
+):
+    from conda.base.context import reset_context
+
+    linked = tmp_path / "other" / "linked"
+    monkeypatch.setenv("CONDA_ALWAYS_SOFTLINK", "true")
+    reset_context()
+    out, err, code = conda_cli(
+        "create", "-p", linked, "--offline", "--override-channels",
+        "-c", channel.as_uri(), "--yes", "demo-text",
+    )  # fmt: skip
+    assert code == 0, out + err
+    monkeypatch.delenv("CONDA_ALWAYS_SOFTLINK")
+    reset_context()
+    (record,) = (linked / "conda-meta").glob("demo-text-*.json")
+    assert json.loads(record.read_text())["link"]["type"] == 2, "not softlinked"
+    links = [p for p in linked.rglob("*") if p.is_symlink()]
+    out, err, code = conda_cli(
+        "migrate", "-d", scratch.amd, "--all", "--method", "relocate", "--json"
+    )
+    assert code == 0, out + err
+    assert json.loads(out)["clean"]["tarballs"], "the cache was cleaned"
+    dangling = [p for p in links if not p.exists()]
+    assert dangling == [], f"{len(dangling)} of {len(links)} files dangle"
