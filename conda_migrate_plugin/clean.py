@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .registry import read_registry
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -58,7 +60,10 @@ def clean(*, dry_run: bool) -> dict[str, list[str]]:
             for name in names
         ]
 
-    in_use = softlinked_packages(map(Path, list_all_known_prefixes()))
+    # conda's list (as root: every home's) and this $HOME's, which conda
+    # misses when $HOME is not the password database's home.
+    known = [*map(Path, list_all_known_prefixes()), *read_registry()]
+    in_use = softlinked_packages(known)
     removed = {
         "tarballs": paths(find_tarballs()),
         "index_cache": find_index_cache(),
