@@ -1,8 +1,8 @@
 """Step 3 (the seed's engine): conda's own clone, in-process.
 
 conda rebuilds the environment from the package cache or the channels, so it
-fails when those are gone; that failure is turned into ``CloneUnavailable``,
-whose hint is relocation.
+fails when those are gone; that failure is turned into ``CloneUnavailable``
+so that ``--method auto`` can relocate instead.
 """
 
 from __future__ import annotations
@@ -14,11 +14,6 @@ from pathlib import Path
 
 from .exceptions import CloneUnavailable
 from .prefix import PrefixRewrite
-
-#: conda's clone copies only package files and files no package owns, so
-#: the pins and the environment variables (``conda env config vars``) would
-#: be lost; they name the prefix at most in text.
-DROPPED_BY_CLONE = ("conda-meta/pinned", "conda-meta/state")
 
 
 def clone(source: Path, dest: Path, *, quiet: bool) -> None:
@@ -42,63 +37,52 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
         ) from err
 
 
-def carry_dropped(source: Path, dest: Path) -> list[str]:
-    """Copy what clone leaves behind into the clone; returns what was carried.
-
-    Besides the pins and variables, conda's clone re-creates only what
-    packages list and files no package owns: empty directories and ``.pyc``
-    files written after the install are dropped, absolute symlinks still
-    point into the old environment, and directory and file modes are the
-    package's. Everything is made as the source has it, so that the clone
-    passes the same file-by-file verification as a relocated copy.
-    """
+def carry_omitted(source: Path, dest: Path) -> list[str]:
+    """Copy into the clone what conda's clone leaves out, so that the clone
+    holds every path of the source and passes the same file-by-file check as
+    a relocated copy: names ending in ``~``, ``info/``, ``pkgs/``, extra files
+    in ``conda-meta`` (``pinned``, ``state``), ``bin/activate``, empty
+    directories, what it could not read. Symlinks it copied naming the old
+    prefix are pointed into the new one, and directories get their modes
+    back. Returns the relative paths carried."""
     rewrite = PrefixRewrite(str(source), str(dest))
-    carried = []
-    for rel in DROPPED_BY_CLONE:
-        old, new = source / rel, dest / rel
-        if old.is_file() and not new.exists():
-            new.write_bytes(rewrite.substitute(old.read_bytes()))
-            shutil.copymode(old, new)
-            carried.append(rel)
-    modes: list[tuple[str, int]] = []
-    for dirpath, dirnames, filenames in os.walk(source):
-        for name in dirnames + filenames:
-            old = os.path.join(dirpath, name)
-            rel = os.path.relpath(old, source)
-            new = os.path.join(dest, rel)
-            st = os.lstat(old)
-            if stat.S_ISLNK(st.st_mode):
-                if _carry_symlink(old, new, rewrite):
-                    carried.append(rel)
-            elif stat.S_ISDIR(st.st_mode):
+    carried: list[str] = []
+    directories: list[tuple[str, int]] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(source / rel_dir if rel_dir else source) as it:
+            entries = list(it)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            old, new = Path(entry.path), dest / rel
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
                 if not os.path.lexists(new):
-                    os.mkdir(new)
+                    os.mkdir(new, 0o700)
                     carried.append(rel)
-                modes.append((new, st.st_mode))
-            elif stat.S_ISREG(st.st_mode):
+                directories.append((rel, stat.S_IMODE(st.st_mode)))
+                stack.append(rel)
+            elif stat.S_ISLNK(st.st_mode):
+                target = rewrite.retarget(os.readlink(old))
+                if new.is_symlink() and os.readlink(new) != target:
+                    new.unlink()
                 if not os.path.lexists(new):
-                    data = Path(old).read_bytes()
-                    if b"\0" not in data and rewrite.names_old(data):
+                    os.symlink(target, new)
+                    carried.append(rel)
+            elif stat.S_ISREG(st.st_mode) and not os.path.lexists(new):
+                data = old.read_bytes()
+                if rewrite.names_old(data) and b"\0" not in data:
+                    try:
+                        data.decode()
+                    except UnicodeDecodeError:
+                        pass
+                    else:
                         data = rewrite.substitute(data)
-                    Path(new).write_bytes(data)
-                    carried.append(rel)
-                modes.append((new, st.st_mode))
-    # Last, and deepest first: a read-only directory must be filled before.
-    for path, mode in reversed(modes):
-        if not os.path.islink(path) and os.lstat(path).st_mode != mode:
-            os.chmod(path, stat.S_IMODE(mode))
-    return carried
-
-
-def _carry_symlink(old: str, new: str, rewrite: PrefixRewrite) -> bool:
-    target = os.readlink(old)
-    if target == rewrite.old or target.startswith(rewrite.old + "/"):
-        target = rewrite.new + target[len(rewrite.old) :]
-    if os.path.islink(new) and os.readlink(new) == target:
-        return False
-    if os.path.lexists(new):
-        if not os.path.islink(new):
-            return False  # conda made a file there; the verification says so
-        os.unlink(new)
-    os.symlink(target, new)
-    return True
+                new.write_bytes(data)
+                shutil.copystat(old, new)
+                carried.append(rel)
+    for rel, mode in reversed(directories):
+        os.chmod(dest / rel, mode)
+    os.chmod(dest, stat.S_IMODE(os.lstat(source).st_mode))
+    return sorted(carried)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -19,6 +20,7 @@ from .exceptions import MigrateError, UsageError
 from .migrate import Options, Outcome, Output, migrate_all
 from .resume import resume
 from .selection import prompt_selection
+from .statedir import LOGS, ensure_private
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -29,10 +31,21 @@ if TYPE_CHECKING:
 SUCCESS = {"migrated", "kept", "planned"}
 
 
+def canonical(path: Path) -> Path:
+    """``$SCRATCH/x/../envs`` is ``$SCRATCH/envs``, spelled as rc files spell
+    it; where a symlink makes ``..`` lead elsewhere, the real path."""
+    normal = Path(os.path.normpath(path.absolute()))
+    real = Path(os.path.realpath(path))
+    try:
+        return normal if normal.samefile(real) else real
+    except OSError:
+        return normal
+
+
 def search_root(args: Namespace) -> Path:
     """Where to look: ``-d``, or ``$SCRATCH`` for the environments conda knows."""
     if args.directory:
-        return args.directory.expanduser().absolute()
+        return canonical(args.directory.expanduser())
     scratch = os.environ.get("SCRATCH")
     if not scratch:
         raise UsageError(
@@ -145,11 +158,14 @@ def summarize(outcomes: list[Outcome], out: Output) -> None:
 
 
 def open_log(state_dir: Path) -> TextIO:
-    logs = state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    return open(
-        logs / f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log", "a"
+    """0600 (``mkstemp``) in a 0700 directory: rc-file lines and error
+    messages may hold what others must not read."""
+    fd, _ = tempfile.mkstemp(
+        prefix=f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-",
+        suffix=".log",
+        dir=state_dir / LOGS,
     )
+    return open(fd, "a")
 
 
 def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
@@ -177,6 +193,7 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
         verbose=args.verbosity,
         json=args.json,
     )
+    ensure_private(options.state_dir, create=not options.dry_run)
     with ExitStack() as stack:
         log = (
             None
