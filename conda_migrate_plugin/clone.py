@@ -82,6 +82,10 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
                 new.write_bytes(data)
                 shutil.copystat(old, new)
                 carried.append(rel)
+            elif stat.S_ISREG(st.st_mode) and not new.is_symlink():
+                # Entry points conda wrote again get conda's mode.
+                if stat.S_IMODE(new.stat().st_mode) != stat.S_IMODE(st.st_mode):
+                    os.chmod(new, stat.S_IMODE(st.st_mode))
     for rel, mode in reversed(directories):
         os.chmod(dest / rel, mode)
     os.chmod(dest, stat.S_IMODE(os.lstat(source).st_mode))
