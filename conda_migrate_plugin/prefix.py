@@ -178,10 +178,10 @@ class PrefixRewrite:
     conda does in package files, or, in scripts started by the environment's
     Python (``launcher=True``), to the ``/bin/sh`` trampoline that conda
     writes into entry points and pip into console scripts, which needs no
-    ``python`` on ``PATH``. Binary files: each C string naming the old prefix is rewritten in
-    place and NUL-padded to its old length; a longer new prefix may use the
-    NULs that followed, which are the room a longer placeholder left at
-    install time, and never more than that room.
+    ``python`` on ``PATH``. Binary files: each C string naming the old prefix
+    is rewritten in place and NUL-padded to its old length; a longer new
+    prefix may use the NULs that followed, which are the room a longer
+    placeholder left at install time, and never more than that room.
     """
 
     def __init__(self, old: str, new: str) -> None:
