@@ -74,14 +74,13 @@ def nopython_path(tmp_path) -> str:
     return str(bin_dir)
 
 
-def run(path_var: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+def run(path_var: str, *args) -> subprocess.CompletedProcess:
     """Run by path, without activation and with no python on ``PATH``."""
     env = {"PATH": path_var, "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}
     done = subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, env=env
     )
-    if check:
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
     return done
 
 
