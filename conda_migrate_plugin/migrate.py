@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -39,7 +38,12 @@ from .preflight import (
     check_writable,
     measure,
 )
-from .remove import check_removable, processes_using, remove_environment
+from .remove import (
+    check_removable,
+    processes_using,
+    remove_environment,
+    remove_tree,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -140,7 +144,7 @@ def discard(path: Path) -> None:
     if path.is_symlink():
         path.unlink()
     elif path.exists():
-        shutil.rmtree(path)
+        remove_tree(path)
 
 
 @dataclass

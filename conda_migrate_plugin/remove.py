@@ -72,6 +72,22 @@ def processes_using(prefix: Path) -> list[str]:
     return found
 
 
+def remove_tree(root: Path) -> None:
+    """``rmtree`` of a tree this user owns, such as a copy given up: a
+    directory it may not empty (copied read-only from the source) is made
+    writable by its owner, as conda's ``rm_rf`` does, and the removal goes on."""
+    try:
+        shutil.rmtree(root)
+    except PermissionError:
+        for dirpath, dirnames, _ in os.walk(root):
+            for name in [".", *dirnames]:
+                path = os.path.join(dirpath, name)
+                mode = os.lstat(path).st_mode
+                if stat.S_ISDIR(mode) and mode & 0o700 != 0o700:
+                    os.chmod(path, stat.S_IMODE(mode) | 0o700)
+        shutil.rmtree(root)
+
+
 def remove_environment(prefix: Path, stamps: dict[str, tuple] | None = None) -> None:
     """Rename aside, then delete; ``rmtree`` unlinks symlinks and never
     follows them out of the environment. Directories the owner made

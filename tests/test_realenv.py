@@ -536,3 +536,36 @@ def test_conda_made_environment_moves_by_default(
     assert_moved(old, dest_root / "real", before, nopython_path)
     (log,) = (home / ".conda/migrate/logs").iterdir()
     assert "missing in the source" not in log.read_text()
+
+
+@pytest.mark.skipif(HAVE_CONDA, reason="where conda is installed, auto clones")
+def test_user_copy_with_read_only_directories_is_discarded_whole(
+    unprivileged, make_env
+):
+    """A copy that is given up (here: relocation cannot be exact) keeps the
+    source's read-only directories; the owner's discard must still empty it."""
+    from conftest import USER, chown_tree
+
+    from conda_migrate_plugin.prefix import ENCODINGS
+
+    for encoding in ENCODINGS:  # the user cannot read root's codec modules
+        "".encode(encoding)
+    base, run_as_user = unprivileged
+    home = base / "home"
+    home.mkdir()
+    os.chown(home, USER, USER)
+    envs = base / "scratch"
+    old = make_env(envs / "abc", ["demo-binary"])
+    _drop_paths_data(old, "demo-binary")
+    (old / "share/depot/packages").mkdir(parents=True)
+    (old / "share/depot/packages/Example.jl").write_text("module Example end\n")
+    chown_tree(envs, USER)
+    (old / "share/depot/packages").chmod(0o555)
+    before = tree_snapshot(old)
+
+    out, code = run_as_user(home, "-d", envs, "--all", "--no-clean")
+
+    assert code == 1, out
+    assert "--method relocate" in out
+    assert tree_snapshot(old) == before
+    assert list((home / ".conda/envs").iterdir()) == []
