@@ -17,6 +17,7 @@ from typing import Protocol
 from . import registry
 from .exceptions import CloneUnavailable, MigrateError
 from .export import portable_yaml
+from .interrupt import check
 from .records import (
     CondaPackage,
     EnvContents,
@@ -91,6 +92,7 @@ class CondaBackend:
             records = data.get_conda_packages()
             pip = data.get_python_packages()
         except CondaError as err:
+            check(err)
             raise MigrateError(
                 f"conda cannot read the environment {prefix}: {err}",
                 hint="It was left as it is; repair it or recreate it from its YAML.",

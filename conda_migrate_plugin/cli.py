@@ -12,7 +12,7 @@ import sys
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
 
-from .exceptions import MigrateError
+from .exceptions import Interrupted, MigrateError
 
 
 def configure_parser(parser: ArgumentParser) -> None:
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         try:
             return execute(args)
-        except MigrateError as err:
+        except (MigrateError, Interrupted) as err:
             print(f"conda-migrate: error: {err}", file=sys.stderr)
             return err.return_code
     return conda_main("migrate", *argv)

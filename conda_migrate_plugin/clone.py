@@ -11,6 +11,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 from .exceptions import CloneUnavailable
+from .interrupt import check
 from .prefix import PrefixRewrite
 
 if TYPE_CHECKING:
@@ -36,11 +37,14 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
             index_args={"channel_urls": list(context.channels)},
         )
     except CondaError as err:
+        # A stop is a stop, never a reason to try relocation instead.
+        check(err)
         raise CloneUnavailable(
             f"conda's clone of {source} failed: {err}".rstrip(),
             hint="The old environment is untouched. --method relocate copies it "
             "without the package cache or the network.",
         ) from err
+    check()
 
 
 def carry_dropped(source: Path, dest: Path) -> list[str]:

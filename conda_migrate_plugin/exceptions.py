@@ -47,3 +47,23 @@ class CloneUnavailable(MigrateError):
 
 class RelocateError(MigrateError):
     """The environment cannot be copied and relocated as it is."""
+
+
+class Interrupted(_Base):
+    """The user (Ctrl-C), Slurm's time limit (SIGTERM) or a closed terminal
+    (SIGHUP) stopped the run. Not a ``MigrateError``: the many places that
+    turn a failure into "this environment failed, go on with the next" must
+    let a stop through. Exits 128 + the signal's number, as a shell would."""
+
+    def __init__(self, signum: int, where: str = "") -> None:
+        import signal
+
+        self.signum = signum
+        self.return_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"Stopped by {name} {where}" if where else f"Stopped by {name}."
+        )
+
+    def __str__(self) -> str:
+        return self.message

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from . import __version__, journal
 from .backend import PortableBackend, load_backend
 from .discover import scan_directory, scratch_environments
-from .exceptions import MigrateError, UsageError
+from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import Options, Outcome, Output, migrate_all
 from .resume import resume
 from .selection import prompt_selection
@@ -189,7 +189,7 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
         )
         try:
             return _run(args, options, backend, home, stdin, out)
-        except MigrateError as err:
+        except (MigrateError, Interrupted) as err:
             out.note(f"error: {err}")
             raise
 
