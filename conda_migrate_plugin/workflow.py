@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from . import __version__, journal
 from .backend import PortableBackend, load_backend
-from .discover import scan_directory, scratch_environments
+from .discover import scan_directory, scratch_environments, under
 from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import Options, Outcome, Output, migrate_all
 from .resume import resume
@@ -45,12 +45,90 @@ def search_root(args: Namespace) -> Path:
 def discover(args: Namespace, root: Path, backend: Backend) -> list[Candidate]:
     if not args.directory:
         return scratch_environments(backend.known_prefixes(), root)
+    if not root.exists():
+        raise UsageError(
+            f"{root} does not exist.",
+            hint="Pass -d with the directory that holds your environments "
+            "(conda env list | grep /scratch shows it).",
+        )
     if not root.is_dir():
         raise UsageError(
             f"{root} is not a directory.",
             hint="Pass -d with a directory in $SCRATCH.",
         )
     return scan_directory(root)
+
+
+def nothing_to_migrate(directory: Path, candidates: list[Candidate]) -> MigrateError:
+    """A mistyped ``-d`` must fail the batch job, and ``-d`` one level too
+    high (``$SCRATCH`` instead of ``$SCRATCH/conda-envs``) names the way."""
+    holders = []
+    for candidate in candidates:
+        try:
+            if candidate.prefix.is_dir() and not candidate.prefix.is_symlink():
+                found = sum(c.valid for c in scan_directory(candidate.prefix))
+                if found:
+                    holders.append((candidate.prefix, found))
+        except OSError:
+            continue
+    if not holders:
+        return MigrateError(
+            f"No valid conda environments in '{directory}'; nothing was migrated.",
+            hint="Pass -d with the directory that holds them "
+            "(conda env list | grep /scratch shows it).",
+        )
+    listed = ", ".join(f"{path} ({count})" for path, count in holders)
+    return MigrateError(
+        f"No conda environments directly in '{directory}', but these directories "
+        f"hold some: {listed}; nothing was migrated.",
+        hint=f"Pass one of them with -d, e.g.: conda migrate -d {holders[0][0]}",
+    )
+
+
+def check_not_same(directory: Path, dest_root: Path) -> None:
+    """Scanning the destination itself would "migrate" each environment onto
+    itself (and meet its own lock)."""
+    if directory.resolve() == dest_root.resolve() or under(directory, dest_root):
+        raise UsageError(
+            f"The source {directory} and the destination {dest_root} are the same: "
+            "environments there are already where they would go. Nothing was touched.",
+            hint="Pass -d with the directory in $SCRATCH, or another --dest.",
+        )
+
+
+def check_home_writable(options: Options, home: Path) -> None:
+    """Every place outside the destination the run writes, checked before
+    the first copy: the log, the journal and locks, the YAML copies, conda's
+    environments.txt. Otherwise the failure comes after a full copy and
+    compare, or as a traceback while the log is opened."""
+    places = [
+        (options.state_dir / "logs", "the run's log"),
+        (options.state_dir, "the journal and locks"),
+        (options.yaml_dir, "the YAML copies"),
+        (home / ".conda", "conda's environments.txt"),
+    ]
+    for place, purpose in places:
+        blocker = place
+        while not blocker.exists() and not blocker.is_symlink():
+            blocker = blocker.parent
+        if not blocker.is_dir():
+            problem = f"{blocker} is not a directory"
+        elif not os.access(blocker, os.W_OK | os.X_OK):
+            problem = f"{blocker} is not writable"
+        else:
+            continue
+        raise UsageError(
+            f"Cannot write {place} ({purpose}): {problem}. Nothing was touched.",
+            hint="Fix that (ls -ld shows who owns it) and run again; "
+            "--yaml-dir puts the YAML copies elsewhere.",
+        )
+    registry = home / ".conda" / "environments.txt"
+    if registry.exists() and not os.access(registry, os.W_OK):
+        raise UsageError(
+            f"Cannot write {registry} (conda's list of environments): it is not "
+            "writable. Nothing was touched.",
+            hint=f"Fix that (ls -l {registry}) and run again.",
+        )
 
 
 def report_discovery(
@@ -63,8 +141,9 @@ def report_discovery(
             why = f" ({candidate.reason})" if verbose else ""
             out.say(f"INVALID ENV: {candidate.name}{why}")
     valid = [candidate for candidate in candidates if candidate.valid]
-    out.say("", f"Valid Conda environments in '{directory}':")
-    out.say(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
+    if valid:
+        out.say("", f"Valid Conda environments in '{directory}':")
+        out.say(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
     return valid
 
 
@@ -177,6 +256,8 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
         verbose=args.verbosity,
         json=args.json,
     )
+    check_not_same(directory, options.dest_root)
+    check_home_writable(options, home)
     with ExitStack() as stack:
         log = (
             None
@@ -219,10 +300,8 @@ def _run(
         selected, refused = refuse_duplicate_names(selected, options)
         out.say("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
         outcomes += refused + migrate_all(selected, options, backend, out)
-    else:
-        out.say(
-            f"No valid conda environments in '{options.scanned}'; nothing to migrate."
-        )
+    elif not outcomes:
+        raise nothing_to_migrate(options.scanned, candidates)
     rc_edits = [] if args.no_rc else update_rc_files(outcomes, options, home, out)
     if not options.dry_run:
         for outcome in outcomes:
