@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import journal
-from .compare import compare_contents
+from .compare import already_migrated, compare_contents
 from .exceptions import CloneUnavailable, MigrateError
 from .export import write_yaml
 from .interrupt import Interrupted, uninterruptible
@@ -92,7 +92,9 @@ class Outcome:
     name: str
     source: Path
     dest: Path
-    status: str = "failed"  # migrated | kept | copied | skipped | failed | planned
+    status: str = (
+        "failed"  # migrated | kept | already | copied | skipped | failed | planned
+    )
     message: str = ""
     yaml: Path | None = None
     engine: str | None = None
@@ -206,6 +208,15 @@ def _migrate_locked(
     copy_started = False
     step = "checking"
     try:
+        if os.path.lexists(dest) and already_migrated(source, dest, backend):
+            outcome.status = "already"
+            outcome.message = (
+                f"{candidate.name} is already migrated: {dest} holds the same packages. "
+                f"{source} was left as it is; once you no longer need it, remove it "
+                f"with: conda env remove -p {source}"
+            )
+            out.say(outcome.message, "")
+            return outcome
         if os.path.lexists(dest):
             outcome.status = "skipped"
             outcome.message = (

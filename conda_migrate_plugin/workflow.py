@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .backend import Backend
     from .discover import Candidate
 
-SUCCESS = {"migrated", "kept", "planned"}
+SUCCESS = {"migrated", "kept", "already", "planned"}
 
 
 def search_root(args: Namespace) -> Path:
@@ -212,10 +212,19 @@ def update_rc_files(
 
 def summarize(outcomes: list[Outcome], out: Output) -> None:
     out.tell("Summary:")
-    for status in ("migrated", "kept", "planned", "copied", "skipped", "failed"):
+    for status in (
+        "migrated",
+        "kept",
+        "already",
+        "planned",
+        "copied",
+        "skipped",
+        "failed",
+    ):
         group = [o for o in outcomes if o.status == status]
         if group:
-            out.tell(f"  {status}: {len(group)}")
+            label = "already migrated" if status == "already" else status
+            out.tell(f"  {label}: {len(group)}")
             for o in group:
                 yaml = f" (YAML: {o.yaml})" if o.yaml else ""
                 out.tell(f"    {o.name}: {o.source} -> {o.dest}{yaml}")

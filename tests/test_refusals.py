@@ -165,3 +165,37 @@ def test_nothing_valid_fails_the_batch_job(scratch, home, migrate):
     )
     assert "Valid Conda environments in" not in out
     assert "Selected environments:" not in out
+
+
+def test_active_environment_then_rerun_says_what_to_do(
+    scratch, home, migrate, monkeypatch
+):
+    monkeypatch.setenv("CONDA_PREFIX", str(scratch.amd))
+    before = tree_snapshot(scratch.amd)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 1, out + err
+    assert (
+        "Deactivate it (conda deactivate), then remove it with: "
+        f"conda env remove -p {scratch.amd}" in out
+    )
+    monkeypatch.delenv("CONDA_PREFIX")
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    new = home / ".conda" / "envs" / "amd"
+    assert (
+        f"amd is already migrated: {new} holds the same packages. {scratch.amd} was "
+        "left as it is; once you no longer need it, remove it with: "
+        f"conda env remove -p {scratch.amd}\n" in out
+    )
+    assert "already migrated: 1" in out
+    assert tree_snapshot(scratch.amd) == before
+
+
+def test_rerun_over_a_different_copy_still_skips(scratch, home, migrate):
+    out, err, code = migrate("-d", scratch.envs_dir, "--keep-old", *RELOCATE)
+    assert code == 0, out + err
+    (home / ".conda/envs/amd/conda-meta/demo-text-1.0-0.json").unlink()
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 1, out + err
+    assert "already exists; it was not touched" in out
+    assert "abc is already migrated" in out
