@@ -73,8 +73,8 @@ def prompt_selection(
     """Ask until the answer makes sense. End of input is Ctrl-D on a
     terminal, but a batch job's closed stdin otherwise, which needs --all."""
     while True:
-        print(PROMPT, file=stdout, flush=True)
         try:
+            print(PROMPT, file=stdout, flush=True)
             answer = stdin.readline()
         except Interrupted as err:
             raise Interrupted(
