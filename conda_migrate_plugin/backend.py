@@ -50,7 +50,10 @@ class PortableBackend:
         return portable_yaml(prefix, name, self.contents(prefix))
 
     def clone(self, source: Path, dest: Path, *, quiet: bool) -> None:
-        raise CloneUnavailable("conda is not installed here, so its clone cannot run.")
+        raise CloneUnavailable(
+            "conda is not installed here, so its clone cannot run.",
+            reason="conda is not installed here",
+        )
 
     def known_prefixes(self) -> list[Path]:
         prefixes = registry.read_registry()

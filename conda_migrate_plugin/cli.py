@@ -8,6 +8,7 @@ conda's own ``-d/--dry-run`` helper is not reused.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from argparse import ArgumentParser, Namespace, RawDescriptionHelpFormatter
 from pathlib import Path
@@ -150,12 +151,24 @@ def _home() -> Path:
     return Path(os.path.expanduser("~"))
 
 
+def command_line() -> str:
+    """The command as typed, for the log: ``conda migrate ...`` or
+    ``conda-migrate ...`` (the console script hands its arguments to conda)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
 def execute(args: Namespace) -> int:
     from .interrupt import stop_on_signals
     from .workflow import run
 
     with stop_on_signals():
-        return run(args, home=_home(), stdin=sys.stdin, stdout=sys.stdout)
+        return run(
+            args,
+            home=_home(),
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            command=command_line(),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

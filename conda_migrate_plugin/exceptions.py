@@ -42,7 +42,14 @@ class UsageError(MigrateError):
 
 class CloneUnavailable(MigrateError):
     """conda's clone could not obtain every package (offline, purged cache,
-    channel gone), so only relocation can move this environment."""
+    channel gone), so only relocation can move this environment. ``reason``
+    says why in a user's words; conda's own message goes to the log."""
+
+    def __init__(
+        self, message: str, *, reason: str = "", hint: str | None = None
+    ) -> None:
+        self.reason = reason or message.rstrip(".")
+        super().__init__(message, hint=hint)
 
 
 class RelocateError(MigrateError):

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -32,10 +32,11 @@ from .preflight import (
     check_writable,
     measure,
 )
+from .progress import PHASES, CopyProgress, Tee, duration
 from .remove import check_removable, remove_environment
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from .backend import Backend
     from .discover import Candidate
@@ -67,6 +68,8 @@ class Output:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     json: bool = False
     log: TextIO | None = None
+    phase_name: str | None = None
+    phase_start: float = 0.0
 
     def say(self, *lines: str) -> None:
         for line in lines:
@@ -86,6 +89,29 @@ class Output:
             self.log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
             self.log.flush()
 
+    def phase(self, name: str | None) -> None:
+        """Begin phase ``name`` (``None``: no phase), ending the one before
+        with a line saying how long it took."""
+        if name == self.phase_name:
+            return
+        if self.phase_name is not None:
+            took = duration(time.monotonic() - self.phase_start)
+            self.say(f"{PHASES[self.phase_name]} took {took}")
+        self.phase_name, self.phase_start = name, time.monotonic()
+
+    @contextmanager
+    def conda_output(self) -> Iterator[None]:
+        """conda's clone prints its own lines: shown unless ``-q``, always logged."""
+        tee = Tee(None if self.quiet else self.stream, self.note)
+        try:
+            with redirect_stdout(tee):
+                yield
+        finally:
+            tee.close_lines()
+
+    def copy_progress(self, files: int, nbytes: int) -> CopyProgress:
+        return CopyProgress(files, nbytes, None if self.quiet else self.stream)
+
 
 @dataclass
 class Outcome:
@@ -102,6 +128,7 @@ class Outcome:
     files: int | None = None
     bytes: int | None = None
     differences: list[str] = field(default_factory=list)
+    seconds: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -118,7 +145,9 @@ def discard(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _relocate(candidate: Candidate, dest: Path, options: Options, out: Output) -> None:
+def _relocate(
+    candidate: Candidate, dest: Path, options: Options, out: Output, outcome: Outcome
+) -> None:
     """Copy into a staging directory beside the destination, verify file by
     file, then rename into place: conda never sees an unverified copy."""
     from .relocate import relocate
@@ -134,8 +163,10 @@ def _relocate(candidate: Candidate, dest: Path, options: Options, out: Output) -
             dest,
             jobs=options.jobs,
             quiet=options.quiet or options.json,
+            progress=out.copy_progress(outcome.files or 0, outcome.bytes or 0),
         )
         out.say(*(f"warning: {w}" for w in result.warnings))
+        out.phase("verify")
         check = verify_files(candidate.prefix, staging, dest)
         for line in check.notes:
             out.note(f"note: {line}")
@@ -162,23 +193,28 @@ def _copy(
     out: Output,
     outcome: Outcome,
 ) -> None:
+    out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
+    out.phase("copy")
     if options.method in ("auto", "clone"):
         try:
-            backend.clone(candidate.prefix, dest, quiet=options.quiet)
+            with out.conda_output():
+                backend.clone(candidate.prefix, dest, quiet=options.quiet)
             outcome.engine = "clone"
+            out.note("engine: conda's clone")
             return
         except CloneUnavailable as err:
             discard(dest)
             backend.unregister(dest)
             if options.method == "clone":
                 raise
+            out.note(f"conda's clone failed: {err}")
             out.say(
-                f"conda's clone is not possible here ({str(err).splitlines()[0].rstrip('.')}); "
+                f"conda's clone is not possible here ({err.reason}); "
                 "relocating the environment instead."
             )
-    out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
-    _relocate(candidate, dest, options, out)
+    _relocate(candidate, dest, options, out, outcome)
     outcome.engine = "relocate"
+    out.note("engine: relocation")
 
 
 def _plan(outcome: Outcome, options: Options, out: Output) -> Outcome:
@@ -250,6 +286,7 @@ def _migrate_locked(
         copy_started = True
         _copy(candidate, dest, options, backend, out, outcome)
         step = "comparing"
+        out.phase("verify")
         outcome.differences = compare_contents(old, backend.contents(dest))
         if outcome.differences:
             out.say(
@@ -260,7 +297,8 @@ def _migrate_locked(
                 f"The copy of {source} is not the same environment.",
                 hint="The old environment was left untouched and the copy removed.",
             )
-        out.say("Old and New Environments are same", "")
+        out.phase(None)
+        out.say(*activation_hint(dest), "Old and New Environments are same", "")
         step = "registering"
         with uninterruptible():
             backend.register(dest)
@@ -347,6 +385,7 @@ def remove_old(
         out.say(outcome.message, "")
         return outcome
     out.say(f"Remove all packages in environment {source}:", "")
+    out.phase("remove")
     try:
         with uninterruptible():
             remove_environment(source)
@@ -369,6 +408,7 @@ def remove_old(
         )
         out.say(outcome.message, "")
         return outcome
+    out.phase(None)
     outcome.status = "migrated"
     outcome.message = f"Successfully migrated and removed old environment: {source}"
     out.say(outcome.message, "")
@@ -378,4 +418,26 @@ def remove_old(
 def migrate_all(
     selected: Sequence[Candidate], options: Options, backend: Backend, out: Output
 ) -> list[Outcome]:
-    return [migrate_one(candidate, options, backend, out) for candidate in selected]
+    outcomes = []
+    for candidate in selected:
+        started = time.monotonic()
+        outcome = migrate_one(candidate, options, backend, out)
+        out.phase(None)
+        outcome.seconds = time.monotonic() - started
+        outcomes.append(outcome)
+    return outcomes
+
+
+def activation_hint(dest: Path) -> list[str]:
+    """What conda's clone prints, and the site guide shows, after a copy."""
+    return [
+        "#",
+        "# To activate this environment, use",
+        "#",
+        f"#     $ conda activate {dest}",
+        "#",
+        "# To deactivate an active environment, use",
+        "#",
+        "#     $ conda deactivate",
+        "",
+    ]

@@ -108,6 +108,7 @@ def relocate(
     *,
     jobs: int | None = None,
     quiet: bool = True,
+    progress: _Progress | None = None,
 ) -> RelocateResult:
     """Copy the environment at ``source`` into ``staging`` (created here),
     with the prefix rewritten to ``final_prefix``, where the caller will
@@ -126,7 +127,8 @@ def relocate(
         PrefixRewrite(str(source), str(os.path.abspath(final_prefix))),
     )
     staging.mkdir(parents=True)
-    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    # Anything with the same show() and close() may report the progress instead.
+    progress = progress or _Progress(enabled=not quiet and sys.stderr.isatty())
     try:
         outcome = copier.run(jobs or default_jobs(), progress)
     finally:

@@ -17,6 +17,7 @@ from .backend import PortableBackend, load_backend
 from .discover import scan_directory, scratch_environments, under
 from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import Options, Outcome, Output, migrate_all
+from .progress import duration
 from .resume import resume
 from .selection import prompt_selection
 
@@ -210,7 +211,7 @@ def update_rc_files(
     ]
 
 
-def summarize(outcomes: list[Outcome], out: Output) -> None:
+def summarize(outcomes: list[Outcome], out: Output, seconds: float) -> None:
     out.tell("Summary:")
     for status in (
         "migrated",
@@ -226,10 +227,14 @@ def summarize(outcomes: list[Outcome], out: Output) -> None:
             label = "already migrated" if status == "already" else status
             out.tell(f"  {label}: {len(group)}")
             for o in group:
-                yaml = f" (YAML: {o.yaml})" if o.yaml else ""
-                out.tell(f"    {o.name}: {o.source} -> {o.dest}{yaml}")
+                notes = [f"YAML: {o.yaml}"] if o.yaml else []
+                if o.seconds is not None and status != "planned":
+                    notes.append(duration(o.seconds))
+                more = f" ({'; '.join(notes)})" if notes else ""
+                out.tell(f"    {o.name}: {o.source} -> {o.dest}{more}")
                 if status in ("copied", "skipped", "failed") and o.message:
                     out.tell(f"      {o.message.splitlines()[0]}")
+    out.tell(f"Total time: {duration(seconds)}")
 
 
 def open_log(state_dir: Path) -> TextIO:
@@ -240,7 +245,9 @@ def open_log(state_dir: Path) -> TextIO:
     )
 
 
-def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
+def run(
+    args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO, command: str
+) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}.")
     if args.json and not (args.all or args.yes):
@@ -274,14 +281,17 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
             else stack.enter_context(open_log(options.state_dir))
         )
         out = Output(quiet=options.quiet, stream=stdout, log=log, json=options.json)
-        out.note(
-            f"conda-migrate {__version__}, backend {backend.name}, arguments: {vars(args)}"
-        )
+        out.note(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
-            return _run(args, options, backend, home, stdin, out)
+            code = _run(args, options, backend, home, stdin, out)
         except (MigrateError, Interrupted) as err:
             out.note(f"error: {err}")
+            out.note(f"exit code {err.return_code}")
             raise
+        out.note(f"exit code {code}")
+        if log is not None:
+            out.tell(f"Log: {log.name}")
+        return code
 
 
 def _run(
@@ -292,6 +302,7 @@ def _run(
     stdin: TextIO,
     out: Output,
 ) -> int:
+    started = time.monotonic()
     # Leftovers of a killed run first: a half-removed environment must not
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
@@ -318,6 +329,7 @@ def _run(
                 journal.clear(options.state_dir, outcome.dest)
     cleaned = None
     if not args.no_clean and any(o.status in SUCCESS for o in outcomes):
+        out.phase("clean")
         cleaned = backend.clean(dry_run=options.dry_run)
         if cleaned is None:
             out.say("conda is not installed here, so conda's clean was skipped.")
@@ -326,7 +338,8 @@ def _run(
             out.say(
                 f"{verb} {sum(map(len, cleaned.values()))} items from conda's caches."
             )
-    summarize(outcomes, out)
+        out.phase(None)
+    summarize(outcomes, out, time.monotonic() - started)
     success = all(o.status in SUCCESS for o in outcomes)
     if args.json:
         document = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 
 import pytest
@@ -63,7 +64,12 @@ def test_auto_relocates_when_the_channel_and_cache_are_gone(
     shutil.rmtree(cache)
     out, err, code = conda_cli("migrate", "-d", source, "--all")
     assert code == 0, out + err
-    assert "relocating the environment instead" in out
+    assert (
+        "conda's clone is not possible here (the package files are in neither the "
+        "cache nor a reachable channel); relocating the environment instead.\n" in out
+    )
+    assert len(re.findall("^Files: ", out, re.M)) == 1
+    assert len(re.findall("^Packages: ", out, re.M)) == 1
     new = home / ".conda" / "envs" / "abc"
     assert f"root = {new}\n" in (new / "etc/demo/demo.conf").read_text()
     assert not source.exists()
