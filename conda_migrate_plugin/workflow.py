@@ -175,24 +175,37 @@ def update_rc_files(
 ) -> list[dict]:
     from .rcfiles import DirMove, EnvMove, apply_rc_edits, plan_rc_edits
 
-    moved = [o for o in outcomes if o.status in ("migrated", "kept")]
+    # --dry-run shows the edits the run would make ("planned").
+    moved = [o for o in outcomes if o.status in ("migrated", "kept", "planned")]
     if not moved:
         return []
     env_moves = [EnvMove(o.source, o.dest) for o in moved]
+    leaving = {
+        o.source for o in moved if o.status == "planned" and not options.keep_old
+    }
     # A directory stops being where environments live (CONDA_ENVS_PATH,
     # envs_dirs) only once none is left in it, or those left would be lost
     # to activation by name.
     dir_moves = [
         DirMove(parent, options.dest_root, home / ".conda" / "pkgs")
         for parent in sorted({o.source.parent for o in moved})
-        if not any(c.valid for c in scan_directory(parent))
+        if not any(c.valid and c.prefix not in leaving for c in scan_directory(parent))
     ]
     edits = plan_rc_edits(env_moves, dir_moves, home, os.environ)
+    if options.dry_run and edits:
+        out.say("These files would be changed (--no-rc leaves them as they are):")
     for edit in edits:
         if edit.error:
             out.say(f"{edit.path} was left as it is: {edit.error}")
         elif edit.diff:
             out.say(edit.diff)
+    if any(_moves_package_cache(edit.diff) for edit in edits):
+        verb = "would move" if options.dry_run else "moves"
+        out.say(
+            f"Note: conda's package cache {verb} into {home / '.conda' / 'pkgs'}: the "
+            "packages conda downloads from now on count against your home quota "
+            "(conda clean --all frees them)."
+        )
     if not options.dry_run:
         apply_rc_edits(edits)
         for edit in edits:
@@ -209,6 +222,16 @@ def update_rc_files(
         }
         for e in edits
     ]
+
+
+def _moves_package_cache(diff: str) -> bool:
+    """A changed ``pkgs_dirs`` or ``CONDA_PKGS_DIRS`` line now names $HOME."""
+    return any(
+        line.startswith("+")
+        and not line.startswith("+++")
+        and ("pkgs_dirs" in line or "CONDA_PKGS_DIRS" in line or "/.conda/pkgs" in line)
+        for line in diff.splitlines()
+    )
 
 
 def summarize(outcomes: list[Outcome], out: Output, seconds: float) -> None:

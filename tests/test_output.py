@@ -140,6 +140,41 @@ def test_terminal_shows_copy_progress(scratch, home):
     assert re.search(r"\r *\rCopy took ", shown.replace("\r\n", "\n")), shown
 
 
+def test_dry_run_shows_the_rc_plan_and_writes_nothing(scratch, home, migrate):
+    bashrc = home / ".bashrc"
+    bashrc.write_text(f"conda activate {scratch.abc}\n")
+    condarc = home / ".condarc"
+    condarc.write_text(
+        f"envs_dirs:\n  - {scratch.envs_dir}\npkgs_dirs:\n  - {scratch.envs_dir}/pkgs\n"
+    )
+    before = (bashrc.read_bytes(), condarc.read_bytes())
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--dry-run")
+    assert code == 0, out + err
+    assert "These files would be changed (--no-rc leaves them as they are):" in out
+    assert (
+        f"-conda activate {scratch.abc}\n+conda activate {home}/.conda/envs/abc" in out
+    )
+    assert f"+  - {home}/.conda/envs\n" in out
+    assert (
+        f"Note: conda's package cache would move into {home}/.conda/pkgs: the packages "
+        "conda downloads from now on count against your home quota" in out
+    )
+    assert (bashrc.read_bytes(), condarc.read_bytes()) == before
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc", ".condarc"]
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--dry-run", "--no-rc")
+    assert "would be changed" not in out and "+conda activate" not in out
+
+
+def test_a_real_run_applies_what_the_dry_run_showed(scratch, home, migrate):
+    (home / ".bashrc").write_text(f"conda activate {scratch.abc}\n")
+    shown, _, _ = migrate("-d", scratch.envs_dir, "--dry-run", *RELOCATE)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    diff = shown[shown.index("--- ") : shown.index("Summary:")].strip()
+    assert diff in out
+    assert (home / ".bashrc").read_text() == f"conda activate {home}/.conda/envs/abc\n"
+
+
 @requires_conda
 def test_clone_counts_every_file_and_quiet_keeps_condas_lines_in_the_log(
     scratch, home, migrate
