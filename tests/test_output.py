@@ -211,3 +211,23 @@ def test_fallback_is_said_once_in_plain_words(scratch, home, migrate):
     )
     assert out.count(said) == 2
     assert out.count("Files: ") == 2
+
+
+def test_scratch_spellings_become_home_spellings_and_the_cache_move_is_said(
+    scratch, home, migrate
+):
+    (home / ".bashrc").write_text(
+        "conda activate $SCRATCH/conda-envs/abc\n"
+        'export CONDA_PKGS_DIRS="${SCRATCH}/conda-envs/pkgs"\n'
+    )
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    assert (home / ".bashrc").read_text() == (
+        "conda activate $HOME/.conda/envs/abc\n"
+        'export CONDA_PKGS_DIRS="${HOME}/.conda/pkgs"\n'
+    )
+    assert (
+        f"Note: conda's package cache moves into {home}/.conda/pkgs: the packages "
+        "conda downloads from now on count against your home quota "
+        "(conda clean --all frees them).\n" in out
+    )
