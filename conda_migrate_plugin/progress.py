@@ -9,6 +9,7 @@ written, so the file holds no carriage returns.
 from __future__ import annotations
 
 import io
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -87,10 +88,25 @@ class CopyProgress:
             self.width = 0
 
 
+#: A spinner's frame and the backspace that erases it.
+_ERASED = re.compile(".\b")
+
+
+def _as_logged(line: str) -> str:
+    """What a terminal shows in the end: the text after the last carriage
+    return, without the characters backspaced over."""
+    line = line.rstrip("\r").rsplit("\r", 1)[-1]
+    while "\b" in line:
+        line, erased = _ERASED.subn("", line)
+        if not erased:
+            line = line.replace("\b", "")
+    return line.rstrip()
+
+
 class Tee(io.TextIOBase):
     """Where conda's clone prints: shown on ``stream`` unless it is None
-    (``-q``), and every line handed to ``note`` (the run's log). It says it
-    is no terminal, so conda writes "done" rather than a spinner."""
+    (``-q``), and every line, as a terminal would end up showing it, handed
+    to ``note`` (the run's log)."""
 
     def __init__(self, stream: TextIO | None, note: Callable[[str], None]) -> None:
         self.stream, self.note, self.pending = stream, note, ""
@@ -100,7 +116,7 @@ class Tee(io.TextIOBase):
             self.stream.write(text)
         *lines, self.pending = (self.pending + text).split("\n")
         for line in lines:
-            self.note(line.rstrip())
+            self.note(_as_logged(line))
         return len(text)
 
     def flush(self) -> None:
@@ -109,8 +125,8 @@ class Tee(io.TextIOBase):
 
     def close_lines(self) -> None:
         if self.pending:
-            self.note(self.pending.rstrip())
+            self.note(_as_logged(self.pending))
             self.pending = ""
 
     def isatty(self) -> bool:
-        return False
+        return self.stream is not None and self.stream.isatty()

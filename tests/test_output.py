@@ -231,3 +231,19 @@ def test_scratch_spellings_become_home_spellings_and_the_cache_move_is_said(
         "conda downloads from now on count against your home quota "
         "(conda clean --all frees them).\n" in out
     )
+
+
+def test_the_log_gets_condas_lines_as_a_terminal_shows_them():
+    from conda_migrate_plugin.progress import Tee
+
+    logged = []
+    tee = Tee(None, logged.append)
+    tee.write("Preparing transaction: ")
+    tee.write("/\b-\b\\\b|\bdone\nDownloading: 10%\r100%\r\n")
+    tee.write("Executing transaction: done")
+    tee.close_lines()
+    assert logged == [
+        "Preparing transaction: done",
+        "100%",
+        "Executing transaction: done",
+    ]
