@@ -161,14 +161,28 @@ def execute(args: Namespace) -> int:
     from .interrupt import stop_on_signals
     from .workflow import run
 
-    with stop_on_signals():
-        return run(
-            args,
-            home=_home(),
-            stdin=sys.stdin,
-            stdout=sys.stdout,
-            command=command_line(),
-        )
+    try:
+        with stop_on_signals():
+            return run(
+                args,
+                home=_home(),
+                stdin=sys.stdin,
+                stdout=sys.stdout,
+                command=command_line(),
+            )
+    except Interrupted:
+        _quiet_if_terminal_closed()
+        raise
+
+
+def _quiet_if_terminal_closed() -> None:
+    """After SIGHUP the terminal is gone and any write to it fails, which
+    would turn conda's report of the stop into a crash with exit code 1;
+    the run's log already holds the message."""
+    try:
+        print(file=sys.stderr, flush=True)
+    except OSError:
+        sys.stdout = sys.stderr = open(os.devnull, "w")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return execute(args)
         except (MigrateError, Interrupted) as err:
-            print(f"conda-migrate: error: {err}", file=sys.stderr)
+            try:
+                print(f"conda-migrate: error: {err}", file=sys.stderr)
+            except OSError:  # the terminal is gone; the log has it
+                pass
             return err.return_code
     return conda_main("migrate", *argv)

@@ -74,15 +74,23 @@ class Output:
     def say(self, *lines: str) -> None:
         for line in lines:
             if not self.quiet:
-                print(line, file=self.stream, flush=True)
+                self.show(line)
             self.note(line)
 
     def tell(self, *lines: str) -> None:
         """Errors and the summary: shown under ``-q`` too, never in JSON."""
         for line in lines:
             if not self.json:
-                print(line, file=self.stream, flush=True)
+                self.show(line)
             self.note(line)
+
+    def show(self, line: str) -> None:
+        """A closed terminal (SIGHUP) or pipe must not turn into a failure of
+        the environment being migrated: the log still gets every line."""
+        try:
+            print(line, file=self.stream, flush=True)
+        except OSError:
+            pass
 
     def note(self, line: str) -> None:
         if self.log and line:

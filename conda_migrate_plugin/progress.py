@@ -76,15 +76,22 @@ class CopyProgress:
             return
         self.last = now
         text = self.line(files, nbytes)
-        self.stream.write("\r" + text.ljust(self.width))
-        self.stream.flush()
+        try:
+            self.stream.write("\r" + text.ljust(self.width))
+            self.stream.flush()
+        except OSError:  # the terminal is gone
+            self.stream = None
+            return
         self.width = len(text)
 
     def close(self) -> None:
         """Clear the line: the phase's own line takes its place."""
         if self.stream is not None and self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
+            try:
+                self.stream.write("\r" + " " * self.width + "\r")
+                self.stream.flush()
+            except OSError:
+                self.stream = None
             self.width = 0
 
 
@@ -113,7 +120,10 @@ class Tee(io.TextIOBase):
 
     def write(self, text: str) -> int:
         if self.stream is not None:
-            self.stream.write(text)
+            try:
+                self.stream.write(text)
+            except OSError:  # the terminal is gone (SIGHUP): keep logging
+                self.stream = None
         *lines, self.pending = (self.pending + text).split("\n")
         for line in lines:
             self.note(_as_logged(line))
@@ -121,7 +131,10 @@ class Tee(io.TextIOBase):
 
     def flush(self) -> None:
         if self.stream is not None:
-            self.stream.flush()
+            try:
+                self.stream.flush()
+            except OSError:
+                self.stream = None
 
     def close_lines(self) -> None:
         if self.pending:

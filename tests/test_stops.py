@@ -155,3 +155,34 @@ def test_closed_stdin_in_a_batch_job_asks_for_all(scratch, home):
     assert "in a batch job it usually is" in run.stderr
     assert "Pass --all" in run.stderr
     assert "No environment was selected" not in run.stdout + run.stderr
+
+
+def test_closing_the_terminal_mid_copy_stops_and_logs_129(scratch, home):
+    """A closed terminal is SIGHUP, and every later write to it fails: the
+    run must still stop cleanly and say so in its log."""
+    before = {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)}
+    pid, fd = pty.fork()
+    if pid == 0:
+        command = [sys.executable, str(HERE / "faultpoint.py"), "stop", "4", "fchmod"]
+        command += ["--", "-d", str(scratch.envs_dir), "--all", "--method", "relocate"]
+        os.execve(command[0], command, {**os.environ, "PYTHONPATH": str(HERE.parent)})
+    deadline = time.monotonic() + 60
+    while open(f"/proc/{pid}/stat").read().split()[2] != "T":
+        assert time.monotonic() < deadline
+        while select.select([fd], [], [], 0.05)[0]:
+            os.read(fd, 4096)
+    os.close(fd)
+    os.kill(pid, signal.SIGCONT)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 129
+    (log,) = (home / ".conda" / "migrate" / "logs").glob("*.log")
+    lines = log.read_text().splitlines()
+    assert (
+        "error: Stopped by SIGHUP while copying abc: the partial copy was removed"
+        in (lines[-2])
+    )
+    assert lines[-1].endswith(" exit code 129")
+    assert {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)} == (
+        before
+    )
+    assert sorted(os.listdir(home / ".conda" / "envs")) == []
