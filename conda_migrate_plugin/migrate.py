@@ -23,7 +23,7 @@ from . import journal
 from .compare import already_migrated, compare_contents
 from .exceptions import CloneUnavailable, MigrateError
 from .export import write_yaml
-from .interrupt import Interrupted, uninterruptible
+from .interrupt import Interrupted, check, received, uninterruptible
 from .lock import hold_all
 from .preflight import (
     check_file_types,
@@ -320,17 +320,16 @@ def _migrate_locked(
             discard(dest)
             backend.unregister(dest)
             journal.clear(options.state_dir, dest)
-        raise Interrupted(
-            err.signum,
-            f"while {step} {candidate.name}: "
-            + ("the partial copy was removed and " if copy_started else "")
-            + f"{source} is untouched. Run the same command again to continue.",
-        ) from None
+        raise _stopped(err.signum, step, candidate.name, source, copy_started) from None
     except (MigrateError, OSError) as err:
         if copy_started:
             discard(dest)
             backend.unregister(dest)
             journal.clear(options.state_dir, dest)
+        # Code the run does not own may turn a signal into another error.
+        signum = received(err)
+        if signum is not None:
+            raise _stopped(signum, step, candidate.name, source, copy_started) from err
         outcome.message = str(err)
         out.tell(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
@@ -345,6 +344,17 @@ def _migrate_locked(
         out.say(outcome.message, "")
         return outcome
     return remove_old(outcome, options, backend, out)
+
+
+def _stopped(
+    signum: int, step: str, name: str, source: Path, copy_started: bool
+) -> Interrupted:
+    return Interrupted(
+        signum,
+        f"while {step} {name}: "
+        + ("the partial copy was removed and " if copy_started else "")
+        + f"{source} is untouched. Run the same command again to continue.",
+    )
 
 
 def migrate_one(
@@ -428,6 +438,7 @@ def migrate_all(
 ) -> list[Outcome]:
     outcomes = []
     for candidate in selected:
+        check()  # a stop something swallowed still stops before the next one
         started = time.monotonic()
         outcome = migrate_one(candidate, options, backend, out)
         out.phase(None)

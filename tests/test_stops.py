@@ -186,3 +186,32 @@ def test_closing_the_terminal_mid_copy_stops_and_logs_129(scratch, home):
         before
     )
     assert sorted(os.listdir(home / ".conda" / "envs")) == []
+
+
+def test_a_stop_turned_into_another_error_is_still_a_stop(
+    scratch, home, migrate, monkeypatch
+):
+    """Code the run does not own (conda's, a library's) may catch the
+    exception the signal raised and report something else."""
+    from conda_migrate_plugin import backend, workflow
+    from conda_migrate_plugin.exceptions import Interrupted
+
+    class Swallowing(backend.PortableBackend):
+        def export_yaml(self, prefix, name):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except Interrupted as err:
+                raise OSError("export failed") from err
+            raise AssertionError("the signal never came")
+
+    monkeypatch.setattr(workflow, "load_backend", Swallowing)
+    before = {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)}
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean")
+    assert code == 143, out + err
+    assert f"Stopped by SIGTERM while exporting abc: {scratch.abc} is untouched." in err
+    assert "Migration of abc failed" not in out
+    assert "Migrating and comparing environment: amd" not in out
+    assert {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)} == (
+        before
+    )
