@@ -1,20 +1,51 @@
-"""Small files written so that a killed job leaves the old bytes or the new,
-never a truncated file: written beside the target, synced, then renamed."""
+"""Small files written so that a killed job or a power cut leaves the old
+bytes or the new, never a truncated file: written to a fresh name beside the
+target, synced, renamed over it, and the directory synced.
+
+The temporary name is unique and opened with ``O_EXCL | O_NOFOLLOW``: in a
+directory others can write to (a shared ``--yaml-dir``), a symlink planted
+at a predictable name would otherwise redirect the write into any file of
+the user's (``~/.bashrc``). ``rename`` replaces a symlink at the target
+itself rather than following it.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
-def write_atomically(path: Path, text: str) -> None:
+def fsync_directory(path: Path | str) -> None:
+    """Make a rename or a creation in ``path`` survive a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(partial, path)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
+    fd = os.open(
+        partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o777
+    )
+    try:
+        with open(fd, "w", closefd=False) as stream:
+            stream.write(text)
+        os.fsync(fd)
+    except BaseException:
+        os.unlink(partial)
+        raise
+    finally:
+        os.close(fd)
+    try:
+        os.replace(partial, path)
+    except BaseException:
+        os.unlink(partial)
+        raise
+    fsync_directory(path.parent)

@@ -123,16 +123,19 @@ class CondaBackend:
         return exporter.export(environment)
 
     def clone(self, source: Path, dest: Path, *, quiet: bool) -> None:
-        from .clone import carry_dropped, clone
+        from .clone import carry_omitted, clone
 
         clone(source, dest, quiet=quiet)
-        carry_dropped(source, dest)
+        carry_omitted(source, dest)
 
     def known_prefixes(self) -> list[Path]:
         from conda.core.envs_manager import list_all_known_prefixes
 
         # Run as root, conda reads every home's environments.txt from the
-        # password database, missing the one under a $HOME set elsewhere.
+        # password database: other users' environments, which are theirs to
+        # migrate, never root's; root gets only its own.
+        if os.geteuid() == 0:
+            return PortableBackend().known_prefixes()
         known = [Path(prefix) for prefix in list_all_known_prefixes()]
         return known + registry.read_registry()
 
@@ -145,12 +148,20 @@ class CondaBackend:
     def register(self, prefix: Path) -> None:
         from conda.core.envs_manager import register_env
 
+        from .durable import flush_file
+
+        # conda rewrites the file in place without a sync: a power cut would
+        # bring it back empty, losing every registered environment.
         register_env(str(prefix))
+        flush_file(registry.environments_txt())
 
     def unregister(self, prefix: Path) -> None:
         from conda.core.envs_manager import unregister_env
 
+        from .durable import flush_file
+
         unregister_env(str(prefix))
+        flush_file(registry.environments_txt())
 
     def clean(self, *, dry_run: bool) -> dict[str, list[str]] | None:
         from .clean import clean

@@ -2,10 +2,43 @@
 
 conda's own ``conda clean --all`` asks for confirmation per category, which a
 batch job cannot answer; so its finders choose what to remove and the
-removal is done here, with the same targets.
+removal is done here, with the same targets. One more rule than conda's: an
+extracted package that an environment links to by symlink (conda's
+``allow_softlinks``/``always_softlink``) is never removed, or that
+environment's files would dangle; conda's own clean only warns about it.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .registry import read_registry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+#: conda's ``LinkType.softlink``, as its package records store it.
+SOFTLINK = 2
+
+
+def softlinked_packages(prefixes: Iterable[Path]) -> set[Path]:
+    """The extracted package directories that these environments' records
+    say were linked by symlink."""
+    linked = set()
+    for prefix in prefixes:
+        for path in Path(prefix, "conda-meta").glob("*.json"):
+            try:
+                record = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            link = record.get("link") if isinstance(record, dict) else None
+            if isinstance(link, dict) and link.get("type") in (SOFTLINK, "softlink"):
+                for source in (link.get("source"), record.get("extracted_package_dir")):
+                    if isinstance(source, str) and source:
+                        linked.add(Path(source))
+    return linked
 
 
 def clean(*, dry_run: bool) -> dict[str, list[str]]:
@@ -17,6 +50,7 @@ def clean(*, dry_run: bool) -> dict[str, list[str]]:
         find_pkgs,
         find_tarballs,
     )
+    from conda.core.envs_manager import list_all_known_prefixes
     from conda.gateways.disk.delete import rm_rf
 
     def paths(found: dict) -> list[str]:
@@ -26,10 +60,14 @@ def clean(*, dry_run: bool) -> dict[str, list[str]]:
             for name in names
         ]
 
+    # conda's list (as root: every home's) and this $HOME's, which conda
+    # misses when $HOME is not the password database's home.
+    known = [*map(Path, list_all_known_prefixes()), *read_registry()]
+    in_use = softlinked_packages(known)
     removed = {
         "tarballs": paths(find_tarballs()),
         "index_cache": find_index_cache(),
-        "packages": paths(find_pkgs()),
+        "packages": [p for p in paths(find_pkgs()) if Path(p) not in in_use],
         "logfiles": find_logfiles(),
     }
     if not dry_run:

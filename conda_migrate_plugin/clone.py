@@ -7,20 +7,14 @@ so that ``--method auto`` can relocate instead.
 
 from __future__ import annotations
 
+import os
 import shutil
-from typing import TYPE_CHECKING
+import stat
+from pathlib import Path
 
 from .exceptions import CloneUnavailable
 from .interrupt import check
 from .prefix import PrefixRewrite
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-#: conda's clone copies only package files and files no package owns, so
-#: the pins and the environment variables (``conda env config vars``) would
-#: be lost; they name the prefix at most in text.
-DROPPED_BY_CLONE = ("conda-meta/pinned", "conda-meta/state")
 
 
 def clone(source: Path, dest: Path, *, quiet: bool) -> None:
@@ -56,14 +50,52 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
     check()
 
 
-def carry_dropped(source: Path, dest: Path) -> list[str]:
-    """Copy what clone leaves behind into the clone; returns what was carried."""
+def carry_omitted(source: Path, dest: Path) -> list[str]:
+    """Copy into the clone what conda's clone leaves out, so that the clone
+    holds every path of the source and passes the same file-by-file check as
+    a relocated copy: names ending in ``~``, ``info/``, ``pkgs/``, extra files
+    in ``conda-meta`` (``pinned``, ``state``), ``bin/activate``, empty
+    directories, what it could not read. Symlinks it copied naming the old
+    prefix are pointed into the new one, and directories get their modes
+    back. Returns the relative paths carried."""
     rewrite = PrefixRewrite(str(source), str(dest))
-    carried = []
-    for rel in DROPPED_BY_CLONE:
-        old, new = source / rel, dest / rel
-        if old.is_file() and not new.exists():
-            new.write_bytes(rewrite.substitute(old.read_bytes()))
-            shutil.copymode(old, new)
-            carried.append(rel)
-    return carried
+    carried: list[str] = []
+    directories: list[tuple[str, int]] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(source / rel_dir if rel_dir else source) as it:
+            entries = list(it)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            old, new = Path(entry.path), dest / rel
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if not os.path.lexists(new):
+                    os.mkdir(new, 0o700)
+                    carried.append(rel)
+                directories.append((rel, stat.S_IMODE(st.st_mode)))
+                stack.append(rel)
+            elif stat.S_ISLNK(st.st_mode):
+                target = rewrite.retarget(os.readlink(old))
+                if new.is_symlink() and os.readlink(new) != target:
+                    new.unlink()
+                if not os.path.lexists(new):
+                    os.symlink(target, new)
+                    carried.append(rel)
+            elif stat.S_ISREG(st.st_mode) and not os.path.lexists(new):
+                data = old.read_bytes()
+                if rewrite.names_old(data) and b"\0" not in data:
+                    try:
+                        data.decode()
+                    except UnicodeDecodeError:
+                        pass
+                    else:
+                        data = rewrite.substitute(data)
+                new.write_bytes(data)
+                shutil.copystat(old, new)
+                carried.append(rel)
+    for rel, mode in reversed(directories):
+        os.chmod(dest / rel, mode)
+    os.chmod(dest, stat.S_IMODE(os.lstat(source).st_mode))
+    return sorted(carried)

@@ -62,6 +62,8 @@ def _one_line(name: str) -> str:
 def examine(prefix: Path) -> Candidate:
     """Decide whether ``prefix`` is an environment, and if not, why."""
     name = prefix.name
+    if name in ("", ".", ".."):
+        return Candidate(str(prefix), prefix, "not a directory name of its own")
     if _breaks_lines(str(prefix)):
         # environments.txt holds one prefix a line: such a prefix could
         # never be registered, nor unregistered once it was.

@@ -4,20 +4,37 @@ A job can be killed between any two instructions. Before each phase the
 journal says where the migration stands, so the next run knows whether a
 copy it finds is unverified (remove it) or verified (finish the job), instead
 of guessing from what happens to be on disk.
+
+Nothing in it is taken on trust: an entry is read only from a file the user
+owns, every field is checked (names are joined into paths), and a copy is
+removed only when it still is the directory this run created (same device
+and inode, and the run's marker inside while unverified), never because a
+path of that name exists: the user may have made a new environment there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import os
+import stat
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .atomic import write_atomically
+from .statedir import JOURNAL, owned_file
 
 COPYING = "copying"  # the copy at dest, if any, is unverified
 VERIFIED = "verified"  # dest is verified and registered; source may remain
 DONE = "done"  # source removed (or kept on request); rc files not yet updated
+PHASES = (COPYING, VERIFIED, DONE)
+
+#: A relocated copy is made in ``DEST_ROOT/STAGING_PREFIX + NAME-random``.
+STAGING_PREFIX = ".conda-migrate-staging-"
+
+#: Written inside a copy while it is unverified: with the journal's device
+#: and inode, the proof that the directory is this run's partial copy.
+MARKER = ".conda-migrate-partial"
 
 
 @dataclass(frozen=True)
@@ -27,27 +44,127 @@ class Entry:
     dest: str
     phase: str
     method: str
+    #: A random id of the run; also the content of the marker.
+    run: str = ""
+    #: Device and inode of the copy's directory, once it was created.
+    copy_dev: int = 0
+    copy_ino: int = 0
+    #: Where a relocated copy is made before it is renamed to ``dest``.
+    staging: str = ""
 
 
-def _path(state_dir: Path, dest: Path) -> Path:
+def _plain_name(name: str) -> bool:
+    return (
+        bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+    )
+
+
+def _normal_path(path: str, name: str) -> bool:
+    return (
+        os.path.isabs(path)
+        and os.path.normpath(path) == path
+        and os.path.basename(path) == name
+    )
+
+
+def valid(entry: Entry) -> bool:
+    types = {f.name: f.type for f in fields(Entry)}
+    for key, value in asdict(entry).items():
+        want = int if types[key] in ("int", int) else str
+        if type(value) is not want:
+            return False
+    return (
+        _plain_name(entry.name)
+        and _normal_path(entry.source, entry.name)
+        and _normal_path(entry.dest, entry.name)
+        and entry.phase in PHASES
+        and entry.source != entry.dest
+        and (
+            not entry.staging
+            or (
+                os.path.normpath(entry.staging) == entry.staging
+                and os.path.dirname(entry.staging) == os.path.dirname(entry.dest)
+                and os.path.basename(entry.staging).startswith(STAGING_PREFIX)
+            )
+        )
+    )
+
+
+def path_for(state_dir: Path, dest: Path) -> Path:
     digest = hashlib.sha256(str(dest).encode()).hexdigest()[:20]
-    return state_dir / "journal" / f"{digest}.json"
+    return state_dir / JOURNAL / f"{digest}.json"
 
 
 def record(state_dir: Path, entry: Entry) -> None:
-    write_atomically(_path(state_dir, Path(entry.dest)), json.dumps(asdict(entry)))
+    write_atomically(
+        path_for(state_dir, Path(entry.dest)), json.dumps(asdict(entry)), mode=0o600
+    )
 
 
 def clear(state_dir: Path, dest: Path) -> None:
-    _path(state_dir, dest).unlink(missing_ok=True)
+    path = path_for(state_dir, dest)
+    path.unlink(missing_ok=True)
+    path.with_suffix(".stamps").unlink(missing_ok=True)
 
 
 def entries(state_dir: Path) -> list[Entry]:
-    """Unreadable entries are skipped: a torn write is never half-trusted."""
+    """Unreadable, foreign or malformed entries are skipped: a torn write or
+    a planted file is never half-trusted."""
     found = []
-    for path in sorted((state_dir / "journal").glob("*.json")):
+    for partial in (state_dir / JOURNAL).glob(".*.partial"):
+        if owned_file(partial):
+            partial.unlink()  # a write a killed run never finished
+    for path in sorted((state_dir / JOURNAL).glob("*.json")):
+        if not owned_file(path):
+            continue
         try:
-            found.append(Entry(**json.loads(path.read_text())))
+            entry = Entry(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             continue
+        if valid(entry) and path == path_for(state_dir, Path(entry.dest)):
+            found.append(entry)
     return found
+
+
+def save_stamps(state_dir: Path, dest: Path, stamps: dict) -> None:
+    """The source as it was copied, for a later run to check it unchanged."""
+    write_atomically(
+        path_for(state_dir, dest).with_suffix(".stamps"), json.dumps(stamps), mode=0o600
+    )
+
+
+def load_stamps(state_dir: Path, dest: Path) -> dict[str, tuple] | None:
+    path = path_for(state_dir, dest).with_suffix(".stamps")
+    if not owned_file(path):
+        return None
+    try:
+        stamps = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stamps, dict):
+        return None
+    return {rel: tuple(stamp) for rel, stamp in stamps.items()}
+
+
+def is_our_copy(entry: Entry, path: Path, *, verified: bool = False) -> bool:
+    """Whether ``path`` is the directory this entry's run created: the user's
+    own, and either at the random staging name recorded before it was made,
+    or with the recorded device and inode and (while unverified) the run's
+    marker inside."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        return False
+    same = (st.st_dev, st.st_ino) == (entry.copy_dev, entry.copy_ino)
+    if entry.staging and str(path) == entry.staging:
+        return same or not entry.copy_ino
+    if not same:
+        return False
+    if verified:
+        return True
+    try:
+        return (path / MARKER).read_text() == entry.run
+    except OSError:
+        return False

@@ -17,21 +17,33 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from .exceptions import MigrateError
+from .statedir import LOCKS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 
-def lock_path(state_dir: Path, prefix: Path) -> Path:
-    digest = hashlib.sha256(str(prefix).encode()).hexdigest()[:20]
-    return state_dir / "locks" / f"{digest}.lock"
+def lock_path(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Path:
+    """An existing environment is locked by its device and inode, so that the
+    same one reached through a symlink or another spelling is one lock; a
+    destination, which comes and goes, by its parent's real path and name."""
+    key = os.path.join(os.path.realpath(prefix.parent), prefix.name)
+    if by_inode:
+        try:
+            st = os.stat(prefix)
+        except OSError:
+            pass
+        else:
+            key = f"inode {st.st_dev}:{st.st_ino}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return state_dir / LOCKS / f"{digest}.lock"
 
 
 @contextmanager
-def hold(state_dir: Path, prefix: Path) -> Iterator[None]:
+def hold(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Iterator[None]:
     """Hold the lock for ``prefix`` or say at once who holds it."""
-    path = lock_path(state_dir, prefix)
+    path = lock_path(state_dir, prefix, by_inode=by_inode)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -55,16 +67,17 @@ def hold(state_dir: Path, prefix: Path) -> Iterator[None]:
 
 
 @contextmanager
-def hold_all(state_dir: Path, *prefixes: Path) -> Iterator[None]:
+def hold_all(state_dir: Path, source: Path, dest: Path) -> Iterator[None]:
     with ExitStack() as stack:
-        for prefix in prefixes:
-            stack.enter_context(hold(state_dir, prefix))
+        stack.enter_context(hold(state_dir, source))
+        stack.enter_context(hold(state_dir, dest, by_inode=False))
         yield
 
 
-def is_held(state_dir: Path, prefix: Path) -> bool:
-    """Whether a live run holds the lock (used before touching leftovers)."""
-    path = lock_path(state_dir, prefix)
+def is_held(state_dir: Path, dest: Path) -> bool:
+    """Whether a live run holds the destination's lock (checked before
+    touching the leftovers of a run)."""
+    path = lock_path(state_dir, dest, by_inode=False)
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDWR)

@@ -11,37 +11,42 @@ next one (see ``resume``).
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import sys
 import time
 from contextlib import contextmanager, nullcontext, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import journal
+from .atomic import fsync_directory
 from .compare import already_migrated, compare_contents
+from .durable import flush_tree
 from .exceptions import CloneUnavailable, MigrateError
 from .export import write_yaml
 from .interrupt import Interrupted, check, received, uninterruptible
 from .lock import hold_all
 from .preflight import (
+    changes_since,
     check_file_types,
+    check_nested,
+    check_owned,
     check_paths,
     check_space,
     check_writable,
     measure,
 )
 from .progress import PHASES, CopyProgress, Tee, duration
-from .remove import check_removable, remove_environment
+from .remove import check_removable, processes_using, remove_environment
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from .backend import Backend
     from .discover import Candidate
-
-STAGING_DIR = ".conda-migrate-staging"
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,28 @@ class Options:
     json: bool = False
 
 
+#: Credentials that may stand beside what is printed and logged: a token in
+#: a channel URL, a password in one, an assignment in an rc file.
+_SECRETS = (
+    (re.compile(r"/t/[^/\s]+"), "/t/<TOKEN>"),
+    (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "://<CREDENTIALS>@"),
+    (
+        re.compile(
+            r"\b(\w*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY)\w*)"
+            r"(\s*[=:]\s*)\S+",
+            re.IGNORECASE,
+        ),
+        r"\1\2<REDACTED>",
+    ),
+)
+
+
+def redact(line: str) -> str:
+    for pattern, replacement in _SECRETS:
+        line = pattern.sub(replacement, line)
+    return line
+
+
 @dataclass
 class Output:
     """Human output, silent under ``--json`` and ``-q``; everything also goes
@@ -72,14 +99,14 @@ class Output:
     phase_start: float = 0.0
 
     def say(self, *lines: str) -> None:
-        for line in lines:
+        for line in map(redact, lines):
             if not self.quiet:
                 self.show(line)
             self.note(line)
 
     def tell(self, *lines: str) -> None:
         """Errors and the summary: shown under ``-q`` too, never in JSON."""
-        for line in lines:
+        for line in map(redact, lines):
             if not self.json:
                 self.show(line)
             self.note(line)
@@ -94,7 +121,7 @@ class Output:
 
     def note(self, line: str) -> None:
         if self.log and line:
-            self.log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            self.log.write(f"{time.strftime('%H:%M:%S')} {redact(line)}\n")
             self.log.flush()
 
     def phase(self, name: str | None) -> None:
@@ -146,70 +173,116 @@ class Outcome:
 
 
 def discard(path: Path) -> None:
-    """Remove a copy this run (or a dead run, per the journal) made."""
+    """Remove a copy this run made (the caller knows it is this run's)."""
     if path.is_symlink():
         path.unlink()
     elif path.exists():
         shutil.rmtree(path)
 
 
+@dataclass
+class _Copy:
+    """The directory this run copies into, and the journal entry that proves
+    it is this run's: made fresh (``mkdir`` never follows a planted symlink)
+    at a random staging name recorded before it is made, or at the
+    destination, whose device, inode and a marker with the run's id are
+    recorded before anything is written."""
+
+    entry: journal.Entry
+    path: Path
+
+    @classmethod
+    def make(cls, entry: journal.Entry, staged: bool, state_dir: Path) -> _Copy:
+        dest = Path(entry.dest)
+        path = dest
+        if staged:
+            path = dest.with_name(
+                f"{journal.STAGING_PREFIX}{entry.name}-{secrets.token_hex(8)}"
+            )
+            entry = replace(entry, staging=str(path))
+        # Recorded before it exists, so that no kill can leave a copy the
+        # journal does not know of.
+        journal.record(state_dir, entry)
+        os.mkdir(path, 0o700)
+        fsync_directory(path.parent)
+        st = os.lstat(path)
+        entry = replace(entry, copy_dev=st.st_dev, copy_ino=st.st_ino)
+        if not staged:
+            fd = os.open(
+                path / journal.MARKER,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                0o600,
+            )
+            with open(fd, "w") as marker:
+                marker.write(entry.run)
+                marker.flush()
+                os.fsync(fd)
+            fsync_directory(path)
+        # The proof survives a power cut: nothing is written into the copy
+        # before this is on disk.
+        journal.record(state_dir, entry)
+        return cls(entry, path)
+
+
+def _verify(source: Path, copy: Path, dest: Path, out: Output) -> None:
+    """The file-by-file check that gates every removal, whatever the engine."""
+    from .verify import verify_files
+
+    out.phase("verify")
+    check = verify_files(source, copy, dest)
+    for line in check.notes:
+        out.note(f"note: {line}")
+    if check.problems:
+        raise MigrateError(
+            f"The copy of {source} differs from it:\n  " + "\n  ".join(check.problems),
+            hint="The old environment was left untouched and the copy removed.",
+        )
+
+
 def _relocate(
-    candidate: Candidate, dest: Path, options: Options, out: Output, outcome: Outcome
+    candidate: Candidate,
+    copy: _Copy,
+    dest: Path,
+    options: Options,
+    out: Output,
+    outcome: Outcome,
 ) -> None:
     """Copy into a staging directory beside the destination, verify file by
     file, then rename into place: conda never sees an unverified copy."""
     from .relocate import relocate
-    from .verify import verify_files
 
-    staging = dest.parent / STAGING_DIR / candidate.name
-    discard(staging)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        result = relocate(
-            candidate.prefix,
-            staging,
-            dest,
-            jobs=options.jobs,
-            quiet=options.quiet or options.json,
-            progress=out.copy_progress(outcome.files or 0, outcome.bytes or 0),
-        )
-        out.say(*(f"warning: {w}" for w in result.warnings))
-        out.phase("verify")
-        check = verify_files(candidate.prefix, staging, dest)
-        for line in check.notes:
-            out.note(f"note: {line}")
-        if check.problems:
-            raise MigrateError(
-                f"The relocated copy of {candidate.prefix} differs from it:\n  "
-                + "\n  ".join(check.problems),
-                hint="The old environment was left untouched and the copy removed.",
-            )
-        os.rename(staging, dest)
-    finally:
-        discard(staging)
-        try:
-            staging.parent.rmdir()
-        except OSError:
-            pass
+    result = relocate(
+        candidate.prefix,
+        copy.path,
+        dest,
+        jobs=options.jobs,
+        quiet=options.quiet or options.json,
+        progress=out.copy_progress(outcome.files or 0, outcome.bytes or 0),
+    )
+    out.say(*(f"warning: {w}" for w in result.warnings))
+    _verify(candidate.prefix, copy.path, dest, out)
 
 
 def _copy(
     candidate: Candidate,
-    dest: Path,
+    entry: journal.Entry,
     options: Options,
     backend: Backend,
     out: Output,
     outcome: Outcome,
-) -> None:
+) -> _Copy:
+    dest = outcome.dest
     out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
     out.phase("copy")
     if options.method in ("auto", "clone"):
+        copy = _Copy.make(entry, False, options.state_dir)
         try:
             with out.conda_output():
                 backend.clone(candidate.prefix, dest, quiet=options.quiet)
             outcome.engine = "clone"
             out.note("engine: conda's clone")
-            return
+            _verify(candidate.prefix, dest, dest, out)
+            return copy
         except CloneUnavailable as err:
             discard(dest)
             backend.unregister(dest)
@@ -220,9 +293,19 @@ def _copy(
                 f"conda's clone is not possible here ({err.reason}); "
                 "relocating the environment instead."
             )
-    _relocate(candidate, dest, options, out, outcome)
+        except BaseException:
+            discard(dest)
+            backend.unregister(dest)
+            raise
+    copy = _Copy.make(entry, True, options.state_dir)
+    try:
+        _relocate(candidate, copy, dest, options, out, outcome)
+    except BaseException:
+        discard(copy.path)
+        raise
     outcome.engine = "relocate"
     out.note("engine: relocation")
+    return copy
 
 
 def _plan(outcome: Outcome, options: Options, out: Output) -> Outcome:
@@ -247,9 +330,14 @@ def _migrate_locked(
 ) -> Outcome:
     source, dest = outcome.source, outcome.dest
     entry = journal.Entry(
-        candidate.name, str(source), str(dest), journal.COPYING, options.method
+        candidate.name,
+        str(source),
+        str(dest),
+        journal.COPYING,
+        options.method,
+        run=secrets.token_hex(16),
     )
-    copy_started = False
+    copy: _Copy | None = None
     step = "checking"
     try:
         if os.path.lexists(dest) and already_migrated(source, dest, backend):
@@ -273,6 +361,8 @@ def _migrate_locked(
         old = backend.contents(source)
         footprint = measure(source)
         check_file_types(footprint)
+        check_nested(footprint)
+        check_owned(footprint, keep_old=options.keep_old)
         outcome.packages, outcome.files, outcome.bytes = (
             len(old.conda),
             footprint.files,
@@ -290,12 +380,12 @@ def _migrate_locked(
         )
         out.note(f"YAML written: {outcome.yaml}")
         step = "copying"
-        journal.record(options.state_dir, entry)
-        copy_started = True
-        _copy(candidate, dest, options, backend, out, outcome)
+        options.dest_root.mkdir(parents=True, exist_ok=True)
+        journal.save_stamps(options.state_dir, dest, footprint.stamps)
+        copy = _copy(candidate, entry, options, backend, out, outcome)
         step = "comparing"
         out.phase("verify")
-        outcome.differences = compare_contents(old, backend.contents(dest))
+        outcome.differences = compare_contents(old, backend.contents(copy.path))
         if outcome.differences:
             out.say(
                 "Old and New Environments differ:",
@@ -305,31 +395,46 @@ def _migrate_locked(
                 f"The copy of {source} is not the same environment.",
                 hint="The old environment was left untouched and the copy removed.",
             )
+        changed = changes_since(footprint.stamps, source)
+        if changed:
+            raise MigrateError(
+                f"{source} changed while it was being copied:\n  "
+                + "\n  ".join(changed[:10]),
+                hint="The old environment was left as it is and the copy removed. "
+                "Run again once nothing is installing into it or writing to it.",
+            )
         out.phase(None)
         out.say(*activation_hint(dest), "Old and New Environments are same", "")
         step = "registering"
         with uninterruptible():
-            backend.register(dest)
-            journal.record(
-                options.state_dir,
-                journal.Entry(**{**vars(entry), "phase": journal.VERIFIED}),
+            commit(
+                replace(copy.entry, phase=journal.VERIFIED), copy.path, options, backend
             )
-            copy_started = False
+            copy = None
     except Interrupted as err:
-        if copy_started:
-            discard(dest)
-            backend.unregister(dest)
-            journal.clear(options.state_dir, dest)
-        raise _stopped(err.signum, step, candidate.name, source, copy_started) from None
+        if copy is not None:
+            _undo(copy, options, backend)
+        raise _stopped(
+            err.signum,
+            step,
+            candidate.name,
+            source,
+            step not in ("checking", "exporting"),
+        ) from None
     except (MigrateError, OSError) as err:
-        if copy_started:
-            discard(dest)
-            backend.unregister(dest)
-            journal.clear(options.state_dir, dest)
+        if copy is not None:
+            _undo(copy, options, backend)
+        journal.clear(options.state_dir, dest)
         # Code the run does not own may turn a signal into another error.
         signum = received(err)
         if signum is not None:
-            raise _stopped(signum, step, candidate.name, source, copy_started) from err
+            raise _stopped(
+                signum,
+                step,
+                candidate.name,
+                source,
+                step not in ("checking", "exporting"),
+            ) from err
         outcome.message = str(err)
         out.tell(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
@@ -343,7 +448,30 @@ def _migrate_locked(
         )
         out.say(outcome.message, "")
         return outcome
-    return remove_old(outcome, options, backend, out)
+    return remove_old(outcome, options, backend, out, footprint.stamps)
+
+
+def commit(
+    entry: journal.Entry, path: Path, options: Options, backend: Backend
+) -> None:
+    """Make the verified copy at ``path`` the environment at its destination,
+    durably, before anything may touch the source. Each step may be done
+    again: a run killed midway is finished by the next one from here."""
+    dest = Path(entry.dest)
+    journal.record(options.state_dir, entry)
+    (path / journal.MARKER).unlink(missing_ok=True)
+    flush_tree(path)
+    if path != dest:
+        os.rename(path, dest)
+        fsync_directory(dest.parent)
+    backend.register(dest)
+
+
+def _undo(copy: _Copy, options: Options, backend: Backend) -> None:
+    """Remove this run's unverified copy and its traces."""
+    discard(copy.path)
+    backend.unregister(Path(copy.entry.dest))
+    journal.clear(options.state_dir, Path(copy.entry.dest))
 
 
 def _stopped(
@@ -387,13 +515,32 @@ def migrate_one(
 
 
 def remove_old(
-    outcome: Outcome, options: Options, backend: Backend, out: Output
+    outcome: Outcome,
+    options: Options,
+    backend: Backend,
+    out: Output,
+    stamps: dict[str, tuple] | None,
 ) -> Outcome:
-    """The copy is verified and registered; a refusal here keeps both, and
+    """The copy is verified, flushed and registered; the source goes only
+    when it is still exactly what was copied. A refusal here keeps both, and
     the removal itself, once begun, always runs to its end."""
     source = outcome.source
     try:
         check_removable(source, options.scanned, backend.protected_prefixes())
+        if stamps is None:
+            raise MigrateError(
+                f"There is no record of {source} as it was copied, so it cannot be "
+                "shown unchanged since.",
+                hint="Both were kept. Compare them, then remove the old one by hand.",
+            )
+        changed = changes_since(stamps, source)
+        if changed:
+            raise MigrateError(
+                f"{source} changed since it was copied to {outcome.dest}:\n  "
+                + "\n  ".join(changed[:10]),
+                hint="Both were kept. Keep working in the new one and remove the "
+                f"old one by hand, or remove the copy ({outcome.dest}) and run again.",
+            )
     except MigrateError as err:
         journal.clear(options.state_dir, outcome.dest)
         outcome.status = "copied"
@@ -402,11 +549,13 @@ def remove_old(
         )
         out.say(outcome.message, "")
         return outcome
+    for user in processes_using(source):
+        out.say(f"warning: {user} is using {source}; it is removed all the same.")
     out.say(f"Remove all packages in environment {source}:", "")
     out.phase("remove")
     try:
         with uninterruptible():
-            remove_environment(source)
+            remove_environment(source, stamps)
             backend.unregister(source)
             journal.record(
                 options.state_dir,
@@ -419,10 +568,12 @@ def remove_old(
                 ),
             )
     except OSError as err:
+        journal.clear(options.state_dir, outcome.dest)
         outcome.status = "copied"
         outcome.message = (
             f"Copied to {outcome.dest}, but removing {source} failed: {err}. "
-            "The copy is verified; the next run finishes the removal."
+            "The copy is verified and complete; what is left of the old environment "
+            f"was put back at {source}. Remove it by hand once the cause is fixed."
         )
         out.say(outcome.message, "")
         return outcome

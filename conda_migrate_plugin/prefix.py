@@ -143,6 +143,13 @@ class PrefixRewrite:
         self._needles = needles
         self._new_holds_old = bool(self._old_utf8.search(self.new_bytes))
 
+    def retarget(self, target: str) -> str:
+        """A symlink's target: moved into the new prefix when it is absolute
+        and inside the old one, kept as it is otherwise."""
+        if target == self.old or target.startswith(self.old + "/"):
+            return self.new + target[len(self.old) :]
+        return target
+
     def names_old(self, data: bytes) -> bool:
         """Whether ``data`` still names the old prefix (as a path, not as
         part of the new prefix or of a sibling's name)."""

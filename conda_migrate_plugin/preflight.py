@@ -4,8 +4,9 @@ succeed fails at once with numbers, not halfway through with a full quota."""
 from __future__ import annotations
 
 import os
+import pwd
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .discover import under
@@ -21,6 +22,12 @@ MARGIN_FRACTION = 0.05
 MARGIN_INODES = 1000
 
 
+#: What the source's state is compared on before it is removed: a change of
+#: content, type, mode, owner or entries shows in one of these (``ctime``
+#: moves on every write and every chmod, and cannot be set back by a user).
+Stamp = tuple[int, int, int, int, int, int]  # mode, size, mtime, ctime, uid, ino
+
+
 @dataclass(frozen=True)
 class Footprint:
     files: int
@@ -28,6 +35,22 @@ class Footprint:
     inodes: int
     #: FIFOs, sockets and devices, each as "PATH is a KIND".
     special: tuple[str, ...] = ()
+    #: Entries owned by another user, each as a path (the first few).
+    foreign: tuple[str, ...] = ()
+    #: Environments and package caches inside this one.
+    nested: tuple[str, ...] = ()
+    #: Every entry's stamp, by relative path ("" is the environment itself).
+    stamps: dict[str, Stamp] = field(default_factory=dict, compare=False)
+    #: Per regular file (hardlinks once): bytes of data, the holes left out.
+    data_bytes: tuple[int, ...] = field(default=(), compare=False)
+    directories: int = 0
+
+    def allocated(self, block: int) -> int:
+        """Bytes the copy takes on a filesystem of ``block``-sized blocks:
+        every file and directory rounds up to whole blocks, which for an
+        environment of small files is far more than the sum of their sizes."""
+        files = sum(-(-size // block) * block for size in self.data_bytes)
+        return files + self.directories * block
 
 
 def _special_kind(mode: int) -> str | None:
@@ -40,22 +63,93 @@ def _special_kind(mode: int) -> str | None:
     return None
 
 
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    return (
+        st.st_mode,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_uid,
+        st.st_ino,
+    )
+
+
+def _data_bytes(path: str, st: os.stat_result) -> int:
+    """A sparse file is copied sparse, so only its data counts; a file on a
+    compressing filesystem also has fewer blocks than bytes, but no holes."""
+    if st.st_blocks * 512 >= st.st_size:
+        return st.st_size
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return st.st_size
+    try:
+        hole = os.lseek(fd, 0, os.SEEK_HOLE)
+    except OSError:
+        hole = st.st_size
+    finally:
+        os.close(fd)
+    return st.st_size if hole >= st.st_size else st.st_blocks * 512
+
+
+def _is_package_cache(names: set[str]) -> bool:
+    return "urls.txt" in names and (
+        bool(names & {"urls", "cache"})
+        or any(name.endswith((".conda", ".tar.bz2")) for name in names)
+    )
+
+
 def measure(prefix: Path) -> Footprint:
-    """Walk the environment once (lstat only, no reads); a file hardlinked
-    within it is counted once, as it will be copied once."""
-    files = size = inodes = 0
+    """Walk the environment once (``lstat`` only, no reads), for the space
+    it needs, what would make its removal wrong (other users' files, other
+    environments inside it) and the stamps its removal is checked against.
+    A file hardlinked within it is counted once, as it is copied once."""
+    root = str(prefix)
+    euid = os.geteuid()
+    files = size = inodes = directories = 0
     seen: set[tuple[int, int]] = set()
-    special = []
-    for dirpath, dirnames, filenames in os.walk(prefix):
-        inodes += len(dirnames)
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
+    special: list[str] = []
+    foreign: list[str] = []
+    nested: list[str] = []
+    data: list[int] = []
+    top = os.lstat(root)
+    stamps: dict[str, Stamp] = {"": _stamp(top)}
+    if top.st_uid != euid:
+        foreign.append(f"{root} (owner: {_user(top.st_uid)})")
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        path = f"{root}/{rel_dir}" if rel_dir else root
+        with os.scandir(path) as it:
+            entries = list(it)
+        names = {entry.name for entry in entries}
+        if rel_dir and (
+            ("conda-meta" in names and os.path.isfile(f"{path}/conda-meta/history"))
+            or _is_package_cache(names)
+        ):
+            nested.append(path)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            st = entry.stat(follow_symlinks=False)
+            stamps[rel] = _stamp(st)
             inodes += 1
+            if st.st_uid != euid and len(foreign) < 5:
+                foreign.append(f"{entry.path} (owner: {_user(st.st_uid)})")
+            if stat.S_ISDIR(st.st_mode):
+                directories += 1
+                stack.append(rel)
+                continue
             if not stat.S_ISREG(st.st_mode):
                 kind = _special_kind(st.st_mode)
                 if kind:
-                    special.append(f"{path} is {kind}")
+                    special.append(f"{entry.path} is {kind}")
                 continue
             files += 1
             if st.st_nlink > 1:
@@ -63,7 +157,31 @@ def measure(prefix: Path) -> Footprint:
                     continue
                 seen.add((st.st_dev, st.st_ino))
             size += st.st_size
-    return Footprint(files, size, inodes, tuple(special))
+            data.append(_data_bytes(entry.path, st))
+    return Footprint(
+        files,
+        size,
+        inodes,
+        tuple(special),
+        tuple(foreign),
+        tuple(sorted(nested)),
+        stamps,
+        tuple(data),
+        directories + 1,
+    )
+
+
+def changes_since(before: dict[str, Stamp], prefix: Path) -> list[str]:
+    """What differs in ``prefix`` from the stamps taken before it was
+    copied: an edit, a new or removed file, a ``conda install`` meanwhile."""
+    now = measure(prefix).stamps
+    changed = [
+        f"{rel or '.'}: {'added' if rel not in before else 'changed'}"
+        for rel, stamp in now.items()
+        if before.get(rel) != stamp
+    ]
+    changed += [f"{rel or '.'}: removed" for rel in before if rel not in now]
+    return sorted(changed)
 
 
 def check_file_types(footprint: Footprint) -> None:
@@ -80,6 +198,32 @@ def check_file_types(footprint: Footprint) -> None:
         )
 
 
+def check_nested(footprint: Footprint) -> None:
+    """An environment holding others (a personal miniconda's ``envs/``) or a
+    package cache would take them along when it is removed, unselected and
+    unregistered; those must move first, each as an environment of its own."""
+    if footprint.nested:
+        raise MigrateError(
+            "The environment holds other environments or package caches:\n  "
+            + "\n  ".join(footprint.nested),
+            hint="Nothing was copied and the environment is untouched. Migrate "
+            "those first (conda migrate -d with each of them), then this one.",
+        )
+
+
+def check_owned(footprint: Footprint, *, keep_old: bool) -> None:
+    """Only the owner of every file may have an environment removed: a group
+    member's environment in a shared directory is not ours to delete, even
+    where the directory's mode would let us."""
+    if footprint.foreign and not keep_old:
+        raise MigrateError(
+            "The environment holds files of another user:\n  "
+            + "\n  ".join(footprint.foreign),
+            hint="Nothing was copied and the environment is untouched. Its owner "
+            "can migrate it; --keep-old copies it without removing it.",
+        )
+
+
 def _existing_ancestor(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -91,7 +235,9 @@ def check_space(footprint: Footprint, dest_root: Path) -> None:
     inodes (home quotas often limit the file count as well)."""
     vfs = os.statvfs(_existing_ancestor(dest_root))
     free_bytes = vfs.f_bavail * vfs.f_frsize
-    need_bytes = int(footprint.bytes * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
+    need_bytes = (
+        int(footprint.allocated(vfs.f_frsize) * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
+    )
     hint = "Nothing was copied and the environment is untouched. Free space in the destination or choose another with --dest."
     if free_bytes < need_bytes:
         raise MigrateError(

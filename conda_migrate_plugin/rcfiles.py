@@ -511,7 +511,7 @@ def _diff(path: Path, old: bytes, new: bytes) -> str:
     """diff -u's text; undecodable bytes are shown escaped so printing cannot fail."""
     name = os.fsencode(path)
     lines = difflib.diff_bytes(
-        difflib.unified_diff, _lines(old), _lines(new), name, name
+        difflib.unified_diff, _lines(old), _lines(new), name, name, n=0
     )
     text = b"".join(
         line if line.endswith(b"\n") else line + b"\n\\ No newline at end of file\n"

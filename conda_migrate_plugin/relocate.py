@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import RelocateError
+from .journal import MARKER
 from .prefix import (
     CHUNK,
     PathRecord,
@@ -110,14 +111,19 @@ def relocate(
     quiet: bool = True,
     progress: _Progress | None = None,
 ) -> RelocateResult:
-    """Copy the environment at ``source`` into ``staging`` (created here),
-    with the prefix rewritten to ``final_prefix``, where the caller will
-    rename ``staging`` once it is verified. On failure the partial
-    ``staging`` is left for the caller to remove."""
+    """Copy the environment at ``source`` into ``staging`` (created here,
+    or made empty by the caller but for its marker), with the prefix
+    rewritten to ``final_prefix``, where the caller will rename ``staging``
+    once it is verified. On failure the partial ``staging`` is left for the
+    caller to remove."""
     source = Path(os.path.abspath(source))
     staging = Path(os.path.abspath(staging))
-    if os.path.lexists(staging):
-        raise RelocateError(f"the staging directory {staging} already exists")
+    if os.path.lexists(staging) and (
+        staging.is_symlink()
+        or not staging.is_dir()
+        or set(os.listdir(staging)) - {MARKER}
+    ):
+        raise RelocateError(f"the staging path {staging} already exists")
     if not (source / "conda-meta").is_dir():
         raise RelocateError(f"{source} is not a conda environment (no conda-meta)")
     copier = _Copier(
@@ -126,7 +132,7 @@ def relocate(
         read_path_records(source),
         PrefixRewrite(str(source), str(os.path.abspath(final_prefix))),
     )
-    staging.mkdir(parents=True)
+    staging.mkdir(parents=True, exist_ok=True)
     # Anything with the same show() and close() may report the progress instead.
     progress = progress or _Progress(enabled=not quiet and sys.stderr.isatty())
     try:
@@ -264,10 +270,7 @@ class _Copier:
         )
 
     def _copy_symlink(self, rel: str, st: os.stat_result) -> None:
-        target = os.readlink(self._src(rel))
-        old = self.rewrite.old
-        if target == old or target.startswith(old + "/"):
-            target = self.rewrite.new + target[len(old) :]
+        target = self.rewrite.retarget(os.readlink(self._src(rel)))
         dst = self._dst(rel)
         os.symlink(target, dst)
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)

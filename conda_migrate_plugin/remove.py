@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .discover import HISTORY, REMOVING_SUFFIX, under
@@ -18,7 +20,6 @@ from .exceptions import MigrateError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from pathlib import Path
 
 
 def check_removable(prefix: Path, scanned: Path, protected: Iterable[Path]) -> None:
@@ -48,27 +49,62 @@ def check_removable(prefix: Path, scanned: Path, protected: Iterable[Path]) -> N
             )
 
 
-def remove_environment(prefix: Path) -> None:
+def processes_using(prefix: Path) -> list[str]:
+    """The user's processes that run from, work in, or hold files of the
+    environment (as ``/proc`` shows them): removing it pulls the ground from
+    under them, which the user should hear of before it happens."""
+    root = os.path.realpath(prefix)
+    inside = (root, root + "/")
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        if proc.name == str(os.getpid()):
+            continue
+        try:
+            links = [os.readlink(proc / "cwd"), os.readlink(proc / "exe")]
+            links += [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            maps = (proc / "maps").read_text()
+            command = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        if any(link == root or link.startswith(inside[1]) for link in links) or (
+            inside[1] in maps
+        ):
+            found.append(f"{command} (pid {proc.name})")
+    return found
+
+
+def remove_environment(prefix: Path, stamps: dict[str, tuple] | None = None) -> None:
     """Rename aside, then delete; ``rmtree`` unlinks symlinks and never
-    follows them out of the environment."""
+    follows them out of the environment. Directories the owner made
+    read-only (``chmod -w``, a Julia depot) are made writable first, as
+    conda's own removal does. If the deletion fails midway, what is left is
+    put back under the original name and the error raised."""
     aside = prefix.with_name(f".{prefix.name}{REMOVING_SUFFIX}")
     os.rename(prefix, aside)
-    shutil.rmtree(aside)
-
-
-def finish_removals(directory: Path) -> list[Path]:
-    """Delete what a killed run had already renamed aside."""
-    finished = []
     try:
-        entries = list(directory.iterdir())
+        for rel, stamp in (stamps or {}).items():
+            mode = stamp[0]
+            if stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
+                os.chmod(aside / rel if rel else aside, stat.S_IMODE(mode) | 0o700)
+        shutil.rmtree(aside)
     except OSError:
-        return finished
-    for entry in entries:
-        if (
-            entry.name.startswith(".")
-            and entry.name.endswith(REMOVING_SUFFIX)
-            and not entry.is_symlink()
-        ):
-            shutil.rmtree(entry)
-            finished.append(entry)
-    return finished
+        if os.path.lexists(aside):
+            os.rename(aside, prefix)
+        raise
+
+
+def finish_removal(source: Path) -> bool:
+    """Delete what a killed run had renamed aside from ``source``, when it is
+    the user's own; returns whether there was anything."""
+    aside = source.with_name(f".{source.name}{REMOVING_SUFFIX}")
+    try:
+        st = os.lstat(aside)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise MigrateError(
+            f"{aside} is not a directory of yours; it was left as it is.",
+            hint="Look at what it is, and remove it by hand if it is yours to remove.",
+        )
+    shutil.rmtree(aside)
+    return True

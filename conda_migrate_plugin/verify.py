@@ -155,10 +155,7 @@ class _Checker:
                 )
 
     def _check_symlink(self, rel: str, check: FileCheck) -> None:
-        target = os.readlink(f"{self.src_root}/{rel}")
-        old, new = self.rewrite.old, self.rewrite.new
-        if target == old or target.startswith(old + "/"):
-            target = new + target[len(old) :]
+        target = self.rewrite.retarget(os.readlink(f"{self.src_root}/{rel}"))
         actual = os.readlink(f"{self.copy_root}/{rel}")
         if actual != target:
             check.problems.append(f"{rel}: symlink to {actual!r}, expected {target!r}")

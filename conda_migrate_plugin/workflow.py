@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -20,6 +21,7 @@ from .migrate import Options, Outcome, Output, migrate_all
 from .progress import duration
 from .resume import resume
 from .selection import prompt_selection
+from .statedir import LOGS, ensure_private
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -30,10 +32,21 @@ if TYPE_CHECKING:
 SUCCESS = {"migrated", "kept", "already", "planned"}
 
 
+def canonical(path: Path) -> Path:
+    """``$SCRATCH/x/../envs`` is ``$SCRATCH/envs``, spelled as rc files spell
+    it; where a symlink makes ``..`` lead elsewhere, the real path."""
+    normal = Path(os.path.normpath(path.absolute()))
+    real = Path(os.path.realpath(path))
+    try:
+        return normal if normal.samefile(real) else real
+    except OSError:
+        return normal
+
+
 def search_root(args: Namespace) -> Path:
     """Where to look: ``-d``, or ``$SCRATCH`` for the environments conda knows."""
     if args.directory:
-        return args.directory.expanduser().absolute()
+        return canonical(args.directory.expanduser())
     scratch = os.environ.get("SCRATCH")
     if not scratch:
         raise UsageError(
@@ -260,12 +273,15 @@ def summarize(outcomes: list[Outcome], out: Output, seconds: float) -> None:
     out.tell(f"Total time: {duration(seconds)}")
 
 
-def open_log(state_dir: Path) -> TextIO:
-    logs = state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    return open(
-        logs / f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log", "a"
+def open_log(state_dir: Path) -> tuple[TextIO, Path]:
+    """0600 (``mkstemp``) in a 0700 directory: rc-file lines and error
+    messages may hold what others must not read."""
+    fd, path = tempfile.mkstemp(
+        prefix=f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-",
+        suffix=".log",
+        dir=state_dir / LOGS,
     )
+    return open(fd, "a"), Path(path)
 
 
 def run(
@@ -297,12 +313,11 @@ def run(
     )
     check_not_same(directory, options.dest_root)
     check_home_writable(options, home)
+    ensure_private(options.state_dir, create=not options.dry_run)
     with ExitStack() as stack:
-        log = (
-            None
-            if options.dry_run
-            else stack.enter_context(open_log(options.state_dir))
-        )
+        log, log_path = (None, None) if options.dry_run else open_log(options.state_dir)
+        if log is not None:
+            stack.enter_context(log)
         out = Output(quiet=options.quiet, stream=stdout, log=log, json=options.json)
         out.note(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
@@ -312,8 +327,8 @@ def run(
             out.note(f"exit code {err.return_code}")
             raise
         out.note(f"exit code {code}")
-        if log is not None:
-            out.tell(f"Log: {log.name}")
+        if log_path is not None:
+            out.tell(f"Log: {log_path}")
         return code
 
 

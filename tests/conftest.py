@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,3 +347,80 @@ def migrate(home, capsys, monkeypatch) -> Callable[..., tuple[str, str, int]]:
         return out, err, code
 
     return _migrate
+
+
+#: Users that exist only as numbers: enough for the kernel's permission checks.
+USER, OTHER_USER = 4242, 4343
+
+
+@pytest.fixture
+def unprivileged(tmp_path_factory):
+    """Run ``conda-migrate`` as an ordinary user, as on a cluster (CI is root).
+
+    A forked child drops to ``USER`` and calls the command in-process: the
+    interpreter's own files (under root's 0700 home here) need not be
+    readable by that user, since everything the run imports is imported
+    before the fork. Returns ``(base, run)``: a world-traversable directory
+    to build the user's $HOME and $SCRATCH in, and ``run(home, *args)``
+    giving ``(output, exit code)``.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("dropping to another user needs root")
+    import importlib
+    import io
+    import pkgutil
+    import sys
+    import tempfile
+
+    import conda_migrate_plugin
+    from conda_migrate_plugin.cli import main
+
+    for module in pkgutil.iter_modules(conda_migrate_plugin.__path__):
+        if not module.name.startswith("_") and (module.name != "plugin" or HAVE_CONDA):
+            importlib.import_module(f"conda_migrate_plugin.{module.name}")
+    base = Path(tempfile.mkdtemp(prefix="cm-user-"))
+    base.chmod(0o755)
+
+    def run(home: Path, *args: str | Path) -> tuple[str, int]:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 70
+            try:
+                os.close(read)
+                os.setgroups([])
+                os.setgid(USER)
+                os.setuid(USER)
+                os.environ["HOME"] = str(home)
+                sys.stdin = io.StringIO("")
+                sys.stdout = sys.stderr = open(write, "w", buffering=1)
+                try:
+                    code = main([str(arg) for arg in args])
+                except SystemExit as exit:
+                    code = exit.code if isinstance(exit.code, int) else 2
+                sys.stdout.flush()
+            finally:
+                os._exit(code)
+        os.close(write)
+        with open(read) as stream:
+            output = stream.read()
+        _, status = os.waitpid(pid, 0)
+        return output, os.waitstatus_to_exitcode(status)
+
+    yield base, run
+    shutil.rmtree(base)
+
+
+def chown_tree(root: Path, uid: int, gid: int | None = None) -> None:
+    """Give ``root`` to ``uid``; files hardlinked from the package cache get
+    copies of their own first, so that no other environment changes hands."""
+    gid = uid if gid is None else gid
+    os.chown(root, uid, gid, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                shutil.copy2(path, path + ".unshared")
+                os.replace(path + ".unshared", path)
+            os.chown(path, uid, gid, follow_symlinks=False)

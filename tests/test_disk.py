@@ -110,9 +110,9 @@ def test_too_small_destination_is_refused_with_both_numbers(
     )
     assert found, out
     need, free = (int(n.replace(",", "")) for n in found.groups())
-    size = measure(scratch.abc).bytes
-    assert need == int(size * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     vfs = os.statvfs(point)
+    size = measure(scratch.abc).allocated(vfs.f_frsize)
+    assert need == int(size * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     assert free == vfs.f_bavail * vfs.f_frsize
     assert "Nothing was copied and the environment is untouched" in out
     assert tree_snapshot(scratch.abc) == before
@@ -155,7 +155,7 @@ def test_disk_filling_up_mid_copy_keeps_the_environment(
     scratch, home, migrate, tmpfs, nth_file
 ):
     """Big enough for the preflight, filled by another job meanwhile."""
-    size = measure(scratch.abc).bytes
+    size = measure(scratch.abc).allocated(os.sysconf("SC_PAGE_SIZE"))
     need = int(size * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     point = tmpfs(f"size={need + 2**20}")
     mine(point)

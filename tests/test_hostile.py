@@ -312,9 +312,9 @@ def test_run_log_holds_every_step_and_the_errors(scratch, home, migrate):
 # -- leftovers of dead runs ---------------------------------------------------------
 
 
-def test_stale_staging_without_a_journal_entry_is_replaced(scratch, home, migrate):
-    """A staging directory is never trusted: only the journal says what a
-    dead run did, and without an entry the copy starts afresh."""
+def test_stale_staging_is_neither_used_nor_deleted(scratch, home, migrate):
+    """A staging directory is never trusted: each run copies into a fresh one
+    of its own, and deletes only what it can prove it made."""
     stale = home / ".conda/envs/.conda-migrate-staging/amd"
     (stale / "conda-meta").mkdir(parents=True)
     (stale / "planted.txt").write_text("from a dead run\n")
@@ -323,7 +323,7 @@ def test_stale_staging_without_a_journal_entry_is_replaced(scratch, home, migrat
     new = home / ".conda/envs/amd"
     assert not (new / "planted.txt").exists()
     assert (new / "conda-meta/history").is_file()
-    assert not stale.parent.exists()
+    assert (stale / "planted.txt").read_text() == "from a dead run\n"
 
 
 def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):

@@ -2,7 +2,7 @@
 
 Golden files under ``tests/data/rcfiles`` spell the test's home directory ``@HOME@``
 (it is a fresh temporary directory per test); everything else is literal bytes. The
-``*.diff`` files were made with ``diff -u`` (GNU diffutils), so they check our diff
+``*.diff`` files were made with ``diff -U0`` (GNU diffutils: changed lines only, no context), so they check our diff
 text against an independent implementation.
 """
 

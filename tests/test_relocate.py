@@ -209,6 +209,7 @@ def test_counts_files_and_bytes(env, tmp_path):
 def test_refuses_an_existing_staging_dir(env, tmp_path):
     staging = tmp_path / "home" / "abc.partial"
     staging.mkdir(parents=True)
+    (staging / "mine.txt").write_text("not the run's\n")
     with pytest.raises(RelocateError, match="already exists"):
         relocate(env, staging, tmp_path / "home" / "abc")
 
