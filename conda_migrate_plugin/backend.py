@@ -17,6 +17,7 @@ from typing import Protocol
 from . import registry
 from .exceptions import CloneUnavailable, MigrateError
 from .export import portable_yaml
+from .interrupt import check
 from .records import (
     CondaPackage,
     EnvContents,
@@ -49,7 +50,10 @@ class PortableBackend:
         return portable_yaml(prefix, name, self.contents(prefix))
 
     def clone(self, source: Path, dest: Path, *, quiet: bool) -> None:
-        raise CloneUnavailable("conda is not installed here, so its clone cannot run.")
+        raise CloneUnavailable(
+            "conda is not installed here, so its clone cannot run.",
+            reason="conda is not installed here",
+        )
 
     def known_prefixes(self) -> list[Path]:
         prefixes = registry.read_registry()
@@ -91,6 +95,7 @@ class CondaBackend:
             records = data.get_conda_packages()
             pip = data.get_python_packages()
         except CondaError as err:
+            check(err)
             raise MigrateError(
                 f"conda cannot read the environment {prefix}: {err}",
                 hint="It was left as it is; repair it or recreate it from its YAML.",

@@ -8,19 +8,61 @@ conda's own ``-d/--dry-run`` helper is not reused.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
-from argparse import ArgumentParser, Namespace
+from argparse import ArgumentParser, Namespace, RawDescriptionHelpFormatter
 from pathlib import Path
 
-from .exceptions import MigrateError
+from . import __version__
+from .exceptions import Interrupted, MigrateError
+
+EPILOG = """\
+examples:
+  conda migrate -d /scratch/wz22/conda-envs            # choose at a prompt
+  conda migrate -d /scratch/wz22/conda-envs --all      # all valid ones
+  conda migrate -d /scratch/wz22/conda-envs --dry-run  # show the plan
+  sbatch -c 10 -t 48:00:00 -J conda-migrate \\
+      --wrap "conda migrate -d /scratch/wz22/conda-envs --all"
+
+  To find the directory for -d:  conda env list | grep /scratch
+  Note: -d is the directory of environments, as in the site guide; it is
+  not conda's -d/--dry-run (spell that --dry-run).
+
+rewritten by default, with a backup beside each file and the diff shown:
+  ~/.bashrc (and ~/.bash_profile, ~/.profile, ~/.zshrc), ~/.condarc and
+  Jupyter kernels that name a migrated environment. --no-rc leaves them.
+
+log: every run writes $HOME/.conda/migrate/logs/conda-migrate-DATE-PID.log
+exit codes: 0 all migrated, 1 something failed or nothing to migrate,
+  2 usage error (nothing touched), 128+N stopped by signal N
+  (130 Ctrl-C, 143 SIGTERM at a job's time limit, 129 SIGHUP)
+"""
+
+
+def _refuse_unknown_arguments(parser: ArgumentParser) -> None:
+    """conda parses a subcommand with ``parse_known_args`` and reports what
+    is left with its own top-level usage; report it with ours instead."""
+    parse_known_args = parser.parse_known_args
+
+    def parse_strictly(args=None, namespace=None):
+        namespace, extras = parse_known_args(args, namespace)
+        if extras:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    parser.parse_known_args = parse_strictly
 
 
 def configure_parser(parser: ArgumentParser) -> None:
+    # Written wrapped: the raw formatter keeps the epilog's examples as they are.
     parser.description = (
-        "Migrate conda environments from $SCRATCH to $HOME/.conda/envs: export "
-        "each to YAML, copy it, compare old and new, and remove the old one only "
+        "Migrate conda environments from $SCRATCH to $HOME/.conda/envs: export\n"
+        "each to YAML, copy it, compare old and new, and remove the old one only\n"
         "when they are the same."
     )
+    parser.epilog = EPILOG
+    parser.formatter_class = RawDescriptionHelpFormatter
+    _refuse_unknown_arguments(parser)
     parser.add_argument(
         "-d",
         "--directory",
@@ -78,11 +120,15 @@ def configure_parser(parser: ArgumentParser) -> None:
     output.add_argument(
         "--json", action="store_true", help="Report as one JSON document (needs --all)."
     )
-    output.add_argument(
+    loudness = output.add_mutually_exclusive_group()
+    loudness.add_argument(
         "-v", "--verbose", action="count", default=0, dest="verbosity", help="Say more."
     )
-    output.add_argument(
-        "-q", "--quiet", action="store_true", help="Only errors and the summary."
+    loudness.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="Only errors and the summary (conda's own lines go to the log).",
     )
     output.add_argument(
         "--dry-run", action="store_true", help="Show the plan; change nothing."
@@ -93,18 +139,51 @@ def configure_parser(parser: ArgumentParser) -> None:
         action="store_true",
         help="Answer the selection prompt with 'All' (same as --all).",
     )
+    output.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"conda-migrate {__version__}",
+        help="Show the version and exit.",
+    )
 
 
 def _home() -> Path:
     return Path(os.path.expanduser("~"))
 
 
+def command_line() -> str:
+    """The command as typed, for the log: ``conda migrate ...`` or
+    ``conda-migrate ...`` (the console script hands its arguments to conda)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
 def execute(args: Namespace) -> int:
     from .interrupt import stop_on_signals
     from .workflow import run
 
-    with stop_on_signals():
-        return run(args, home=_home(), stdin=sys.stdin, stdout=sys.stdout)
+    try:
+        with stop_on_signals():
+            return run(
+                args,
+                home=_home(),
+                stdin=sys.stdin,
+                stdout=sys.stdout,
+                command=command_line(),
+            )
+    except Interrupted:
+        _quiet_if_terminal_closed()
+        raise
+
+
+def _quiet_if_terminal_closed() -> None:
+    """After SIGHUP the terminal is gone and any write to it fails, which
+    would turn conda's report of the stop into a crash with exit code 1;
+    the run's log already holds the message."""
+    try:
+        print(file=sys.stderr, flush=True)
+    except OSError:
+        sys.stdout = sys.stderr = open(os.devnull, "w")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         try:
             return execute(args)
-        except MigrateError as err:
-            print(f"conda-migrate: error: {err}", file=sys.stderr)
+        except (MigrateError, Interrupted) as err:
+            try:
+                print(f"conda-migrate: error: {err}", file=sys.stderr)
+            except OSError:  # the terminal is gone; the log has it
+                pass
             return err.return_code
     return conda_main("migrate", *argv)

@@ -13,28 +13,41 @@ import stat
 from pathlib import Path
 
 from .exceptions import CloneUnavailable
+from .interrupt import check
 from .prefix import PrefixRewrite
 
 
 def clone(source: Path, dest: Path, *, quiet: bool) -> None:
     from conda.base.context import context
-    from conda.exceptions import CondaError
+    from conda.exceptions import CondaError, CondaHTTPError
     from conda.misc import clone_env
 
     try:
+        # verbose=False: its "Files:" counts only the files no package owns;
+        # the caller prints the environment's own counts, as for relocation.
         clone_env(
             str(source),
             str(dest),
-            verbose=not quiet,
+            verbose=False,
             quiet=quiet,
             index_args={"channel_urls": list(context.channels)},
         )
     except CondaError as err:
+        # A stop is a stop, never a reason to try relocation instead.
+        check(err)
+        # conda's first line is often a bare path or URL.
+        reason = (
+            "a channel could not be reached over the network"
+            if isinstance(err, CondaHTTPError)
+            else "the package files are in neither the cache nor a reachable channel"
+        )
         raise CloneUnavailable(
             f"conda's clone of {source} failed: {err}".rstrip(),
+            reason=reason,
             hint="The old environment is untouched. --method relocate copies it "
             "without the package cache or the network.",
         ) from err
+    check()
 
 
 def carry_omitted(source: Path, dest: Path) -> list[str]:

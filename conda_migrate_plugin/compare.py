@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .exceptions import MigrateError
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .backend import Backend
     from .records import EnvContents
 
 
@@ -27,3 +32,14 @@ def compare_contents(old: EnvContents, new: EnvContents) -> list[str]:
             f"only in the copy: {kind} {p}" for p in sorted(set(after) - set(before))
         ]
     return differences
+
+
+def already_migrated(source: Path, dest: Path, backend: Backend) -> bool:
+    """A rerun (after ``--keep-old``, or with the old environment active)
+    finds the copy in place: the same packages means there is nothing to do."""
+    if not (dest / "conda-meta" / "history").is_file() or dest.is_symlink():
+        return False
+    try:
+        return not compare_contents(backend.contents(source), backend.contents(dest))
+    except (MigrateError, OSError):
+        return False

@@ -42,11 +42,38 @@ class UsageError(MigrateError):
 
 class CloneUnavailable(MigrateError):
     """conda's clone could not obtain every package (offline, purged cache,
-    channel gone), so only relocation can move this environment."""
+    channel gone), so only relocation can move this environment. ``reason``
+    says why in a user's words; conda's own message goes to the log."""
+
+    def __init__(
+        self, message: str, *, reason: str = "", hint: str | None = None
+    ) -> None:
+        self.reason = reason or message.rstrip(".")
+        super().__init__(message, hint=hint)
 
 
 class RelocateError(MigrateError):
     """The environment cannot be copied and relocated as it is."""
+
+
+class Interrupted(_Base):
+    """The user (Ctrl-C), Slurm's time limit (SIGTERM) or a closed terminal
+    (SIGHUP) stopped the run. Not a ``MigrateError``: the many places that
+    turn a failure into "this environment failed, go on with the next" must
+    let a stop through. Exits 128 + the signal's number, as a shell would."""
+
+    def __init__(self, signum: int, where: str = "") -> None:
+        import signal
+
+        self.signum = signum
+        self.return_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"Stopped by {name} {where}" if where else f"Stopped by {name}."
+        )
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class InexactRelocation(RelocateError):

@@ -1,9 +1,14 @@
-"""SIGINT and SIGTERM (Slurm's time limit) stop the run at a safe point.
+"""SIGINT (Ctrl-C), SIGTERM (Slurm's time limit) and SIGHUP (a closed
+terminal) stop the run at a safe point.
 
 Python runs signal handlers in the main thread between bytecodes, so the
 handler raises ``Interrupted`` where the run is; every step cleans up its
 partial work on the way out. Removing the old environment is the one step
 that must never stop halfway, so there the signal waits until it is done.
+
+A signal is also remembered: code the run does not own (conda's clone) may
+catch the exception, wrap it, or install its own handler for a while, and
+the run must stop all the same.
 """
 
 from __future__ import annotations
@@ -12,39 +17,58 @@ import signal
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .exceptions import MigrateError
+from .exceptions import Interrupted
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(MigrateError):
-    """The run was stopped by a signal."""
-
-    def __init__(self, signum: int, where: str = "") -> None:
-        self.signum = signum
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"Stopped by {name} {where}".rstrip() if where else f"Stopped by {name}."
-        )
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _State:
     deferring = False
     pending: int | None = None
+    received: int | None = None
 
 
 def _handler(signum: int, frame) -> None:
+    _State.received = signum
     if _State.deferring:
         _State.pending = signum
         return
     raise Interrupted(signum)
 
 
+def received(error: BaseException | None = None) -> int | None:
+    """The signal that stopped the run, if one did: ours, or conda's own
+    ``CondaSignalInterrupt`` anywhere in ``error``'s causes (conda holds
+    SIGINT and SIGTERM itself while its transaction runs, and may wrap the
+    exception in a ``CondaMultiError``)."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        err = pending.pop()
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, Interrupted):
+            return err.signum
+        if type(err).__name__ == "CondaSignalInterrupt":
+            _State.received = err.dump_map().get("signum") or signal.SIGINT
+        pending += [err.__cause__, err.__context__, *getattr(err, "errors", ())]
+    return _State.received
+
+
+def check(error: BaseException | None = None) -> None:
+    """Raise ``Interrupted`` if a signal came, even if ``error`` hides it."""
+    signum = received(error)
+    if signum is not None:
+        raise Interrupted(signum) from error
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
+    _State.received = None
     previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
     try:
         yield

@@ -15,18 +15,18 @@ import re
 import secrets
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import journal
 from .atomic import fsync_directory
-from .compare import compare_contents
+from .compare import already_migrated, compare_contents
 from .durable import flush_tree
 from .exceptions import InexactRelocation, MigrateError
 from .export import write_yaml
-from .interrupt import Interrupted, uninterruptible
+from .interrupt import Interrupted, check, received, uninterruptible
 from .lock import hold_all
 from .preflight import (
     changes_since,
@@ -38,6 +38,7 @@ from .preflight import (
     check_writable,
     measure,
 )
+from .progress import PHASES, CopyProgress, Tee, duration
 from .remove import (
     check_removable,
     processes_using,
@@ -46,7 +47,7 @@ from .remove import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from .backend import Backend
     from .discover import Candidate
@@ -98,24 +99,57 @@ class Output:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     json: bool = False
     log: TextIO | None = None
+    phase_name: str | None = None
+    phase_start: float = 0.0
 
     def say(self, *lines: str) -> None:
         for line in map(redact, lines):
             if not self.quiet:
-                print(line, file=self.stream, flush=True)
+                self.show(line)
             self.note(line)
 
     def tell(self, *lines: str) -> None:
         """Errors and the summary: shown under ``-q`` too, never in JSON."""
         for line in map(redact, lines):
             if not self.json:
-                print(line, file=self.stream, flush=True)
+                self.show(line)
             self.note(line)
+
+    def show(self, line: str) -> None:
+        """A closed terminal (SIGHUP) or pipe must not turn into a failure of
+        the environment being migrated: the log still gets every line."""
+        try:
+            print(line, file=self.stream, flush=True)
+        except OSError:
+            pass
 
     def note(self, line: str) -> None:
         if self.log and line:
             self.log.write(f"{time.strftime('%H:%M:%S')} {redact(line)}\n")
             self.log.flush()
+
+    def phase(self, name: str | None) -> None:
+        """Begin phase ``name`` (``None``: no phase), ending the one before
+        with a line saying how long it took."""
+        if name == self.phase_name:
+            return
+        if self.phase_name is not None:
+            took = duration(time.monotonic() - self.phase_start)
+            self.say(f"{PHASES[self.phase_name]} took {took}")
+        self.phase_name, self.phase_start = name, time.monotonic()
+
+    @contextmanager
+    def conda_output(self) -> Iterator[None]:
+        """conda's clone prints its own lines: shown unless ``-q``, always logged."""
+        tee = Tee(None if self.quiet else self.stream, self.note)
+        try:
+            with redirect_stdout(tee):
+                yield
+        finally:
+            tee.close_lines()
+
+    def copy_progress(self, files: int, nbytes: int) -> CopyProgress:
+        return CopyProgress(files, nbytes, None if self.quiet else self.stream)
 
 
 @dataclass
@@ -123,7 +157,9 @@ class Outcome:
     name: str
     source: Path
     dest: Path
-    status: str = "failed"  # migrated | kept | copied | skipped | failed | planned
+    status: str = (
+        "failed"  # migrated | kept | already | copied | skipped | failed | planned
+    )
     message: str = ""
     yaml: Path | None = None
     engine: str | None = None
@@ -131,6 +167,7 @@ class Outcome:
     files: int | None = None
     bytes: int | None = None
     differences: list[str] = field(default_factory=list)
+    seconds: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -195,6 +232,7 @@ def _verify(source: Path, copy: Path, dest: Path, out: Output) -> None:
     """The file-by-file check that gates every removal, whatever the engine."""
     from .verify import verify_files
 
+    out.phase("verify")
     check = verify_files(source, copy, dest)
     for line in check.notes:
         out.note(f"note: {line}")
@@ -206,7 +244,12 @@ def _verify(source: Path, copy: Path, dest: Path, out: Output) -> None:
 
 
 def _relocate(
-    candidate: Candidate, copy: _Copy, dest: Path, options: Options, out: Output
+    candidate: Candidate,
+    copy: _Copy,
+    dest: Path,
+    options: Options,
+    out: Output,
+    outcome: Outcome,
 ) -> None:
     """Copy into a staging directory beside the destination, verify file by
     file, then rename into place: conda never sees an unverified copy."""
@@ -218,6 +261,7 @@ def _relocate(
         dest,
         jobs=options.jobs,
         quiet=options.quiet or options.json,
+        progress=out.copy_progress(outcome.files or 0, outcome.bytes or 0),
     )
     out.say(*(f"warning: {w}" for w in result.warnings))
     for line in result.notes:
@@ -241,8 +285,10 @@ def _clone(
     dest = outcome.dest
     copy = _Copy.make(entry, False, options.state_dir)
     try:
-        backend.clone(candidate.prefix, dest, quiet=options.quiet)
+        with out.conda_output():
+            backend.clone(candidate.prefix, dest, quiet=options.quiet)
         outcome.engine = "clone"
+        out.note("engine: conda's clone")
         _verify(candidate.prefix, dest, dest, out)
         return copy
     except BaseException:
@@ -259,12 +305,13 @@ def _copy(
     out: Output,
     outcome: Outcome,
 ) -> _Copy:
+    out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
+    out.phase("copy")
     if options.method == "clone":
         return _clone(candidate, entry, options, backend, out, outcome)
-    out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
     copy = _Copy.make(entry, True, options.state_dir)
     try:
-        _relocate(candidate, copy, outcome.dest, options, out)
+        _relocate(candidate, copy, outcome.dest, options, out, outcome)
     except InexactRelocation as err:
         discard(copy.path)
         if backend.name == "portable":
@@ -280,6 +327,7 @@ def _copy(
         discard(copy.path)
         raise
     outcome.engine = "relocate"
+    out.note("engine: relocation")
     return copy
 
 
@@ -315,6 +363,15 @@ def _migrate_locked(
     copy: _Copy | None = None
     step = "checking"
     try:
+        if os.path.lexists(dest) and already_migrated(source, dest, backend):
+            outcome.status = "already"
+            outcome.message = (
+                f"{candidate.name} is already migrated: {dest} holds the same packages. "
+                f"{source} was left as it is; once you no longer need it, remove it "
+                f"with: conda env remove -p {source}"
+            )
+            out.say(outcome.message, "")
+            return outcome
         if os.path.lexists(dest):
             outcome.status = "skipped"
             outcome.message = (
@@ -350,6 +407,7 @@ def _migrate_locked(
         journal.save_stamps(options.state_dir, dest, footprint.stamps)
         copy = _copy(candidate, entry, options, backend, out, outcome)
         step = "comparing"
+        out.phase("verify")
         outcome.differences = compare_contents(old, backend.contents(copy.path))
         if outcome.differences:
             out.say(
@@ -368,7 +426,8 @@ def _migrate_locked(
                 hint="The old environment was left as it is and the copy removed. "
                 "Run again once nothing is installing into it or writing to it.",
             )
-        out.say("Old and New Environments are same", "")
+        out.phase(None)
+        out.say(*activation_hint(dest), "Old and New Environments are same", "")
         step = "registering"
         with uninterruptible():
             commit(
@@ -378,16 +437,27 @@ def _migrate_locked(
     except Interrupted as err:
         if copy is not None:
             _undo(copy, options, backend)
-        raise Interrupted(
+        raise _stopped(
             err.signum,
-            f"while {step} {candidate.name}: "
-            + ("the partial copy was removed and " if step != "checking" else "")
-            + f"{source} is untouched. Run the same command again to continue.",
+            step,
+            candidate.name,
+            source,
+            step not in ("checking", "exporting"),
         ) from None
     except (MigrateError, OSError) as err:
         if copy is not None:
             _undo(copy, options, backend)
         journal.clear(options.state_dir, dest)
+        # Code the run does not own may turn a signal into another error.
+        signum = received(err)
+        if signum is not None:
+            raise _stopped(
+                signum,
+                step,
+                candidate.name,
+                source,
+                step not in ("checking", "exporting"),
+            ) from err
         outcome.message = str(err)
         out.tell(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
@@ -425,6 +495,17 @@ def _undo(copy: _Copy, options: Options, backend: Backend) -> None:
     discard(copy.path)
     backend.unregister(Path(copy.entry.dest))
     journal.clear(options.state_dir, Path(copy.entry.dest))
+
+
+def _stopped(
+    signum: int, step: str, name: str, source: Path, copy_started: bool
+) -> Interrupted:
+    return Interrupted(
+        signum,
+        f"while {step} {name}: "
+        + ("the partial copy was removed and " if copy_started else "")
+        + f"{source} is untouched. Run the same command again to continue.",
+    )
 
 
 def migrate_one(
@@ -494,6 +575,7 @@ def remove_old(
     for user in processes_using(source):
         out.say(f"warning: {user} is using {source}; it is removed all the same.")
     out.say(f"Remove all packages in environment {source}:", "")
+    out.phase("remove")
     try:
         with uninterruptible():
             remove_environment(source, stamps)
@@ -518,6 +600,7 @@ def remove_old(
         )
         out.say(outcome.message, "")
         return outcome
+    out.phase(None)
     outcome.status = "migrated"
     outcome.message = f"Successfully migrated and removed old environment: {source}"
     out.say(outcome.message, "")
@@ -527,4 +610,27 @@ def remove_old(
 def migrate_all(
     selected: Sequence[Candidate], options: Options, backend: Backend, out: Output
 ) -> list[Outcome]:
-    return [migrate_one(candidate, options, backend, out) for candidate in selected]
+    outcomes = []
+    for candidate in selected:
+        check()  # a stop something swallowed still stops before the next one
+        started = time.monotonic()
+        outcome = migrate_one(candidate, options, backend, out)
+        out.phase(None)
+        outcome.seconds = time.monotonic() - started
+        outcomes.append(outcome)
+    return outcomes
+
+
+def activation_hint(dest: Path) -> list[str]:
+    """What conda's clone prints, and the site guide shows, after a copy."""
+    return [
+        "#",
+        "# To activate this environment, use",
+        "#",
+        f"#     $ conda activate {dest}",
+        "#",
+        "# To deactivate an active environment, use",
+        "#",
+        "#     $ conda deactivate",
+        "",
+    ]

@@ -10,8 +10,8 @@ must survive. Paths are matched in the spellings users write them in: absolute, 
 ``$HOME/``, ``${HOME}/`` (when the old path lies under the home directory) and
 ``$SCRATCH/``, ``${SCRATCH}/`` (when ``SCRATCH`` is set in the given environment). A
 path written relative to home keeps that spelling, since it expands the same way
-wherever the old one did; any other spelling becomes the absolute new path, which
-needs no variable to be set at login. Occurrences in comments and heredocs are
+wherever the old one did; one written with ``$SCRATCH`` or ``${SCRATCH}`` is written
+with ``$HOME`` or ``${HOME}``; an absolute one stays absolute. Occurrences in comments and heredocs are
 rewritten too: a commented-out ``conda activate`` is usually switched back on later.
 
 A file that is read-only or hard-linked is reported and left as it is, with its diff
@@ -68,6 +68,7 @@ _DIR_VARIABLES = {
 
 _HOME_SPELLINGS = ("~", "$HOME", "${HOME}")
 _SCRATCH_SPELLINGS = ("$SCRATCH", "${SCRATCH}")
+_HOME_FOR_SCRATCH = {"$SCRATCH": "$HOME", "${SCRATCH}": "${HOME}"}
 
 # A path starts a word after a shell/list delimiter, or behind a one-letter option
 # (``-L/x/lib``); after a letter, ``/``, ``~`` or ``}`` it is the tail of another path.
@@ -200,9 +201,14 @@ class _Rewriter:
         return Path(os.path.normpath(entry))
 
     def _spell(self, dest: Path, old: str) -> str:
-        for variable in _HOME_SPELLINGS:
-            if _spelled_with(old, variable) and self.home in dest.parents:
-                return f"{variable}/{dest.relative_to(self.home)}"
+        """The new path in the old one's manner: a path the user spelled with
+        a variable keeps one (``$SCRATCH/x`` becomes ``$HOME/.conda/envs/x``,
+        ``${SCRATCH}`` becomes ``${HOME}``), which reads as what it is."""
+        if self.home in dest.parents:
+            for variable in (*_HOME_SPELLINGS, *_SCRATCH_SPELLINGS):
+                if _spelled_with(old, variable):
+                    home = _HOME_FOR_SCRATCH.get(variable, variable)
+                    return f"{home}/{dest.relative_to(self.home)}"
         return str(dest)
 
     def condarc(self, data: bytes) -> bytes:

@@ -120,6 +120,7 @@ def relocate(
     *,
     jobs: int | None = None,
     quiet: bool = True,
+    progress: _Progress | None = None,
 ) -> RelocateResult:
     """Copy the environment at ``source`` into ``staging`` (created here,
     or made empty by the caller but for its marker), with the prefix
@@ -143,7 +144,8 @@ def relocate(
         PrefixRewrite(str(source), str(os.path.abspath(final_prefix))),
     )
     staging.mkdir(parents=True, exist_ok=True)
-    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    # Anything with the same show() and close() may report the progress instead.
+    progress = progress or _Progress(enabled=not quiet and sys.stderr.isatty())
     try:
         outcome = copier.run(jobs or default_jobs(), progress)
     finally:

@@ -44,7 +44,8 @@ def check_removable(prefix: Path, scanned: Path, protected: Iterable[Path]) -> N
         if resolved == other.resolve():
             raise MigrateError(
                 f"{prefix} is the base environment or the active one; it is never removed.",
-                hint=f"{keep} Deactivate it (conda deactivate) and run again to remove it.",
+                hint=f"{keep} Deactivate it (conda deactivate), then remove it with: "
+                f"conda env remove -p {prefix}",
             )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TextIO
 
-from .exceptions import UsageError
+from .exceptions import Interrupted, MigrateError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -19,20 +19,30 @@ if TYPE_CHECKING:
 PROMPT = "Select environments to migrate (comma-separated list, 'All' to migrate all):"
 
 
+class NothingSelected(MigrateError):
+    """Ctrl-D at the prompt: the user chose to migrate nothing."""
+
+
 class SelectionError(ValueError):
     """The answer could not be understood; the message says which part."""
 
 
+def _number(text: str) -> int | None:
+    """``str.isdigit`` also accepts ``²``, which ``int`` refuses."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _resolve_item(item: str, candidates: Sequence[Candidate]) -> list[int]:
     count = len(candidates)
-    if item.isdigit():
-        number = int(item)
+    number = _number(item)
+    if number is not None:
         if not 1 <= number <= count:
             raise SelectionError(f"'{item}' is not between 1 and {count}")
         return [number - 1]
     start, dash, end = item.partition("-")
-    if dash and start.strip().isdigit() and end.strip().isdigit():
-        first, last = int(start), int(end)
+    first, last = _number(start), _number(end)
+    if dash and first is not None and last is not None:
         if first > last:
             raise SelectionError(f"range '{item}' runs backwards")
         if first < 1 or last > count:
@@ -60,10 +70,21 @@ def parse_selection(answer: str, candidates: Sequence[Candidate]) -> list[Candid
 def prompt_selection(
     candidates: Sequence[Candidate], stdin: TextIO, stdout: TextIO
 ) -> list[Candidate]:
-    """Ask until the answer makes sense; end of input is a usage error."""
+    """Ask until the answer makes sense. End of input is Ctrl-D on a
+    terminal, but a batch job's closed stdin otherwise, which needs --all."""
     while True:
-        print(PROMPT, file=stdout, flush=True)
-        answer = stdin.readline()
+        try:
+            print(PROMPT, file=stdout, flush=True)
+            answer = stdin.readline()
+        except Interrupted as err:
+            raise Interrupted(
+                err.signum, "at the selection prompt: nothing was touched."
+            ) from None
+        if not answer and stdin.isatty():
+            raise NothingSelected(
+                "No environment was selected (end of input at the prompt); nothing was touched.",
+                hint="Run the command again and type numbers, names or All.",
+            )
         if not answer:
             raise UsageError(
                 "No answer to the selection prompt (standard input is closed; "

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from . import __version__, journal
 from .backend import PortableBackend, load_backend
-from .discover import scan_directory, scratch_environments
-from .exceptions import MigrateError, UsageError
+from .discover import scan_directory, scratch_environments, under
+from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import Options, Outcome, Output, migrate_all
+from .progress import duration
 from .resume import resume
 from .selection import prompt_selection
 from .statedir import LOGS, ensure_private
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from .backend import Backend
     from .discover import Candidate
 
-SUCCESS = {"migrated", "kept", "planned"}
+SUCCESS = {"migrated", "kept", "already", "planned"}
 
 
 def canonical(path: Path) -> Path:
@@ -58,12 +59,90 @@ def search_root(args: Namespace) -> Path:
 def discover(args: Namespace, root: Path, backend: Backend) -> list[Candidate]:
     if not args.directory:
         return scratch_environments(backend.known_prefixes(), root)
+    if not root.exists():
+        raise UsageError(
+            f"{root} does not exist.",
+            hint="Pass -d with the directory that holds your environments "
+            "(conda env list | grep /scratch shows it).",
+        )
     if not root.is_dir():
         raise UsageError(
             f"{root} is not a directory.",
             hint="Pass -d with a directory in $SCRATCH.",
         )
     return scan_directory(root)
+
+
+def nothing_to_migrate(directory: Path, candidates: list[Candidate]) -> MigrateError:
+    """A mistyped ``-d`` must fail the batch job, and ``-d`` one level too
+    high (``$SCRATCH`` instead of ``$SCRATCH/conda-envs``) names the way."""
+    holders = []
+    for candidate in candidates:
+        try:
+            if candidate.prefix.is_dir() and not candidate.prefix.is_symlink():
+                found = sum(c.valid for c in scan_directory(candidate.prefix))
+                if found:
+                    holders.append((candidate.prefix, found))
+        except OSError:
+            continue
+    if not holders:
+        return MigrateError(
+            f"No valid conda environments in '{directory}'; nothing was migrated.",
+            hint="Pass -d with the directory that holds them "
+            "(conda env list | grep /scratch shows it).",
+        )
+    listed = ", ".join(f"{path} ({count})" for path, count in holders)
+    return MigrateError(
+        f"No conda environments directly in '{directory}', but these directories "
+        f"hold some: {listed}; nothing was migrated.",
+        hint=f"Pass one of them with -d, e.g.: conda migrate -d {holders[0][0]}",
+    )
+
+
+def check_not_same(directory: Path, dest_root: Path) -> None:
+    """Scanning the destination itself would "migrate" each environment onto
+    itself (and meet its own lock)."""
+    if directory.resolve() == dest_root.resolve() or under(directory, dest_root):
+        raise UsageError(
+            f"The source {directory} and the destination {dest_root} are the same: "
+            "environments there are already where they would go. Nothing was touched.",
+            hint="Pass -d with the directory in $SCRATCH, or another --dest.",
+        )
+
+
+def check_home_writable(options: Options, home: Path) -> None:
+    """Every place outside the destination the run writes, checked before
+    the first copy: the log, the journal and locks, the YAML copies, conda's
+    environments.txt. Otherwise the failure comes after a full copy and
+    compare, or as a traceback while the log is opened."""
+    places = [
+        (options.state_dir / "logs", "the run's log"),
+        (options.state_dir, "the journal and locks"),
+        (options.yaml_dir, "the YAML copies"),
+        (home / ".conda", "conda's environments.txt"),
+    ]
+    for place, purpose in places:
+        blocker = place
+        while not blocker.exists() and not blocker.is_symlink():
+            blocker = blocker.parent
+        if not blocker.is_dir():
+            problem = f"{blocker} is not a directory"
+        elif not os.access(blocker, os.W_OK | os.X_OK):
+            problem = f"{blocker} is not writable"
+        else:
+            continue
+        raise UsageError(
+            f"Cannot write {place} ({purpose}): {problem}. Nothing was touched.",
+            hint="Fix that (ls -ld shows who owns it) and run again; "
+            "--yaml-dir puts the YAML copies elsewhere.",
+        )
+    registry = home / ".conda" / "environments.txt"
+    if registry.exists() and not os.access(registry, os.W_OK):
+        raise UsageError(
+            f"Cannot write {registry} (conda's list of environments): it is not "
+            "writable. Nothing was touched.",
+            hint=f"Fix that (ls -l {registry}) and run again.",
+        )
 
 
 def report_discovery(
@@ -76,8 +155,9 @@ def report_discovery(
             why = f" ({candidate.reason})" if verbose else ""
             out.say(f"INVALID ENV: {candidate.name}{why}")
     valid = [candidate for candidate in candidates if candidate.valid]
-    out.say("", f"Valid Conda environments in '{directory}':")
-    out.say(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
+    if valid:
+        out.say("", f"Valid Conda environments in '{directory}':")
+        out.say(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
     return valid
 
 
@@ -108,24 +188,37 @@ def update_rc_files(
 ) -> list[dict]:
     from .rcfiles import DirMove, EnvMove, apply_rc_edits, plan_rc_edits
 
-    moved = [o for o in outcomes if o.status in ("migrated", "kept")]
+    # --dry-run shows the edits the run would make ("planned").
+    moved = [o for o in outcomes if o.status in ("migrated", "kept", "planned")]
     if not moved:
         return []
     env_moves = [EnvMove(o.source, o.dest) for o in moved]
+    leaving = {
+        o.source for o in moved if o.status == "planned" and not options.keep_old
+    }
     # A directory stops being where environments live (CONDA_ENVS_PATH,
     # envs_dirs) only once none is left in it, or those left would be lost
     # to activation by name.
     dir_moves = [
         DirMove(parent, options.dest_root, home / ".conda" / "pkgs")
         for parent in sorted({o.source.parent for o in moved})
-        if not any(c.valid for c in scan_directory(parent))
+        if not any(c.valid and c.prefix not in leaving for c in scan_directory(parent))
     ]
     edits = plan_rc_edits(env_moves, dir_moves, home, os.environ)
+    if options.dry_run and edits:
+        out.say("These files would be changed (--no-rc leaves them as they are):")
     for edit in edits:
         if edit.error:
             out.say(f"{edit.path} was left as it is: {edit.error}")
         elif edit.diff:
             out.say(edit.diff)
+    if any(_moves_package_cache(edit.diff) for edit in edits):
+        verb = "would move" if options.dry_run else "moves"
+        out.say(
+            f"Note: conda's package cache {verb} into {home / '.conda' / 'pkgs'}: the "
+            "packages conda downloads from now on count against your home quota "
+            "(conda clean --all frees them)."
+        )
     if not options.dry_run:
         apply_rc_edits(edits)
         for edit in edits:
@@ -144,31 +237,56 @@ def update_rc_files(
     ]
 
 
-def summarize(outcomes: list[Outcome], out: Output) -> None:
+def _moves_package_cache(diff: str) -> bool:
+    """A changed ``pkgs_dirs`` or ``CONDA_PKGS_DIRS`` line now names $HOME."""
+    return any(
+        line.startswith("+")
+        and not line.startswith("+++")
+        and ("pkgs_dirs" in line or "CONDA_PKGS_DIRS" in line or "/.conda/pkgs" in line)
+        for line in diff.splitlines()
+    )
+
+
+def summarize(outcomes: list[Outcome], out: Output, seconds: float) -> None:
     out.tell("Summary:")
-    for status in ("migrated", "kept", "planned", "copied", "skipped", "failed"):
+    for status in (
+        "migrated",
+        "kept",
+        "already",
+        "planned",
+        "copied",
+        "skipped",
+        "failed",
+    ):
         group = [o for o in outcomes if o.status == status]
         if group:
-            out.tell(f"  {status}: {len(group)}")
+            label = "already migrated" if status == "already" else status
+            out.tell(f"  {label}: {len(group)}")
             for o in group:
-                yaml = f" (YAML: {o.yaml})" if o.yaml else ""
-                out.tell(f"    {o.name}: {o.source} -> {o.dest}{yaml}")
+                notes = [f"YAML: {o.yaml}"] if o.yaml else []
+                if o.seconds is not None and status != "planned":
+                    notes.append(duration(o.seconds))
+                more = f" ({'; '.join(notes)})" if notes else ""
+                out.tell(f"    {o.name}: {o.source} -> {o.dest}{more}")
                 if status in ("copied", "skipped", "failed") and o.message:
                     out.tell(f"      {o.message.splitlines()[0]}")
+    out.tell(f"Total time: {duration(seconds)}")
 
 
-def open_log(state_dir: Path) -> TextIO:
+def open_log(state_dir: Path) -> tuple[TextIO, Path]:
     """0600 (``mkstemp``) in a 0700 directory: rc-file lines and error
     messages may hold what others must not read."""
-    fd, _ = tempfile.mkstemp(
+    fd, path = tempfile.mkstemp(
         prefix=f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-",
         suffix=".log",
         dir=state_dir / LOGS,
     )
-    return open(fd, "a")
+    return open(fd, "a"), Path(path)
 
 
-def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
+def run(
+    args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO, command: str
+) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}.")
     if args.json and not (args.all or args.yes):
@@ -193,22 +311,25 @@ def run(args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO) -> int:
         verbose=args.verbosity,
         json=args.json,
     )
+    check_not_same(directory, options.dest_root)
+    check_home_writable(options, home)
     ensure_private(options.state_dir, create=not options.dry_run)
     with ExitStack() as stack:
-        log = (
-            None
-            if options.dry_run
-            else stack.enter_context(open_log(options.state_dir))
-        )
+        log, log_path = (None, None) if options.dry_run else open_log(options.state_dir)
+        if log is not None:
+            stack.enter_context(log)
         out = Output(quiet=options.quiet, stream=stdout, log=log, json=options.json)
-        out.note(
-            f"conda-migrate {__version__}, backend {backend.name}, arguments: {vars(args)}"
-        )
+        out.note(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
-            return _run(args, options, backend, home, stdin, out)
-        except MigrateError as err:
+            code = _run(args, options, backend, home, stdin, out)
+        except (MigrateError, Interrupted) as err:
             out.note(f"error: {err}")
+            out.note(f"exit code {err.return_code}")
             raise
+        out.note(f"exit code {code}")
+        if log_path is not None:
+            out.tell(f"Log: {log_path}")
+        return code
 
 
 def _run(
@@ -219,6 +340,7 @@ def _run(
     stdin: TextIO,
     out: Output,
 ) -> int:
+    started = time.monotonic()
     # Leftovers of a killed run first: a half-removed environment must not
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
@@ -236,10 +358,8 @@ def _run(
         selected, refused = refuse_duplicate_names(selected, options)
         out.say("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
         outcomes += refused + migrate_all(selected, options, backend, out)
-    else:
-        out.say(
-            f"No valid conda environments in '{options.scanned}'; nothing to migrate."
-        )
+    elif not outcomes:
+        raise nothing_to_migrate(options.scanned, candidates)
     rc_edits = [] if args.no_rc else update_rc_files(outcomes, options, home, out)
     if not options.dry_run:
         for outcome in outcomes:
@@ -247,6 +367,7 @@ def _run(
                 journal.clear(options.state_dir, outcome.dest)
     cleaned = None
     if not args.no_clean and any(o.status in SUCCESS for o in outcomes):
+        out.phase("clean")
         cleaned = backend.clean(dry_run=options.dry_run)
         if cleaned is None:
             out.say("conda is not installed here, so conda's clean was skipped.")
@@ -255,7 +376,8 @@ def _run(
             out.say(
                 f"{verb} {sum(map(len, cleaned.values()))} items from conda's caches."
             )
-    summarize(outcomes, out)
+        out.phase(None)
+    summarize(outcomes, out, time.monotonic() - started)
     success = all(o.status in SUCCESS for o in outcomes)
     if args.json:
         document = {

@@ -3,7 +3,7 @@
 Usage: ``python faultpoint.py ACTION N [FUNCTION] -- ARGS...``, where ACTION is
 ``count`` (report how many calls a full run makes), ``kill`` (SIGKILL, as a
 node crash or Slurm's final kill), ``term`` (SIGTERM, Slurm's time limit),
-``stop`` (SIGSTOP, to hold a run still while another starts), or
+``int`` (SIGINT, Ctrl-C), ``hup`` (SIGHUP, a closed terminal), ``stop`` (SIGSTOP, to hold a run still while another starts), or
 ``fill:PATH`` / ``inodes:PATH`` (use up the space or the inodes of the
 filesystem holding PATH). FUNCTION restricts the count to one call, such as
 ``replace``, so that every atomic commit point can be struck in turn.
@@ -54,6 +54,10 @@ def main() -> int:
             os.kill(os.getpid(), signal.SIGKILL)
         elif action == "term":
             os.kill(os.getpid(), signal.SIGTERM)
+        elif action == "int":
+            os.kill(os.getpid(), signal.SIGINT)
+        elif action == "hup":
+            os.kill(os.getpid(), signal.SIGHUP)
         elif action == "stop":
             os.kill(os.getpid(), signal.SIGSTOP)
         elif action.startswith(("fill:", "inodes:")):

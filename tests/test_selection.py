@@ -74,3 +74,19 @@ def test_end_of_input_is_a_usage_error_not_a_hang():
         prompt_selection(ENVS, io.StringIO("typo\n"), io.StringIO())
     assert excinfo.value.return_code == 2
     assert "--all" in str(excinfo.value)
+
+
+def test_digits_int_refuses_are_asked_again_not_a_traceback(scratch, home, migrate):
+    """``'²'.isdigit()`` is true, yet ``int('²')`` raises."""
+    out, err, code = migrate(
+        "-d", scratch.envs_dir, "--method", "relocate", stdin="²\n1-²\n²-3\n١\n1\n"
+    )
+    assert code == 0, out + err
+    for typo in ("²", "1-²", "²-3", "١"):
+        assert (
+            f"Invalid selection: '{typo}' is neither a number nor an environment "
+            "name. Try again.\n" in out
+        )
+    assert "Traceback" not in out + err
+    assert (home / ".conda" / "envs" / "abc" / "conda-meta").is_dir()
+    assert scratch.amd.is_dir()

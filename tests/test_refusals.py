@@ -1,0 +1,201 @@
+"""Runs that cannot do what was asked refuse at once, in one line, with the
+exit code a batch job can test, before anything is written or copied."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import tree_snapshot
+
+RELOCATE = ("--all", "--method", "relocate", "--no-clean")
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """Make a directory or a file read-only for root too: a bind mount of it
+    onto itself, remounted read-only; undone at teardown."""
+    mounted = []
+
+    def _read_only(path) -> None:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("a read-only bind mount needs root and mount(8)")
+        for options in (["--bind"], ["-o", "remount,bind,ro"]):
+            run = subprocess.run(
+                ["mount", *options, path, path], capture_output=True, text=True
+            )
+            if run.returncode:
+                pytest.skip(f"cannot bind-mount here: {run.stderr.strip()}")
+            if options == ["--bind"]:
+                mounted.append(path)
+
+    yield _read_only
+    for path in reversed(mounted):
+        if subprocess.run(["umount", path]).returncode:
+            subprocess.run(["umount", "-l", path], check=True)
+
+
+def assert_one_line_refusal(out, err, code, expected_code, line) -> None:
+    assert code == expected_code, out + err
+    assert line in err, out + err
+    assert "Traceback" not in out + err
+    assert "Summary:" not in out
+
+
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)], ids=["run", "dry-run"])
+def test_home_conda_not_a_directory_is_refused_before_any_copy(
+    scratch, home, migrate, dry_run
+):
+    (home / ".conda").write_text("a stray file\n")
+    before = tree_snapshot(scratch.envs_dir)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE, *dry_run)
+    assert_one_line_refusal(
+        out,
+        err,
+        code,
+        2,
+        f"Cannot write {home}/.conda/migrate/logs (the run's log): "
+        f"{home}/.conda is not a directory. Nothing was touched.",
+    )
+    assert tree_snapshot(scratch.envs_dir) == before
+
+
+@pytest.mark.parametrize(
+    "where, says",
+    [
+        ("home", "{home}/.conda/migrate/logs (the run's log): {home} is not writable"),
+        (
+            ".conda",
+            "{home}/.conda/migrate/logs (the run's log): {home}/.conda is not writable",
+        ),
+        ("yaml", "{yaml} (the YAML copies): {yaml} is not writable"),
+        ("registry", "{registry} (conda's list of environments): it is not writable"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)], ids=["run", "dry-run"])
+def test_unwritable_places_are_refused_before_any_copy(
+    scratch, home, migrate, read_only, tmp_path, where, says, dry_run
+):
+    yaml = tmp_path / "yaml"
+    yaml.mkdir()
+    registry = home / ".conda" / "environments.txt"
+    if where != "home":
+        (home / ".conda").mkdir()
+    if where == "registry":
+        registry.write_text("")
+    target = {"home": home, ".conda": home / ".conda", "yaml": yaml}
+    read_only(target.get(where, registry))
+    before = tree_snapshot(scratch.envs_dir)
+    out, err, code = migrate(
+        "-d", scratch.envs_dir, "--yaml-dir", yaml, *RELOCATE, *dry_run
+    )
+    line = "Cannot write " + says.format(home=home, yaml=yaml, registry=registry)
+    assert_one_line_refusal(out, err, code, 2, line)
+    assert tree_snapshot(scratch.envs_dir) == before
+    assert not (home / ".conda" / "envs").exists()
+
+
+def test_dest_equal_to_the_scanned_directory_is_refused(scratch, home, migrate):
+    before = tree_snapshot(scratch.envs_dir)
+    out, err, code = migrate(
+        "-d", scratch.envs_dir, "--dest", scratch.envs_dir, *RELOCATE
+    )
+    assert_one_line_refusal(
+        out,
+        err,
+        code,
+        2,
+        f"The source {scratch.envs_dir} and the destination {scratch.envs_dir} "
+        "are the same",
+    )
+    assert "another conda-migrate run" not in out + err
+    assert tree_snapshot(scratch.envs_dir) == before
+
+
+def test_d_pointing_at_the_destination_is_refused(scratch, home, migrate):
+    dest = home / ".conda" / "envs"
+    dest.mkdir(parents=True)
+    shutil.move(scratch.amd, dest / "amd")
+    before = tree_snapshot(dest)
+    for directory in (dest, dest / "amd"):
+        out, err, code = migrate("-d", directory, *RELOCATE)
+        assert_one_line_refusal(
+            out,
+            err,
+            code,
+            2,
+            f"The source {directory} and the destination {dest} are the same",
+        )
+    assert tree_snapshot(dest) == before
+
+
+def test_missing_d_does_not_exist(scratch, home, migrate):
+    missing = scratch.root / "conda-env"
+    out, err, code = migrate("-d", missing, *RELOCATE)
+    assert_one_line_refusal(out, err, code, 2, f"{missing} does not exist.")
+
+
+def test_d_one_level_too_high_names_the_right_directory(scratch, home, migrate):
+    before = tree_snapshot(scratch.root)
+    out, err, code = migrate("-d", scratch.root, *RELOCATE)
+    assert_one_line_refusal(
+        out,
+        err,
+        code,
+        1,
+        f"No conda environments directly in '{scratch.root}', but these directories "
+        f"hold some: {scratch.envs_dir} (2); nothing was migrated.",
+    )
+    assert f"conda migrate -d {scratch.envs_dir}" in err
+    assert "Valid Conda environments in" not in out
+    assert tree_snapshot(scratch.root) == before
+
+
+def test_nothing_valid_fails_the_batch_job(scratch, home, migrate):
+    out, err, code = migrate("-d", scratch.envs_dir / "pyt", *RELOCATE)
+    assert_one_line_refusal(
+        out,
+        err,
+        code,
+        1,
+        f"No valid conda environments in '{scratch.envs_dir / 'pyt'}'; "
+        "nothing was migrated.",
+    )
+    assert "Valid Conda environments in" not in out
+    assert "Selected environments:" not in out
+
+
+def test_active_environment_then_rerun_says_what_to_do(
+    scratch, home, migrate, monkeypatch
+):
+    monkeypatch.setenv("CONDA_PREFIX", str(scratch.amd))
+    before = tree_snapshot(scratch.amd)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 1, out + err
+    assert (
+        "Deactivate it (conda deactivate), then remove it with: "
+        f"conda env remove -p {scratch.amd}" in out
+    )
+    monkeypatch.delenv("CONDA_PREFIX")
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    new = home / ".conda" / "envs" / "amd"
+    assert (
+        f"amd is already migrated: {new} holds the same packages. {scratch.amd} was "
+        "left as it is; once you no longer need it, remove it with: "
+        f"conda env remove -p {scratch.amd}\n" in out
+    )
+    assert "already migrated: 1" in out
+    assert tree_snapshot(scratch.amd) == before
+
+
+def test_rerun_over_a_different_copy_still_skips(scratch, home, migrate):
+    out, err, code = migrate("-d", scratch.envs_dir, "--keep-old", *RELOCATE)
+    assert code == 0, out + err
+    (home / ".conda/envs/amd/conda-meta/demo-text-1.0-0.json").unlink()
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 1, out + err
+    assert "already exists; it was not touched" in out
+    assert "abc is already migrated" in out
