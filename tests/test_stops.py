@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HAVE_CONDA, requires_conda, tree_snapshot
+from conftest import requires_conda, tree_snapshot
 
 HERE = Path(__file__).parent
 SIGNALS = {"int": signal.SIGINT, "term": signal.SIGTERM, "hup": signal.SIGHUP}
@@ -71,8 +71,6 @@ def assert_stopped_cleanly(scratch, home, before, code, text, action) -> None:
 def test_signal_during_relocation_stops_the_run(scratch, home, method, action):
     before = {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)}
     args = ["-d", scratch.envs_dir, "--all", "--method", method, "--no-clean"]
-    if method == "auto" and HAVE_CONDA:
-        pytest.skip("with conda, auto clones first: the clone test covers it")
     code, text = strike(action, 4, "fchmod", *args)
     assert_stopped_cleanly(scratch, home, before, code, text, action)
 
