@@ -100,7 +100,9 @@ def configure_parser(parser: ArgumentParser) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help="Parallel copies when relocating (default: the CPUs this job may use).",
+        help="Threads that copy and verify when relocating (default: the CPUs this "
+        "process may use, at most SLURM_CPUS_PER_TASK, which is sbatch's -c). conda's "
+        "clone does not use them: it links with conda's own threads.",
     )
     parser.add_argument(
         "--keep-old",

@@ -1,0 +1,77 @@
+"""Batch jobs without Slurm: the worker count a job asked for, rc files that
+follow each environment as it moves, and two runs at once telling the truth.
+
+The same behaviours run under a real Slurm in ``test_slurm.py``; these run
+everywhere, with the Slurm variables a job would have.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def without_slurm() -> dict[str, str]:
+    """This process's environment, as if it ran outside any Slurm job."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+
+
+def run_cli(home: Path, *args, fault=("count", "0"), env=None, wait=True):
+    """The real command in a child process, struck by ``faultpoint.py``."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "faultpoint.py"), *fault, "--", *map(str, args)],
+        env={
+            **without_slurm(),
+            "PYTHONPATH": str(HERE.parent),
+            "HOME": str(home),
+            **(env or {}),
+        },
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if not wait:
+        return process
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out, err
+
+
+def jobs_in(env: dict[str, str], cpus: set[int] | None = None) -> int:
+    """``default_jobs()`` in a fresh process with that environment and CPU set."""
+    code = "from conda_migrate_plugin.jobs import default_jobs; print(default_jobs())"
+    if cpus is not None:
+        code = f"import os; os.sched_setaffinity(0, {cpus!r}); {code}"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**without_slurm(), "PYTHONPATH": str(HERE.parent), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout)
+
+
+def test_workers_are_what_the_job_asked_for():
+    cpus = len(os.sched_getaffinity(0))
+    assert jobs_in({}) == cpus
+    assert jobs_in({"SLURM_CPUS_PER_TASK": "1"}) == 1
+    assert jobs_in({"SLURM_CPUS_PER_TASK": str(cpus + 8)}) == cpus
+    assert jobs_in({"SLURM_CPUS_PER_TASK": "nonsense"}) == cpus
+
+
+def test_workers_never_exceed_the_cpus_the_job_is_bound_to():
+    one = {sorted(os.sched_getaffinity(0))[0]}
+    assert jobs_in({"SLURM_CPUS_PER_TASK": "64"}, cpus=one) == 1
+
+
+def test_help_says_what_cpus_buy(migrate):
+    out, err, code = migrate("--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "SLURM_CPUS_PER_TASK, which is sbatch's -c" in text
+    assert "conda's clone does not use them" in text
