@@ -43,7 +43,7 @@ from .progress import PHASES, CopyProgress, Tee, duration
 from .remove import check_removable, processes_using, remove_environment
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from .backend import Backend
     from .discover import Candidate
@@ -585,8 +585,13 @@ def remove_old(
 
 
 def migrate_all(
-    selected: Sequence[Candidate], options: Options, backend: Backend, out: Output
+    selected: Sequence[Candidate],
+    options: Options,
+    backend: Backend,
+    out: Output,
+    settle: Callable[[Outcome], object],
 ) -> list[Outcome]:
+    """``settle`` runs after each environment, before the next one starts."""
     outcomes = []
     for candidate in selected:
         check()  # a stop something swallowed still stops before the next one
@@ -595,6 +600,7 @@ def migrate_all(
         out.phase(None)
         outcome.seconds = time.monotonic() - started
         outcomes.append(outcome)
+        settle(outcome)
     return outcomes
 
 

@@ -75,3 +75,62 @@ def test_help_says_what_cpus_buy(migrate):
     text = " ".join(out.split())
     assert "SLURM_CPUS_PER_TASK, which is sbatch's -c" in text
     assert "conda's clone does not use them" in text
+
+
+def fchmods_to_copy(make_env, tmp_path: Path, specs, pip: bool) -> int:
+    """How many files a relocation of such an environment sets modes on."""
+    prefix = make_env(tmp_path / "count" / "envs" / "env", specs, pip=pip)
+    home = tmp_path / "count" / "home"
+    home.mkdir()
+    code, out, err = run_cli(
+        home,
+        *("-d", prefix, "--all", "--method", "relocate", "--no-clean"),
+        fault=("count", "0", "fchmod"),
+    )
+    assert code == 0, out + err
+    return int(err.split("faultpoint-count ")[1].split()[0])
+
+
+def test_a_stopped_run_leaves_rc_files_naming_what_is_where(
+    scratch, home, make_env, tmp_path
+):
+    """abc moved before the stop, amd did not: ~/.bashrc activates abc in
+    $HOME and amd in scratch, and the scratch directory stays on the envs
+    path while amd is still in it."""
+    envs, dest = scratch.envs_dir, home / ".conda" / "envs"
+    bashrc, condarc = home / ".bashrc", home / ".condarc"
+    bashrc.write_text(
+        f"export CONDA_ENVS_PATH={envs}\n"
+        f"conda activate {scratch.abc}\nconda activate {scratch.amd}\n"
+    )
+    condarc.write_text(f"envs_dirs:\n  - {envs}\n")
+    abc_files = fchmods_to_copy(make_env, tmp_path, ["demo-app"], pip=True)
+    args = ("-d", envs, "--all", "--method", "relocate", "--no-clean")
+    # Then two for ~/.bashrc (its backup, its new bytes), then amd's files.
+    code, out, err = run_cli(
+        home, *args, fault=("term", str(abc_files + 2 + 3), "fchmod")
+    )
+    assert code == 1, out + err
+    assert "Stopped by SIGTERM while copying amd" in out + err
+    assert not (scratch.abc).exists() and (dest / "abc").is_dir()
+    assert (scratch.amd / "conda-meta" / "history").is_file()
+    assert not (dest / "amd").exists()
+    assert bashrc.read_text() == (
+        f"export CONDA_ENVS_PATH={envs}\n"
+        f"conda activate {dest / 'abc'}\nconda activate {scratch.amd}\n"
+    )
+    assert condarc.read_text() == f"envs_dirs:\n  - {envs}\n"
+
+    code, out, err = run_cli(home, *args)
+    assert code == 0, out + err
+    assert bashrc.read_text() == (
+        f"export CONDA_ENVS_PATH={dest}\n"
+        f"conda activate {dest / 'abc'}\nconda activate {dest / 'amd'}\n"
+    )
+    assert condarc.read_text() == f"envs_dirs:\n  - {dest}\n"
+    # One backup per file per run: the file as it was before that run.
+    backups = sorted(home.glob(".bashrc.conda-migrate-*"))
+    assert [b.read_text().splitlines()[1] for b in backups] == [
+        f"conda activate {scratch.abc}",
+        f"conda activate {dest / 'abc'}",
+    ]
