@@ -8,9 +8,14 @@ everywhere, with the Slurm variables a job would have.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 HERE = Path(__file__).parent
 
@@ -110,7 +115,7 @@ def test_a_stopped_run_leaves_rc_files_naming_what_is_where(
     code, out, err = run_cli(
         home, *args, fault=("term", str(abc_files + 2 + 3), "fchmod")
     )
-    assert code == 1, out + err
+    assert code == 128 + signal.SIGTERM, out + err
     assert "Stopped by SIGTERM while copying amd" in out + err
     assert not (scratch.abc).exists() and (dest / "abc").is_dir()
     assert (scratch.amd / "conda-meta" / "history").is_file()
@@ -134,3 +139,97 @@ def test_a_stopped_run_leaves_rc_files_naming_what_is_where(
         f"conda activate {scratch.abc}",
         f"conda activate {dest / 'abc'}",
     ]
+
+
+def unshare(prefix: Path) -> Path:
+    """Give every hard-linked file of ``prefix`` its own inode. Environments
+    installed from one package cache share inodes, and removing one changes
+    the ctime of the others' files, which a run copying them at that moment
+    rightly takes for an edit; two runs on environments of their own."""
+    for path in prefix.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
+            copy = path.with_name(path.name + ".unshared")
+            shutil.copy2(path, copy)
+            os.replace(copy, path)
+    return prefix
+
+
+def wait_until_stopped(process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while open(f"/proc/{process.pid}/stat").read().split()[2] != "T":
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+
+
+def test_two_jobs_at_once_each_say_who_migrated_what(scratch, home, make_env, tmp_path):
+    """Job 4242 is held still while copying abc; job 4343 leaves abc to it
+    and migrates amd; 4242 then finds amd done by 4343. Each environment is
+    migrated once; only the run that left something unfinished exits 1."""
+    envs, dest = scratch.envs_dir, home / ".conda" / "envs"
+    unshare(scratch.abc)
+    args = ("-d", envs, "--all", "--method", "relocate", "--no-clean")
+    first = run_cli(
+        home,
+        *args,
+        fault=("stop", "3", "fchmod"),
+        env={"SLURM_JOB_ID": "4242"},
+        wait=False,
+    )
+    try:
+        wait_until_stopped(first)
+        code, out, err = run_cli(home, *args, env={"SLURM_JOB_ID": "4343"})
+    finally:
+        first.send_signal(signal.SIGCONT)
+    first_out, first_err = first.communicate(timeout=300)
+    assert code == 1, out + err
+    assert (
+        f"{scratch.abc} is being migrated by another conda-migrate run "
+        f"(Slurm job 4242, pid {first.pid} on "
+    ) in out
+    assert f"Successfully migrated and removed old environment: {scratch.amd}" in out
+    assert first.returncode == 0, first_out + first_err
+    assert (
+        f"{scratch.amd} was already migrated to {dest / 'amd'} by another "
+        "conda-migrate run (Slurm job 4343, pid "
+    ) in first_out
+    assert f"Successfully migrated and removed old environment: {scratch.abc}" in (
+        first_out
+    )
+    assert "already migrated: 1" in first_out
+    assert sorted(p.name for p in dest.iterdir()) == ["abc", "amd"]
+    assert sorted(p.name for p in envs.iterdir()) == ["pkgs", "pyt"]
+    registry = (home / ".conda" / "environments.txt").read_text().split()
+    assert sorted(registry) == [str(dest / "abc"), str(dest / "amd")]
+
+
+@pytest.mark.parametrize("job", ["77", None])
+def test_a_held_environment_names_its_holder(scratch, home, job):
+    """The lock file says who holds it, by job id inside a Slurm job."""
+    from conda_migrate_plugin.lock import hold
+
+    state = home / ".conda" / "migrate"
+    env = {"SLURM_JOB_ID": job} if job else {}
+    holder = run_cli(
+        home,
+        "-d",
+        scratch.abc,
+        "--all",
+        "--method",
+        "relocate",
+        "--no-clean",
+        fault=("stop", "1", "fchmod"),
+        env=env,
+        wait=False,
+    )
+    try:
+        wait_until_stopped(holder)
+        with pytest.raises(Exception, match="being migrated by another") as caught:
+            with hold(state, scratch.abc):
+                pass
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.communicate(timeout=300)
+    expected = (
+        f"Slurm job {job}, pid {holder.pid} on " if job else f"(pid {holder.pid} on "
+    )
+    assert expected in str(caught.value)
