@@ -8,6 +8,7 @@ everywhere, with the Slurm variables a job would have.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -233,3 +234,50 @@ def test_a_held_environment_names_its_holder(scratch, home, job):
         f"Slurm job {job}, pid {holder.pid} on " if job else f"(pid {holder.pid} on "
     )
     assert expected in str(caught.value)
+
+
+def test_submit_writes_a_job_that_execs_the_same_command(scratch, home, migrate):
+    """What --submit hands to sbatch, shown by --dry-run: the run replaces
+    the job's shell, and every option but --submit is passed on."""
+    out, err, code = migrate(
+        *("-d", scratch.envs_dir, "--all", "--no-rc", "-v", "--method", "relocate"),
+        *("--dry-run", "--submit", "-c", "4", "-t", "2:00:00"),
+    )
+    assert code == 0, out + err
+    logs = home / ".conda" / "migrate" / "logs"
+    command = shlex.join(
+        [
+            sys.executable,
+            *("-m", "conda_migrate_plugin", "-d", str(scratch.envs_dir), "--all"),
+            *("--method", "relocate", "--no-rc", "-v"),
+        ]
+    )
+    assert out == (
+        "Would submit with: sbatch --parsable --job-name=conda-migrate "
+        "--dependency=singleton --signal=B:TERM@300 "
+        f"--output={logs}/slurm-%j.out --open-mode=append --export=ALL "
+        "-c 4 -t 2:00:00\n"
+        "#!/bin/sh\n"
+        "# Written by conda-migrate --submit. exec makes the run the job's own\n"
+        "# process, so that Slurm's SIGTERM reaches it and it can stop safely.\n"
+        f"exec {command}\n\n"
+    )
+    assert (scratch.abc / "conda-meta" / "history").is_file()
+
+
+def test_submit_needs_all(scratch, migrate):
+    out, err, code = migrate("-d", scratch.envs_dir, "--submit", "-c", "4")
+    assert code == 2
+    assert "--submit needs --all: a batch job has no one to answer the prompt." in (
+        out + err
+    )
+
+
+def test_submit_without_slurm_says_nothing_was_submitted(
+    scratch, home, migrate, monkeypatch
+):
+    monkeypatch.setenv("PATH", str(home))
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--submit")
+    assert code == 1
+    assert "sbatch was not found, so no job was submitted." in out + err
+    assert (scratch.abc / "conda-meta" / "history").is_file()
