@@ -172,11 +172,12 @@ def execute(args: Namespace) -> int:
         from .submit import submit
 
         return submit(args, home=_home(), stdout=sys.stdout)
+    from .deadline import stop_before_time_limit
     from .interrupt import stop_on_signals
     from .workflow import run
 
     try:
-        with stop_on_signals():
+        with stop_on_signals(), stop_before_time_limit():
             return run(
                 args,
                 home=_home(),

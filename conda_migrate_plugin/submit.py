@@ -5,14 +5,14 @@ Slurm signals a batch job's shell, not the commands the shell runs: with
 ``sbatch --wrap "conda migrate ..."`` the shell dies at the SIGTERM and Slurm
 SIGKILLs the run a moment later, before it can remove a partial copy (or,
 under ``proctrack/linuxproc``, loses track of it and lets it run on). So the
-job script ``exec``s the command, which makes the run the batch shell itself,
-and asks for the SIGTERM ``STOP_AHEAD`` seconds before the limit
-(``--signal=B:TERM@...``): removing a partial copy of a large environment,
-or finishing a removal already begun, takes minutes on a parallel
-filesystem, more than the ``KillWait`` between Slurm's SIGTERM and its
-SIGKILL. ``--dependency=singleton`` queues a second submission behind a
-running one, and ``--export=ALL`` gives the job the environment the command
-has here (HOME, SCRATCH, CONDA_*), whatever ``SBATCH_EXPORT`` a site sets.
+job script ``exec``s the command, which makes the run the batch shell itself
+(``scancel`` reaches it), and asks Slurm for the SIGTERM ``STOP_AHEAD``
+seconds before the limit (``--signal=B:TERM@...``), more than the
+``KillWait`` between Slurm's SIGTERM and its SIGKILL; the run also keeps
+its own time (``deadline``). ``--dependency=singleton`` queues a second
+submission behind a running one, and ``--export=ALL`` gives the job the
+environment the command has here (HOME, SCRATCH, CONDA_*), whatever
+``SBATCH_EXPORT`` a site sets.
 """
 
 from __future__ import annotations
@@ -25,15 +25,13 @@ from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .deadline import STOP_AHEAD
 from .exceptions import MigrateError, UsageError
 
 if TYPE_CHECKING:
     from typing import TextIO
 
 JOB_NAME = "conda-migrate"
-#: Seconds between Slurm's SIGTERM and the time limit (Slurm may send it up
-#: to a minute earlier still); a few minutes of a job of hours.
-STOP_AHEAD = 300
 #: Options that make no sense inside the job.
 _NOT_FORWARDED = {"submit", "dry_run", "help"}
 

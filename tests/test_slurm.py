@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -238,13 +239,22 @@ def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
     assert_all_migrated(site, home)
 
 
-def test_scancel_stops_the_run_safely(slurm, site, home, migrate):
+@pytest.mark.parametrize(
+    "how, state",
+    [
+        ((), ("CANCELLED", "1:0")),  # SIGCONT, SIGTERM, SIGKILL after KillWait
+        (("--batch", "-s", "TERM"), ("FAILED", "1:0")),  # SIGTERM alone
+    ],
+)
+def test_scancel_stops_the_run_safely(slurm, site, home, migrate, how, state):
     amd_before = tree_snapshot(site.amd)
     job = submit(migrate, recipe(site.envs_dir, extra=("--method", "relocate")))
-    hold_mid_copy(slurm, job, home / ".conda" / "envs" / STAGING / "amd")
-    slurm.run("scancel", job)  # SIGCONT, SIGTERM, and SIGKILL after KillWait
+    pid = hold_mid_copy(slurm, job, home / ".conda" / "envs" / STAGING / "amd")
+    slurm.run("scancel", *how, job)
+    if how:
+        release(pid)  # only a cancellation sends SIGCONT
     ended = slurm.wait(job)
-    assert ended["JobState"] == "CANCELLED"
+    assert (ended["JobState"], ended["ExitCode"]) == state
     assert_stopped_safely(site, home, amd_before, output(home, job))
     assert not (home / ".conda" / "envs" / STAGING).exists()
 
@@ -324,3 +334,41 @@ def test_two_jobs_at_once_migrate_each_environment_once(
     )
     assert sorted(p.name for p in dest.iterdir()) == ["big", "small"]
     assert sorted(p.name for p in envs.iterdir()) == ["pkgs", "pyt"]
+
+
+def test_the_site_guides_wrap_recipe_stops_ahead_of_the_limit(
+    slurm, site, home, migrate
+):
+    """``sbatch --wrap "conda-migrate ..."``: the run is the shell's child,
+    which Slurm's SIGTERM at the limit cannot save; the run stops itself a
+    tenth of the limit ahead of it (6 s of ``-t 1``), here while amd is
+    being copied."""
+    amd_before = tree_snapshot(site.amd)
+    out_file = home / "wrap-%j.out"
+    command = shlex.join(
+        [
+            sys.executable,
+            *("-m", "conda_migrate_plugin", "-d", str(site.envs_dir), "--all"),
+            *("--method", "relocate"),
+        ]
+    )
+    job = slurm.run(
+        "sbatch",
+        *("--parsable", "-c", "1", "-t", "1", "-J", "conda-migrate"),
+        f"--output={out_file}",
+        f"--wrap={command}",
+    ).strip()
+    pid = hold_mid_copy(slurm, job, home / ".conda" / "envs" / STAGING / "amd")
+    try:
+        parent = Path(f"/proc/{pid}/stat").read_text().split()[3]
+        # The batch script's shell, which Slurm runs as "slurm_script".
+        assert Path(f"/proc/{parent}/comm").read_text() == "slurm_script\n"
+        end = time.mktime(time.strptime(slurm.job(job)["EndTime"], "%Y-%m-%dT%H:%M:%S"))
+        time.sleep(max(0.0, end - 5 - time.time()))
+    finally:
+        release(pid)
+    ended = slurm.wait(job)
+    text = Path(str(out_file).replace("%j", job)).read_text()
+    assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "1:0"), text
+    assert_stopped_safely(site, home, amd_before, text)
+    assert not (home / ".conda" / "envs" / STAGING).exists()
