@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 import slurm as slurm_cluster
 from conftest import tree_snapshot
+from test_batch import unshare
+
+from conda_migrate_plugin.journal import STAGING_PREFIX
 
 README = Path(__file__).parent.parent / "README.md"
-STAGING = ".conda-migrate-staging"
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +108,25 @@ def job_process(slurm, job: str) -> int:
         time.sleep(0.02)
 
 
-def hold_mid_copy(slurm, job: str, staging: Path) -> int:
-    """SIGSTOP the job's run once it has copied part of ``staging``."""
+def stagings(dest_root: Path, name: str = "") -> list[Path]:
+    """The relocation's staging directories (``DEST_ROOT/PREFIX-NAME-random``)."""
+    return list(dest_root.glob(f"{STAGING_PREFIX}{name}*"))
+
+
+def hold_mid_copy(slurm, job: str, dest_root: Path, name: str) -> int:
+    """SIGSTOP the job's run once it has copied part of ``name``."""
     pid = job_process(slurm, job)
     deadline = time.monotonic() + 60
-    while not (staging / "share" / "data" / "part-003.bin").exists():
+    while not any(
+        (staging / "share" / "data" / "part-003.bin").exists()
+        for staging in stagings(dest_root, name)
+    ):
         assert time.monotonic() < deadline and slurm.job(job)["JobState"] == "RUNNING"
         time.sleep(0.005)
     os.kill(pid, signal.SIGSTOP)
     while Path(f"/proc/{pid}/stat").read_text().split()[2] != "T":
         time.sleep(0.005)
-    assert staging.is_dir(), "the copy finished before it could be held"
+    assert stagings(dest_root, name), "the copy finished before it could be held"
     return pid
 
 
@@ -219,8 +229,8 @@ def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
     amd_before = tree_snapshot(site.amd)
     words = recipe(site.envs_dir, "-t", "1", extra=("--method", "relocate"))
     job = submit(migrate, words)
-    staging = home / ".conda" / "envs" / STAGING / "amd"
-    pid = hold_mid_copy(slurm, job, staging)
+    dest = home / ".conda" / "envs"
+    pid = hold_mid_copy(slurm, job, dest, "amd")
     try:
         deadline = time.monotonic() + 90
         while not signalled(pid):
@@ -232,7 +242,7 @@ def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
     text = output(home, job)
     assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "1:0"), text
     assert_stopped_safely(site, home, amd_before, text)
-    assert not staging.parent.exists()
+    assert not stagings(dest)
 
     again = slurm.wait(submit(migrate, words[: words.index("--submit") + 1]))
     assert again["JobState"] == "COMPLETED"
@@ -249,14 +259,14 @@ def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
 def test_scancel_stops_the_run_safely(slurm, site, home, migrate, how, state):
     amd_before = tree_snapshot(site.amd)
     job = submit(migrate, recipe(site.envs_dir, extra=("--method", "relocate")))
-    pid = hold_mid_copy(slurm, job, home / ".conda" / "envs" / STAGING / "amd")
+    pid = hold_mid_copy(slurm, job, home / ".conda" / "envs", "amd")
     slurm.run("scancel", *how, job)
     if how:
         release(pid)  # only a cancellation sends SIGCONT
     ended = slurm.wait(job)
     assert (ended["JobState"], ended["ExitCode"]) == state
     assert_stopped_safely(site, home, amd_before, output(home, job))
-    assert not (home / ".conda" / "envs" / STAGING).exists()
+    assert not stagings(home / ".conda" / "envs")
 
 
 @pytest.mark.parametrize(
@@ -272,15 +282,15 @@ def test_scancel_kill_then_resubmit_finishes(slurm, site, home, migrate, how):
     amd_before = tree_snapshot(site.amd)
     words = recipe(site.envs_dir, extra=("--method", "relocate"))
     job = submit(migrate, words)
-    staging = home / ".conda" / "envs" / STAGING / "amd"
-    pid = hold_mid_copy(slurm, job, staging)
+    dest = home / ".conda" / "envs"
+    pid = hold_mid_copy(slurm, job, dest, "amd")
     slurm.run("scancel", *how, job)
     ended = slurm.wait(job)
     assert not Path(f"/proc/{pid}").exists()
     text = output(home, job)
     if "--batch" in how:
         assert ended["JobState"] == "FAILED" and ended["ExitCode"] == "0:9"
-        assert staging.is_dir()  # killed outright: the next run cleans up
+        assert stagings(dest, "amd")  # killed outright: the next run cleans up
     else:
         assert ended["JobState"] == "CANCELLED"
         assert_stopped_safely(site, home, amd_before, text)
@@ -303,13 +313,13 @@ def test_two_jobs_at_once_migrate_each_environment_once(
     A then finds small done by B. Both say so, by job id, and only B, which
     left something unfinished, fails."""
     envs, dest = scratch.envs_dir, home / ".conda" / "envs"
-    add_payload(make_env(envs / "big", ["demo-text"]))
+    add_payload(unshare(make_env(envs / "big", ["demo-text"])))
     make_env(envs / "small", ["demo-text"])
     for name in ("abc", "amd"):
         os.rename(envs / name, scratch.root / name)  # out of the way
     base = ["-d", str(envs), "--all", "--method", "relocate", "--submit", "-c", "1"]
     a = submit(migrate, [*base, "-t", "5", "-J", "job-a"])
-    pid = hold_mid_copy(slurm, a, dest / STAGING / "big")
+    pid = hold_mid_copy(slurm, a, dest, "big")
     try:
         b = submit(migrate, [*base, "-t", "5", "-J", "job-b"])
         b_end = slurm.wait(b)
@@ -358,7 +368,7 @@ def test_the_site_guides_wrap_recipe_stops_ahead_of_the_limit(
         f"--output={out_file}",
         f"--wrap={command}",
     ).strip()
-    pid = hold_mid_copy(slurm, job, home / ".conda" / "envs" / STAGING / "amd")
+    pid = hold_mid_copy(slurm, job, home / ".conda" / "envs", "amd")
     try:
         parent = Path(f"/proc/{pid}/stat").read_text().split()[3]
         # The batch script's shell, which Slurm runs as "slurm_script".
@@ -371,4 +381,4 @@ def test_the_site_guides_wrap_recipe_stops_ahead_of_the_limit(
     text = Path(str(out_file).replace("%j", job)).read_text()
     assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "1:0"), text
     assert_stopped_safely(site, home, amd_before, text)
-    assert not (home / ".conda" / "envs" / STAGING).exists()
+    assert not stagings(home / ".conda" / "envs")
