@@ -35,6 +35,8 @@ def job_times(job_id: str) -> tuple[float, float] | None:
     try:
         shown = subprocess.run(
             ["scontrol", "show", "job", "-o", job_id],
+            # A user's own SLURM_TIME_FORMAT would change how times are shown.
+            env={**os.environ, "SLURM_TIME_FORMAT": "standard"},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

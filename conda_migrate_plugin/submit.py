@@ -121,9 +121,8 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     print(
         f"Submitted batch job {job_id}: {shlex.join(command)}",
         f"Its output: {output} (unless your sbatch options chose another).",
-        f"Slurm stops it with SIGTERM {STOP_AHEAD} s before its time limit; if it "
-        "stops before it is done, its last line says where, and the same command "
-        "continues.",
+        f"It stops safely {STOP_AHEAD} s before its time limit; its last line then "
+        "says where it stopped, and running this command again continues.",
         sep="\n",
         file=stdout,
     )

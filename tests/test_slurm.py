@@ -10,6 +10,7 @@ signals then do the rest.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -382,3 +383,27 @@ def test_the_site_guides_wrap_recipe_stops_ahead_of_the_limit(
     assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "1:0"), text
     assert_stopped_safely(site, home, amd_before, text)
     assert not stagings(home / ".conda" / "envs")
+
+
+def test_json_submission_reports_the_job_and_the_job_reports_in_json(
+    slurm, scratch, home, migrate
+):
+    out, err, code = migrate(*recipe(scratch.envs_dir, extra=("--json",)))
+    assert code == 0, out + err
+    submitted = json.loads(out)
+    job = submitted["job_id"]
+    assert submitted["output"] == str(
+        home / ".conda" / "migrate" / "logs" / f"slurm-{job}.out"
+    )
+    assert submitted["command"][1:] == [
+        *("-m", "conda_migrate_plugin", "-d", str(scratch.envs_dir), "--all"),
+        "--json",
+    ]
+    ended = slurm.wait(job)
+    assert (ended["JobState"], ended["ExitCode"]) == ("COMPLETED", "0:0")
+    report = json.loads(Path(submitted["output"]).read_text())
+    assert report["success"] is True
+    assert sorted(e["status"] for e in report["environments"]) == [
+        "migrated",
+        "migrated",
+    ]
