@@ -55,6 +55,14 @@ def job_times(job_id: str) -> tuple[float, float] | None:
     return start, end
 
 
+def stop_ahead(time_limit: float | None) -> int:
+    """Seconds before the end of a job of ``time_limit`` seconds (None: not
+    known) that the run should start stopping."""
+    if time_limit is None:
+        return STOP_AHEAD
+    return int(min(STOP_AHEAD, time_limit / 10))
+
+
 @contextmanager
 def stop_before_time_limit() -> Iterator[None]:
     job_id = os.environ.get("SLURM_JOB_ID")
@@ -63,7 +71,7 @@ def stop_before_time_limit() -> Iterator[None]:
         yield
         return
     start, end = times
-    stop_at = end - min(STOP_AHEAD, (end - start) / 10)
+    stop_at = end - stop_ahead(end - start)
     timer = threading.Timer(
         max(0.0, stop_at - time.time()), os.kill, (os.getpid(), signal.SIGTERM)
     )

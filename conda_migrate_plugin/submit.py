@@ -6,10 +6,10 @@ Slurm signals a batch job's shell, not the commands the shell runs: with
 SIGKILLs the run a moment later, before it can remove a partial copy (or,
 under ``proctrack/linuxproc``, loses track of it and lets it run on). So the
 job script ``exec``s the command, which makes the run the batch shell itself
-(``scancel`` reaches it), and asks Slurm for the SIGTERM ``STOP_AHEAD``
-seconds before the limit (``--signal=B:TERM@...``), more than the
-``KillWait`` between Slurm's SIGTERM and its SIGKILL; the run also keeps
-its own time (``deadline``). ``--dependency=singleton`` queues a second
+(``scancel`` reaches it), and asks Slurm for the SIGTERM ahead of the limit
+(``--signal=B:TERM@...``, by ``deadline.stop_ahead`` of the ``-t`` given),
+more than the ``KillWait`` between Slurm's SIGTERM and its SIGKILL; the run
+also keeps its own time (``deadline``). ``--dependency=singleton`` queues a second
 submission behind a running one, and ``--export=ALL`` gives the job the
 environment the command has here (HOME, SCRATCH, CONDA_*), whatever
 ``SBATCH_EXPORT`` a site sets.
@@ -25,7 +25,7 @@ from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .deadline import STOP_AHEAD
+from .deadline import stop_ahead
 from .exceptions import MigrateError, UsageError
 
 if TYPE_CHECKING:
@@ -60,6 +60,35 @@ def job_arguments(args: Namespace) -> list[str]:
     return argv
 
 
+def time_limit(options: list[str]) -> int | None:
+    """Seconds of the last ``-t``/``--time`` among sbatch options; None when
+    there is none (the partition's default applies) or it is unlimited."""
+    value = None
+    for option, following in zip(options, [*options[1:], ""]):
+        if option in ("-t", "--time"):
+            value = following
+        elif option.startswith("--time="):
+            value = option.removeprefix("--time=")
+        elif option.startswith("-t") and not option.startswith("--"):
+            value = option[2:]
+    if value is None:
+        return None
+    # Slurm's forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; 0 is no limit.
+    days, _, clock = value.rpartition("-")
+    try:
+        parts = [int(part) for part in clock.split(":")]
+        if days:
+            hours, minutes, seconds = [*parts, 0, 0][:3]
+            hours += int(days) * 24
+        elif len(parts) <= 2:
+            hours, minutes, seconds = 0, *[*parts, 0][:2]
+        else:
+            hours, minutes, seconds = parts
+    except ValueError:
+        return None
+    return ((hours * 60 + minutes) * 60 + seconds) or None
+
+
 def job_script(command: list[str]) -> str:
     return (
         "#!/bin/sh\n"
@@ -76,7 +105,7 @@ def sbatch_command(options: list[str], logs: Path) -> list[str]:
         "--parsable",
         f"--job-name={JOB_NAME}",
         "--dependency=singleton",
-        f"--signal=B:TERM@{STOP_AHEAD}",
+        f"--signal=B:TERM@{stop_ahead(time_limit(options))}",
         f"--output={logs / 'slurm-%j.out'}",
         "--open-mode=append",
         "--export=ALL",
@@ -121,7 +150,8 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     print(
         f"Submitted batch job {job_id}: {shlex.join(command)}",
         f"Its output: {output} (unless your sbatch options chose another).",
-        f"It stops safely {STOP_AHEAD} s before its time limit; its last line then "
+        f"It stops safely {stop_ahead(time_limit(args.submit))} s before its time "
+        "limit; its last line then "
         "says where it stopped, and running this command again continues.",
         sep="\n",
         file=stdout,

@@ -281,3 +281,24 @@ def test_submit_without_slurm_says_nothing_was_submitted(
     assert code == 1
     assert "sbatch was not found, so no job was submitted." in out + err
     assert (scratch.abc / "conda-meta" / "history").is_file()
+
+
+@pytest.mark.parametrize(
+    "options, signal_at",
+    [
+        (["-t", "48:00:00"], 300),  # five minutes of two days
+        (["--time=20"], 120),  # a tenth of 20 minutes
+        (["-t", "1"], 6),
+        (["-t", "1-0", "-t", "0:30"], 3),  # sbatch takes the last
+        (["-c", "2"], 300),  # the partition's default limit: unknown here
+        (["-t", "UNLIMITED"], 300),
+    ],
+)
+def test_submit_asks_for_the_signal_ahead_of_the_limit_it_was_given(
+    scratch, migrate, options, signal_at
+):
+    out, err, code = migrate(
+        "-d", scratch.envs_dir, "--all", "--dry-run", "--submit", *options
+    )
+    assert code == 0, out + err
+    assert f" --signal=B:TERM@{signal_at} " in out
