@@ -38,11 +38,7 @@ ENDED = {
 
 def missing() -> str | None:
     """Why a Slurm cannot be started here, or None."""
-    absent = [
-        name
-        for name in (*DAEMONS, *CLIENTS)
-        if not shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
-    ]
+    absent = [name for name in (*DAEMONS, *CLIENTS) if not _which(name)]
     if absent:
         return (
             f"Slurm is not installed here ({', '.join(absent)} missing); "
@@ -59,10 +55,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _which(name: str) -> str:
-    found = shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
-    assert found, name
-    return found
+def _which(name: str) -> str | None:
+    """The daemons live in /usr/sbin, which a user's PATH may lack."""
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
 
 
 @dataclass
@@ -75,10 +70,10 @@ class Slurm:
     def env(self) -> dict[str, str]:
         return {"SLURM_CONF": str(self.conf)}
 
-    def run(self, *command: str, env: dict | None = None) -> str:
+    def run(self, *command: str) -> str:
         result = subprocess.run(
             command,
-            env={**os.environ, **self.env, **(env or {})},
+            env={**os.environ, **self.env},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
