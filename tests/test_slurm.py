@@ -197,7 +197,8 @@ def test_readme_recipe_completes_and_a_second_submission_waits(
     slurm, scratch, home, migrate
 ):
     """singleton: the second job starts only once the first has ended, and
-    finds nothing left to do."""
+    finds nothing left to do, which, like any run finding nothing valid to
+    migrate, it reports as a failure."""
     words = recipe(scratch.envs_dir)
     first, second = submit(migrate, words), submit(migrate, words)
     done = slurm.wait(first)
@@ -205,12 +206,14 @@ def test_readme_recipe_completes_and_a_second_submission_waits(
         home, first
     )
     after = slurm.wait(second)
-    assert (after["JobState"], after["ExitCode"]) == ("COMPLETED", "0:0")
+    assert (after["JobState"], after["ExitCode"]) == ("FAILED", "1:0")
     assert after["StartTime"] >= done["EndTime"]
     text = output(home, first)
     for env in (scratch.abc, scratch.amd):
         assert f"Successfully migrated and removed old environment: {env}" in text
-    assert "nothing to migrate" in output(home, second)
+    assert (
+        f"No valid conda environments in '{scratch.envs_dir}'; nothing was migrated."
+    ) in output(home, second)
     dest = home / ".conda" / "envs"
     assert sorted(p.name for p in dest.iterdir()) == ["abc", "amd"]
     assert (
@@ -241,7 +244,7 @@ def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
         release(pid)
     ended = slurm.wait(job)
     text = output(home, job)
-    assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "1:0"), text
+    assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "143:0"), text
     assert_stopped_safely(site, home, amd_before, text)
     assert not stagings(dest)
 
@@ -253,8 +256,8 @@ def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
 @pytest.mark.parametrize(
     "how, state",
     [
-        ((), ("CANCELLED", "1:0")),  # SIGCONT, SIGTERM, SIGKILL after KillWait
-        (("--batch", "-s", "TERM"), ("FAILED", "1:0")),  # SIGTERM alone
+        ((), ("CANCELLED", "143:0")),  # SIGCONT, SIGTERM, SIGKILL after KillWait
+        (("--batch", "-s", "TERM"), ("FAILED", "143:0")),  # SIGTERM alone
     ],
 )
 def test_scancel_stops_the_run_safely(slurm, site, home, migrate, how, state):
@@ -380,7 +383,7 @@ def test_the_site_guides_wrap_recipe_stops_ahead_of_the_limit(
         release(pid)
     ended = slurm.wait(job)
     text = Path(str(out_file).replace("%j", job)).read_text()
-    assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "1:0"), text
+    assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "143:0"), text
     assert_stopped_safely(site, home, amd_before, text)
     assert not stagings(home / ".conda" / "envs")
 
