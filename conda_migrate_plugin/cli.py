@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from argparse import ArgumentParser, Namespace, RawDescriptionHelpFormatter
+from argparse import REMAINDER, ArgumentParser, Namespace, RawDescriptionHelpFormatter
 from pathlib import Path
 
 from . import __version__
@@ -21,8 +21,8 @@ examples:
   conda migrate -d /scratch/wz22/conda-envs            # choose at a prompt
   conda migrate -d /scratch/wz22/conda-envs --all      # all valid ones
   conda migrate -d /scratch/wz22/conda-envs --dry-run  # show the plan
-  sbatch -c 10 -t 48:00:00 -J conda-migrate \\
-      --wrap "conda migrate -d /scratch/wz22/conda-envs --all"
+  conda migrate -d /scratch/wz22/conda-envs --all --submit -c 10 -t 48:00:00
+                                                       # as a Slurm job
 
   To find the directory for -d:  conda env list | grep /scratch
   Note: -d is the directory of environments, as in the site guide; it is
@@ -101,7 +101,9 @@ def configure_parser(parser: ArgumentParser) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help="Parallel copies when relocating (default: the CPUs this job may use).",
+        help="Threads that copy and verify when relocating (default: the CPUs this "
+        "process may use, at most SLURM_CPUS_PER_TASK, which is sbatch's -c). conda's "
+        "clone does not use them: it links with conda's own threads.",
     )
     parser.add_argument(
         "--keep-old",
@@ -115,6 +117,14 @@ def configure_parser(parser: ArgumentParser) -> None:
         "--no-rc",
         action="store_true",
         help="Leave ~/.bashrc, ~/.condarc and kernels as they are.",
+    )
+    parser.add_argument(
+        "--submit",
+        nargs=REMAINDER,
+        metavar="SBATCH_OPTION",
+        help="Run this command as a Slurm batch job instead (needs --all; put it last: "
+        "what follows goes to sbatch, such as -c 10 -t 48:00:00). The job stops safely "
+        "before its time limit; its output goes to $HOME/.conda/migrate/logs/.",
     )
     output = parser.add_argument_group("Output, Prompt, and Flow Control Options")
     output.add_argument(
@@ -159,11 +169,16 @@ def command_line() -> str:
 
 
 def execute(args: Namespace) -> int:
+    if args.submit is not None:
+        from .submit import submit
+
+        return submit(args, home=_home(), stdout=sys.stdout)
+    from .deadline import stop_before_time_limit
     from .interrupt import stop_on_signals
     from .workflow import run
 
     try:
-        with stop_on_signals():
+        with stop_on_signals(), stop_before_time_limit():
             return run(
                 args,
                 home=_home(),

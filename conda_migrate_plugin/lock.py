@@ -3,7 +3,8 @@
 ``flock`` locks belong to the open file, so the kernel drops them the moment
 the holding process dies, however it dies: a lock can never outlive a killed
 job and block the rerun. They live in ``$HOME`` because scratch filesystems
-often disable ``flock``.
+often disable ``flock``. Each file names its last holder, by Slurm job id
+where there is one, since that is what ``squeue`` and ``scancel`` take.
 """
 
 from __future__ import annotations
@@ -40,9 +41,16 @@ def lock_path(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Path:
     return state_dir / LOCKS / f"{digest}.lock"
 
 
+def identity() -> str:
+    job = os.environ.get("SLURM_JOB_ID")
+    who = f"pid {os.getpid()} on {socket.gethostname()}"
+    return f"{f'Slurm job {job}, ' if job else ''}{who}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
 @contextmanager
-def hold(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Iterator[None]:
-    """Hold the lock for ``prefix`` or say at once who holds it."""
+def hold(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Iterator[str]:
+    """Hold the lock for ``prefix`` or say at once who holds it; yields who
+    held it before, which after a finished migration is the run that did it."""
     path = lock_path(state_dir, prefix, by_inode=by_inode)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -55,23 +63,35 @@ def hold(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Iterator[No
                 f"{prefix} is being migrated by another conda-migrate run ({holder or 'unknown'}).",
                 hint="It was not touched by this run. Wait for the other run to finish, then run again.",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(
-            fd,
-            f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
-            0,
-        )
-        yield
+        previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        _write(fd, identity())
+        yield previous
+    finally:
+        os.close(fd)
+
+
+def _write(fd: int, holder: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{holder}\n".encode(), 0)
+
+
+def name_holder(state_dir: Path, dest: Path, holder: str) -> None:
+    """Put back the previous holder of a destination's lock, by a run holding
+    it that changed nothing: only the run that migrated it stays named."""
+    fd = os.open(lock_path(state_dir, dest, by_inode=False), os.O_RDWR)
+    try:
+        _write(fd, holder)
     finally:
         os.close(fd)
 
 
 @contextmanager
-def hold_all(state_dir: Path, source: Path, dest: Path) -> Iterator[None]:
+def hold_all(state_dir: Path, source: Path, dest: Path) -> Iterator[str]:
+    """Yields who held the destination before: the source of a finished
+    migration is gone, and with it the inode its lock was keyed by."""
     with ExitStack() as stack:
         stack.enter_context(hold(state_dir, source))
-        stack.enter_context(hold(state_dir, dest, by_inode=False))
-        yield
+        yield stack.enter_context(hold(state_dir, dest, by_inode=False))
 
 
 def is_held(state_dir: Path, dest: Path) -> bool:

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, TextIO
 from . import journal
 from .atomic import fsync_directory
 from .compare import already_migrated, compare_contents
+from .discover import HISTORY
 from .durable import flush_tree
 from .exceptions import InexactRelocation, MigrateError
 from .export import write_yaml
 from .interrupt import Interrupted, check, received, uninterruptible
-from .lock import hold_all
+from .lock import hold_all, name_holder
 from .preflight import (
     changes_since,
     check_file_types,
@@ -47,7 +48,7 @@ from .remove import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from .backend import Backend
     from .discover import Candidate
@@ -526,7 +527,9 @@ def migrate_one(
             if options.dry_run
             else hold_all(options.state_dir, outcome.source, outcome.dest)
         )
-        with locks:
+        with locks as holder:
+            if holder is not None and _migrated_meanwhile(outcome):
+                return _migrated_by_other(outcome, holder, options, out)
             return _migrate_locked(candidate, options, backend, out, outcome)
     except Interrupted:
         raise
@@ -535,6 +538,26 @@ def migrate_one(
         outcome.message = str(err)
         out.say(outcome.message, "")
         return outcome
+
+
+def _migrated_meanwhile(outcome: Outcome) -> bool:
+    """Another run, started alongside, moved it after this one found it."""
+    return (
+        not (outcome.source / HISTORY).is_file() and (outcome.dest / HISTORY).is_file()
+    )
+
+
+def _migrated_by_other(
+    outcome: Outcome, holder: str, options: Options, out: Output
+) -> Outcome:
+    name_holder(options.state_dir, outcome.dest, holder)
+    outcome.status = "already"
+    outcome.message = (
+        f"{outcome.source} was already migrated to {outcome.dest} by another "
+        f"conda-migrate run ({holder or 'unknown'})."
+    )
+    out.say(outcome.message, "")
+    return outcome
 
 
 def remove_old(
@@ -608,8 +631,13 @@ def remove_old(
 
 
 def migrate_all(
-    selected: Sequence[Candidate], options: Options, backend: Backend, out: Output
+    selected: Sequence[Candidate],
+    options: Options,
+    backend: Backend,
+    out: Output,
+    settle: Callable[[Outcome], object],
 ) -> list[Outcome]:
+    """``settle`` runs after each environment, before the next one starts."""
     outcomes = []
     for candidate in selected:
         check()  # a stop something swallowed still stops before the next one
@@ -618,6 +646,7 @@ def migrate_all(
         out.phase(None)
         outcome.seconds = time.monotonic() - started
         outcomes.append(outcome)
+        settle(outcome)
     return outcomes
 
 

@@ -319,24 +319,30 @@ def plan_rc_edits(
 
 
 def apply_rc_edits(
-    edits: Sequence[RcEdit], now: datetime | None = None
+    edits: Sequence[RcEdit],
+    now: datetime | None = None,
+    backups: dict[Path, Path] | None = None,
 ) -> list[RcEdit]:
     """Back up and atomically rewrite each planned change; return the edits attempted.
 
     Each returned edit has ``backup`` set (written) or ``error`` set (untouched, or
     backed up but not replaced); one failing file does not stop the others.
+    ``backups`` maps the files already backed up earlier in the run to their backup,
+    which they keep: a run edits a file once per environment, and the backup a user
+    wants back is the file as it was before the run.
     """
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    backups = {} if backups is None else backups
     attempted = [e for e in edits if e.error is None and e.old != e.new]
     for edit in attempted:
         try:
-            _apply(edit, stamp)
+            _apply(edit, stamp, backups)
         except (_Unsafe, OSError) as error:
             edit.error = f"not changed: {error}"
     return attempted
 
 
-def _apply(edit: RcEdit, stamp: str) -> None:
+def _apply(edit: RcEdit, stamp: str, backups: dict[Path, Path]) -> None:
     status = os.stat(edit.target)
     if not status.st_mode & 0o222:
         # A file the user made read-only is theirs to change; the printed diff says how.
@@ -347,7 +353,8 @@ def _apply(edit: RcEdit, stamp: str) -> None:
         )
     if edit.target.read_bytes() != edit.old:
         raise _Unsafe("the file changed since it was read")
-    edit.backup = _write_backup(edit.path, edit.old, stamp)
+    edit.backup = backups.get(edit.target) or _write_backup(edit.path, edit.old, stamp)
+    backups[edit.target] = edit.backup
     _replace(edit.target, edit.new, status)
 
 

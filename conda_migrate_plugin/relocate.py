@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import RelocateError
+from .jobs import default_jobs
 from .journal import MARKER
 from .prefix import (
     CHUNK,
@@ -74,14 +75,6 @@ class RelocateResult:
     #: Package files naming the old prefix in binary data their record does
     #: not describe: copied unchanged, as nothing says how to rewrite them.
     inexact: list[str] = field(default_factory=list)
-
-
-def default_jobs() -> int:
-    """The CPUs this process may run on, so ``sbatch -c 10`` means 10."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,11 @@ def refuse_duplicate_names(
 
 
 def update_rc_files(
-    outcomes: list[Outcome], options: Options, home: Path, out: Output
+    outcomes: list[Outcome],
+    options: Options,
+    home: Path,
+    out: Output,
+    backups: dict[Path, Path],
 ) -> list[dict]:
     from .rcfiles import DirMove, EnvMove, apply_rc_edits, plan_rc_edits
 
@@ -220,7 +224,7 @@ def update_rc_files(
             "(conda clean --all frees them)."
         )
     if not options.dry_run:
-        apply_rc_edits(edits)
+        apply_rc_edits(edits, backups=backups)
         for edit in edits:
             if edit.error:
                 out.say(f"{edit.path} was not updated: {edit.error}")
@@ -245,6 +249,24 @@ def _moves_package_cache(diff: str) -> bool:
         and ("pkgs_dirs" in line or "CONDA_PKGS_DIRS" in line or "/.conda/pkgs" in line)
         for line in diff.splitlines()
     )
+
+
+def settle(
+    outcomes: list[Outcome],
+    args: Namespace,
+    options: Options,
+    home: Path,
+    out: Output,
+    backups: dict[Path, Path],
+) -> list[dict]:
+    """Right after each environment moves, not at the end of the run: a job
+    stopped at its time limit must leave the rc files naming what is where."""
+    edits = [] if args.no_rc else update_rc_files(outcomes, options, home, out, backups)
+    if not options.dry_run:
+        for outcome in outcomes:
+            if outcome.status in ("migrated", "kept"):
+                journal.clear(options.state_dir, outcome.dest)
+    return edits
 
 
 def summarize(outcomes: list[Outcome], out: Output, seconds: float) -> None:
@@ -344,6 +366,14 @@ def _run(
     # Leftovers of a killed run first: a half-removed environment must not
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
+    backups: dict[Path, Path] = {}
+    rc_edits = settle(outcomes, args, options, home, out, backups)
+
+    def settle_one(outcome: Outcome) -> None:
+        # A dry run shows one plan for all of them instead, after the loop.
+        if not options.dry_run:
+            rc_edits.extend(settle([outcome], args, options, home, out, backups))
+
     if outcomes and args.directory and not options.scanned.exists():
         candidates = []
     else:
@@ -357,14 +387,11 @@ def _run(
         )
         selected, refused = refuse_duplicate_names(selected, options)
         out.say("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
-        outcomes += refused + migrate_all(selected, options, backend, out)
+        outcomes += refused + migrate_all(selected, options, backend, out, settle_one)
     elif not outcomes:
         raise nothing_to_migrate(options.scanned, candidates)
-    rc_edits = [] if args.no_rc else update_rc_files(outcomes, options, home, out)
-    if not options.dry_run:
-        for outcome in outcomes:
-            if outcome.status in ("migrated", "kept"):
-                journal.clear(options.state_dir, outcome.dest)
+    if options.dry_run:
+        rc_edits += settle(outcomes, args, options, home, out, backups)
     cleaned = None
     if not args.no_clean and any(o.status in SUCCESS for o in outcomes):
         out.phase("clean")

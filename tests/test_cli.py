@@ -40,7 +40,7 @@ def test_help_answers_the_first_questions(home, migrate, monkeypatch):
     assert code == 0, out + err
     for line in [
         "  conda migrate -d /scratch/wz22/conda-envs --all      # all valid ones",
-        '      --wrap "conda migrate -d /scratch/wz22/conda-envs --all"',
+        "  conda migrate -d /scratch/wz22/conda-envs --all --submit -c 10 -t 48:00:00",
         "  conda env list | grep /scratch",
         "not conda's -d/--dry-run (spell that --dry-run)",
         "~/.condarc and",
