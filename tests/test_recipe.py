@@ -1,18 +1,63 @@
-"""The site's recipes: recipe/recipe.yaml (rattler-build) and recipe/meta.yaml
-(conda-build) say the same, and the conda they require has every API the
-plugin calls."""
+"""The site install, proven: recipe/recipe.yaml builds, offline, into a conda
+package that installs into a fresh environment and runs there;
+recipe/meta.yaml says the same for conda-build.
+
+The build runs rattler-build against a local channel made in this session:
+a conda package of the running CPython and ``noarch: python`` packages made
+from the wheels of pip, the build backend and the run requirements. Those
+wheels are downloaded at set-up time (``.ci/run``), never here.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from email.parser import Parser
 from pathlib import Path
 
+import pytest
 from conftest import requires_conda
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipe" / "recipe.yaml"
 META = ROOT / "recipe" / "meta.yaml"
+#: Filled by ``.ci/run``: pip download --only-binary=:all: -d tests/.wheels ...
+WHEELS = ROOT / "tests" / ".wheels"
+#: The recipe's host and run requirements other than python and conda; pip
+#: brings the rest of their closure into WHEELS.
+NEEDED_WHEELS = ("pip", "hatchling", "hatch-vcs", "pluggy", "ruamel-yaml")
+#: The release the throwaway copy of the repository is tagged with.
+VERSION = "1.2.3"
+TAG = f"v{VERSION}"
+SITE_PACKAGES = (
+    f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+)
+
+
+def _normalize(name: str) -> str:
+    """PEP 503 names, which are also the names the wheel packages get."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _entry_points(text: str) -> dict[str, dict[str, str]]:
+    groups: dict[str, dict[str, str]] = {}
+    section = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = groups.setdefault(line.strip("[]"), {})
+        elif line and section is not None:
+            key, _, value = line.partition("=")
+            section[key.strip()] = value.strip()
+    return groups
 
 
 # --- the two recipes say the same -------------------------------------------
@@ -166,3 +211,250 @@ def test_installed_conda_has_every_api_used():
         "environment-yaml"
     )
     assert callable(exporter.export)
+
+
+# --- the package builds offline, installs and runs --------------------------
+
+
+def _wheels() -> list[Path]:
+    wheels = sorted(WHEELS.glob("*.whl"))
+    missing = set(NEEDED_WHEELS) - {_normalize(w.name.split("-")[0]) for w in wheels}
+    if missing:
+        pytest.skip(
+            f"no wheels of {', '.join(sorted(missing))} in {WHEELS}; .ci/run downloads "
+            "them (pip download --only-binary=:all: -d tests/.wheels ...)"
+        )
+    return wheels
+
+
+def _requirements(wheel: Path) -> list[str]:
+    """The conda dependencies of a wheel's package, from its Requires-Dist,
+    as the channel conda-forge builds from the same project would state them."""
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(zf.read(name).decode())
+    depends = [f"python {metadata.get('Requires-Python', '')}".strip()]
+    for line in metadata.get_all("Requires-Dist") or []:
+        requirement = Requirement(line)
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        depends.append(
+            f"{_normalize(requirement.name)} {requirement.specifier}".strip()
+        )
+    return depends
+
+
+@pytest.fixture(scope="session")
+def site_channel(tmp_path_factory) -> Path:
+    """A local channel like the site's: CPython, pip, the build backend and
+    the run requirements, with their dependencies in the repodata."""
+    pytest.importorskip("rattler_build", reason="py-rattler-build is not installed")
+    from rattler.index import index_fs
+    from realpkgs import (
+        PackageUnavailable,
+        build_cpython_package,
+        build_noarch_python_from_wheel,
+    )
+
+    wheels = _wheels()
+    root = tmp_path_factory.mktemp("site-channel")
+    work = tmp_path_factory.mktemp("site-channel-build")
+    try:
+        build_cpython_package(root / "linux-64", work)
+    except PackageUnavailable as err:
+        pytest.skip(str(err))
+    depends = {}
+    for wheel in wheels:
+        package = build_noarch_python_from_wheel(wheel, root / "noarch", work)
+        depends[package.name] = _requirements(wheel)
+    asyncio.run(index_fs(root, write_zst=False, write_shards=False))
+    # The wheel packages declare only python; conda-forge's repodata would
+    # name their dependencies, which the build environment's solve needs.
+    repodata_path = root / "noarch" / "repodata.json"
+    repodata = json.loads(repodata_path.read_text())
+    for filename, record in repodata["packages.conda"].items():
+        record["depends"] = depends[filename]
+    repodata_path.write_text(json.dumps(repodata))
+    return root
+
+
+@dataclass(frozen=True)
+class Built:
+    package: Path
+    version: str
+
+
+def _git(*args: str | Path, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", *map(str, args)],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.fixture(scope="session")
+def built(site_channel, tmp_path_factory) -> Built:
+    """recipe/recipe.yaml built from a throwaway copy of this checkout (its
+    files as they are on disk) tagged TAG, offline, against site_channel."""
+    from rattler_build import PlatformConfig, RenderConfig, Stage0Recipe
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip(
+            "the recipe takes its version from git: needs git and a git checkout"
+        )
+    source = tmp_path_factory.mktemp("release") / "conda-migrate"
+    listed = _git(
+        "ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=ROOT
+    )
+    for rel in filter(None, listed.split("\0")):
+        if (ROOT / rel).is_file():
+            (source / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, source / rel)
+    _git("init", "-q", cwd=source)
+    _git("add", "-A", cwd=source)
+    _git("commit", "-q", "-m", "release", cwd=source)
+    _git("tag", TAG, cwd=source)
+
+    output = tmp_path_factory.mktemp("recipe-output")
+    recipe = Stage0Recipe.from_file(source / "recipe" / "recipe.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        # rattler's package cache, away from $HOME and the other tests.
+        mp.setenv("RATTLER_CACHE_DIR", str(tmp_path_factory.mktemp("rattler-cache")))
+        (result,) = recipe.run_build(
+            render_config=RenderConfig(platform=PlatformConfig(experimental=True)),
+            output_dir=output,
+            channels=[site_channel.as_uri()],
+            no_build_id=True,
+        )
+    (package,) = result.packages
+    return Built(Path(package), result.version)
+
+
+@pytest.fixture(scope="session")
+def installed(built, site_channel, tmp_path_factory) -> Path:
+    """A fresh environment holding that Python, the package and its run
+    requirements, installed by py-rattler. The package's depends are not
+    solved: conda is in no channel here (the package's code runs without
+    it), and the wheel packages carry PEP 503 names (ruamel-yaml, where
+    conda-forge says ruamel.yaml)."""
+    import rattler
+
+    output = built.package.parent.parent
+    records = asyncio.run(
+        rattler.solve(
+            [site_channel.as_uri()],
+            ["python", "pluggy", "ruamel-yaml"],
+            platforms=["linux-64", "noarch"],
+        )
+    )
+    own = rattler.SparseRepoData(
+        rattler.Channel(output.as_uri()), "noarch", output / "noarch" / "repodata.json"
+    ).load_records(rattler.PackageName("conda-migrate"))
+    assert [r.file_name for r in own] == [built.package.name]
+    prefix = tmp_path_factory.mktemp("site-conda") / "base"
+    asyncio.run(
+        rattler.install(
+            records + own,
+            prefix,
+            cache_dir=tmp_path_factory.mktemp("install-cache"),
+            show_progress=False,
+        )
+    )
+    return prefix
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    """No virtualenv, PYTHONPATH or conda of the test run leaks in."""
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+
+
+def test_package_version_is_the_release_tag(built, installed, tmp_path):
+    assert built.version == VERSION
+    assert built.package.name.startswith(f"conda-migrate-{built.version}-")
+    record = json.loads(
+        next((installed / "conda-meta").glob("conda-migrate-*.json")).read_text()
+    )
+    assert record["version"] == VERSION
+    # hatch-vcs gave the wheel inside the same version.
+    out = subprocess.run(
+        [
+            installed / "bin" / "python",
+            "-c",
+            "import conda_migrate_plugin as m; print(m.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        env=_clean_env(tmp_path),
+        cwd=tmp_path,
+        check=True,
+    ).stdout
+    assert out.strip() == VERSION
+    assert (
+        installed / SITE_PACKAGES / f"conda_migrate-{VERSION}.dist-info" / "METADATA"
+    ).is_file()
+
+
+def test_package_installs_the_plugin_and_console_script(installed):
+    site = installed / SITE_PACKAGES
+    for module in ("__init__.py", "plugin.py", "cli.py", "_version.py"):
+        assert (site / "conda_migrate_plugin" / module).is_file()
+    (dist_info,) = site.glob("conda_migrate-*.dist-info")
+    groups = _entry_points((dist_info / "entry_points.txt").read_text())
+    assert groups["conda"] == {"conda-migrate": "conda_migrate_plugin.plugin"}
+    assert groups["console_scripts"] == {
+        "conda-migrate": "conda_migrate_plugin.cli:main"
+    }
+    script = installed / "bin" / "conda-migrate"
+    assert os.access(script, os.X_OK)
+    assert (
+        script.read_text().splitlines()[0]
+        == f"#!{installed}/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    )
+
+
+def test_console_script_runs_in_the_installed_environment(installed, tmp_path):
+    result = subprocess.run(
+        [installed / "bin" / "conda-migrate", "--help"],
+        capture_output=True,
+        text=True,
+        env=_clean_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: conda-migrate ")
+    assert "-d DIR" in result.stdout and "--all" in result.stdout
+
+
+@requires_conda
+def test_conda_lists_migrate_from_the_installed_package(installed, tmp_path):
+    """conda (this interpreter's) with the package's site-packages first on
+    its path: ``conda --help`` lists migrate, from the installed entry point."""
+    site = installed / SITE_PACKAGES
+    env = {**os.environ, "PYTHONPATH": str(site), "HOME": str(tmp_path)}
+    env.pop("CONDA_PREFIX", None)
+    conda = [sys.executable, "-m", "conda"]
+    run = {"capture_output": True, "text": True, "env": env, "cwd": tmp_path}
+
+    locate = (
+        "import importlib.metadata as md, conda_migrate_plugin as m\n"
+        "(ep,) = [e for e in md.entry_points(group='conda') if e.name == 'conda-migrate']\n"
+        "print(ep.dist.locate_file(''), m.__file__, m.__version__)"
+    )
+    where = subprocess.run([sys.executable, "-c", locate], check=True, **run)
+    where = where.stdout.split()
+    assert where == [
+        str(site),
+        str(site / "conda_migrate_plugin" / "__init__.py"),
+        VERSION,
+    ]
+
+    listed = subprocess.run([*conda, "--help"], **run)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^\s+migrate\s+Move environments", listed.stdout, re.M)
+    usage = subprocess.run([*conda, "migrate", "--help"], **run)
+    assert usage.returncode == 0, usage.stderr
+    assert usage.stdout.startswith("usage: conda migrate ")
