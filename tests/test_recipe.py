@@ -297,17 +297,14 @@ def _git(*args: str | Path, cwd: Path) -> str:
     ).stdout
 
 
-@pytest.fixture(scope="session")
-def built(site_channel, tmp_path_factory) -> Built:
-    """recipe/recipe.yaml built from a throwaway copy of this checkout (its
-    files as they are on disk) tagged TAG, offline, against site_channel."""
-    from rattler_build import PlatformConfig, RenderConfig, Stage0Recipe
-
+def _release_copy(parent: Path, tag: str | None) -> Path:
+    """This checkout's files as they are on disk, committed in a new
+    repository and tagged ``tag``: the real repository's tags stay as they are."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip(
             "the recipe takes its version from git: needs git and a git checkout"
         )
-    source = tmp_path_factory.mktemp("release") / "conda-migrate"
+    source = parent / "conda-migrate"
     listed = _git(
         "ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=ROOT
     )
@@ -318,7 +315,45 @@ def built(site_channel, tmp_path_factory) -> Built:
     _git("init", "-q", cwd=source)
     _git("add", "-A", cwd=source)
     _git("commit", "-q", "-m", "release", cwd=source)
-    _git("tag", TAG, cwd=source)
+    if tag:
+        _git("tag", tag, cwd=source)
+    return source
+
+
+def _render_version(source: Path) -> str:
+    from rattler_build import PlatformConfig, RenderConfig, Stage0Recipe
+
+    recipe = Stage0Recipe.from_file(source / "recipe" / "recipe.yaml")
+    config = RenderConfig(platform=PlatformConfig(experimental=True))
+    (variant,) = recipe.render(render_config=config)
+    return str(variant.recipe.package.version)
+
+
+@pytest.mark.parametrize("tag", ["v2.0.1", "2.0.1"])
+def test_recipe_version_is_the_tag_without_its_v(tag, tmp_path):
+    pytest.importorskip("rattler_build", reason="py-rattler-build is not installed")
+
+    assert _render_version(_release_copy(tmp_path, tag)) == "2.0.1"
+
+
+def test_recipe_without_a_tag_does_not_render(tmp_path):
+    """No 0.0.0 package: an untagged checkout is refused."""
+    rattler_build = pytest.importorskip(
+        "rattler_build", reason="py-rattler-build is not installed"
+    )
+    source = _release_copy(tmp_path, None)
+
+    with pytest.raises(rattler_build.RattlerBuildError, match="cannot describe"):
+        _render_version(source)
+
+
+@pytest.fixture(scope="session")
+def built(site_channel, tmp_path_factory) -> Built:
+    """recipe/recipe.yaml built from a release copy of this checkout tagged
+    TAG, offline, against site_channel."""
+    from rattler_build import PlatformConfig, RenderConfig, Stage0Recipe
+
+    source = _release_copy(tmp_path_factory.mktemp("release"), TAG)
 
     output = tmp_path_factory.mktemp("recipe-output")
     recipe = Stage0Recipe.from_file(source / "recipe" / "recipe.yaml")
