@@ -496,6 +496,46 @@ def test_conda_lists_migrate_from_the_installed_package(installed, tmp_path):
     assert usage.stdout.startswith("usage: conda migrate ")
 
 
+@requires_conda
+def test_conda_installs_the_built_package(built, site_channel, tmp_path):
+    """conda's own installer links the package file into an environment made
+    from the site channel: entry point script, site-packages, conda-meta.
+    The package file is installed explicitly, without a solve, because conda
+    itself is in no channel here."""
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "CONDA_PKGS_DIRS": str(tmp_path / "pkgs"),
+    }
+    env.pop("CONDA_PREFIX", None)
+    prefix = tmp_path / "base"
+    conda = [sys.executable, "-m", "conda"]
+    run = {"capture_output": True, "text": True, "env": env, "cwd": tmp_path}
+    channel = ["--override-channels", "-c", site_channel.as_uri()]
+
+    create = subprocess.run(
+        [*conda, "create", "-y", "-p", prefix, *channel, "python"], **run
+    )
+    assert create.returncode == 0, create.stderr
+    install = subprocess.run(
+        [*conda, "install", "-y", "-p", prefix, built.package], **run
+    )
+    assert install.returncode == 0, install.stderr
+
+    (record,) = (prefix / "conda-meta").glob("conda-migrate-*.json")
+    assert json.loads(record.read_text())["version"] == VERSION
+    assert (prefix / SITE_PACKAGES / "conda_migrate_plugin" / "plugin.py").is_file()
+    result = subprocess.run(
+        [prefix / "bin" / "conda-migrate", "--help"],
+        capture_output=True,
+        text=True,
+        env=_clean_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: conda-migrate ")
+
+
 def _lmod_init() -> Path:
     init = Path(os.environ.get("LMOD_PKG", "/usr/share/lmod/lmod")) / "init" / "bash"
     if not init.is_file():
