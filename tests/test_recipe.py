@@ -452,17 +452,24 @@ def test_package_installs_the_plugin_and_console_script(installed):
     )
 
 
-def test_console_script_runs_in_the_installed_environment(installed, tmp_path):
+def _console_script_help(prefix: Path, home: Path) -> str:
+    """``PREFIX/bin/conda-migrate --help`` run as a user would, by path."""
     result = subprocess.run(
-        [installed / "bin" / "conda-migrate", "--help"],
+        [prefix / "bin" / "conda-migrate", "--help"],
         capture_output=True,
         text=True,
-        env=_clean_env(tmp_path),
-        cwd=tmp_path,
+        env=_clean_env(home),
+        cwd=home,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: conda-migrate ")
-    assert "-d DIR" in result.stdout and "--all" in result.stdout
+    return result.stdout
+
+
+def test_console_script_runs_in_the_installed_environment(installed, tmp_path):
+    usage = _console_script_help(installed, tmp_path)
+
+    assert usage.startswith("usage: conda-migrate ")
+    assert "-d DIR" in usage and "--all" in usage
 
 
 @requires_conda
@@ -525,15 +532,7 @@ def test_conda_installs_the_built_package(built, site_channel, tmp_path):
     (record,) = (prefix / "conda-meta").glob("conda-migrate-*.json")
     assert json.loads(record.read_text())["version"] == VERSION
     assert (prefix / SITE_PACKAGES / "conda_migrate_plugin" / "plugin.py").is_file()
-    result = subprocess.run(
-        [prefix / "bin" / "conda-migrate", "--help"],
-        capture_output=True,
-        text=True,
-        env=_clean_env(tmp_path),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: conda-migrate ")
+    assert _console_script_help(prefix, tmp_path).startswith("usage: conda-migrate ")
 
 
 def _lmod_init() -> Path:
