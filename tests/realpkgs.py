@@ -287,7 +287,11 @@ def build_noarch_python_from_wheel(wheel: Path, out_dir: Path, work: Path) -> Pa
                 shutil.copytree(part, stage / "python-scripts")
         shutil.rmtree(data)
     dist_info = site / f"{dist}-{version}.dist-info"
+    # As after conda-build's ``pip install``: the installer is named, and
+    # RECORD lists it so that a later ``pip uninstall`` removes it too.
     (dist_info / "INSTALLER").write_text("conda\n")
+    with (dist_info / "RECORD").open("a") as record:
+        record.write(f"{dist_info.name}/INSTALLER,,\n")
     entry_points = []
     ep_file = dist_info / "entry_points.txt"
     if ep_file.is_file():
@@ -405,7 +409,8 @@ def build_wheel(
     environment's own pip to install."""
     import base64
 
-    dist_info = f"{name}-{version}.dist-info"
+    stem = re.sub(r"[-_.]+", "_", name)
+    dist_info = f"{stem}-{version}.dist-info"
     contents = dict(files)
     contents[f"{dist_info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
@@ -427,7 +432,7 @@ def build_wheel(
     record.append(f"{dist_info}/RECORD,,")
     contents[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
     out_dir.mkdir(parents=True, exist_ok=True)
-    wheel = out_dir / f"{name}-{version}-{tag}.whl"
+    wheel = out_dir / f"{stem}-{version}-{tag}.whl"
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
         for rel, data in contents.items():
             zf.writestr(rel, data)
