@@ -50,6 +50,11 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
     check()
 
 
+#: Written anew by conda's clone, but facts about the environment that a
+#: move does not change: when it was first created (conda 26).
+KEPT_FROM_SOURCE = ("conda-meta/created_at",)
+
+
 def carry_omitted(source: Path, dest: Path) -> list[str]:
     """Copy into the clone what conda's clone leaves out, so that the clone
     holds every path of the source and passes the same file-by-file check as
@@ -99,6 +104,9 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
                 # Entry points conda wrote again get conda's mode.
                 if stat.S_IMODE(new.stat().st_mode) != stat.S_IMODE(st.st_mode):
                     os.chmod(new, stat.S_IMODE(st.st_mode))
+    for rel in KEPT_FROM_SOURCE:
+        if (source / rel).is_file() and not (source / rel).is_symlink():
+            shutil.copy2(source / rel, dest / rel)
     for rel, mode in reversed(directories):
         os.chmod(dest / rel, mode)
     os.chmod(dest, stat.S_IMODE(os.lstat(source).st_mode))

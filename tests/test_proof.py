@@ -568,3 +568,17 @@ def test_clean_keeps_packages_an_unselected_environment_softlinks_to(
     assert json.loads(out)["clean"]["tarballs"], "the cache was cleaned"
     dangling = [p for p in links if not p.exists()]
     assert dangling == [], f"{len(dangling)} of {len(links)} files dangle"
+
+
+@requires_conda
+def test_clone_keeps_the_creation_time_conda_records(scratch, home, conda_cli):
+    """conda 26 writes conda-meta/created_at into every environment it
+    makes, its clone included; the moved environment keeps the original's."""
+    stamp = scratch.abc / "conda-meta" / "created_at"
+    stamp.write_text("1700000000000\n")
+    out, err, code = conda_cli(
+        "migrate", "-d", scratch.abc, "--all", "--method", "clone", "--no-clean"
+    )
+    assert code == 0, out + err
+    new = home / ".conda/envs/abc/conda-meta/created_at"
+    assert new.read_text() == "1700000000000\n"
