@@ -25,7 +25,8 @@ MARGIN_INODES = 1000
 #: What the source's state is compared on before it is removed: a change of
 #: content, type, mode, owner or entries shows in one of these (``ctime``
 #: moves on every write and every chmod, and cannot be set back by a user).
-Stamp = tuple[int, int, int, int, int, int]  # mode, size, mtime, ctime, uid, ino
+#: mode, size, mtime, ctime, uid, ino, nlink
+Stamp = tuple[int, int, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def _stamp(st: os.stat_result) -> Stamp:
         st.st_ctime_ns,
         st.st_uid,
         st.st_ino,
+        st.st_nlink,
     )
 
 
@@ -171,6 +173,26 @@ def measure(prefix: Path) -> Footprint:
     )
 
 
+def _same(before: Stamp | None, now: Stamp) -> bool:
+    """Equal, with the ctime compared only for an inode no other name shares:
+    environments installed from one package cache share their files' inodes,
+    so another environment's removal, or conda linking one into a new
+    environment, moves this one's ctimes without touching it. A shared file's
+    content cannot change without its size or mtime (short of setting the
+    mtime back on purpose); a directory's entries show in its mtime."""
+    if before is None or len(before) != len(now):
+        return False
+    mode, size, mtime, ctime, uid, ino, nlink = before
+    alone = nlink == now[6] == 1
+    return (mode, size, mtime, uid, ino) == (
+        now[0],
+        now[1],
+        now[2],
+        now[4],
+        now[5],
+    ) and (ctime == now[3] or not alone)
+
+
 def changes_since(before: dict[str, Stamp], prefix: Path) -> list[str]:
     """What differs in ``prefix`` from the stamps taken before it was
     copied: an edit, a new or removed file, a ``conda install`` meanwhile."""
@@ -178,7 +200,7 @@ def changes_since(before: dict[str, Stamp], prefix: Path) -> list[str]:
     changed = [
         f"{rel or '.'}: {'added' if rel not in before else 'changed'}"
         for rel, stamp in now.items()
-        if before.get(rel) != stamp
+        if not _same(before.get(rel), stamp)
     ]
     changed += [f"{rel or '.'}: removed" for rel in before if rel not in now]
     return sorted(changed)

@@ -582,3 +582,22 @@ def test_clone_keeps_the_creation_time_conda_records(scratch, home, conda_cli):
     assert code == 0, out + err
     new = home / ".conda/envs/abc/conda-meta/created_at"
     assert new.read_text() == "1700000000000\n"
+
+
+def test_other_environments_sharing_its_files_do_not_count_as_changes(scratch, home):
+    """abc and amd hold the same cached files (hardlinks): while abc is being
+    copied, amd's removal and a new environment linking them move abc's
+    ctimes, not its content; abc still migrates."""
+    shared = scratch.abc / "share/demo/data.txt"
+    assert shared.stat().st_nlink > 1, "the layout shares no files"
+    held = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=("stop", "3", "fchmod"))
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{held.pid}/stat").read_text().split()[2] != "T":
+        assert time.monotonic() < deadline, "the run never reached the copy"
+        time.sleep(0.05)
+    os.unlink(scratch.amd / "share/demo/data.txt")
+    os.link(shared, scratch.root / "another-env-data.txt")
+    os.kill(held.pid, signal.SIGCONT)
+    out = held.communicate(timeout=120)[0]
+    assert held.returncode == 0, out
+    assert not scratch.abc.exists()
