@@ -26,8 +26,11 @@ from .statedir import JOURNAL, owned_file
 
 COPYING = "copying"  # the copy at dest, if any, is unverified
 VERIFIED = "verified"  # dest is verified and registered; source may remain
+#: the source's removal began and may have failed midway: what is left of it
+#: goes once shown to be nothing but a part of what was copied
+REMOVING = "removing"
 DONE = "done"  # source removed (or kept on request); rc files not yet updated
-PHASES = (COPYING, VERIFIED, DONE)
+PHASES = (COPYING, VERIFIED, REMOVING, DONE)
 
 #: A relocated copy is made in ``DEST_ROOT/STAGING_PREFIX + NAME-random``.
 STAGING_PREFIX = ".conda-migrate-staging-"

@@ -37,6 +37,7 @@ from .preflight import (
     check_paths,
     check_space,
     check_writable,
+    left_over,
     measure,
 )
 from .progress import PHASES, CopyProgress, Tee, duration
@@ -430,10 +431,9 @@ def _migrate_locked(
         out.phase(None)
         out.say(*activation_hint(dest), "Old and New Environments are same", "")
         step = "registering"
+        verified = replace(copy.entry, phase=journal.VERIFIED)
         with uninterruptible():
-            commit(
-                replace(copy.entry, phase=journal.VERIFIED), copy.path, options, backend
-            )
+            commit(verified, copy.path, options, backend)
             copy = None
     except Interrupted as err:
         if copy is not None:
@@ -472,7 +472,7 @@ def _migrate_locked(
         )
         out.say(outcome.message, "")
         return outcome
-    return remove_old(outcome, options, backend, out, footprint.stamps)
+    return remove_old(outcome, verified, options, backend, out, footprint.stamps)
 
 
 def commit(
@@ -562,24 +562,30 @@ def _migrated_by_other(
 
 def remove_old(
     outcome: Outcome,
+    entry: journal.Entry,
     options: Options,
     backend: Backend,
     out: Output,
     stamps: dict[str, tuple] | None,
 ) -> Outcome:
     """The copy is verified, flushed and registered; the source goes only
-    when it is still exactly what was copied. A refusal here keeps both, and
-    the removal itself, once begun, always runs to its end."""
+    when it is still exactly what was copied (or, where a removal stopped
+    midway, what is left is nothing but a part of that). A refusal here keeps
+    both; a removal that cannot finish puts the rest back and is reported by
+    every run until it is gone."""
     source = outcome.source
+    again = entry.phase == journal.REMOVING
     try:
-        check_removable(source, options.scanned, backend.protected_prefixes())
+        check_removable(
+            source, options.scanned, backend.protected_prefixes(), remains=again
+        )
         if stamps is None:
             raise MigrateError(
                 f"There is no record of {source} as it was copied, so it cannot be "
                 "shown unchanged since.",
                 hint="Both were kept. Compare them, then remove the old one by hand.",
             )
-        changed = changes_since(stamps, source)
+        changed = (left_over if again else changes_since)(stamps, source)
         if changed:
             raise MigrateError(
                 f"{source} changed since it was copied to {outcome.dest}:\n  "
@@ -601,25 +607,18 @@ def remove_old(
     out.phase("remove")
     try:
         with uninterruptible():
+            journal.record(options.state_dir, replace(entry, phase=journal.REMOVING))
             remove_environment(source, stamps)
             backend.unregister(source)
-            journal.record(
-                options.state_dir,
-                journal.Entry(
-                    outcome.name,
-                    str(source),
-                    str(outcome.dest),
-                    journal.DONE,
-                    outcome.engine or "",
-                ),
-            )
+            journal.record(options.state_dir, replace(entry, phase=journal.DONE))
     except OSError as err:
-        journal.clear(options.state_dir, outcome.dest)
+        out.phase(None)
         outcome.status = "copied"
         outcome.message = (
             f"Copied to {outcome.dest}, but removing {source} failed: {err}. "
             "The copy is verified and complete; what is left of the old environment "
-            f"was put back at {source}. Remove it by hand once the cause is fixed."
+            f"was put back at {source}. Every run reports it until it is gone: "
+            "fix the cause and run the same command again, or remove it by hand."
         )
         out.say(outcome.message, "")
         return outcome

@@ -206,6 +206,20 @@ def changes_since(before: dict[str, Stamp], prefix: Path) -> list[str]:
     return sorted(changed)
 
 
+def left_over(before: dict[str, Stamp], prefix: Path) -> list[str]:
+    """What in the remains of a removal that stopped midway is not part of
+    what was copied: anything added or changed since (directories excepted,
+    whose stamps the removal itself moved)."""
+    now = measure(prefix).stamps
+    return sorted(
+        f"{rel or '.'}: {'added' if rel not in before else 'changed'}"
+        for rel, stamp in now.items()
+        if rel not in before
+        or not (stat.S_ISDIR(stamp[0]) and stat.S_ISDIR(before[rel][0]))
+        and not _same(before[rel], stamp)
+    )
+
+
 def check_file_types(footprint: Footprint) -> None:
     """Refuse an environment holding a FIFO, a socket or a device. conda never
     installs one, so it is a leftover of a crashed program; but no copy can

@@ -22,15 +22,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 
-def check_removable(prefix: Path, scanned: Path, protected: Iterable[Path]) -> None:
-    """Refuse anything that must never be deleted, before it could be."""
+def check_removable(
+    prefix: Path, scanned: Path, protected: Iterable[Path], *, remains: bool = False
+) -> None:
+    """Refuse anything that must never be deleted, before it could be;
+    ``remains`` of a removal that stopped midway need not look like an
+    environment any more."""
     keep = "The environment was not removed; its copy is in place."
     if prefix.is_symlink():
         raise MigrateError(
             f"{prefix} is a symlink; conda-migrate never removes through one.",
             hint=keep,
         )
-    if not (prefix / HISTORY).is_file():
+    if not remains and not (prefix / HISTORY).is_file():
         raise MigrateError(
             f"{prefix} no longer looks like an environment (no conda-meta/history).",
             hint=keep,

@@ -54,10 +54,18 @@ def _finish_verified(
         out.say(outcome.message)
         return outcome
     out.say(
-        f"An interrupted run had copied and verified {source} to {dest}; finishing it."
+        f"A run had copied and verified {source} to {dest}, and not finished "
+        "removing it; finishing it."
+        if entry.phase == journal.REMOVING
+        else f"An interrupted run had copied and verified {source} to {dest}; finishing it."
     )
     return remove_old(
-        outcome, options, backend, out, journal.load_stamps(options.state_dir, dest)
+        outcome,
+        entry,
+        options,
+        backend,
+        out,
+        journal.load_stamps(options.state_dir, dest),
     )
 
 
@@ -116,7 +124,7 @@ def resume(options: Options, backend: Backend, out: Output) -> list[Outcome]:
                             engine=entry.method,
                         )
                     )
-                elif entry.phase == journal.VERIFIED:
+                elif entry.phase in (journal.VERIFIED, journal.REMOVING):
                     finished = _finish_verified(entry, options, backend, out)
                     outcomes += [finished] if finished else []
                 else:

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -378,6 +379,15 @@ def _run(
         candidates = []
     else:
         candidates = discover(args, options.scanned, backend)
+    # What was just finished (or could not be) from an earlier run is that
+    # run's, reported above; it is not migrated a second time.
+    resumed = {o.source for o in outcomes}
+    candidates = [
+        replace(c, reason="being finished from an earlier run (see above)")
+        if c.prefix in resumed
+        else c
+        for c in candidates
+    ]
     valid = report_discovery(options.scanned, candidates, options.verbose, out)
     if valid:
         selected = (

@@ -343,7 +343,7 @@ def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
     aside = scratch.envs_dir / f".abc{REMOVING_SUFFIX}"
     assert aside.is_dir() and not scratch.abc.exists()
     (entry,) = journal.entries(home / ".conda/migrate")
-    assert entry.phase == journal.VERIFIED
+    assert entry.phase == journal.REMOVING
     copy = tree_snapshot(home / ".conda/envs/abc")
 
     rerun = subprocess.run(

@@ -331,7 +331,7 @@ def test_edit_after_a_failed_removal_keeps_both(scratch, home):
     out = killed.communicate(timeout=120)[0]
     assert killed.returncode == -signal.SIGKILL, out
     (entry,) = journal.entries(home / ".conda/migrate")
-    assert entry.phase == journal.VERIFIED
+    assert entry.phase == journal.REMOVING
     conf = scratch.abc / "etc/demo/demo.conf"
     conf.write_text("edited after the copy\n")
     (scratch.abc / "share/new-file.txt").write_text("made after the copy\n")
@@ -448,7 +448,8 @@ def test_process_using_the_environment_is_named(scratch, home, migrate):
 
 
 def test_removal_failing_midway_puts_the_rest_back_and_exits_1(scratch, home, migrate):
-    """An immutable file stops the deletion halfway (root too)."""
+    """An immutable file stops the deletion halfway (root too); every run
+    says so, exit 1, until the cause is gone, and then finishes it."""
     if os.geteuid() != 0 or not shutil.which("chattr"):
         pytest.skip("chattr +i needs root and e2fsprogs")
     pinned = scratch.abc / "share/demo/data.txt"
@@ -456,6 +457,7 @@ def test_removal_failing_midway_puts_the_rest_back_and_exits_1(scratch, home, mi
         pytest.skip("this filesystem has no immutable flag")
     try:
         out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+        again, _, code_again = migrate("-d", scratch.abc, *RELOCATE)
     finally:
         subprocess.run(["chattr", "-i", pinned], check=True)
     assert code == 1, out + err
@@ -464,6 +466,13 @@ def test_removal_failing_midway_puts_the_rest_back_and_exits_1(scratch, home, mi
     assert pinned.is_file()
     assert (home / ".conda/envs/abc/conda-meta/history").is_file()
     assert "copied: 1" in out
+    assert code_again == 1 and f"but removing {scratch.abc} failed" in again
+
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    assert "not finished removing it; finishing it" in out
+    assert not scratch.abc.exists()
+    assert (home / ".conda/envs/abc/share/demo/data.txt").is_file()
 
 
 # -- as an ordinary user --------------------------------------------------------------

@@ -471,12 +471,6 @@ def mount_inside(tmp_path):
             subprocess.run(["umount", "-l", point], check=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed removal puts what is left back at the source and clears "
-    "the journal; the next run finds no conda-meta/history there and exits 0 "
-    "with 'nothing to migrate' (issue 9, item 5; removal is issue 8's code)",
-)
 def test_leftover_that_cannot_be_removed_fails_every_run(
     make_env, migrate, tmp_path, mount_inside
 ):

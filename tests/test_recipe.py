@@ -158,6 +158,7 @@ CONDA_APIS = {
         "get_python_packages",
     ],
     "conda.exceptions.CondaError": [],
+    "conda.exceptions.CondaHTTPError": [],
     "conda.gateways.disk.delete.rm_rf": [],
     "conda.misc.clone_env": [],
     "conda.models.environment.Environment": ["from_prefix"],
