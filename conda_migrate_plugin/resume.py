@@ -31,19 +31,23 @@ def _finish_verified(
     source, dest = Path(entry.source), Path(entry.dest)
     outcome = Outcome(entry.name, source, dest, engine=entry.method)
     staging = Path(entry.staging) if entry.staging else None
+    copy = dest
     if (
         staging
         and not dest.exists()
         and journal.is_our_copy(entry, staging, verified=True)
     ):
-        commit(entry, staging, options, backend)
-    if not journal.is_our_copy(entry, dest, verified=True):
+        copy = staging
+    if not journal.is_our_copy(entry, copy, verified=True):
         journal.clear(options.state_dir, dest)
         out.say(
             f"An interrupted run had copied {source} to {dest}, but that copy is no "
             f"longer there as it was made; {source} was left as it is."
         )
         return None
+    # Killed anywhere in the commit (before the rename, or before conda's
+    # registry was written): each step is done again.
+    commit(entry, copy, options, backend)
     if finish_removal(source) or not source.exists():
         backend.unregister(source)
         journal.clear(options.state_dir, dest)
