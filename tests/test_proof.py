@@ -610,3 +610,29 @@ def test_other_environments_sharing_its_files_do_not_count_as_changes(scratch, h
     out = held.communicate(timeout=120)[0]
     assert held.returncode == 0, out
     assert not scratch.abc.exists()
+
+
+def test_tokens_and_passwords_in_urls_are_redacted():
+    from conda_migrate_plugin.migrate import redact
+
+    line = (
+        "conda's clone failed: https://conda.example.org/t/abc-123_XYZ/site/linux-64 "
+        "and https://alice:pa55word@mirror.example.org/conda"
+    )
+    assert redact(line) == (
+        "conda's clone failed: https://conda.example.org/t/<TOKEN>/site/linux-64 "
+        "and https://<CREDENTIALS>@mirror.example.org/conda"
+    )
+
+
+def test_one_environment_through_a_symlink_is_one_lock(scratch, home):
+    from conda_migrate_plugin.exceptions import MigrateError
+    from conda_migrate_plugin.lock import hold
+
+    state = home / ".conda/migrate"
+    alias = scratch.root / "alias"
+    alias.symlink_to(scratch.envs_dir)
+    with hold(state, scratch.abc):
+        with pytest.raises(MigrateError, match="being migrated by another"):
+            with hold(state, alias / "abc"):
+                pass
