@@ -86,6 +86,8 @@ class _File:
     mtime_ns: int
     kind: str  # "plain", "text", "binary" or "scan"
     placeholder: str | None = None
+    #: Fewer blocks than bytes: it may have holes, to be kept as holes.
+    sparse: bool = False
 
 
 @dataclass
@@ -281,6 +283,7 @@ class _Copier:
             st.st_mtime_ns,
             kind,
             placeholder,
+            st.st_blocks * 512 < st.st_size,
         )
 
     def _copy_symlink(self, rel: str, st: os.stat_result) -> None:
@@ -325,14 +328,14 @@ class _Copier:
         """Fill ``dst``; return the sha256 of what was written when the
         content differs from the source."""
         if item.kind == "plain":
-            _kernel_copy(src, dst, item.size)
+            _kernel_copy(src, dst, item.size, sparse=item.sparse)
             return None
         if item.kind == "text":
             return _write_changed(dst, self.rewrite.text_chunks(read_chunks(src)), src)
         if item.kind == "binary":
             patches = self.rewrite.binary_patches(src, item.placeholder, item.rel)
             if not patches:
-                _kernel_copy(src, dst, item.size)
+                _kernel_copy(src, dst, item.size, sparse=item.sparse)
                 return None
             return _write_changed(dst, patched_chunks(src, patches), src, force=True)
         return self._write_scanned(item, src, dst, outcome)
@@ -345,7 +348,7 @@ class _Copier:
                 _write_all(dst, data)
                 return None
         elif not self.rewrite.stream_names_old(read_chunks(src)):
-            _kernel_copy(src, dst, item.size)
+            _kernel_copy(src, dst, item.size, sparse=item.sparse)
             return None
         if not is_utf8_text(src):
             if item.rel.endswith(".pyc"):
@@ -364,7 +367,7 @@ class _Copier:
                     "it, so rebuild it in the new environment (or, for a "
                     "RUNPATH, patchelf --set-rpath) if it uses that path"
                 )
-            _kernel_copy(src, dst, item.size)
+            _kernel_copy(src, dst, item.size, sparse=item.sparse)
             return None
         return _write_changed(
             dst, self.rewrite.text_chunks(read_chunks(src), launcher=True), src
@@ -417,11 +420,13 @@ def _collect(
 _kernel_copy_works = True
 
 
-def _kernel_copy(src: int, dst: int, size: int) -> None:
+def _kernel_copy(src: int, dst: int, size: int, *, sparse: bool = False) -> None:
     """Copy without passing the bytes through Python: copy_file_range lets
     the filesystem share extents (XFS, btrfs reflinks) or copy server-side
     (NFS 4.2); sendfile is the fallback across filesystems."""
     global _kernel_copy_works
+    if sparse and _copy_data_only(src, dst, size):
+        return
     remaining = size
     while remaining > 0 and _kernel_copy_works:
         try:
@@ -447,6 +452,35 @@ def _kernel_copy(src: int, dst: int, size: int) -> None:
     # A file that grew while being copied is copied whole.
     for chunk in read_chunks(src, os.lseek(src, 0, os.SEEK_CUR)):
         _write_all(dst, chunk)
+
+
+def _copy_data_only(src: int, dst: int, size: int) -> bool:
+    """Copy a file with holes as one with the same holes (a copy filled with
+    zeros could need far more room than the preflight counted); False where
+    the filesystem cannot say where the data is."""
+    offset = 0
+    try:
+        while offset < size:
+            try:
+                start = os.lseek(src, offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: only a hole is left
+                    raise
+                break
+            end = os.lseek(src, start, os.SEEK_HOLE)
+            for chunk in read_chunks(src, start):
+                chunk = chunk[: end - start]
+                os.pwrite(dst, chunk, start)
+                start += len(chunk)
+                if start >= end:
+                    break
+            offset = end
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP) and offset == 0:
+            return False
+        raise
+    os.ftruncate(dst, size)
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -7,6 +7,7 @@ The power cut is in ``test_powercut.py``; these run with conda and without.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -636,3 +637,21 @@ def test_one_environment_through_a_symlink_is_one_lock(scratch, home):
         with pytest.raises(MigrateError, match="being migrated by another"):
             with hold(state, alias / "abc"):
                 pass
+
+
+def test_sparse_file_is_copied_sparse(scratch, home, migrate):
+    """A 256 MiB file holding 8 KiB of data: the copy keeps its holes."""
+    sparse = scratch.abc / "share" / "sparse.img"
+    with open(sparse, "wb") as stream:
+        stream.write(b"head" * 1024)
+        stream.seek(256 * 2**20 - 4096)
+        stream.write(b"tail" * 1024)
+    if sparse.stat().st_blocks * 512 >= 2**20:
+        pytest.skip("this filesystem does not keep holes")
+    content = hashlib.sha256(sparse.read_bytes()).hexdigest()
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    assert code == 0, out + err
+    copy = home / ".conda/envs/abc/share/sparse.img"
+    assert copy.stat().st_size == 256 * 2**20
+    assert copy.stat().st_blocks * 512 < 2**20, "the holes were filled"
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == content
