@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conda_migrate_plugin.relocate import relocate
-from conda_migrate_plugin.verify import verify_files
+from conda_migrate_plugin.relocation.relocate import relocate
+from conda_migrate_plugin.relocation.verify import verify_files
 
 PLACEHOLDER = "/opt/anaconda1anaconda2" + "anaconda3" * 20
 PACKAGES = 100
@@ -192,8 +192,8 @@ _MEMORY_PROBE = textwrap.dedent(
     import resource, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[4])
-    from conda_migrate_plugin.relocate import relocate
-    from conda_migrate_plugin.verify import verify_files
+    from conda_migrate_plugin.relocation.relocate import relocate
+    from conda_migrate_plugin.relocation.verify import verify_files
     source, staging, final = map(Path, sys.argv[1:4])
     relocate(source, staging, final)
     assert not verify_files(source, staging, final).problems

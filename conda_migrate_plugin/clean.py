@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .registry import read_registry
+from .backends.registry import read_registry
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

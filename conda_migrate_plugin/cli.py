@@ -174,7 +174,7 @@ def execute(args: Namespace) -> int:
 
         return submit(args, home=_home(), stdout=sys.stdout)
     from .deadline import stop_before_time_limit
-    from .interrupt import stop_on_signals
+    from .safety.interrupt import stop_on_signals
     from .workflow import run
 
     try:

@@ -14,8 +14,8 @@ from .exceptions import MigrateError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .backend import Backend
-    from .records import EnvContents
+    from .backends import Backend
+    from .backends.records import EnvContents
 
 
 def compare_contents(old: EnvContents, new: EnvContents) -> list[str]:

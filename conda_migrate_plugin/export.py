@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from ruamel.yaml import YAML
 
-from .atomic import write_atomically
-from .records import EnvContents, channel_name, read_conda_meta
+from .backends.records import EnvContents, channel_name, read_conda_meta
+from .safety.atomic import write_atomically
 
 if TYPE_CHECKING:
     from pathlib import Path

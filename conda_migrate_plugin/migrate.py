@@ -20,15 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import journal
-from .atomic import fsync_directory
 from .compare import already_migrated, compare_contents
 from .discover import HISTORY
-from .durable import flush_tree
 from .exceptions import InexactRelocation, MigrateError
 from .export import write_yaml
-from .interrupt import Interrupted, check, received, uninterruptible
-from .lock import hold_all, name_holder
 from .preflight import (
     changes_since,
     check_file_types,
@@ -41,7 +36,12 @@ from .preflight import (
     measure,
 )
 from .progress import PHASES, CopyProgress, Tee, duration
-from .remove import (
+from .safety import journal
+from .safety.atomic import fsync_directory
+from .safety.durable import flush_tree
+from .safety.interrupt import Interrupted, check, received, uninterruptible
+from .safety.lock import hold_all, name_holder
+from .safety.remove import (
     check_removable,
     processes_using,
     remove_environment,
@@ -51,7 +51,7 @@ from .remove import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from .backend import Backend
+    from .backends import Backend
     from .discover import Candidate
 
 
@@ -232,7 +232,7 @@ class _Copy:
 
 def _verify(source: Path, copy: Path, dest: Path, out: Output) -> None:
     """The file-by-file check that gates every removal, whatever the engine."""
-    from .verify import verify_files
+    from .relocation.verify import verify_files
 
     out.phase("verify")
     check = verify_files(source, copy, dest)
@@ -255,7 +255,7 @@ def _relocate(
 ) -> None:
     """Copy into a staging directory beside the destination, verify file by
     file, then rename into place: conda never sees an unverified copy."""
-    from .relocate import relocate
+    from .relocation.relocate import relocate
 
     result = relocate(
         candidate.prefix,

@@ -14,14 +14,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import journal
 from .exceptions import MigrateError
-from .lock import hold_all, is_held
 from .migrate import Outcome, commit, discard, remove_old
-from .remove import finish_removal
+from .safety import journal
+from .safety.lock import hold_all, is_held
+from .safety.remove import finish_removal
 
 if TYPE_CHECKING:
-    from .backend import Backend
+    from .backends import Backend
     from .migrate import Options, Output
 
 

@@ -14,20 +14,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import __version__, journal
-from .backend import PortableBackend, load_backend
+from . import __version__
+from .backends import PortableBackend, load_backend
 from .discover import scan_directory, scratch_environments, under
 from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import Options, Outcome, Output, migrate_all
 from .progress import duration
 from .resume import resume
+from .safety import journal
+from .safety.statedir import LOGS, ensure_private
 from .selection import prompt_selection
-from .statedir import LOGS, ensure_private
 
 if TYPE_CHECKING:
     from argparse import Namespace
 
-    from .backend import Backend
+    from .backends import Backend
     from .discover import Candidate
 
 SUCCESS = {"migrated", "kept", "already", "planned"}

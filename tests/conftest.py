@@ -375,9 +375,12 @@ def unprivileged(tmp_path_factory):
     import conda_migrate_plugin
     from conda_migrate_plugin.cli import main
 
-    for module in pkgutil.iter_modules(conda_migrate_plugin.__path__):
-        if not module.name.startswith("_") and (module.name != "plugin" or HAVE_CONDA):
-            importlib.import_module(f"conda_migrate_plugin.{module.name}")
+    for module in pkgutil.walk_packages(
+        conda_migrate_plugin.__path__, "conda_migrate_plugin."
+    ):
+        leaf = module.name.rsplit(".", 1)[1]
+        if not leaf.startswith("_") and (leaf != "plugin" or HAVE_CONDA):
+            importlib.import_module(module.name)
     base = Path(tempfile.mkdtemp(prefix="cm-user-"))
     base.chmod(0o755)
 

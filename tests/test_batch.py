@@ -206,7 +206,7 @@ def test_two_jobs_at_once_each_say_who_migrated_what(scratch, home, make_env, tm
 @pytest.mark.parametrize("job", ["77", None])
 def test_a_held_environment_names_its_holder(scratch, home, job):
     """The lock file says who holds it, by job id inside a Slurm job."""
-    from conda_migrate_plugin.lock import hold
+    from conda_migrate_plugin.safety.lock import hold
 
     state = home / ".conda" / "migrate"
     env = {"SLURM_JOB_ID": job} if job else {}

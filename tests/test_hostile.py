@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import tree_snapshot
 
-from conda_migrate_plugin import journal
 from conda_migrate_plugin.discover import REMOVING_SUFFIX, examine
 from conda_migrate_plugin.exceptions import MigrateError
-from conda_migrate_plugin.remove import check_removable
+from conda_migrate_plugin.safety import journal
+from conda_migrate_plugin.safety.remove import check_removable
 
 HERE = Path(__file__).parent
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")

@@ -27,10 +27,10 @@ from conftest import (
     tree_snapshot,
 )
 
-from conda_migrate_plugin import journal
-from conda_migrate_plugin.clone import carry_omitted
-from conda_migrate_plugin.relocate import relocate
-from conda_migrate_plugin.verify import verify_files
+from conda_migrate_plugin.relocation.clone import carry_omitted
+from conda_migrate_plugin.relocation.relocate import relocate
+from conda_migrate_plugin.relocation.verify import verify_files
+from conda_migrate_plugin.safety import journal
 
 HERE = Path(__file__).parent
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
@@ -628,7 +628,7 @@ def test_tokens_and_passwords_in_urls_are_redacted():
 
 def test_one_environment_through_a_symlink_is_one_lock(scratch, home):
     from conda_migrate_plugin.exceptions import MigrateError
-    from conda_migrate_plugin.lock import hold
+    from conda_migrate_plugin.safety.lock import hold
 
     state = home / ".conda/migrate"
     alias = scratch.root / "alias"

@@ -327,8 +327,8 @@ def _as_conda_records_noarch(prefix: Path) -> Path:
 
 
 def test_noarch_python_records_are_owned_and_verified(real_env, tmp_path):
-    from conda_migrate_plugin.relocate import relocate
-    from conda_migrate_plugin.verify import verify_files
+    from conda_migrate_plugin.relocation.relocate import relocate
+    from conda_migrate_plugin.relocation.verify import verify_files
 
     old = real_env(tmp_path / "scratch" / "env")
     record_path = _as_conda_records_noarch(old)
@@ -540,7 +540,7 @@ def test_user_copy_with_read_only_directories_is_discarded_whole(
     source's read-only directories; the owner's discard must still empty it."""
     from conftest import USER, chown_tree
 
-    from conda_migrate_plugin.prefix import ENCODINGS
+    from conda_migrate_plugin.relocation.prefix import ENCODINGS
 
     for encoding in ENCODINGS:  # the user cannot read root's codec modules
         "".encode(encoding)

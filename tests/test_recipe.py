@@ -169,7 +169,7 @@ def _conda_imports() -> set[str]:
     import ast
 
     found = set()
-    for path in sorted((ROOT / "conda_migrate_plugin").glob("*.py")):
+    for path in sorted((ROOT / "conda_migrate_plugin").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.ImportFrom)

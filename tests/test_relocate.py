@@ -15,8 +15,8 @@ import pytest
 from conftest import PLACEHOLDER, SITE_PACKAGES, requires_conda, tree_snapshot
 
 from conda_migrate_plugin.exceptions import RelocateError
-from conda_migrate_plugin.relocate import default_jobs, relocate
-from conda_migrate_plugin.verify import verify_files
+from conda_migrate_plugin.relocation.relocate import default_jobs, relocate
+from conda_migrate_plugin.relocation.verify import verify_files
 
 OWNED_WITH_PREFIX = ("etc/demo/demo.conf", "bin/demo-hello", "bin/demo-app")
 
@@ -246,8 +246,8 @@ _MEMORY_PROBE = textwrap.dedent(
     """
     import resource, sys
     from pathlib import Path
-    from conda_migrate_plugin.relocate import relocate
-    from conda_migrate_plugin.verify import verify_files
+    from conda_migrate_plugin.relocation.relocate import relocate
+    from conda_migrate_plugin.relocation.verify import verify_files
     source, staging, final = map(Path, sys.argv[1:])
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     relocate(source, staging, final)
@@ -313,7 +313,7 @@ def test_python_scripts_get_the_sh_trampoline_where_conda_and_pip_write_it(
 ):
     """conda's entry points and pip's console scripts count the newline in
     the kernel's 127: a longer line, or a space, gets the trampoline."""
-    from conda_migrate_plugin.prefix import PrefixRewrite
+    from conda_migrate_plugin.relocation.prefix import PrefixRewrite
 
     new = "/h/" + "p" * (length - len("#!/h/") - len("/bin/python3.11"))
     rewrite = PrefixRewrite("/old", new)
@@ -332,7 +332,7 @@ def test_python_scripts_get_the_sh_trampoline_where_conda_and_pip_write_it(
 
 
 def test_sh_trampoline_runs_the_script_with_its_python(tmp_path):
-    from conda_migrate_plugin.prefix import PrefixRewrite
+    from conda_migrate_plugin.relocation.prefix import PrefixRewrite
 
     new = tmp_path / "with space"
     (new / "bin").mkdir(parents=True)

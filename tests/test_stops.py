@@ -191,10 +191,10 @@ def test_a_stop_turned_into_another_error_is_still_a_stop(
 ):
     """Code the run does not own (conda's, a library's) may catch the
     exception the signal raised and report something else."""
-    from conda_migrate_plugin import backend, workflow
+    from conda_migrate_plugin import backends, workflow
     from conda_migrate_plugin.exceptions import Interrupted
 
-    class Swallowing(backend.PortableBackend):
+    class Swallowing(backends.PortableBackend):
         def export_yaml(self, prefix, name):
             try:
                 os.kill(os.getpid(), signal.SIGTERM)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conda_migrate_plugin.relocate import relocate
-from conda_migrate_plugin.verify import verify_files
+from conda_migrate_plugin.relocation.relocate import relocate
+from conda_migrate_plugin.relocation.verify import verify_files
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
+from ..exceptions import CloneUnavailable, MigrateError
+from ..export import portable_yaml
+from ..safety.interrupt import check
 from . import registry
-from .exceptions import CloneUnavailable, MigrateError
-from .export import portable_yaml
-from .interrupt import check
 from .records import (
     CondaPackage,
     EnvContents,
@@ -123,7 +123,7 @@ class CondaBackend:
         return exporter.export(environment)
 
     def clone(self, source: Path, dest: Path, *, quiet: bool) -> None:
-        from .clone import carry_omitted, clone
+        from ..relocation.clone import carry_omitted, clone
 
         clone(source, dest, quiet=quiet)
         carry_omitted(source, dest)
@@ -148,7 +148,7 @@ class CondaBackend:
     def register(self, prefix: Path) -> None:
         from conda.core.envs_manager import register_env
 
-        from .durable import flush_file
+        from ..safety.durable import flush_file
 
         # conda rewrites the file in place without a sync: a power cut would
         # bring it back empty, losing every registered environment.
@@ -158,13 +158,13 @@ class CondaBackend:
     def unregister(self, prefix: Path) -> None:
         from conda.core.envs_manager import unregister_env
 
-        from .durable import flush_file
+        from ..safety.durable import flush_file
 
         unregister_env(str(prefix))
         flush_file(registry.environments_txt())
 
     def clean(self, *, dry_run: bool) -> dict[str, list[str]] | None:
-        from .clean import clean
+        from ..clean import clean
 
         return clean(dry_run=dry_run)
 

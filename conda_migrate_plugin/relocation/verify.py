@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .exceptions import RelocateError
+from ..exceptions import RelocateError
 from .prefix import (
     CHUNK,
     PrefixRewrite,

@@ -17,7 +17,7 @@ import signal
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .exceptions import Interrupted
+from ..exceptions import Interrupted
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

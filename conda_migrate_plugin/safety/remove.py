@@ -15,8 +15,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .discover import HISTORY, REMOVING_SUFFIX, under
-from .exceptions import MigrateError
+from ..discover import HISTORY, REMOVING_SUFFIX, under
+from ..exceptions import MigrateError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

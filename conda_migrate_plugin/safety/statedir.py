@@ -14,7 +14,7 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from .exceptions import UsageError
+from ..exceptions import UsageError
 
 if TYPE_CHECKING:
     from pathlib import Path

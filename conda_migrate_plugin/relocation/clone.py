@@ -12,8 +12,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from .exceptions import CloneUnavailable
-from .interrupt import check
+from ..exceptions import CloneUnavailable
+from ..safety.interrupt import check
 from .prefix import PrefixRewrite
 
 

@@ -17,7 +17,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
-from .exceptions import MigrateError
+from ..exceptions import MigrateError
 from .statedir import LOCKS
 
 if TYPE_CHECKING:

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .exceptions import RelocateError
-from .jobs import default_jobs
-from .journal import MARKER
+from ..exceptions import RelocateError
+from ..jobs import default_jobs
+from ..safety.journal import MARKER
 from .prefix import (
     CHUNK,
     PathRecord,

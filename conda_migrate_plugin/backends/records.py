@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from email.parser import HeaderParser
 from typing import TYPE_CHECKING
 
-from .exceptions import MigrateError
+from ..exceptions import MigrateError
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .exceptions import RelocateError
+from ..exceptions import RelocateError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .atomic import write_atomically
+from ..safety.atomic import write_atomically
 
 
 def environments_txt(home: Path | None = None) -> Path:
