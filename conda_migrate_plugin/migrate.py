@@ -52,7 +52,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from .backends import Backend
+    from .backends.records import EnvContents
     from .discover import Candidate
+    from .preflight import Footprint
 
 
 @dataclass(frozen=True)
@@ -284,38 +286,46 @@ def _clone(
     out: Output,
     outcome: Outcome,
 ) -> _Copy:
-    dest = outcome.dest
     copy = _Copy.make(entry, False, options.state_dir)
-    try:
+    with provisional(copy, options.state_dir, backend):
         with out.conda_output():
-            backend.clone(candidate.prefix, dest, quiet=options.quiet)
+            backend.clone(candidate.prefix, copy.path, quiet=options.quiet)
         outcome.engine = "clone"
         out.note("engine: conda's clone")
-        _verify(candidate.prefix, dest, dest, out)
-        return copy
-    except BaseException:
-        discard(dest)
-        backend.unregister(dest)
-        raise
+        _verify(candidate.prefix, copy.path, copy.path, out)
+    return copy
 
 
 def _copy(
     candidate: Candidate,
-    entry: journal.Entry,
+    footprint: Footprint,
     options: Options,
     backend: Backend,
     out: Output,
     outcome: Outcome,
 ) -> _Copy:
+    """A verified copy, not yet committed: relocation into a staging
+    directory, or conda's clone at the destination (``--method auto`` turns
+    to it where relocation cannot rewrite every file exactly)."""
+    options.dest_root.mkdir(parents=True, exist_ok=True)
+    journal.save_stamps(options.state_dir, outcome.dest, footprint.stamps)
+    entry = journal.Entry(
+        candidate.name,
+        str(outcome.source),
+        str(outcome.dest),
+        journal.COPYING,
+        options.method,
+        run=secrets.token_hex(16),
+    )
     out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
     out.phase("copy")
     if options.method == "clone":
         return _clone(candidate, entry, options, backend, out, outcome)
     copy = _Copy.make(entry, True, options.state_dir)
     try:
-        _relocate(candidate, copy, outcome.dest, options, out, outcome)
+        with provisional(copy, options.state_dir, backend):
+            _relocate(candidate, copy, outcome.dest, options, out, outcome)
     except InexactRelocation as err:
-        discard(copy.path)
         if backend.name == "portable":
             raise MigrateError(
                 f"{err} Relocation cannot rewrite them exactly.",
@@ -325,9 +335,6 @@ def _copy(
             ) from err
         out.say(f"{err} Using conda's clone instead.")
         return _clone(candidate, entry, options, backend, out, outcome)
-    except BaseException:
-        discard(copy.path)
-        raise
     outcome.engine = "relocate"
     out.note("engine: relocation")
     return copy
@@ -346,6 +353,111 @@ def _plan(outcome: Outcome, options: Options, out: Output) -> Outcome:
     return outcome
 
 
+def _end(outcome: Outcome, status: str, message: str, out: Output) -> Outcome:
+    """Every ending but a failure: the status, and the words the user sees."""
+    outcome.status = status
+    outcome.message = message
+    out.say(message, "")
+    return outcome
+
+
+def _already_there(
+    candidate: Candidate, backend: Backend, out: Output, outcome: Outcome
+) -> Outcome | None:
+    """The destination exists: this environment's copy, or something else,
+    which is never touched."""
+    source, dest = outcome.source, outcome.dest
+    if not os.path.lexists(dest):
+        return None
+    if already_migrated(source, dest, backend):
+        return _end(
+            outcome,
+            "already",
+            f"{candidate.name} is already migrated: {dest} holds the same packages. "
+            f"{source} was left as it is; once you no longer need it, remove it "
+            f"with: conda env remove -p {source}",
+            out,
+        )
+    return _end(
+        outcome,
+        "skipped",
+        f"{dest} already exists; it was not touched and {source} stays where it is. "
+        "Remove or rename it, or choose another --dest.",
+        out,
+    )
+
+
+def _preflight(
+    options: Options, backend: Backend, outcome: Outcome
+) -> tuple[EnvContents, Footprint]:
+    """Everything that can refuse the environment, before anything is written."""
+    source, dest = outcome.source, outcome.dest
+    check_paths(source, dest)
+    old = backend.contents(source)
+    footprint = measure(source)
+    check_file_types(footprint)
+    check_nested(footprint)
+    check_owned(footprint, keep_old=options.keep_old)
+    outcome.packages, outcome.files, outcome.bytes = (
+        len(old.conda),
+        footprint.files,
+        footprint.bytes,
+    )
+    if not options.dry_run:
+        check_writable(options.dest_root)
+        check_space(footprint, options.dest_root)
+    return old, footprint
+
+
+def _export(
+    candidate: Candidate,
+    options: Options,
+    backend: Backend,
+    out: Output,
+    outcome: Outcome,
+) -> None:
+    outcome.yaml = write_yaml(
+        options.yaml_dir,
+        candidate.name,
+        backend.export_yaml(candidate.prefix, candidate.name),
+    )
+    out.note(f"YAML written: {outcome.yaml}")
+
+
+def _compare(
+    old: EnvContents,
+    copy: _Copy,
+    footprint: Footprint,
+    backend: Backend,
+    out: Output,
+    outcome: Outcome,
+) -> None:
+    """The site guide's comparison of the packages, and the source unchanged
+    while it was copied: the last checks before the copy is committed."""
+    source = outcome.source
+    out.phase("verify")
+    outcome.differences = compare_contents(old, backend.contents(copy.path))
+    if outcome.differences:
+        out.say(
+            "Old and New Environments differ:",
+            *(f"  {d}" for d in outcome.differences),
+        )
+        raise MigrateError(
+            f"The copy of {source} is not the same environment.",
+            hint="The old environment was left untouched and the copy removed.",
+        )
+    changed = changes_since(footprint.stamps, source)
+    if changed:
+        raise MigrateError(
+            f"{source} changed while it was being copied:\n  "
+            + "\n  ".join(changed[:10]),
+            hint="The old environment was left as it is and the copy removed. "
+            "Run again once nothing is installing into it or writing to it.",
+        )
+    out.phase(None)
+    out.say(*activation_hint(outcome.dest), "Old and New Environments are same", "")
+
+
 def _migrate_locked(
     candidate: Candidate,
     options: Options,
@@ -353,125 +465,47 @@ def _migrate_locked(
     out: Output,
     outcome: Outcome,
 ) -> Outcome:
-    source, dest = outcome.source, outcome.dest
-    entry = journal.Entry(
-        candidate.name,
-        str(source),
-        str(dest),
-        journal.COPYING,
-        options.method,
-        run=secrets.token_hex(16),
-    )
-    copy: _Copy | None = None
+    """The phases in order; ``step`` names the one a stop is reported in."""
     step = "checking"
     try:
-        if os.path.lexists(dest) and already_migrated(source, dest, backend):
-            outcome.status = "already"
-            outcome.message = (
-                f"{candidate.name} is already migrated: {dest} holds the same packages. "
-                f"{source} was left as it is; once you no longer need it, remove it "
-                f"with: conda env remove -p {source}"
-            )
-            out.say(outcome.message, "")
-            return outcome
-        if os.path.lexists(dest):
-            outcome.status = "skipped"
-            outcome.message = (
-                f"{dest} already exists; it was not touched and {source} stays where it is. "
-                "Remove or rename it, or choose another --dest."
-            )
-            out.say(outcome.message, "")
-            return outcome
-        check_paths(source, dest)
-        old = backend.contents(source)
-        footprint = measure(source)
-        check_file_types(footprint)
-        check_nested(footprint)
-        check_owned(footprint, keep_old=options.keep_old)
-        outcome.packages, outcome.files, outcome.bytes = (
-            len(old.conda),
-            footprint.files,
-            footprint.bytes,
-        )
+        ended = _already_there(candidate, backend, out, outcome)
+        if ended is not None:
+            return ended
+        old, footprint = _preflight(options, backend, outcome)
         if options.dry_run:
             return _plan(outcome, options, out)
-        check_writable(options.dest_root)
-        check_space(footprint, options.dest_root)
         step = "exporting"
-        outcome.yaml = write_yaml(
-            options.yaml_dir,
-            candidate.name,
-            backend.export_yaml(source, candidate.name),
-        )
-        out.note(f"YAML written: {outcome.yaml}")
+        _export(candidate, options, backend, out, outcome)
         step = "copying"
-        options.dest_root.mkdir(parents=True, exist_ok=True)
-        journal.save_stamps(options.state_dir, dest, footprint.stamps)
-        copy = _copy(candidate, entry, options, backend, out, outcome)
+        copy = _copy(candidate, footprint, options, backend, out, outcome)
         step = "comparing"
-        out.phase("verify")
-        outcome.differences = compare_contents(old, backend.contents(copy.path))
-        if outcome.differences:
-            out.say(
-                "Old and New Environments differ:",
-                *(f"  {d}" for d in outcome.differences),
-            )
-            raise MigrateError(
-                f"The copy of {source} is not the same environment.",
-                hint="The old environment was left untouched and the copy removed.",
-            )
-        changed = changes_since(footprint.stamps, source)
-        if changed:
-            raise MigrateError(
-                f"{source} changed while it was being copied:\n  "
-                + "\n  ".join(changed[:10]),
-                hint="The old environment was left as it is and the copy removed. "
-                "Run again once nothing is installing into it or writing to it.",
-            )
-        out.phase(None)
-        out.say(*activation_hint(dest), "Old and New Environments are same", "")
+        with provisional(copy, options.state_dir, backend):
+            _compare(old, copy, footprint, backend, out, outcome)
         step = "registering"
         verified = replace(copy.entry, phase=journal.VERIFIED)
-        with uninterruptible():
+        # A stop that comes during the commit is raised as the block ends,
+        # once the copy is committed and no longer provisional.
+        with uninterruptible(), provisional(copy, options.state_dir, backend):
             commit(verified, copy.path, options, backend)
-            copy = None
     except Interrupted as err:
-        if copy is not None:
-            _undo(copy, options, backend)
-        raise _stopped(
-            err.signum,
-            step,
-            candidate.name,
-            source,
-            step not in ("checking", "exporting"),
-        ) from None
+        raise _stopped(err.signum, step, candidate.name, outcome.source) from None
     except (MigrateError, OSError) as err:
-        if copy is not None:
-            _undo(copy, options, backend)
-        journal.clear(options.state_dir, dest)
+        journal.clear(options.state_dir, outcome.dest)
         # Code the run does not own may turn a signal into another error.
         signum = received(err)
         if signum is not None:
-            raise _stopped(
-                signum,
-                step,
-                candidate.name,
-                source,
-                step not in ("checking", "exporting"),
-            ) from err
+            raise _stopped(signum, step, candidate.name, outcome.source) from err
         outcome.message = str(err)
         out.tell(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
     if options.keep_old:
-        journal.record(
-            options.state_dir, journal.Entry(**{**vars(entry), "phase": journal.DONE})
+        journal.record(options.state_dir, replace(verified, phase=journal.DONE))
+        return _end(
+            outcome,
+            "kept",
+            f"Copied to {outcome.dest}; the old environment was kept (--keep-old).",
+            out,
         )
-        outcome.status = "kept"
-        outcome.message = (
-            f"Copied to {dest}; the old environment was kept (--keep-old)."
-        )
-        out.say(outcome.message, "")
-        return outcome
     return remove_old(outcome, verified, options, backend, out, footprint.stamps)
 
 
@@ -491,16 +525,23 @@ def commit(
     backend.register(dest)
 
 
-def _undo(copy: _Copy, options: Options, backend: Backend) -> None:
-    """Remove this run's unverified copy and its traces."""
-    discard(copy.path)
-    backend.unregister(Path(copy.entry.dest))
-    journal.clear(options.state_dir, Path(copy.entry.dest))
+@contextmanager
+def provisional(copy: _Copy, state_dir: Path, backend: Backend) -> Iterator[None]:
+    """Undo the copy if the block fails in any way, a stop included: remove
+    it, unregister it, then forget it, so that an undo cut short is still in
+    the journal for the next run. The source was never touched."""
+    try:
+        yield
+    except BaseException:
+        dest = Path(copy.entry.dest)
+        discard(copy.path)
+        backend.unregister(dest)
+        journal.clear(state_dir, dest)
+        raise
 
 
-def _stopped(
-    signum: int, step: str, name: str, source: Path, copy_started: bool
-) -> Interrupted:
+def _stopped(signum: int, step: str, name: str, source: Path) -> Interrupted:
+    copy_started = step not in ("checking", "exporting")
     return Interrupted(
         signum,
         f"while {step} {name}: "
@@ -534,10 +575,7 @@ def migrate_one(
     except Interrupted:
         raise
     except MigrateError as err:  # the lock is held by another run
-        outcome.status = "skipped"
-        outcome.message = str(err)
-        out.say(outcome.message, "")
-        return outcome
+        return _end(outcome, "skipped", str(err), out)
 
 
 def _migrated_meanwhile(outcome: Outcome) -> bool:
@@ -551,13 +589,13 @@ def _migrated_by_other(
     outcome: Outcome, holder: str, options: Options, out: Output
 ) -> Outcome:
     name_holder(options.state_dir, outcome.dest, holder)
-    outcome.status = "already"
-    outcome.message = (
+    return _end(
+        outcome,
+        "already",
         f"{outcome.source} was already migrated to {outcome.dest} by another "
-        f"conda-migrate run ({holder or 'unknown'})."
+        f"conda-migrate run ({holder or 'unknown'}).",
+        out,
     )
-    out.say(outcome.message, "")
-    return outcome
 
 
 def remove_old(
@@ -595,12 +633,12 @@ def remove_old(
             )
     except MigrateError as err:
         journal.clear(options.state_dir, outcome.dest)
-        outcome.status = "copied"
-        outcome.message = (
-            f"Copied to {outcome.dest}, but the old environment was not removed: {err}"
+        return _end(
+            outcome,
+            "copied",
+            f"Copied to {outcome.dest}, but the old environment was not removed: {err}",
+            out,
         )
-        out.say(outcome.message, "")
-        return outcome
     for user in processes_using(source):
         out.say(f"warning: {user} is using {source}; it is removed all the same.")
     out.say(f"Remove all packages in environment {source}:", "")
@@ -613,20 +651,22 @@ def remove_old(
             journal.record(options.state_dir, replace(entry, phase=journal.DONE))
     except OSError as err:
         out.phase(None)
-        outcome.status = "copied"
-        outcome.message = (
+        return _end(
+            outcome,
+            "copied",
             f"Copied to {outcome.dest}, but removing {source} failed: {err}. "
             "The copy is verified and complete; what is left of the old environment "
             f"was put back at {source}. Every run reports it until it is gone: "
-            "fix the cause and run the same command again, or remove it by hand."
+            "fix the cause and run the same command again, or remove it by hand.",
+            out,
         )
-        out.say(outcome.message, "")
-        return outcome
     out.phase(None)
-    outcome.status = "migrated"
-    outcome.message = f"Successfully migrated and removed old environment: {source}"
-    out.say(outcome.message, "")
-    return outcome
+    return _end(
+        outcome,
+        "migrated",
+        f"Successfully migrated and removed old environment: {source}",
+        out,
+    )
 
 
 def migrate_all(
