@@ -174,13 +174,15 @@ def execute(args: Namespace) -> int:
 
         return submit(args, home=_home(), stdout=sys.stdout)
     from .deadline import stop_before_time_limit
+    from .options import Options
     from .safety.interrupt import stop_on_signals
     from .workflow import run
 
+    options = Options.from_args(args, _home())
     try:
         with stop_on_signals(), stop_before_time_limit():
             return run(
-                args,
+                options,
                 home=_home(),
                 stdin=sys.stdin,
                 stdout=sys.stdout,

@@ -54,22 +54,8 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .backends.records import EnvContents
     from .discover import Candidate
+    from .options import Options
     from .preflight import Footprint
-
-
-@dataclass(frozen=True)
-class Options:
-    dest_root: Path
-    yaml_dir: Path
-    scanned: Path
-    state_dir: Path
-    method: str = "auto"
-    keep_old: bool = False
-    dry_run: bool = False
-    jobs: int | None = None
-    quiet: bool = False
-    verbose: int = 0
-    json: bool = False
 
 
 #: Credentials that may stand beside what is printed and logged: a token in

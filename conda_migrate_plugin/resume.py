@@ -22,7 +22,8 @@ from .safety.remove import finish_removal
 
 if TYPE_CHECKING:
     from .backends import Backend
-    from .migrate import Options, Output
+    from .migrate import Output
+    from .options import Options
 
 
 def _finish_verified(

@@ -18,7 +18,7 @@ from . import __version__
 from .backends import PortableBackend, load_backend
 from .discover import scan_directory, scratch_environments, under
 from .exceptions import Interrupted, MigrateError, UsageError
-from .migrate import Options, Outcome, Output, migrate_all
+from .migrate import Outcome, Output, migrate_all
 from .progress import duration
 from .resume import resume
 from .safety import journal
@@ -26,40 +26,16 @@ from .safety.statedir import LOGS, ensure_private
 from .selection import prompt_selection
 
 if TYPE_CHECKING:
-    from argparse import Namespace
-
     from .backends import Backend
     from .discover import Candidate
+    from .options import Options
 
 SUCCESS = {"migrated", "kept", "already", "planned"}
 
 
-def canonical(path: Path) -> Path:
-    """``$SCRATCH/x/../envs`` is ``$SCRATCH/envs``, spelled as rc files spell
-    it; where a symlink makes ``..`` lead elsewhere, the real path."""
-    normal = Path(os.path.normpath(path.absolute()))
-    real = Path(os.path.realpath(path))
-    try:
-        return normal if normal.samefile(real) else real
-    except OSError:
-        return normal
-
-
-def search_root(args: Namespace) -> Path:
-    """Where to look: ``-d``, or ``$SCRATCH`` for the environments conda knows."""
-    if args.directory:
-        return canonical(args.directory.expanduser())
-    scratch = os.environ.get("SCRATCH")
-    if not scratch:
-        raise UsageError(
-            "$SCRATCH is not set, so there is no default place to look for environments.",
-            hint="Pass -d with the directory that holds them (conda env list | grep /scratch shows it).",
-        )
-    return Path(scratch)
-
-
-def discover(args: Namespace, root: Path, backend: Backend) -> list[Candidate]:
-    if not args.directory:
+def discover(options: Options, backend: Backend) -> list[Candidate]:
+    root = options.scanned
+    if not options.given_directory:
         return scratch_environments(backend.known_prefixes(), root)
     if not root.exists():
         raise UsageError(
@@ -255,7 +231,6 @@ def _moves_package_cache(diff: str) -> bool:
 
 def settle(
     outcomes: list[Outcome],
-    args: Namespace,
     options: Options,
     home: Path,
     out: Output,
@@ -263,7 +238,11 @@ def settle(
 ) -> list[dict]:
     """Right after each environment moves, not at the end of the run: a job
     stopped at its time limit must leave the rc files naming what is where."""
-    edits = [] if args.no_rc else update_rc_files(outcomes, options, home, out, backups)
+    edits = (
+        update_rc_files(outcomes, options, home, out, backups)
+        if options.update_rc
+        else []
+    )
     if not options.dry_run:
         for outcome in outcomes:
             if outcome.status in ("migrated", "kept"):
@@ -309,33 +288,16 @@ def open_log(state_dir: Path) -> tuple[TextIO, Path]:
 
 
 def run(
-    args: Namespace, *, home: Path, stdin: TextIO, stdout: TextIO, command: str
+    options: Options, *, home: Path, stdin: TextIO, stdout: TextIO, command: str
 ) -> int:
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, not {args.jobs}.")
-    if args.json and not (args.all or args.yes):
-        raise UsageError("--json never prompts, so it needs --all.")
+    """The whole run; ``command`` is what the log names as typed."""
     backend = load_backend()
-    if args.method == "clone" and isinstance(backend, PortableBackend):
+    if options.method == "clone" and isinstance(backend, PortableBackend):
         raise UsageError(
             "conda is not installed here, so --method clone cannot run.",
             hint="Use --method relocate.",
         )
-    directory = search_root(args)
-    options = Options(
-        dest_root=(args.dest or home / ".conda" / "envs").expanduser().absolute(),
-        yaml_dir=(args.yaml_dir or home / ".conda" / "yaml").expanduser().absolute(),
-        scanned=directory,
-        state_dir=home / ".conda" / "migrate",
-        method=args.method,
-        keep_old=args.keep_old,
-        dry_run=args.dry_run,
-        jobs=args.jobs,
-        quiet=args.quiet or args.json,
-        verbose=args.verbosity,
-        json=args.json,
-    )
-    check_not_same(directory, options.dest_root)
+    check_not_same(options.scanned, options.dest_root)
     check_home_writable(options, home)
     ensure_private(options.state_dir, create=not options.dry_run)
     with ExitStack() as stack:
@@ -345,7 +307,7 @@ def run(
         out = Output(quiet=options.quiet, stream=stdout, log=log, json=options.json)
         out.note(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
-            code = _run(args, options, backend, home, stdin, out)
+            code = _run(options, backend, home, stdin, out)
         except (MigrateError, Interrupted) as err:
             out.note(f"error: {err}")
             out.note(f"exit code {err.return_code}")
@@ -357,7 +319,6 @@ def run(
 
 
 def _run(
-    args: Namespace,
     options: Options,
     backend: Backend,
     home: Path,
@@ -369,17 +330,17 @@ def _run(
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
     backups: dict[Path, Path] = {}
-    rc_edits = settle(outcomes, args, options, home, out, backups)
+    rc_edits = settle(outcomes, options, home, out, backups)
 
     def settle_one(outcome: Outcome) -> None:
         # A dry run shows one plan for all of them instead, after the loop.
         if not options.dry_run:
-            rc_edits.extend(settle([outcome], args, options, home, out, backups))
+            rc_edits.extend(settle([outcome], options, home, out, backups))
 
-    if outcomes and args.directory and not options.scanned.exists():
+    if outcomes and options.given_directory and not options.scanned.exists():
         candidates = []
     else:
-        candidates = discover(args, options.scanned, backend)
+        candidates = discover(options, backend)
     # What was just finished (or could not be) from an earlier run is that
     # run's, reported above; it is not migrated a second time.
     resumed = {o.source for o in outcomes}
@@ -392,9 +353,7 @@ def _run(
     valid = report_discovery(options.scanned, candidates, options.verbose, out)
     if valid:
         selected = (
-            valid
-            if (args.all or args.yes)
-            else prompt_selection(valid, stdin, out.stream)
+            valid if options.select_all else prompt_selection(valid, stdin, out.stream)
         )
         selected, refused = refuse_duplicate_names(selected, options)
         out.say("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
@@ -402,9 +361,9 @@ def _run(
     elif not outcomes:
         raise nothing_to_migrate(options.scanned, candidates)
     if options.dry_run:
-        rc_edits += settle(outcomes, args, options, home, out, backups)
+        rc_edits += settle(outcomes, options, home, out, backups)
     cleaned = None
-    if not args.no_clean and any(o.status in SUCCESS for o in outcomes):
+    if options.clean and any(o.status in SUCCESS for o in outcomes):
         out.phase("clean")
         cleaned = backend.clean(dry_run=options.dry_run)
         if cleaned is None:
@@ -417,7 +376,7 @@ def _run(
         out.phase(None)
     summarize(outcomes, out, time.monotonic() - started)
     success = all(o.status in SUCCESS for o in outcomes)
-    if args.json:
+    if options.json:
         document = {
             "success": success,
             "dry_run": options.dry_run,

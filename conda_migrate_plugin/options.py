@@ -1,0 +1,92 @@
+"""What one run is asked to do, read from the command line in one place.
+
+The run itself takes these options, not argparse's namespace, so that it is
+a function Python code and tests can call (``workflow.run(Options(...))``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .exceptions import UsageError
+
+if TYPE_CHECKING:
+    from argparse import Namespace
+
+
+@dataclass(frozen=True)
+class Options:
+    dest_root: Path
+    yaml_dir: Path
+    #: Where environments are looked for: ``-d``, or ``$SCRATCH``.
+    scanned: Path
+    state_dir: Path
+    #: ``-d`` was given: every directory in ``scanned`` is examined, not only
+    #: the environments conda knows there.
+    given_directory: bool = True
+    method: str = "auto"
+    keep_old: bool = False
+    dry_run: bool = False
+    jobs: int | None = None
+    quiet: bool = False
+    verbose: int = 0
+    json: bool = False
+    #: ``--all``/``--yes``: no selection prompt.
+    select_all: bool = False
+    update_rc: bool = True
+    clean: bool = True
+
+    @classmethod
+    def from_args(cls, args: Namespace, home: Path) -> Options:
+        """Refuses what the command line alone shows to be wrong."""
+        if args.jobs is not None and args.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, not {args.jobs}.")
+        select_all = args.all or args.yes
+        if args.json and not select_all:
+            raise UsageError("--json never prompts, so it needs --all.")
+        return cls(
+            dest_root=(args.dest or home / ".conda" / "envs").expanduser().absolute(),
+            yaml_dir=(args.yaml_dir or home / ".conda" / "yaml")
+            .expanduser()
+            .absolute(),
+            scanned=search_root(args.directory),
+            state_dir=home / ".conda" / "migrate",
+            given_directory=args.directory is not None,
+            method=args.method,
+            keep_old=args.keep_old,
+            dry_run=args.dry_run,
+            jobs=args.jobs,
+            quiet=args.quiet or args.json,
+            verbose=args.verbosity,
+            json=args.json,
+            select_all=select_all,
+            update_rc=not args.no_rc,
+            clean=not args.no_clean,
+        )
+
+
+def canonical(path: Path) -> Path:
+    """``$SCRATCH/x/../envs`` is ``$SCRATCH/envs``, spelled as rc files spell
+    it; where a symlink makes ``..`` lead elsewhere, the real path."""
+    normal = Path(os.path.normpath(path.absolute()))
+    real = Path(os.path.realpath(path))
+    try:
+        return normal if normal.samefile(real) else real
+    except OSError:
+        return normal
+
+
+def search_root(directory: Path | None) -> Path:
+    """Where to look: ``-d``, or ``$SCRATCH`` for the environments conda knows."""
+    if directory:
+        return canonical(directory.expanduser())
+    scratch = os.environ.get("SCRATCH")
+    if not scratch:
+        raise UsageError(
+            "$SCRATCH is not set, so there is no default place to look for environments.",
+            hint="Pass -d with the directory that holds them (conda env list | grep /scratch shows it).",
+        )
+    return Path(scratch)
