@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .exceptions import Interrupted, MigrateError
+from .options import METHODS
 
 EPILOG = """\
 examples:
@@ -90,7 +91,7 @@ def configure_parser(parser: ArgumentParser) -> None:
     )
     parser.add_argument(
         "--method",
-        choices=("auto", "clone", "relocate"),
+        choices=METHODS,
         default="auto",
         help="relocate: copy the environment and rewrite its prefix, offline; clone: "
         "conda's clone, from the package cache or the channels; auto (default): "

@@ -17,8 +17,9 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from .compare import already_migrated, compare_contents
 from .discover import HISTORY
@@ -142,14 +143,46 @@ class Output:
         return CopyProgress(files, nbytes, None if self.quiet else self.stream)
 
 
+class Status(str, Enum):
+    """Where one environment ended up; the values are those of ``--json``,
+    in the order the summary lists them."""
+
+    #: copied, verified, and the old one removed
+    MIGRATED = "migrated"
+    #: copied and verified; the old one kept (``--keep-old``)
+    KEPT = "kept"
+    #: the destination already holds the same environment
+    ALREADY = "already"
+    #: what ``--dry-run`` would do
+    PLANNED = "planned"
+    #: copied and verified, but the old one could not be removed
+    COPIED = "copied"
+    #: not touched: the destination is taken, or another run holds it
+    SKIPPED = "skipped"
+    #: refused, or the copy failed or differed; the old one is untouched
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The statuses a run exits 0 with.
+SUCCEEDED: Final = frozenset(
+    {Status.MIGRATED, Status.KEPT, Status.ALREADY, Status.PLANNED}
+)
+#: Environments at their destination (or, under ``--dry-run``, about to be):
+#: the rc files follow them.
+MOVED: Final = frozenset({Status.MIGRATED, Status.KEPT, Status.PLANNED})
+#: The statuses the summary explains with the first line of the message.
+EXPLAINED: Final = frozenset({Status.COPIED, Status.SKIPPED, Status.FAILED})
+
+
 @dataclass
 class Outcome:
     name: str
     source: Path
     dest: Path
-    status: str = (
-        "failed"  # migrated | kept | already | copied | skipped | failed | planned
-    )
+    status: Status = Status.FAILED
     message: str = ""
     yaml: Path | None = None
     engine: str | None = None
@@ -327,7 +360,7 @@ def _copy(
 
 
 def _plan(outcome: Outcome, options: Options, out: Output) -> Outcome:
-    outcome.status = "planned"
+    outcome.status = Status.PLANNED
     removal = "" if options.keep_old else f" and remove {outcome.source}"
     out.say(
         f"Packages: {outcome.packages}",
@@ -339,7 +372,7 @@ def _plan(outcome: Outcome, options: Options, out: Output) -> Outcome:
     return outcome
 
 
-def _end(outcome: Outcome, status: str, message: str, out: Output) -> Outcome:
+def _end(outcome: Outcome, status: Status, message: str, out: Output) -> Outcome:
     """Every ending but a failure: the status, and the words the user sees."""
     outcome.status = status
     outcome.message = message
@@ -358,7 +391,7 @@ def _already_there(
     if already_migrated(source, dest, backend):
         return _end(
             outcome,
-            "already",
+            Status.ALREADY,
             f"{candidate.name} is already migrated: {dest} holds the same packages. "
             f"{source} was left as it is; once you no longer need it, remove it "
             f"with: conda env remove -p {source}",
@@ -366,7 +399,7 @@ def _already_there(
         )
     return _end(
         outcome,
-        "skipped",
+        Status.SKIPPED,
         f"{dest} already exists; it was not touched and {source} stays where it is. "
         "Remove or rename it, or choose another --dest.",
         out,
@@ -488,7 +521,7 @@ def _migrate_locked(
         journal.record(options.state_dir, replace(verified, phase=journal.DONE))
         return _end(
             outcome,
-            "kept",
+            Status.KEPT,
             f"Copied to {outcome.dest}; the old environment was kept (--keep-old).",
             out,
         )
@@ -561,7 +594,7 @@ def migrate_one(
     except Interrupted:
         raise
     except MigrateError as err:  # the lock is held by another run
-        return _end(outcome, "skipped", str(err), out)
+        return _end(outcome, Status.SKIPPED, str(err), out)
 
 
 def _migrated_meanwhile(outcome: Outcome) -> bool:
@@ -577,7 +610,7 @@ def _migrated_by_other(
     name_holder(options.state_dir, outcome.dest, holder)
     return _end(
         outcome,
-        "already",
+        Status.ALREADY,
         f"{outcome.source} was already migrated to {outcome.dest} by another "
         f"conda-migrate run ({holder or 'unknown'}).",
         out,
@@ -621,7 +654,7 @@ def remove_old(
         journal.clear(options.state_dir, outcome.dest)
         return _end(
             outcome,
-            "copied",
+            Status.COPIED,
             f"Copied to {outcome.dest}, but the old environment was not removed: {err}",
             out,
         )
@@ -639,7 +672,7 @@ def remove_old(
         out.phase(None)
         return _end(
             outcome,
-            "copied",
+            Status.COPIED,
             f"Copied to {outcome.dest}, but removing {source} failed: {err}. "
             "The copy is verified and complete; what is left of the old environment "
             f"was put back at {source}. Every run reports it until it is gone: "
@@ -649,7 +682,7 @@ def remove_old(
     out.phase(None)
     return _end(
         outcome,
-        "migrated",
+        Status.MIGRATED,
         f"Successfully migrated and removed old environment: {source}",
         out,
     )

@@ -9,12 +9,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from .exceptions import UsageError
 
 if TYPE_CHECKING:
     from argparse import Namespace
+
+
+#: ``--method``: how an environment is copied.
+Method = Literal["auto", "clone", "relocate"]
+METHODS: Final = get_args(Method)
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,7 @@ class Options:
     #: ``-d`` was given: every directory in ``scanned`` is examined, not only
     #: the environments conda knows there.
     given_directory: bool = True
-    method: str = "auto"
+    method: Method = "auto"
     keep_old: bool = False
     dry_run: bool = False
     jobs: int | None = None

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ruamel.yaml.nodes import Node
+
+#: The kinds of file rewritten, each by its own rules.
+RcKind = Literal["shell", "condarc", "kernel"]
 
 SHELL_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc")
 
@@ -407,7 +410,7 @@ def _replace(target: Path, data: bytes, status: os.stat_result) -> None:
         os.close(directory)
 
 
-def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, str]]:
+def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKind]]:
     """Existing files in the order conda/the shell read them, each real file once."""
     condarcs = [home / name for name in CONDARC_FILES]
     xdg_config = _environ_path(environ, "XDG_CONFIG_HOME")
@@ -431,7 +434,7 @@ def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, str]
             for path in sorted(d.glob("kernels/*/kernel.json"))
         ),
     ]
-    unique: dict[str, tuple[Path, str]] = {}
+    unique: dict[str, tuple[Path, RcKind]] = {}
     for path, kind in found:
         if os.path.lexists(path):
             unique.setdefault(os.path.realpath(path), (path, kind))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import MigrateError
-from .migrate import Outcome, commit, discard, remove_old
+from .migrate import Outcome, Status, commit, discard, remove_old
 from .safety import journal
 from .safety.lock import hold_all, is_held
 from .safety.remove import finish_removal
@@ -52,7 +52,7 @@ def _finish_verified(
     if finish_removal(source) or not source.exists():
         backend.unregister(source)
         journal.clear(options.state_dir, dest)
-        outcome.status = "migrated"
+        outcome.status = Status.MIGRATED
         outcome.message = (
             f"Finished the removal of {source} that an interrupted run had begun."
         )
@@ -124,7 +124,7 @@ def resume(options: Options, backend: Backend, out: Output) -> list[Outcome]:
                             entry.name,
                             source,
                             dest,
-                            "migrated",
+                            Status.MIGRATED,
                             "Migrated by an interrupted run.",
                             engine=entry.method,
                         )
@@ -138,5 +138,5 @@ def resume(options: Options, backend: Backend, out: Output) -> list[Outcome]:
             # A failure on every run until it is gone: never "nothing to do".
             message = f"Could not finish the migration of {source}: {err}"
             out.tell(message)
-            outcomes.append(Outcome(entry.name, source, dest, "failed", message))
+            outcomes.append(Outcome(entry.name, source, dest, Status.FAILED, message))
     return outcomes

@@ -18,7 +18,15 @@ from . import __version__
 from .backends import PortableBackend, load_backend
 from .discover import scan_directory, scratch_environments, under
 from .exceptions import Interrupted, MigrateError, UsageError
-from .migrate import Outcome, Output, migrate_all
+from .migrate import (
+    EXPLAINED,
+    MOVED,
+    SUCCEEDED,
+    Outcome,
+    Output,
+    Status,
+    migrate_all,
+)
 from .progress import duration
 from .resume import resume
 from .safety import journal
@@ -29,8 +37,6 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .discover import Candidate
     from .options import Options
-
-SUCCESS = {"migrated", "kept", "already", "planned"}
 
 
 def discover(options: Options, backend: Backend) -> list[Candidate]:
@@ -171,12 +177,12 @@ def update_rc_files(
     from .rcfiles import DirMove, EnvMove, apply_rc_edits, plan_rc_edits
 
     # --dry-run shows the edits the run would make ("planned").
-    moved = [o for o in outcomes if o.status in ("migrated", "kept", "planned")]
+    moved = [o for o in outcomes if o.status in MOVED]
     if not moved:
         return []
     env_moves = [EnvMove(o.source, o.dest) for o in moved]
     leaving = {
-        o.source for o in moved if o.status == "planned" and not options.keep_old
+        o.source for o in moved if o.status == Status.PLANNED and not options.keep_old
     }
     # A directory stops being where environments live (CONDA_ENVS_PATH,
     # envs_dirs) only once none is left in it, or those left would be lost
@@ -245,33 +251,25 @@ def settle(
     )
     if not options.dry_run:
         for outcome in outcomes:
-            if outcome.status in ("migrated", "kept"):
+            if outcome.status in (Status.MIGRATED, Status.KEPT):
                 journal.clear(options.state_dir, outcome.dest)
     return edits
 
 
 def summarize(outcomes: list[Outcome], out: Output, seconds: float) -> None:
     out.tell("Summary:")
-    for status in (
-        "migrated",
-        "kept",
-        "already",
-        "planned",
-        "copied",
-        "skipped",
-        "failed",
-    ):
+    for status in Status:
         group = [o for o in outcomes if o.status == status]
         if group:
-            label = "already migrated" if status == "already" else status
+            label = "already migrated" if status == Status.ALREADY else status
             out.tell(f"  {label}: {len(group)}")
             for o in group:
                 notes = [f"YAML: {o.yaml}"] if o.yaml else []
-                if o.seconds is not None and status != "planned":
+                if o.seconds is not None and status != Status.PLANNED:
                     notes.append(duration(o.seconds))
                 more = f" ({'; '.join(notes)})" if notes else ""
                 out.tell(f"    {o.name}: {o.source} -> {o.dest}{more}")
-                if status in ("copied", "skipped", "failed") and o.message:
+                if status in EXPLAINED and o.message:
                     out.tell(f"      {o.message.splitlines()[0]}")
     out.tell(f"Total time: {duration(seconds)}")
 
@@ -363,7 +361,7 @@ def _run(
     if options.dry_run:
         rc_edits += settle(outcomes, options, home, out, backups)
     cleaned = None
-    if options.clean and any(o.status in SUCCESS for o in outcomes):
+    if options.clean and any(o.status in SUCCEEDED for o in outcomes):
         out.phase("clean")
         cleaned = backend.clean(dry_run=options.dry_run)
         if cleaned is None:
@@ -375,7 +373,7 @@ def _run(
             )
         out.phase(None)
     summarize(outcomes, out, time.monotonic() - started)
-    success = all(o.status in SUCCESS for o in outcomes)
+    success = all(o.status in SUCCEEDED for o in outcomes)
     if options.json:
         document = {
             "success": success,

@@ -20,17 +20,23 @@ import os
 import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Final, Literal, get_args
 
 from .atomic import write_atomically
 from .statedir import JOURNAL, owned_file
 
-COPYING = "copying"  # the copy at dest, if any, is unverified
-VERIFIED = "verified"  # dest is verified and registered; source may remain
+#: Where one migration stands, recorded before each of its steps.
+Phase = Literal["copying", "verified", "removing", "done"]
+#: the copy at dest, if any, is unverified
+COPYING: Final = "copying"
+#: dest is verified and registered; source may remain
+VERIFIED: Final = "verified"
 #: the source's removal began and may have failed midway: what is left of it
 #: goes once shown to be nothing but a part of what was copied
-REMOVING = "removing"
-DONE = "done"  # source removed (or kept on request); rc files not yet updated
-PHASES = (COPYING, VERIFIED, REMOVING, DONE)
+REMOVING: Final = "removing"
+#: source removed (or kept on request); rc files not yet updated
+DONE: Final = "done"
+PHASES: Final = get_args(Phase)
 
 #: A relocated copy is made in ``DEST_ROOT/STAGING_PREFIX + NAME-random``.
 STAGING_PREFIX = ".conda-migrate-staging-"
