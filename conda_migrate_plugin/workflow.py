@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
-from .backends import PortableBackend, load_backend
+from .backends import load_backend
+from .backends.portable import PortableBackend
 from .discover import scan_directory, scratch_environments, under
 from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import (

@@ -173,6 +173,7 @@ def _conda_imports() -> set[str]:
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.ImportFrom)
+                and node.level == 0  # not the package's own backends/conda.py
                 and (node.module or "").split(".")[0] == "conda"
             ):
                 found.update(f"{node.module}.{alias.name}" for alias in node.names)

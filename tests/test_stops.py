@@ -191,10 +191,11 @@ def test_a_stop_turned_into_another_error_is_still_a_stop(
 ):
     """Code the run does not own (conda's, a library's) may catch the
     exception the signal raised and report something else."""
-    from conda_migrate_plugin import backends, workflow
+    from conda_migrate_plugin import workflow
+    from conda_migrate_plugin.backends.portable import PortableBackend
     from conda_migrate_plugin.exceptions import Interrupted
 
-    class Swallowing(backends.PortableBackend):
+    class Swallowing(PortableBackend):
         def export_yaml(self, prefix, name):
             try:
                 os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,102 @@
+"""The backend where conda is installed: its APIs, in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..exceptions import MigrateError
+from ..safety.interrupt import check
+from . import registry
+from .portable import PortableBackend
+from .records import CondaPackage, EnvContents, PipPackage, read_conda_meta
+
+
+class CondaBackend:
+    name = "conda"
+
+    def contents(self, prefix: Path) -> EnvContents:
+        from conda.core.prefix_data import PrefixData
+        from conda.exceptions import CondaError
+
+        # conda's reader fails with a TypeError on a record that is JSON but
+        # not an object; the plain reader turns that into a clear error.
+        read_conda_meta(prefix)
+        # PrefixData caches per path; a prefix that was just written must be read anew.
+        try:
+            data = PrefixData(str(prefix), interoperability=True).reload()
+            records = data.get_conda_packages()
+            pip = data.get_python_packages()
+        except CondaError as err:
+            check(err)
+            raise MigrateError(
+                f"conda cannot read the environment {prefix}: {err}",
+                hint="It was left as it is; repair it or recreate it from its YAML.",
+            ) from err
+        conda = tuple(
+            sorted(
+                CondaPackage(r.name, r.version, r.build, r.channel.canonical_name)
+                for r in records
+            )
+        )
+        return EnvContents(
+            conda, tuple(sorted(PipPackage(r.name, r.version) for r in pip))
+        )
+
+    def export_yaml(self, prefix: Path, name: str) -> str:
+        from conda.base.context import context
+        from conda.models.environment import Environment
+
+        environment = Environment.from_prefix(
+            prefix=str(prefix), name=name, platform=context.subdir
+        )
+        exporter = context.plugin_manager.get_environment_exporter_by_format(
+            "environment-yaml"
+        )
+        return exporter.export(environment)
+
+    def clone(self, source: Path, dest: Path, *, quiet: bool) -> None:
+        from ..relocation.clone import carry_omitted, clone
+
+        clone(source, dest, quiet=quiet)
+        carry_omitted(source, dest)
+
+    def known_prefixes(self) -> list[Path]:
+        from conda.core.envs_manager import list_all_known_prefixes
+
+        # Run as root, conda reads every home's environments.txt from the
+        # password database: other users' environments, which are theirs to
+        # migrate, never root's; root gets only its own.
+        if os.geteuid() == 0:
+            return PortableBackend().known_prefixes()
+        known = [Path(prefix) for prefix in list_all_known_prefixes()]
+        return known + registry.read_registry()
+
+    def protected_prefixes(self) -> list[Path]:
+        from conda.base.context import context
+
+        active = context.active_prefix
+        return [Path(context.root_prefix), *([Path(active)] if active else [])]
+
+    def register(self, prefix: Path) -> None:
+        from conda.core.envs_manager import register_env
+
+        from ..safety.durable import flush_file
+
+        # conda rewrites the file in place without a sync: a power cut would
+        # bring it back empty, losing every registered environment.
+        register_env(str(prefix))
+        flush_file(registry.environments_txt())
+
+    def unregister(self, prefix: Path) -> None:
+        from conda.core.envs_manager import unregister_env
+
+        from ..safety.durable import flush_file
+
+        unregister_env(str(prefix))
+        flush_file(registry.environments_txt())
+
+    def clean(self, *, dry_run: bool) -> dict[str, list[str]] | None:
+        from ..clean import clean
+
+        return clean(dry_run=dry_run)
