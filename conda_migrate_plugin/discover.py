@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .names import REMOVING_SUFFIX
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 HISTORY = Path("conda-meta", "history")
-#: ``.NAME`` + this is an old environment renamed aside to be deleted (see
-#: ``remove``); until the deletion ends it still holds a conda-meta/history.
-REMOVING_SUFFIX = ".conda-migrate-removing"
 
 
 @dataclass(frozen=True)

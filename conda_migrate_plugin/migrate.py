@@ -25,6 +25,7 @@ from .compare import already_migrated, compare_contents
 from .discover import HISTORY
 from .exceptions import InexactRelocation, MigrateError
 from .export import write_yaml
+from .names import MARKER, STAGING_PREFIX
 from .preflight import (
     changes_since,
     check_file_types,
@@ -224,7 +225,7 @@ class _Copy:
         path = dest
         if staged:
             path = dest.with_name(
-                f"{journal.STAGING_PREFIX}{entry.name}-{secrets.token_hex(8)}"
+                f"{STAGING_PREFIX}{entry.name}-{secrets.token_hex(8)}"
             )
             entry = replace(entry, staging=str(path))
         # Recorded before it exists, so that no kill can leave a copy the
@@ -236,7 +237,7 @@ class _Copy:
         entry = replace(entry, copy_dev=st.st_dev, copy_ino=st.st_ino)
         if not staged:
             fd = os.open(
-                path / journal.MARKER,
+                path / MARKER,
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                 0o600,
             )
@@ -536,7 +537,7 @@ def commit(
     again: a run killed midway is finished by the next one from here."""
     dest = Path(entry.dest)
     journal.record(options.state_dir, entry)
-    (path / journal.MARKER).unlink(missing_ok=True)
+    (path / MARKER).unlink(missing_ok=True)
     flush_tree(path)
     if path != dest:
         os.rename(path, dest)

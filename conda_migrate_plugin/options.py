@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from .exceptions import UsageError
+from .names import state_dir
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -58,7 +59,7 @@ class Options:
             .expanduser()
             .absolute(),
             scanned=search_root(args.directory),
-            state_dir=home / ".conda" / "migrate",
+            state_dir=state_dir(home),
             given_directory=args.directory is not None,
             method=args.method,
             keep_old=args.keep_old,

@@ -26,8 +26,6 @@ import difflib
 import json
 import os
 import re
-import stat
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +36,9 @@ from typing import TYPE_CHECKING, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from .names import BACKUP_SUFFIX
+from .safety.atomic import write_atomically, write_new
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -83,8 +84,6 @@ _ASSIGNMENT = re.compile(
     rb"(?<![^\s;&|(])(" + b"|".join(_DIR_VARIABLES) + rb")="
     rb"(\"[^\"\n]*\"|'[^'\n]*'|[^\s;&|()\"'`]*)(?![^\s;&|)])"
 )
-
-_BACKUP_SUFFIX = ".conda-migrate-"
 
 
 @dataclass(frozen=True)
@@ -358,56 +357,25 @@ def _apply(edit: RcEdit, stamp: str, backups: dict[Path, Path]) -> None:
         raise _Unsafe("the file changed since it was read")
     edit.backup = backups.get(edit.target) or _write_backup(edit.path, edit.old, stamp)
     backups[edit.target] = edit.backup
-    _replace(edit.target, edit.new, status)
+    # Written beside the target and renamed over it: a crash leaves old or new.
+    write_atomically(edit.target, edit.new, like=status)
 
 
 def _write_backup(path: Path, data: bytes, stamp: str) -> Path:
     """Next to the file as the user knows it, so a symlinked dotfile's repo stays clean.
 
-    ``O_EXCL`` so that two runs in one second never overwrite an earlier backup.
+    Never over another file, so that two runs in one second never overwrite
+    an earlier backup.
     """
-    base = path.with_name(f"{path.name}{_BACKUP_SUFFIX}{stamp}")
+    base = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}")
     backup, number = base, 0
     while True:
         try:
-            fd = os.open(
-                backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
-            )
-            break
+            write_new(backup, data, mode=0o600)
+            return backup
         except FileExistsError:
             number += 1
             backup = base.with_name(f"{base.name}.{number}")
-    with os.fdopen(fd, "wb") as file:
-        os.fchmod(file.fileno(), 0o600)  # the umask must not loosen or tighten it
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    return backup
-
-
-def _replace(target: Path, data: bytes, status: os.stat_result) -> None:
-    """Write beside the target and rename over it: a crash leaves old or new, not half."""
-    fd, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            written = os.fstat(file.fileno())
-            if (written.st_uid, written.st_gid) != (status.st_uid, status.st_gid):
-                os.fchown(file.fileno(), status.st_uid, status.st_gid)
-            os.fchmod(file.fileno(), stat.S_IMODE(status.st_mode))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKind]]:

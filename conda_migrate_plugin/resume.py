@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .exceptions import MigrateError
 from .migrate import Outcome, Status, commit, discard, remove_old
+from .names import MARKER
 from .safety import journal
 from .safety.lock import hold_all, is_held
 from .safety.remove import finish_removal
@@ -77,9 +78,9 @@ def _finish_verified(
 def _only_marker(entry: journal.Entry, path: Path) -> bool:
     try:
         names = os.listdir(path)
-        if path.is_symlink() or names not in ([], [journal.MARKER]):
+        if path.is_symlink() or names not in ([], [MARKER]):
             return False
-        return not names or (path / journal.MARKER).read_text() == entry.run
+        return not names or (path / MARKER).read_text() == entry.run
     except OSError:
         return False
 
@@ -100,7 +101,7 @@ def _discard_unverified(
         elif path == dest and _only_marker(entry, path):
             # Made, but stopped before its inode was recorded: it holds
             # nothing but this run's marker, if that.
-            (path / journal.MARKER).unlink(missing_ok=True)
+            (path / MARKER).unlink(missing_ok=True)
             path.rmdir()
     journal.clear(options.state_dir, dest)
 

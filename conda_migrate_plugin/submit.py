@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from .deadline import stop_ahead
 from .exceptions import MigrateError, UsageError
+from .names import LOGS, state_dir
 
 if TYPE_CHECKING:
     from typing import TextIO
@@ -119,7 +120,7 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
             "--submit needs --all: a batch job has no one to answer the prompt.",
             hint="List them first with --dry-run, or move one environment with -d ENV --all.",
         )
-    logs = home / ".conda" / "migrate" / "logs"
+    logs = state_dir(home) / LOGS
     command = [sys.executable, "-m", "conda_migrate_plugin", *job_arguments(args)]
     script = job_script(command)
     sbatch = sbatch_command(args.submit, logs)

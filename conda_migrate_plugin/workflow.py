@@ -28,10 +28,11 @@ from .migrate import (
     Status,
     migrate_all,
 )
+from .names import LOGS
 from .progress import duration
 from .resume import resume
 from .safety import journal
-from .safety.statedir import LOGS, ensure_private
+from .safety.statedir import ensure_private
 from .selection import prompt_selection
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def check_home_writable(options: Options, home: Path) -> None:
     environments.txt. Otherwise the failure comes after a full copy and
     compare, or as a traceback while the log is opened."""
     places = [
-        (options.state_dir / "logs", "the run's log"),
+        (options.state_dir / LOGS, "the run's log"),
         (options.state_dir, "the journal and locks"),
         (options.yaml_dir, "the YAML copies"),
         (home / ".conda", "conda's environments.txt"),

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import tree_snapshot
 
-from conda_migrate_plugin.discover import REMOVING_SUFFIX, examine
+from conda_migrate_plugin.discover import examine
 from conda_migrate_plugin.exceptions import MigrateError
+from conda_migrate_plugin.names import REMOVING_SUFFIX
 from conda_migrate_plugin.safety import journal
 from conda_migrate_plugin.safety.remove import check_removable
 

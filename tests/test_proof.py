@@ -27,6 +27,7 @@ from conftest import (
     tree_snapshot,
 )
 
+from conda_migrate_plugin.names import MARKER, STAGING_PREFIX
 from conda_migrate_plugin.relocation.clone import carry_omitted
 from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
@@ -239,7 +240,7 @@ def test_copy_of_a_killed_run_is_removed_only_with_its_marker(scratch, home, mig
     assert code == 0, out + err
     assert (dest / "work.txt").read_text() == "precious\n"
 
-    (dest / journal.MARKER).write_text("1" * 32)
+    (dest / MARKER).write_text("1" * 32)
     plant(
         home,
         entry_for(
@@ -289,7 +290,7 @@ def test_journal_entry_of_another_user_is_ignored(scratch, home, migrate):
     entry = entry_for(
         home, scratch.abc, copy_dev=st.st_dev, copy_ino=st.st_ino, run="1" * 32
     )
-    (dest / journal.MARKER).write_text("1" * 32)
+    (dest / MARKER).write_text("1" * 32)
     plant(home, entry)
     os.chown(journal.path_for(home / ".conda/migrate", dest), 4321, 4321)
     out, err, code = migrate("-d", scratch.amd, *RELOCATE)
@@ -383,7 +384,7 @@ def test_planted_symlinks_in_shared_dest_and_yaml_dir(scratch, home, migrate, tm
     dest.mkdir(parents=True)
     yaml_dir.mkdir()
     (dest / ".conda-migrate-staging").symlink_to(home / "projects")
-    (dest / f"{journal.STAGING_PREFIX}abc").symlink_to(projects)
+    (dest / f"{STAGING_PREFIX}abc").symlink_to(projects)
     (yaml_dir / ".abc.yml.partial").symlink_to(bashrc)
     out, err, code = migrate(
         "-d", scratch.abc, "--dest", dest, "--yaml-dir", yaml_dir, *RELOCATE

@@ -24,7 +24,7 @@ import slurm as slurm_cluster
 from conftest import tree_snapshot
 from test_batch import unshare
 
-from conda_migrate_plugin.safety.journal import STAGING_PREFIX
+from conda_migrate_plugin.names import STAGING_PREFIX
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
 from ..jobs import default_jobs
-from ..safety.journal import MARKER
+from ..names import MARKER
 from .prefix import (
     CHUNK,
     PathRecord,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
+from ..jobs import default_jobs
 from .prefix import (
     CHUNK,
     PrefixRewrite,
@@ -37,7 +38,6 @@ from .prefix import (
     read_chunks,
     read_path_records,
 )
-from .relocate import default_jobs
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

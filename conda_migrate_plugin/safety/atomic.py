@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,15 +29,28 @@ def fsync_directory(path: Path | str) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
+def write_atomically(
+    path: Path,
+    data: str | bytes,
+    *,
+    mode: int = 0o644,
+    like: os.stat_result | None = None,
+) -> None:
+    """Replace ``path`` with ``data``. ``like`` is the file being replaced
+    (an rc file): the new one gets its owner and exactly its mode, whatever
+    the umask; otherwise ``mode``, less the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
     fd = os.open(
         partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o777
     )
     try:
-        with open(fd, "w", closefd=False) as stream:
-            stream.write(text)
+        _write(fd, data)
+        if like is not None:
+            written = os.fstat(fd)
+            if (written.st_uid, written.st_gid) != (like.st_uid, like.st_gid):
+                os.fchown(fd, like.st_uid, like.st_gid)
+            os.fchmod(fd, stat.S_IMODE(like.st_mode))
         os.fsync(fd)
     except BaseException:
         os.unlink(partial)
@@ -49,3 +63,21 @@ def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
         os.unlink(partial)
         raise
     fsync_directory(path.parent)
+
+
+def write_new(path: Path, data: bytes, *, mode: int) -> None:
+    """Create ``path``, which must not exist (``FileExistsError``), with
+    exactly ``mode``: a backup, never written over an earlier one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask must not loosen or tighten it
+        _write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_directory(path.parent)
+
+
+def _write(fd: int, data: str | bytes) -> None:
+    with open(fd, "w" if isinstance(data, str) else "wb", closefd=False) as stream:
+        stream.write(data)

@@ -14,7 +14,6 @@ path of that name exists: the user may have made a new environment there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -22,8 +21,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Final, Literal, get_args
 
+from ..names import JOURNAL, MARKER, STAGING_PREFIX, keyed_file
 from .atomic import write_atomically
-from .statedir import JOURNAL, owned_file
+from .statedir import owned_file
 
 #: Where one migration stands, recorded before each of its steps.
 Phase = Literal["copying", "verified", "removing", "done"]
@@ -37,13 +37,6 @@ REMOVING: Final = "removing"
 #: source removed (or kept on request); rc files not yet updated
 DONE: Final = "done"
 PHASES: Final = get_args(Phase)
-
-#: A relocated copy is made in ``DEST_ROOT/STAGING_PREFIX + NAME-random``.
-STAGING_PREFIX = ".conda-migrate-staging-"
-
-#: Written inside a copy while it is unverified: with the journal's device
-#: and inode, the proof that the directory is this run's partial copy.
-MARKER = ".conda-migrate-partial"
 
 
 @dataclass(frozen=True)
@@ -100,8 +93,7 @@ def valid(entry: Entry) -> bool:
 
 
 def path_for(state_dir: Path, dest: Path) -> Path:
-    digest = hashlib.sha256(str(dest).encode()).hexdigest()[:20]
-    return state_dir / JOURNAL / f"{digest}.json"
+    return keyed_file(state_dir, JOURNAL, str(dest), ".json")
 
 
 def record(state_dir: Path, entry: Entry) -> None:

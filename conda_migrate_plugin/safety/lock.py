@@ -10,7 +10,6 @@ where there is one, since that is what ``squeue`` and ``scancel`` take.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
 import time
@@ -18,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from ..exceptions import MigrateError
-from .statedir import LOCKS
+from ..names import LOCKS, keyed_file
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,8 +36,7 @@ def lock_path(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Path:
             pass
         else:
             key = f"inode {st.st_dev}:{st.st_ino}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    return state_dir / LOCKS / f"{digest}.lock"
+    return keyed_file(state_dir, LOCKS, key, ".lock")
 
 
 def identity() -> str:

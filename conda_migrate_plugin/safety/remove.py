@@ -15,8 +15,9 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..discover import HISTORY, REMOVING_SUFFIX, under
+from ..discover import HISTORY, under
 from ..exceptions import MigrateError
+from ..names import removing_aside
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -99,7 +100,7 @@ def remove_environment(prefix: Path, stamps: dict[str, tuple] | None = None) -> 
     read-only (``chmod -w``, a Julia depot) are made writable first, as
     conda's own removal does. If the deletion fails midway, what is left is
     put back under the original name and the error raised."""
-    aside = prefix.with_name(f".{prefix.name}{REMOVING_SUFFIX}")
+    aside = removing_aside(prefix)
     os.rename(prefix, aside)
     try:
         for rel, stamp in (stamps or {}).items():
@@ -116,7 +117,7 @@ def remove_environment(prefix: Path, stamps: dict[str, tuple] | None = None) -> 
 def finish_removal(source: Path) -> bool:
     """Delete what a killed run had renamed aside from ``source``, when it is
     the user's own; returns whether there was anything."""
-    aside = source.with_name(f".{source.name}{REMOVING_SUFFIX}")
+    aside = removing_aside(source)
     try:
         st = os.lstat(aside)
     except FileNotFoundError:

@@ -15,13 +15,10 @@ import stat
 from typing import TYPE_CHECKING
 
 from ..exceptions import UsageError
+from ..names import JOURNAL, LOCKS, LOGS
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-JOURNAL = "journal"
-LOCKS = "locks"
-LOGS = "logs"
 
 
 def _check(path: Path, st: os.stat_result) -> None:
