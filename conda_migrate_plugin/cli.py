@@ -51,7 +51,7 @@ def _refuse_unknown_arguments(parser: ArgumentParser) -> None:
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
 
-    parser.parse_known_args = parse_strictly
+    parser.parse_known_args = parse_strictly  # type: ignore[method-assign]
 
 
 def configure_parser(parser: ArgumentParser) -> None:

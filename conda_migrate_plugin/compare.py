@@ -13,6 +13,7 @@ from .exceptions import MigrateError
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from .backends import Backend
     from .backends.records import EnvContents
@@ -20,11 +21,12 @@ if TYPE_CHECKING:
 
 def compare_contents(old: EnvContents, new: EnvContents) -> list[str]:
     """Human-readable differences; empty when the environments are the same."""
-    differences = []
-    for kind, before, after in (
+    differences: list[str] = []
+    pairs: tuple[tuple[str, tuple[Any, ...], tuple[Any, ...]], ...] = (
         ("conda package", old.conda, new.conda),
         ("pip package", old.pip, new.pip),
-    ):
+    )
+    for kind, before, after in pairs:
         differences += [
             f"missing in the copy: {kind} {p}" for p in sorted(set(before) - set(after))
         ]

@@ -13,7 +13,7 @@ try:
     from conda.exceptions import CondaError as _Base
 except ImportError:
 
-    class _Base(Exception):
+    class _Base(Exception):  # type: ignore[no-redef]
         return_code = 1
 
         def __init__(self, message: str, **kwargs) -> None:

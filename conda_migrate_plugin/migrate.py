@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 from .compare import already_migrated, compare_contents
 from .discover import HISTORY
-from .exceptions import InexactRelocation, MigrateError
+from .exceptions import InexactRelocation, Interrupted, MigrateError
 from .export import write_yaml
 from .names import MARKER, STAGING_PREFIX
 from .preflight import (
@@ -41,7 +41,7 @@ from .progress import PHASES, CopyProgress, Tee, duration
 from .safety import journal
 from .safety.atomic import fsync_directory
 from .safety.durable import flush_tree
-from .safety.interrupt import Interrupted, check, received, uninterruptible
+from .safety.interrupt import check, received, uninterruptible
 from .safety.lock import hold_all, name_holder
 from .safety.remove import (
     check_removable,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,6 +46,13 @@ def size(nbytes: float) -> str:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
     raise AssertionError("unreachable")
+
+
+class Progress(Protocol):
+    """What the relocation engine reports its progress to."""
+
+    def show(self, files: int, nbytes: int, *, force: bool = False) -> None: ...
+    def close(self) -> None: ...
 
 
 class CopyProgress:

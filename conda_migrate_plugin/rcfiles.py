@@ -393,7 +393,7 @@ def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKi
         data_dirs.append(jupyter_data)
     jupyter_path = environ.get("JUPYTER_PATH", "").split(os.pathsep)
     data_dirs += [Path(p) for p in jupyter_path if p.startswith("/")]
-    found = [
+    found: list[tuple[Path, RcKind]] = [
         *((home / name, "shell") for name in SHELL_FILES),
         *((path, "condarc") for path in condarcs),
         *(
@@ -454,7 +454,8 @@ def _replacement(text: str, item: ScalarNode, new: str) -> tuple[int, int, str]:
     start, end = item.start_mark.index, item.end_mark.index
     # The node's span starts at its anchor or tag, which stay.
     properties = re.match(r"(?:[&!]\S*\s+)*", text[start:end])
-    return start + properties.end(), end, _yaml_scalar(new, item.style)
+    skip = properties.end() if properties else 0  # the pattern matches even ""
+    return start + skip, end, _yaml_scalar(new, item.style)
 
 
 def _removal(text: str, sequence: SequenceNode, position: int) -> tuple[int, int, str]:

@@ -58,7 +58,14 @@ class PathRecord:
 
     @property
     def carries_prefix(self) -> bool:
-        return self.placeholder is not None and self.file_mode in ("text", "binary")
+        return self.prefixed is not None
+
+    @property
+    def prefixed(self) -> tuple[str, str] | None:
+        """``(file_mode, placeholder)`` of a file conda wrote the prefix into."""
+        if self.placeholder is None or self.file_mode not in ("text", "binary"):
+            return None
+        return self.file_mode, self.placeholder
 
     @property
     def entry_point(self) -> bool:

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from concurrent.futures import Future
 
+    from ..progress import Progress
+
 #: Files per task: enough to amortise the pool's overhead over many tiny files.
 _BATCH = 128
 _PROGRESS_EVERY = 0.2
@@ -85,7 +87,7 @@ class _File:
     atime_ns: int
     mtime_ns: int
     kind: str  # "plain", "text", "binary" or "scan"
-    placeholder: str | None = None
+    placeholder: str = ""
     #: Fewer blocks than bytes: it may have holes, to be kept as holes.
     sparse: bool = False
 
@@ -115,7 +117,7 @@ def relocate(
     *,
     jobs: int | None = None,
     quiet: bool = True,
-    progress: _Progress | None = None,
+    progress: Progress | None = None,
 ) -> RelocateResult:
     """Copy the environment at ``source`` into ``staging`` (created here,
     or made empty by the caller but for its marker), with the prefix
@@ -176,7 +178,7 @@ class _Copier:
         self.src_root = str(source)
         self.dst_root = str(staging)
 
-    def run(self, jobs: int, progress: _Progress) -> _Outcome:
+    def run(self, jobs: int, progress: Progress) -> _Outcome:
         outcome = _Outcome()
         directories: list[tuple[str, os.stat_result]] = []
         links: list[tuple[str, str]] = []
@@ -254,15 +256,15 @@ class _Copier:
 
     def _classify(self, rel: str, st: os.stat_result) -> _File:
         record = self.records.get(rel)
-        placeholder = None
+        placeholder = ""
         if rel.startswith("conda-meta/") and (
             rel == "conda-meta/history" or rel.endswith(".json")
         ):
             kind = "plain"
         elif record is None:
             kind = "scan"
-        elif record.carries_prefix:
-            kind, placeholder = record.file_mode, record.placeholder
+        elif record.prefixed is not None:
+            kind, placeholder = record.prefixed
         elif record.path_type == "pyc_file":
             kind = "plain"
         elif (

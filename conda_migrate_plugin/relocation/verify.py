@@ -197,8 +197,8 @@ class _Checker:
                 check.problems.append(
                     f"{rel}: differs from the source (prefix substituted)"
                 )
-        elif record.carries_prefix:
-            self._check_prefix_file(rel, record, copy, check)
+        elif record.prefixed is not None:
+            self._check_prefix_file(rel, record, record.prefixed[1], copy, check)
         elif record.sha256 is None:
             if copy.sha256 != self._read(f"{self.src_root}/{rel}").sha256:
                 check.notes.append(f"{rel}: compiled again, differs from the source")
@@ -218,7 +218,12 @@ class _Checker:
                 check.problems.append(f"{rel}: differs from the source")
 
     def _check_prefix_file(
-        self, rel: str, record: PathRecord, copy: _Read, check: FileCheck
+        self,
+        rel: str,
+        record: PathRecord,
+        placeholder: str,
+        copy: _Read,
+        check: FileCheck,
     ) -> None:
         src_path = f"{self.src_root}/{rel}"
         fd = os.open(src_path, os.O_RDONLY)
@@ -227,7 +232,7 @@ class _Checker:
                 expected = _sha256(self.rewrite.text_chunks(read_chunks(fd)))
             else:
                 try:
-                    patches = self.rewrite.binary_patches(fd, record.placeholder, rel)
+                    patches = self.rewrite.binary_patches(fd, placeholder, rel)
                 except RelocateError as exc:
                     check.problems.append(str(exc))
                     return

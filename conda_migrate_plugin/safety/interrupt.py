@@ -54,7 +54,9 @@ def received(error: BaseException | None = None) -> int | None:
         if isinstance(err, Interrupted):
             return err.signum
         if type(err).__name__ == "CondaSignalInterrupt":
-            _State.received = err.dump_map().get("signum") or signal.SIGINT
+            # Matched by name: conda is not imported where it is not installed.
+            details = err.dump_map()  # type: ignore[attr-defined]
+            _State.received = details.get("signum") or signal.SIGINT
         pending += [err.__cause__, err.__context__, *getattr(err, "errors", ())]
     return _State.received
 
