@@ -14,11 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
+import helpers
 import pytest
+from helpers import child_env
 
-HERE = Path(__file__).parent
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def without_slurm() -> dict[str, str]:
@@ -28,23 +31,8 @@ def without_slurm() -> dict[str, str]:
 
 def run_cli(home: Path, *args, fault=("count", "0"), env=None, wait=True):
     """The real command in a child process, struck by ``faultpoint.py``."""
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "faultpoint.py"), *fault, "--", *map(str, args)],
-        env={
-            **without_slurm(),
-            "PYTHONPATH": str(HERE.parent),
-            "HOME": str(home),
-            **(env or {}),
-        },
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    if not wait:
-        return process
-    out, err = process.communicate(timeout=300)
-    return process.returncode, out, err
+    env = child_env(home, base=without_slurm(), **(env or {}))
+    return helpers.run_cli(home, *args, fault=fault, env=env, wait=wait)
 
 
 def jobs_in(env: dict[str, str], cpus: set[int] | None = None) -> int:
@@ -54,7 +42,7 @@ def jobs_in(env: dict[str, str], cpus: set[int] | None = None) -> int:
         code = f"import os; os.sched_setaffinity(0, {cpus!r}); {code}"
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={**without_slurm(), "PYTHONPATH": str(HERE.parent), **env},
+        env=child_env(base=without_slurm(), **env),
         capture_output=True,
         text=True,
         check=True,

@@ -12,11 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import tree_snapshot
+from helpers import child_env, faultpoint, registered
 
 from conda_migrate_plugin.preflight import (
     MARGIN_BYTES,
@@ -25,7 +25,9 @@ from conda_migrate_plugin.preflight import (
     measure,
 )
 
-HERE = Path(__file__).parent
+if TYPE_CHECKING:
+    from pathlib import Path
+
 METHOD = ("--all", "--method", "relocate", "--no-clean")
 
 
@@ -57,11 +59,6 @@ def tmpfs(tmp_path):
             subprocess.run(["umount", "-l", point], check=True)
 
 
-def registered(home: Path) -> list[str]:
-    path = home / ".conda" / "environments.txt"
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def mine(point: Path) -> Path:
     """A file of the user's already in the destination."""
     path = point / "mine.txt"
@@ -81,11 +78,9 @@ def left_in(point: Path) -> list[str]:
 def run_struck(home: Path, action: str, nth: int, *args) -> tuple[int, str]:
     """Run the command in a child, struck at its ``nth`` ``fchmod``: the
     copy sets each file's mode once the file is written."""
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(HERE.parent)}
     run = subprocess.run(
-        [sys.executable, HERE / "faultpoint.py", action, str(nth), "fchmod", "--"]
-        + [str(arg) for arg in args],
-        env=env,
+        faultpoint(action, str(nth), "fchmod", args=args),
+        env=child_env(home),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

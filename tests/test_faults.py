@@ -7,44 +7,17 @@ runs the same command again to see the job completed exactly once.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import tree_snapshot
+from helpers import run_cli
 
-HERE = Path(__file__).parent
-ENV_VARS = {"PYTHONPATH": str(HERE.parent)}
 #: Points spread evenly over a whole run, plus every atomic commit point.
 SPREAD = 16
-
-
-def run_cli(home: Path, *args, fault: tuple[str, ...] = (), timeout=300, wait=True):
-    env = {**os.environ, **ENV_VARS, "HOME": str(home)}
-    command = [
-        sys.executable,
-        str(HERE / "faultpoint.py"),
-        *(fault or ("count", "0")),
-        "--",
-        *map(str, args),
-    ]
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    if not wait:
-        return process
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
 
 
 def without_history(snapshot: dict) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tree_snapshot
+from helpers import child_env, faultpoint, registered
 
 from conda_migrate_plugin.discover import examine
 from conda_migrate_plugin.exceptions import MigrateError
@@ -25,13 +26,7 @@ from conda_migrate_plugin.names import REMOVING_SUFFIX
 from conda_migrate_plugin.safety import journal
 from conda_migrate_plugin.safety.remove import check_removable
 
-HERE = Path(__file__).parent
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
-
-
-def registered(home: Path) -> list[str]:
-    path = home / ".conda" / "environments.txt"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def assert_failed_alone(scratch, home, out: str, code: int, name: str, before) -> None:
@@ -331,10 +326,10 @@ def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
     """Killed inside the deletion of the renamed-aside old environment (the
     run's second ``rmdir``; the first removes the emptied staging directory):
     the same command run again deletes the rest and reports it migrated."""
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(HERE.parent)}
+    env = child_env(home)
     args = ["-d", scratch.envs_dir, *RELOCATE]
     killed = subprocess.run(
-        [sys.executable, HERE / "faultpoint.py", "kill", "2", "rmdir", "--", *args],
+        faultpoint("kill", "2", "rmdir", args=args),
         env=env,
         capture_output=True,
         text=True,

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from conftest import (
     requires_conda,
     tree_snapshot,
 )
+from helpers import child_env, faultpoint, registered
 
 from conda_migrate_plugin.names import MARKER, STAGING_PREFIX
 from conda_migrate_plugin.relocation.clone import carry_omitted
@@ -33,7 +33,6 @@ from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
 from conda_migrate_plugin.safety import journal
 
-HERE = Path(__file__).parent
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
 
 #: What conda's clone leaves out of a copy (read in conda.misc and
@@ -50,11 +49,6 @@ OMITTED_BY_CLONE = {
 }
 
 
-def registered(home: Path) -> list[str]:
-    path = home / ".conda" / "environments.txt"
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def plant_omitted(prefix: Path) -> None:
     for rel, data in OMITTED_BY_CLONE.items():
         (prefix / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -67,11 +61,9 @@ def plant_omitted(prefix: Path) -> None:
 
 
 def run_cli(home: Path, *args, fault: tuple[str, ...] = ()) -> subprocess.Popen:
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(HERE.parent)}
     return subprocess.Popen(
-        [sys.executable, HERE / "faultpoint.py", *(fault or ("count", "0")), "--"]
-        + [str(arg) for arg in args],
-        env=env,
+        faultpoint(*fault, args=args),
+        env=child_env(home),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 from conftest import requires_conda, tree_snapshot
+from helpers import child_env, faultpoint
 
-HERE = Path(__file__).parent
 SIGNALS = {"int": signal.SIGINT, "term": signal.SIGTERM, "hup": signal.SIGHUP}
 
 
@@ -34,12 +34,9 @@ def console_script() -> list[str]:
 
 
 def strike(action: str, nth: int, function: str, *args) -> tuple[int, str]:
-    command = [sys.executable, str(HERE / "faultpoint.py"), action, str(nth)]
-    command += [function, "--", *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     run = subprocess.run(
-        command,
-        env=env,
+        faultpoint(action, str(nth), function, args=args),
+        env=child_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -161,9 +158,9 @@ def test_closing_the_terminal_mid_copy_stops_and_logs_129(scratch, home):
     before = {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)}
     pid, fd = pty.fork()
     if pid == 0:
-        command = [sys.executable, str(HERE / "faultpoint.py"), "stop", "4", "fchmod"]
-        command += ["--", "-d", str(scratch.envs_dir), "--all", "--method", "relocate"]
-        os.execve(command[0], command, {**os.environ, "PYTHONPATH": str(HERE.parent)})
+        args = ["-d", scratch.envs_dir, "--all", "--method", "relocate"]
+        command = faultpoint("stop", "4", "fchmod", args=args)
+        os.execve(command[0], command, child_env())
     deadline = time.monotonic() + 60
     while open(f"/proc/{pid}/stat").read().split()[2] != "T":
         assert time.monotonic() < deadline
