@@ -1,4 +1,4 @@
-"""Step 6: conda's clean, in-process, once every environment has moved.
+"""After the last step: conda's clean, in-process, once every environment has moved.
 
 conda's own ``conda clean --all`` asks for confirmation per category, which a
 batch job cannot answer; so its finders choose what to remove and the

@@ -1,7 +1,7 @@
 """``conda migrate`` and the ``conda-migrate`` console script.
 
 The parser is plain argparse so that the console script also works where
-conda is not installed; ``-d`` is the seed's directory flag, which is why
+conda is not installed; ``-d`` is the site guide's directory flag, which is why
 conda's own ``-d/--dry-run`` helper is not reused.
 """
 

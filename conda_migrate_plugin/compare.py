@@ -1,4 +1,4 @@
-"""Step 4: the seed's comparison of the old and the new environment.
+"""Step 3: the site guide's comparison of the old and the new environment.
 
 The same packages (name, version, build, channel) and the same pip
 distributions: anything else means the copy is not the environment the user

@@ -1,4 +1,4 @@
-"""Step 1: find the environments to migrate.
+"""Discovery, before the README's steps: find the environments to migrate.
 
 Discovery looks only at each candidate's top level (``conda-meta/history``,
 conda's own test for an environment) and never walks inside one, so a

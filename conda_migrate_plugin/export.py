@@ -1,4 +1,4 @@
-"""Step 2: keep a YAML description of each environment before it moves.
+"""Step 1: keep a YAML description of each environment before it moves.
 
 It is the user's way back if anything goes wrong later (``conda env create
 -f``), so it is written before the copy starts, atomically, and an older

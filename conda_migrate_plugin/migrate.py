@@ -1,4 +1,4 @@
-"""The seed's workflow, one environment at a time, destructive steps last.
+"""Steps 1 to 4 of the README, one environment at a time, destructive steps last.
 
 For each environment: export its YAML, copy it (conda's clone, or
 relocation), compare old and new, and only when they are the same register

@@ -1,4 +1,4 @@
-"""What a user watching the run sees besides the seed's messages: how far a
+"""What a user watching the run sees besides the site guide's messages: how far a
 copy is, how long each phase took, and conda's own lines kept in the log.
 
 On a terminal the copy's progress is one line rewritten in place; anywhere

@@ -1,4 +1,4 @@
-"""Point the user's startup files, condarc files and Jupyter kernels at migrated envs.
+"""Step 5: point the user's startup files, condarc files and Jupyter kernels at migrated envs.
 
 After a migration the old prefixes are gone, so every line that still names them
 breaks the next login, and a condarc or ``CONDA_ENVS_PATH`` that still names the

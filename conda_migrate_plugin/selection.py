@@ -1,4 +1,4 @@
-"""Step 1b: ask which environments to migrate.
+"""Selection, after discovery: ask which environments to migrate.
 
 The answer may come from a terminal or from a pipe (``echo 2 | conda
 migrate``); a batch job's stdin is usually /dev/null, so end of input must

@@ -1,6 +1,6 @@
-"""The whole run, top to bottom as the seed numbers it: discover, select,
-migrate each environment, then point the user's files at the new places
-and clean conda's caches."""
+"""The whole run, top to bottom in the README's order: discover, select,
+migrate each environment (steps 1 to 4, see ``migrate``), point the user's
+files at the new places after each one (step 5), and clean conda's caches."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What an environment contains, in the terms the comparison needs.
 
 Two readers fill the same dataclasses: conda's ``PrefixData`` where conda
-is installed (see ``conda_backend``), and this module's plain reading of
+is installed (see ``backends/conda.py``), and this module's plain reading of
 ``conda-meta/*.json`` and ``*.dist-info`` where it is not; the file formats
 are conda's and Python's packaging standards.
 """

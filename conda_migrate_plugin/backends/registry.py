@@ -1,6 +1,6 @@
 """conda's list of environments, ``~/.conda/environments.txt``, kept without
 conda: one prefix a line. Where conda is installed its own
-``register_env``/``unregister_env`` are used instead (see ``conda_backend``).
+``register_env``/``unregister_env`` are used instead (see ``backends/conda.py``).
 """
 
 from __future__ import annotations

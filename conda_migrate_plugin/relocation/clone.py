@@ -1,4 +1,4 @@
-"""Step 3 (the seed's engine): conda's own clone, in-process.
+"""Step 2 as the site guide does it: conda's own clone, in-process.
 
 conda rebuilds the environment from the package cache or the channels, so it
 fails when those are gone; that failure is turned into ``CloneUnavailable``

@@ -1,4 +1,4 @@
-"""The relocate engine: copy an environment as it is and rewrite its prefix.
+"""Step 2, the relocate engine: copy an environment as it is and rewrite its prefix.
 
 conda's clone rebuilds an environment from the package cache or the network,
 and on a cluster both are often gone by the time the environment must move;
@@ -21,8 +21,9 @@ What is rewritten, and why:
   the like name the package cache, not the environment, and stay.
 * ``conda-meta/history`` is a log of what was done, and keeps its past
   commands verbatim; one comment line recording the move is appended.
-* ``pinned``, ``state`` and ``.condarc``, which clone drops, are copied (with
-  the prefix substituted, so environment variables follow the move).
+* ``conda-meta/pinned`` and ``conda-meta/state``, which clone drops, are
+  copied (with the prefix substituted, so environment variables follow the
+  move).
 
 Symlinks keep their target unless it is absolute and inside the old prefix.
 FIFOs, sockets and devices are skipped with a warning: conda never installs

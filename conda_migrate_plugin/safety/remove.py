@@ -1,4 +1,4 @@
-"""Step 5: remove the old environment, the one irreversible step.
+"""Step 4: remove the old environment, the one irreversible step.
 
 The environment is first renamed aside within its own directory (atomic on
 any POSIX filesystem) and only then deleted, so that a job killed midway
