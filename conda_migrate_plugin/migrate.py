@@ -94,18 +94,19 @@ class Output:
     phase_name: str | None = None
     phase_start: float = 0.0
 
-    def say(self, *lines: str) -> None:
+    def info(self, *lines: str) -> None:
+        """What the user follows the run by: hidden by ``-q`` and ``--json``."""
         for line in map(redact, lines):
             if not self.quiet:
                 self.show(line)
-            self.note(line)
+            self.log_only(line)
 
-    def tell(self, *lines: str) -> None:
+    def important(self, *lines: str) -> None:
         """Errors and the summary: shown under ``-q`` too, never in JSON."""
         for line in map(redact, lines):
             if not self.json:
                 self.show(line)
-            self.note(line)
+            self.log_only(line)
 
     def show(self, line: str) -> None:
         """A closed terminal (SIGHUP) or pipe must not turn into a failure of
@@ -115,7 +116,8 @@ class Output:
         except OSError:
             pass
 
-    def note(self, line: str) -> None:
+    def log_only(self, line: str) -> None:
+        """Details a batch user may look up afterwards, never on the screen."""
         if self.log and line:
             self.log.write(f"{time.strftime('%H:%M:%S')} {redact(line)}\n")
             self.log.flush()
@@ -127,13 +129,13 @@ class Output:
             return
         if self.phase_name is not None:
             took = duration(time.monotonic() - self.phase_start)
-            self.say(f"{PHASES[self.phase_name]} took {took}")
+            self.info(f"{PHASES[self.phase_name]} took {took}")
         self.phase_name, self.phase_start = name, time.monotonic()
 
     @contextmanager
     def conda_output(self) -> Iterator[None]:
         """conda's clone prints its own lines: shown unless ``-q``, always logged."""
-        tee = Tee(None if self.quiet else self.stream, self.note)
+        tee = Tee(None if self.quiet else self.stream, self.log_only)
         try:
             with redirect_stdout(tee):
                 yield
@@ -179,7 +181,9 @@ EXPLAINED: Final = frozenset({Status.COPIED, Status.SKIPPED, Status.FAILED})
 
 
 @dataclass
-class Outcome:
+class MigrationResult:
+    """One environment's migration as the summary and ``--json`` report it."""
+
     name: str
     source: Path
     dest: Path
@@ -259,7 +263,7 @@ def _verify(source: Path, copy: Path, dest: Path, out: Output) -> None:
     out.phase("verify")
     check = verify_files(source, copy, dest)
     for line in check.notes:
-        out.note(f"note: {line}")
+        out.log_only(f"note: {line}")
     if check.problems:
         raise MigrateError(
             f"The copy of {source} differs from it:\n  " + "\n  ".join(check.problems),
@@ -273,7 +277,7 @@ def _relocate(
     dest: Path,
     options: Options,
     out: Output,
-    outcome: Outcome,
+    outcome: MigrationResult,
 ) -> None:
     """Copy into a staging directory beside the destination, verify file by
     file, then rename into place: conda never sees an unverified copy."""
@@ -287,9 +291,9 @@ def _relocate(
         quiet=options.quiet or options.json,
         progress=out.copy_progress(outcome.files or 0, outcome.bytes or 0),
     )
-    out.say(*(f"warning: {w}" for w in result.warnings))
+    out.info(*(f"warning: {w}" for w in result.warnings))
     for line in result.notes:
-        out.note(f"note: {line}")
+        out.log_only(f"note: {line}")
     if result.inexact and options.method == "auto":
         raise InexactRelocation(
             f"{len(result.inexact)} package files of {candidate.prefix} name it in "
@@ -304,14 +308,14 @@ def _clone(
     options: Options,
     backend: Backend,
     out: Output,
-    outcome: Outcome,
+    outcome: MigrationResult,
 ) -> _Copy:
     copy = _Copy.make(entry, False, options.state_dir)
     with provisional(copy, options.state_dir, backend):
         with out.conda_output():
             backend.clone(candidate.prefix, copy.path, quiet=options.quiet)
         outcome.engine = "clone"
-        out.note("engine: conda's clone")
+        out.log_only("engine: conda's clone")
         _verify(candidate.prefix, copy.path, copy.path, out)
     return copy
 
@@ -322,7 +326,7 @@ def _copy(
     options: Options,
     backend: Backend,
     out: Output,
-    outcome: Outcome,
+    outcome: MigrationResult,
 ) -> _Copy:
     """A verified copy, not yet committed: relocation into a staging
     directory, or conda's clone at the destination (``--method auto`` turns
@@ -337,7 +341,7 @@ def _copy(
         options.method,
         run=secrets.token_hex(16),
     )
-    out.say(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
+    out.info(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
     out.phase("copy")
     if options.method == "clone":
         return _clone(candidate, entry, options, backend, out, outcome)
@@ -353,17 +357,17 @@ def _copy(
                 "is installed (conda's clone redoes them from the package cache), or "
                 "accept them as they are with --method relocate.",
             ) from err
-        out.say(f"{err} Using conda's clone instead.")
+        out.info(f"{err} Using conda's clone instead.")
         return _clone(candidate, entry, options, backend, out, outcome)
     outcome.engine = "relocate"
-    out.note("engine: relocation")
+    out.log_only("engine: relocation")
     return copy
 
 
-def _plan(outcome: Outcome, options: Options, out: Output) -> Outcome:
+def _plan(outcome: MigrationResult, options: Options, out: Output) -> MigrationResult:
     outcome.status = Status.PLANNED
     removal = "" if options.keep_old else f" and remove {outcome.source}"
-    out.say(
+    out.info(
         f"Packages: {outcome.packages}",
         f"Files: {outcome.files}",
         f"Size: {outcome.bytes:,} bytes",
@@ -373,17 +377,19 @@ def _plan(outcome: Outcome, options: Options, out: Output) -> Outcome:
     return outcome
 
 
-def _end(outcome: Outcome, status: Status, message: str, out: Output) -> Outcome:
+def _end(
+    outcome: MigrationResult, status: Status, message: str, out: Output
+) -> MigrationResult:
     """Every ending but a failure: the status, and the words the user sees."""
     outcome.status = status
     outcome.message = message
-    out.say(message, "")
+    out.info(message, "")
     return outcome
 
 
 def _already_there(
-    candidate: Candidate, backend: Backend, out: Output, outcome: Outcome
-) -> Outcome | None:
+    candidate: Candidate, backend: Backend, out: Output, outcome: MigrationResult
+) -> MigrationResult | None:
     """The destination exists: this environment's copy, or something else,
     which is never touched."""
     source, dest = outcome.source, outcome.dest
@@ -408,7 +414,7 @@ def _already_there(
 
 
 def _preflight(
-    options: Options, backend: Backend, outcome: Outcome
+    options: Options, backend: Backend, outcome: MigrationResult
 ) -> tuple[EnvContents, Footprint]:
     """Everything that can refuse the environment, before anything is written."""
     source, dest = outcome.source, outcome.dest
@@ -434,14 +440,14 @@ def _export(
     options: Options,
     backend: Backend,
     out: Output,
-    outcome: Outcome,
+    outcome: MigrationResult,
 ) -> None:
     outcome.yaml = write_yaml(
         options.yaml_dir,
         candidate.name,
         backend.export_yaml(candidate.prefix, candidate.name),
     )
-    out.note(f"YAML written: {outcome.yaml}")
+    out.log_only(f"YAML written: {outcome.yaml}")
 
 
 def _compare(
@@ -450,7 +456,7 @@ def _compare(
     footprint: Footprint,
     backend: Backend,
     out: Output,
-    outcome: Outcome,
+    outcome: MigrationResult,
 ) -> None:
     """The site guide's comparison of the packages, and the source unchanged
     while it was copied: the last checks before the copy is committed."""
@@ -458,7 +464,7 @@ def _compare(
     out.phase("verify")
     outcome.differences = compare_contents(old, backend.contents(copy.path))
     if outcome.differences:
-        out.say(
+        out.info(
             "Old and New Environments differ:",
             *(f"  {d}" for d in outcome.differences),
         )
@@ -475,7 +481,7 @@ def _compare(
             "Run again once nothing is installing into it or writing to it.",
         )
     out.phase(None)
-    out.say(*activation_hint(outcome.dest), "Old and New Environments are same", "")
+    out.info(*activation_hint(outcome.dest), "Old and New Environments are same", "")
 
 
 def _migrate_locked(
@@ -483,8 +489,8 @@ def _migrate_locked(
     options: Options,
     backend: Backend,
     out: Output,
-    outcome: Outcome,
-) -> Outcome:
+    outcome: MigrationResult,
+) -> MigrationResult:
     """The phases in order; ``step`` names the one a stop is reported in."""
     step = "checking"
     try:
@@ -516,7 +522,7 @@ def _migrate_locked(
         if signum is not None:
             raise _stopped(signum, step, candidate.name, outcome.source) from err
         outcome.message = str(err)
-        out.tell(f"Migration of {candidate.name} failed: {err}", "")
+        out.important(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
     if options.keep_old:
         journal.record(options.state_dir, replace(verified, phase=journal.DONE))
@@ -572,11 +578,11 @@ def _stopped(signum: int, step: str, name: str, source: Path) -> Interrupted:
 
 def migrate_one(
     candidate: Candidate, options: Options, backend: Backend, out: Output
-) -> Outcome:
-    outcome = Outcome(
+) -> MigrationResult:
+    outcome = MigrationResult(
         candidate.name, candidate.prefix, options.dest_root / candidate.name
     )
-    out.say(
+    out.info(
         f"Migrating and comparing environment: {candidate.name}",
         f"Source:      {outcome.source}",
         f"Destination: {outcome.dest}",
@@ -598,7 +604,7 @@ def migrate_one(
         return _end(outcome, Status.SKIPPED, str(err), out)
 
 
-def _migrated_meanwhile(outcome: Outcome) -> bool:
+def _migrated_meanwhile(outcome: MigrationResult) -> bool:
     """Another run, started alongside, moved it after this one found it."""
     return (
         not (outcome.source / HISTORY).is_file() and (outcome.dest / HISTORY).is_file()
@@ -606,8 +612,8 @@ def _migrated_meanwhile(outcome: Outcome) -> bool:
 
 
 def _migrated_by_other(
-    outcome: Outcome, holder: str, options: Options, out: Output
-) -> Outcome:
+    outcome: MigrationResult, holder: str, options: Options, out: Output
+) -> MigrationResult:
     name_holder(options.state_dir, outcome.dest, holder)
     return _end(
         outcome,
@@ -619,13 +625,13 @@ def _migrated_by_other(
 
 
 def remove_old(
-    outcome: Outcome,
+    outcome: MigrationResult,
     entry: journal.Entry,
     options: Options,
     backend: Backend,
     out: Output,
     stamps: dict[str, tuple] | None,
-) -> Outcome:
+) -> MigrationResult:
     """The copy is verified, flushed and registered; the source goes only
     when it is still exactly what was copied (or, where a removal stopped
     midway, what is left is nothing but a part of that). A refusal here keeps
@@ -660,8 +666,8 @@ def remove_old(
             out,
         )
     for user in processes_using(source):
-        out.say(f"warning: {user} is using {source}; it is removed all the same.")
-    out.say(f"Remove all packages in environment {source}:", "")
+        out.info(f"warning: {user} is using {source}; it is removed all the same.")
+    out.info(f"Remove all packages in environment {source}:", "")
     out.phase("remove")
     try:
         with uninterruptible():
@@ -694,8 +700,8 @@ def migrate_all(
     options: Options,
     backend: Backend,
     out: Output,
-    settle: Callable[[Outcome], object],
-) -> list[Outcome]:
+    settle: Callable[[MigrationResult], object],
+) -> list[MigrationResult]:
     """``settle`` runs after each environment, before the next one starts."""
     outcomes = []
     for candidate in selected:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import MigrateError
-from .migrate import Outcome, Status, commit, discard, remove_old
+from .migrate import MigrationResult, Status, commit, discard, remove_old
 from .names import MARKER
 from .safety import journal
 from .safety.lock import hold_all, is_held
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
 def _finish_verified(
     entry: journal.Entry, options: Options, backend: Backend, out: Output
-) -> Outcome | None:
+) -> MigrationResult | None:
     source, dest = Path(entry.source), Path(entry.dest)
-    outcome = Outcome(entry.name, source, dest, engine=entry.method)
+    outcome = MigrationResult(entry.name, source, dest, engine=entry.method)
     staging = Path(entry.staging) if entry.staging else None
     copy = dest
     if (
@@ -42,7 +42,7 @@ def _finish_verified(
         copy = staging
     if not journal.is_our_copy(entry, copy, verified=True):
         journal.clear(options.state_dir, dest)
-        out.say(
+        out.info(
             f"An interrupted run had copied {source} to {dest}, but that copy is no "
             f"longer there as it was made; {source} was left as it is."
         )
@@ -57,9 +57,9 @@ def _finish_verified(
         outcome.message = (
             f"Finished the removal of {source} that an interrupted run had begun."
         )
-        out.say(outcome.message)
+        out.info(outcome.message)
         return outcome
-    out.say(
+    out.info(
         f"A run had copied and verified {source} to {dest}, and not finished "
         "removing it; finishing it."
         if entry.phase == journal.REMOVING
@@ -94,7 +94,7 @@ def _discard_unverified(
             discard(path)
             if path == dest:
                 backend.unregister(dest)
-            out.say(
+            out.info(
                 f"An interrupted run left an unverified copy of {source} at {path}; "
                 f"it was removed. {source} was not touched."
             )
@@ -106,14 +106,14 @@ def _discard_unverified(
     journal.clear(options.state_dir, dest)
 
 
-def resume(options: Options, backend: Backend, out: Output) -> list[Outcome]:
+def resume(options: Options, backend: Backend, out: Output) -> list[MigrationResult]:
     outcomes = []
     for entry in journal.entries(options.state_dir):
         source, dest = Path(entry.source), Path(entry.dest)
         if is_held(options.state_dir, dest):
             continue  # a live run is on it
         if options.dry_run:
-            out.say(
+            out.info(
                 f"An interrupted migration of {source} to {dest} will be finished by the next run."
             )
             continue
@@ -121,7 +121,7 @@ def resume(options: Options, backend: Backend, out: Output) -> list[Outcome]:
             with hold_all(options.state_dir, source, dest):
                 if entry.phase == journal.DONE:
                     outcomes.append(
-                        Outcome(
+                        MigrationResult(
                             entry.name,
                             source,
                             dest,
@@ -138,6 +138,8 @@ def resume(options: Options, backend: Backend, out: Output) -> list[Outcome]:
         except (MigrateError, OSError) as err:
             # A failure on every run until it is gone: never "nothing to do".
             message = f"Could not finish the migration of {source}: {err}"
-            out.tell(message)
-            outcomes.append(Outcome(entry.name, source, dest, Status.FAILED, message))
+            out.important(message)
+            outcomes.append(
+                MigrationResult(entry.name, source, dest, Status.FAILED, message)
+            )
     return outcomes

@@ -23,7 +23,7 @@ from .migrate import (
     EXPLAINED,
     MOVED,
     SUCCEEDED,
-    Outcome,
+    MigrationResult,
     Output,
     Status,
     migrate_all,
@@ -136,20 +136,20 @@ def report_discovery(
 ) -> list[Candidate]:
     for candidate in candidates:
         if candidate.valid:
-            out.say(f"Valid Env: {candidate.name}")
+            out.info(f"Valid Env: {candidate.name}")
         else:
             why = f" ({candidate.reason})" if verbose else ""
-            out.say(f"INVALID ENV: {candidate.name}{why}")
+            out.info(f"INVALID ENV: {candidate.name}{why}")
     valid = [candidate for candidate in candidates if candidate.valid]
     if valid:
-        out.say("", f"Valid Conda environments in '{directory}':")
-        out.say(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
+        out.info("", f"Valid Conda environments in '{directory}':")
+        out.info(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
     return valid
 
 
 def refuse_duplicate_names(
     selected: list[Candidate], options: Options
-) -> tuple[list[Candidate], list[Outcome]]:
+) -> tuple[list[Candidate], list[MigrationResult]]:
     """Two environments named alike would both go to ``DEST/NAME``."""
     counts = Counter(candidate.name for candidate in selected)
     keep, refused = [], []
@@ -158,7 +158,7 @@ def refuse_duplicate_names(
             keep.append(candidate)
             continue
         refused.append(
-            Outcome(
+            MigrationResult(
                 candidate.name,
                 candidate.prefix,
                 options.dest_root / candidate.name,
@@ -170,7 +170,7 @@ def refuse_duplicate_names(
 
 
 def update_rc_files(
-    outcomes: list[Outcome],
+    outcomes: list[MigrationResult],
     options: Options,
     home: Path,
     out: Output,
@@ -196,15 +196,15 @@ def update_rc_files(
     ]
     edits = plan_rc_edits(env_moves, dir_moves, home, os.environ)
     if options.dry_run and edits:
-        out.say("These files would be changed (--no-rc leaves them as they are):")
+        out.info("These files would be changed (--no-rc leaves them as they are):")
     for edit in edits:
         if edit.error:
-            out.say(f"{edit.path} was left as it is: {edit.error}")
+            out.info(f"{edit.path} was left as it is: {edit.error}")
         elif edit.diff:
-            out.say(edit.diff)
+            out.info(edit.diff)
     if any(_moves_package_cache(edit.diff) for edit in edits):
         verb = "would move" if options.dry_run else "moves"
-        out.say(
+        out.info(
             f"Note: conda's package cache {verb} into {home / '.conda' / 'pkgs'}: the "
             "packages conda downloads from now on count against your home quota "
             "(conda clean --all frees them)."
@@ -213,9 +213,9 @@ def update_rc_files(
         apply_rc_edits(edits, backups=backups)
         for edit in edits:
             if edit.error:
-                out.say(f"{edit.path} was not updated: {edit.error}")
+                out.info(f"{edit.path} was not updated: {edit.error}")
             elif edit.backup:
-                out.say(f"Updated {edit.path} (backup: {edit.backup})")
+                out.info(f"Updated {edit.path} (backup: {edit.backup})")
     return [
         {
             "path": str(e.path),
@@ -238,7 +238,7 @@ def _moves_package_cache(diff: str) -> bool:
 
 
 def settle(
-    outcomes: list[Outcome],
+    outcomes: list[MigrationResult],
     options: Options,
     home: Path,
     out: Output,
@@ -258,22 +258,22 @@ def settle(
     return edits
 
 
-def summarize(outcomes: list[Outcome], out: Output, seconds: float) -> None:
-    out.tell("Summary:")
+def summarize(outcomes: list[MigrationResult], out: Output, seconds: float) -> None:
+    out.important("Summary:")
     for status in Status:
         group = [o for o in outcomes if o.status == status]
         if group:
             label = "already migrated" if status == Status.ALREADY else status
-            out.tell(f"  {label}: {len(group)}")
+            out.important(f"  {label}: {len(group)}")
             for o in group:
                 notes = [f"YAML: {o.yaml}"] if o.yaml else []
                 if o.seconds is not None and status != Status.PLANNED:
                     notes.append(duration(o.seconds))
                 more = f" ({'; '.join(notes)})" if notes else ""
-                out.tell(f"    {o.name}: {o.source} -> {o.dest}{more}")
+                out.important(f"    {o.name}: {o.source} -> {o.dest}{more}")
                 if status in EXPLAINED and o.message:
-                    out.tell(f"      {o.message.splitlines()[0]}")
-    out.tell(f"Total time: {duration(seconds)}")
+                    out.important(f"      {o.message.splitlines()[0]}")
+    out.important(f"Total time: {duration(seconds)}")
 
 
 def open_log(state_dir: Path) -> tuple[TextIO, Path]:
@@ -305,16 +305,16 @@ def run(
         if log is not None:
             stack.enter_context(log)
         out = Output(quiet=options.quiet, stream=stdout, log=log, json=options.json)
-        out.note(f"conda-migrate {__version__}, backend {backend.name}: {command}")
+        out.log_only(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
             code = _run(options, backend, home, stdin, out)
         except (MigrateError, Interrupted) as err:
-            out.note(f"error: {err}")
-            out.note(f"exit code {err.return_code}")
+            out.log_only(f"error: {err}")
+            out.log_only(f"exit code {err.return_code}")
             raise
-        out.note(f"exit code {code}")
+        out.log_only(f"exit code {code}")
         if log_path is not None:
-            out.tell(f"Log: {log_path}")
+            out.important(f"Log: {log_path}")
         return code
 
 
@@ -332,7 +332,7 @@ def _run(
     backups: dict[Path, Path] = {}
     rc_edits = settle(outcomes, options, home, out, backups)
 
-    def settle_one(outcome: Outcome) -> None:
+    def settle_one(outcome: MigrationResult) -> None:
         # A dry run shows one plan for all of them instead, after the loop.
         if not options.dry_run:
             rc_edits.extend(settle([outcome], options, home, out, backups))
@@ -356,7 +356,7 @@ def _run(
             valid if options.select_all else prompt_selection(valid, stdin, out.stream)
         )
         selected, refused = refuse_duplicate_names(selected, options)
-        out.say("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
+        out.info("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
         outcomes += refused + migrate_all(selected, options, backend, out, settle_one)
     elif not outcomes:
         raise nothing_to_migrate(options.scanned, candidates)
@@ -367,10 +367,10 @@ def _run(
         out.phase("clean")
         cleaned = backend.clean(dry_run=options.dry_run)
         if cleaned is None:
-            out.say("conda is not installed here, so conda's clean was skipped.")
+            out.info("conda is not installed here, so conda's clean was skipped.")
         else:
             verb = "Would remove" if options.dry_run else "Removed"
-            out.say(
+            out.info(
                 f"{verb} {sum(map(len, cleaned.values()))} items from conda's caches."
             )
         out.phase(None)
