@@ -106,19 +106,12 @@ def configure_parser(parser: ArgumentParser) -> None:
         "process may use, at most SLURM_CPUS_PER_TASK, which is sbatch's -c). conda's "
         "clone does not use them: it links with conda's own threads.",
     )
-    parser.add_argument(
-        "--keep-old",
-        action="store_true",
-        help="Keep the old environment after a verified copy.",
-    )
-    parser.add_argument(
-        "--no-clean", action="store_true", help="Skip conda's clean at the end."
-    )
-    parser.add_argument(
-        "--no-rc",
-        action="store_true",
-        help="Leave ~/.bashrc, ~/.condarc and kernels as they are.",
-    )
+    for flag, text in (
+        ("--keep-old", "Keep the old environment after a verified copy."),
+        ("--no-clean", "Skip conda's clean at the end."),
+        ("--no-rc", "Leave ~/.bashrc, ~/.condarc and kernels as they are."),
+    ):
+        parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument(
         "--submit",
         nargs=REMAINDER,
@@ -141,15 +134,11 @@ def configure_parser(parser: ArgumentParser) -> None:
         action="store_true",
         help="Only errors and the summary (conda's own lines go to the log).",
     )
-    output.add_argument(
-        "--dry-run", action="store_true", help="Show the plan; change nothing."
-    )
-    output.add_argument(
-        "-y",
-        "--yes",
-        action="store_true",
-        help="Answer the selection prompt with 'All' (same as --all).",
-    )
+    for flags, text in (
+        (("--dry-run",), "Show the plan; change nothing."),
+        (("-y", "--yes"), "Answer the selection prompt with 'All' (same as --all)."),
+    ):
+        output.add_argument(*flags, action="store_true", help=text)
     output.add_argument(
         "-V",
         "--version",

@@ -1,4 +1,5 @@
-"""How many threads relocation and verification use by default.
+"""How many threads relocation and verification use by default, and how
+many files each task takes.
 
 A job may run on every CPU of its node: without CPU binding (Slurm's
 ``task/none``, or a site that binds nothing) the affinity mask is the whole
@@ -10,6 +11,10 @@ caps the count; the affinity mask caps it where binding is in force.
 from __future__ import annotations
 
 import os
+from typing import Final
+
+#: Files per task: enough to amortise the pool's overhead over many tiny files.
+BATCH: Final = 128
 
 
 def default_jobs() -> int:

@@ -25,6 +25,9 @@ METHODS: Final = get_args(Method)
 
 @dataclass(frozen=True)
 class Options:
+    """What the run is asked to do: built from the command line by
+    ``from_args``, or directly by Python code."""
+
     dest_root: Path
     yaml_dir: Path
     #: Where environments are looked for: ``-d``, or ``$SCRATCH``.

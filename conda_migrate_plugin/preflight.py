@@ -225,38 +225,42 @@ def check_file_types(footprint: Footprint) -> None:
     installs one, so it is a leftover of a crashed program; but no copy can
     carry it (relocate skips it, and conda's clone would wait for ever
     opening a FIFO), and the environment would not be removed unchanged."""
-    if footprint.special:
-        raise MigrateError(
-            "The environment holds what conda never installs and no copy can carry:\n  "
-            + "\n  ".join(footprint.special),
-            hint="Nothing was copied and the environment is untouched. "
-            "Remove it (a program that crashed left it) and run again.",
-        )
+    _refuse(
+        "The environment holds what conda never installs and no copy can carry",
+        footprint.special,
+        "Remove it (a program that crashed left it) and run again.",
+    )
 
 
 def check_nested(footprint: Footprint) -> None:
     """An environment holding others (a personal miniconda's ``envs/``) or a
     package cache would take them along when it is removed, unselected and
     unregistered; those must move first, each as an environment of its own."""
-    if footprint.nested:
-        raise MigrateError(
-            "The environment holds other environments or package caches:\n  "
-            + "\n  ".join(footprint.nested),
-            hint="Nothing was copied and the environment is untouched. Migrate "
-            "those first (conda migrate -d with each of them), then this one.",
-        )
+    _refuse(
+        "The environment holds other environments or package caches",
+        footprint.nested,
+        "Migrate those first (conda migrate -d with each of them), then this one.",
+    )
 
 
 def check_owned(footprint: Footprint, *, keep_old: bool) -> None:
     """Only the owner of every file may have an environment removed: a group
     member's environment in a shared directory is not ours to delete, even
     where the directory's mode would let us."""
-    if footprint.foreign and not keep_old:
+    if not keep_old:
+        _refuse(
+            "The environment holds files of another user",
+            footprint.foreign,
+            "Its owner can migrate it; --keep-old copies it without removing it.",
+        )
+
+
+def _refuse(problem: str, paths: tuple[str, ...], remedy: str) -> None:
+    """Before anything is copied: the paths that stand in the way, if any."""
+    if paths:
         raise MigrateError(
-            "The environment holds files of another user:\n  "
-            + "\n  ".join(footprint.foreign),
-            hint="Nothing was copied and the environment is untouched. Its owner "
-            "can migrate it; --keep-old copies it without removing it.",
+            f"{problem}:\n  " + "\n  ".join(paths),
+            hint=f"Nothing was copied and the environment is untouched. {remedy}",
         )
 
 

@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -237,25 +237,29 @@ def _moves_package_cache(diff: str) -> bool:
     )
 
 
-def settle(
-    outcomes: list[MigrationResult],
-    options: Options,
-    home: Path,
-    out: Output,
-    backups: dict[Path, Path],
-) -> list[dict]:
+@dataclass
+class Settle:
     """Right after each environment moves, not at the end of the run: a job
-    stopped at its time limit must leave the rc files naming what is where."""
-    edits = (
-        update_rc_files(outcomes, options, home, out, backups)
-        if options.update_rc
-        else []
-    )
-    if not options.dry_run:
-        for outcome in outcomes:
-            if outcome.status in (Status.MIGRATED, Status.KEPT):
-                journal.clear(options.state_dir, outcome.dest)
-    return edits
+    stopped at its time limit must leave the rc files naming what is where.
+    ``backups`` keeps each rc file's first backup of the run; ``rc_edits``
+    is what ``--json`` reports."""
+
+    options: Options
+    home: Path
+    out: Output
+    backups: dict[Path, Path] = field(default_factory=dict)
+    rc_edits: list[dict] = field(default_factory=list)
+
+    def __call__(self, outcomes: list[MigrationResult]) -> None:
+        options = self.options
+        if options.update_rc:
+            self.rc_edits += update_rc_files(
+                outcomes, options, self.home, self.out, self.backups
+            )
+        if not options.dry_run:
+            for outcome in outcomes:
+                if outcome.status in (Status.MIGRATED, Status.KEPT):
+                    journal.clear(options.state_dir, outcome.dest)
 
 
 def summarize(outcomes: list[MigrationResult], out: Output, seconds: float) -> None:
@@ -329,13 +333,13 @@ def _run(
     # Leftovers of a killed run first: a half-removed environment must not
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
-    backups: dict[Path, Path] = {}
-    rc_edits = settle(outcomes, options, home, out, backups)
+    settle = Settle(options, home, out)
+    settle(outcomes)
 
     def settle_one(outcome: MigrationResult) -> None:
         # A dry run shows one plan for all of them instead, after the loop.
         if not options.dry_run:
-            rc_edits.extend(settle([outcome], options, home, out, backups))
+            settle([outcome])
 
     if outcomes and options.given_directory and not options.scanned.exists():
         candidates = []
@@ -361,7 +365,7 @@ def _run(
     elif not outcomes:
         raise nothing_to_migrate(options.scanned, candidates)
     if options.dry_run:
-        rc_edits += settle(outcomes, options, home, out, backups)
+        settle(outcomes)
     cleaned = None
     if options.clean and any(o.status in SUCCEEDED for o in outcomes):
         out.phase("clean")
@@ -381,7 +385,7 @@ def _run(
             "success": success,
             "dry_run": options.dry_run,
             "environments": [o.to_json() for o in outcomes],
-            "rc_files": rc_edits,
+            "rc_files": settle.rc_edits,
             "clean": cleaned,
         }
         print(json.dumps(document, indent=2), file=out.stream)

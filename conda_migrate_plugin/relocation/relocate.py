@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
-from ..jobs import default_jobs
+from ..jobs import BATCH, default_jobs
 from ..names import MARKER
 from .prefix import (
     CHUNK,
@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 
     from ..progress import Progress
 
-#: Files per task: enough to amortise the pool's overhead over many tiny files.
-_BATCH = 128
 _PROGRESS_EVERY = 0.2
 
 
@@ -245,7 +243,7 @@ class _Copier:
                             continue
                         inodes[key] = rel
                     batch.append(self._classify(rel, st))
-                    if len(batch) >= _BATCH:
+                    if len(batch) >= BATCH:
                         yield batch
                         batch = []
                 else:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
-from ..jobs import default_jobs
+from ..jobs import BATCH, default_jobs
 from .prefix import (
     CHUNK,
     PrefixRewrite,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
     from .prefix import PathRecord
 
-_BATCH = 128
 _FILE_TYPES = {"softlink": "symlink", "directory": "directory"}
 
 
@@ -79,7 +78,7 @@ def verify_files(source: Path, copy: Path, final_prefix: Path) -> FileCheck:
     files: list[str] = []
     checker.walk(files, check)
     checker.check_listed(check)
-    batches = [files[i : i + _BATCH] for i in range(0, len(files), _BATCH)]
+    batches = [files[i : i + BATCH] for i in range(0, len(files), BATCH)]
     with ThreadPoolExecutor(max_workers=default_jobs()) as pool:
         for part in pool.map(checker.check_batch, batches):
             check.merge(part)
