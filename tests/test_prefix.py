@@ -151,3 +151,17 @@ def test_binary_string_across_a_chunk_boundary(tmp_path, monkeypatch, offset):
         + b"\xee" * 70
     )
     assert patch_file(tmp_path, data, PLACEHOLDER, short) == want
+
+
+@pytest.mark.parametrize(
+    "rel, kept",
+    [
+        ("conda-meta/history", True),
+        ("conda-meta/abc-1.0-0.json", True),
+        ("conda-meta/pinned", False),
+        ("conda-meta/state", False),
+        ("share/conda-meta/x.json", False),
+    ],
+)
+def test_condas_bookkeeping_is_its_records_and_history_only(rel, kept):
+    assert prefix.conda_bookkeeping(rel) is kept

@@ -149,6 +149,15 @@ def read_path_records(prefix: Path) -> dict[str, PathRecord]:
     return records
 
 
+def conda_bookkeeping(rel: str) -> bool:
+    """``conda-meta``'s package records and history, which name the old prefix
+    by right (the package cache's paths, the commands run): copied as they
+    are, then edited by the relocate engine itself."""
+    return rel.startswith("conda-meta/") and (
+        rel == "conda-meta/history" or rel.endswith(".json")
+    )
+
+
 def read_chunks(fd: int, offset: int = 0) -> Iterator[bytes]:
     """The file behind ``fd`` from ``offset`` on, a bounded piece at a time."""
     while True:

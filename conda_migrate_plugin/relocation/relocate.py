@@ -51,6 +51,7 @@ from .prefix import (
     CHUNK,
     PathRecord,
     PrefixRewrite,
+    conda_bookkeeping,
     is_utf8_text,
     patched_chunks,
     read_chunks,
@@ -256,9 +257,7 @@ class _Copier:
     def _classify(self, rel: str, st: os.stat_result) -> _File:
         record = self.records.get(rel)
         placeholder = ""
-        if rel.startswith("conda-meta/") and (
-            rel == "conda-meta/history" or rel.endswith(".json")
-        ):
+        if conda_bookkeeping(rel):
             kind = "plain"
         elif record is None:
             kind = "scan"

@@ -33,6 +33,7 @@ from ..jobs import BATCH, default_jobs
 from .prefix import (
     CHUNK,
     PrefixRewrite,
+    conda_bookkeeping,
     is_utf8_text,
     patched_chunks,
     read_chunks,
@@ -173,9 +174,7 @@ class _Checker:
     def _check_file(self, rel: str, check: FileCheck) -> None:
         record = self.records.get(rel)
         copy = self._read(f"{self.copy_root}/{rel}")
-        exempt = rel.startswith("conda-meta/") and (
-            rel == "conda-meta/history" or rel.endswith(".json")
-        )
+        exempt = conda_bookkeeping(rel)
         if copy.names_old and not copy.has_nul and not exempt:
             check.problems.append(
                 f"{rel}: still names the old prefix {self.rewrite.old}"
