@@ -230,12 +230,14 @@ class _Copy:
         return cls(entry, path)
 
 
-def _verify(source: Path, copy: Path, dest: Path, out: Output) -> None:
+def _verify(
+    source: Path, copy: Path, dest: Path, out: Output, jobs: int | None
+) -> None:
     """The file-by-file check that gates every removal, whatever the engine."""
     from .verify import verify_files
 
     out.phase("verify")
-    check = verify_files(source, copy, dest)
+    check = verify_files(source, copy, dest, jobs)
     for line in check.notes:
         out.note(f"note: {line}")
     if check.problems:
@@ -273,7 +275,7 @@ def _relocate(
             f"{len(result.inexact)} package files of {candidate.prefix} name it in "
             f"binary data their records do not describe (such as {result.inexact[0]})."
         )
-    _verify(candidate.prefix, copy.path, dest, out)
+    _verify(candidate.prefix, copy.path, dest, out, options.jobs)
 
 
 def _clone(
@@ -291,7 +293,7 @@ def _clone(
             backend.clone(candidate.prefix, dest, quiet=options.quiet)
         outcome.engine = "clone"
         out.note("engine: conda's clone")
-        _verify(candidate.prefix, dest, dest, out)
+        _verify(candidate.prefix, dest, dest, out, options.jobs)
         return copy
     except BaseException:
         discard(dest)
@@ -608,7 +610,7 @@ def remove_old(
     try:
         with uninterruptible():
             journal.record(options.state_dir, replace(entry, phase=journal.REMOVING))
-            remove_environment(source, stamps)
+            remove_environment(source, stamps, options.jobs)
             backend.unregister(source)
             journal.record(options.state_dir, replace(entry, phase=journal.DONE))
     except OSError as err:
