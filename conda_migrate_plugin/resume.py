@@ -44,6 +44,8 @@ def _finish_verified(
             f"longer there as it was made; {source} was left as it is."
         )
         return None
+    # A run killed in ``commit`` after its rename, before the registration.
+    backend.register(dest)
     if finish_removal(source) or not source.exists():
         backend.unregister(source)
         journal.clear(options.state_dir, dest)
