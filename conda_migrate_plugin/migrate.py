@@ -386,7 +386,7 @@ def _migrate_locked(
             return outcome
         check_paths(source, dest)
         old = backend.contents(source)
-        footprint = measure(source)
+        footprint = measure(source, options.jobs)
         check_file_types(footprint)
         check_nested(footprint)
         check_owned(footprint, keep_old=options.keep_old)
@@ -422,7 +422,7 @@ def _migrate_locked(
                 f"The copy of {source} is not the same environment.",
                 hint="The old environment was left untouched and the copy removed.",
             )
-        changed = changes_since(footprint.stamps, source)
+        changed = changes_since(footprint.stamps, source, options.jobs)
         if changed:
             raise MigrateError(
                 f"{source} changed while it was being copied:\n  "
@@ -587,7 +587,7 @@ def remove_old(
                 "shown unchanged since.",
                 hint="Both were kept. Compare them, then remove the old one by hand.",
             )
-        changed = (left_over if again else changes_since)(stamps, source)
+        changed = (left_over if again else changes_since)(stamps, source, options.jobs)
         if changed:
             raise MigrateError(
                 f"{source} changed since it was copied to {outcome.dest}:\n  "
