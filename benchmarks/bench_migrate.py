@@ -208,6 +208,9 @@ def main() -> int:
     parser.add_argument("--slowfs", type=Path, help="the built slowfs binary")
     parser.add_argument("--latency", type=int, nargs="*", default=[200, 500, 2000])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--jobs", nargs="*", default=["1", "2", "default", "16"], help="N or default"
+    )
     parser.add_argument("--tmpfs-packages", type=int, default=100)
     parser.add_argument("--slow-packages", type=int, default=24)
     args = parser.parse_args()
@@ -216,7 +219,7 @@ def main() -> int:
         return 0
     if not shutil.which("strace"):
         print("note: no strace; system calls are not counted", file=sys.stderr)
-    jobs_list = [1, 2, None, 16]
+    jobs_list = [None if j == "default" else int(j) for j in args.jobs]
     work = Path(tempfile.mkdtemp(prefix="bench-migrate-"))
     mounts: list[Path] = []
     table: list[dict] = []
