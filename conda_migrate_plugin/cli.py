@@ -102,8 +102,9 @@ def configure_parser(parser: ArgumentParser) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help="Threads that copy and verify when relocating (default: the CPUs this "
-        "process may use, at most SLURM_CPUS_PER_TASK, which is sbatch's -c). conda's "
+        help="Threads that copy, verify and remove when relocating; they mostly wait "
+        "on the filesystem (default: 8 for each CPU this process may use, counting at "
+        "most SLURM_CPUS_PER_TASK, which is sbatch's -c; at most 32). conda's "
         "clone does not use them: it links with conda's own threads.",
     )
     for flag, text in (

@@ -256,12 +256,14 @@ class _Copy:
         return cls(entry, path)
 
 
-def _verify(source: Path, copy: Path, dest: Path, out: Output) -> None:
+def _verify(
+    source: Path, copy: Path, dest: Path, out: Output, jobs: int | None
+) -> None:
     """The file-by-file check that gates every removal, whatever the engine."""
     from .relocation.verify import verify_files
 
     out.phase("verify")
-    check = verify_files(source, copy, dest)
+    check = verify_files(source, copy, dest, jobs)
     for line in check.notes:
         out.log_only(f"note: {line}")
     if check.problems:
@@ -299,7 +301,7 @@ def _relocate(
             f"{len(result.inexact)} package files of {candidate.prefix} name it in "
             f"binary data their records do not describe (such as {result.inexact[0]})."
         )
-    _verify(candidate.prefix, copy.path, dest, out)
+    _verify(candidate.prefix, copy.path, dest, out, options.jobs)
 
 
 def _clone(
@@ -316,7 +318,7 @@ def _clone(
             backend.clone(candidate.prefix, copy.path, quiet=options.quiet)
         outcome.engine = "clone"
         out.log_only("engine: conda's clone")
-        _verify(candidate.prefix, copy.path, copy.path, out)
+        _verify(candidate.prefix, copy.path, copy.path, out, options.jobs)
     return copy
 
 
@@ -420,7 +422,7 @@ def _preflight(
     source, dest = outcome.source, outcome.dest
     check_paths(source, dest)
     old = backend.contents(source)
-    footprint = measure(source)
+    footprint = measure(source, options.jobs)
     check_file_types(footprint)
     check_nested(footprint)
     check_owned(footprint, keep_old=options.keep_old)
@@ -454,6 +456,7 @@ def _compare(
     old: EnvContents,
     copy: _Copy,
     footprint: Footprint,
+    options: Options,
     backend: Backend,
     out: Output,
     outcome: MigrationResult,
@@ -472,7 +475,7 @@ def _compare(
             f"The copy of {source} is not the same environment.",
             hint="The old environment was left untouched and the copy removed.",
         )
-    changed = changes_since(footprint.stamps, source)
+    changed = changes_since(footprint.stamps, source, options.jobs)
     if changed:
         raise MigrateError(
             f"{source} changed while it was being copied:\n  "
@@ -506,7 +509,7 @@ def _migrate_locked(
         copy = _copy(candidate, footprint, options, backend, out, outcome)
         step = "comparing"
         with provisional(copy, options.state_dir, backend):
-            _compare(old, copy, footprint, backend, out, outcome)
+            _compare(old, copy, footprint, options, backend, out, outcome)
         step = "registering"
         verified = replace(copy.entry, phase=journal.VERIFIED)
         # A stop that comes during the commit is raised as the block ends,
@@ -649,7 +652,7 @@ def remove_old(
                 "shown unchanged since.",
                 hint="Both were kept. Compare them, then remove the old one by hand.",
             )
-        changed = (left_over if again else changes_since)(stamps, source)
+        changed = (left_over if again else changes_since)(stamps, source, options.jobs)
         if changed:
             raise MigrateError(
                 f"{source} changed since it was copied to {outcome.dest}:\n  "
@@ -672,7 +675,7 @@ def remove_old(
     try:
         with uninterruptible():
             journal.record(options.state_dir, replace(entry, phase=journal.REMOVING))
-            remove_environment(source, stamps)
+            remove_environment(source, stamps, options.jobs)
             backend.unregister(source)
             journal.record(options.state_dir, replace(entry, phase=journal.DONE))
     except OSError as err:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .discover import under
 from .exceptions import MigrateError
+from .jobs import default_jobs
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -108,11 +110,13 @@ def _is_package_cache(names: set[str]) -> bool:
     )
 
 
-def measure(prefix: Path) -> Footprint:
+def measure(prefix: Path, jobs: int | None = None) -> Footprint:
     """Walk the environment once (``lstat`` only, no reads), for the space
     it needs, what would make its removal wrong (other users' files, other
     environments inside it) and the stamps its removal is checked against.
-    A file hardlinked within it is counted once, as it is copied once."""
+    A file hardlinked within it is counted once, as it is copied once. The
+    directories are listed across ``jobs`` threads: on a network filesystem
+    each ``lstat`` is a round trip, and they overlap."""
     root = str(prefix)
     euid = os.geteuid()
     files = size = inodes = directories = 0
@@ -125,33 +129,34 @@ def measure(prefix: Path) -> Footprint:
     stamps: dict[str, Stamp] = {"": _stamp(top)}
     if top.st_uid != euid:
         foreign.append(f"{root} (owner: {_user(top.st_uid)})")
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        path = f"{root}/{rel_dir}" if rel_dir else root
-        with os.scandir(path) as it:
-            entries = list(it)
-        names = {entry.name for entry in entries}
-        if rel_dir and (
-            ("conda-meta" in names and os.path.isfile(f"{path}/conda-meta/history"))
-            or _is_package_cache(names)
-        ):
-            nested.append(path)
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            st = entry.stat(follow_symlinks=False)
+    listed: dict[str, list[tuple[str, str, os.stat_result, int]]] = {}
+    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
+        pending = {pool.submit(_list_directory, root, "")}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                rel_dir, is_nested, entries = future.result()
+                if is_nested:
+                    nested.append(f"{root}/{rel_dir}")
+                listed[rel_dir] = entries
+                pending.update(
+                    pool.submit(_list_directory, root, rel)
+                    for rel, _, st, _ in entries
+                    if stat.S_ISDIR(st.st_mode)
+                )
+    for rel_dir in sorted(listed):
+        for rel, path, st, data_bytes in listed[rel_dir]:
             stamps[rel] = _stamp(st)
             inodes += 1
             if st.st_uid != euid and len(foreign) < 5:
-                foreign.append(f"{entry.path} (owner: {_user(st.st_uid)})")
+                foreign.append(f"{path} (owner: {_user(st.st_uid)})")
             if stat.S_ISDIR(st.st_mode):
                 directories += 1
-                stack.append(rel)
                 continue
             if not stat.S_ISREG(st.st_mode):
                 kind = _special_kind(st.st_mode)
                 if kind:
-                    special.append(f"{entry.path} is {kind}")
+                    special.append(f"{path} is {kind}")
                 continue
             files += 1
             if st.st_nlink > 1:
@@ -159,7 +164,7 @@ def measure(prefix: Path) -> Footprint:
                     continue
                 seen.add((st.st_dev, st.st_ino))
             size += st.st_size
-            data.append(_data_bytes(entry.path, st))
+            data.append(data_bytes)
     return Footprint(
         files,
         size,
@@ -171,6 +176,28 @@ def measure(prefix: Path) -> Footprint:
         tuple(data),
         directories + 1,
     )
+
+
+def _list_directory(
+    root: str, rel_dir: str
+) -> tuple[str, bool, list[tuple[str, str, os.stat_result, int]]]:
+    """One directory's entries with their ``lstat``, and whether it is an
+    environment or a package cache of its own."""
+    path = f"{root}/{rel_dir}" if rel_dir else root
+    with os.scandir(path) as it:
+        entries = list(it)
+    names = {entry.name for entry in entries}
+    is_nested = bool(rel_dir) and (
+        ("conda-meta" in names and os.path.isfile(f"{path}/conda-meta/history"))
+        or _is_package_cache(names)
+    )
+    found = []
+    for entry in entries:
+        st = entry.stat(follow_symlinks=False)
+        data_bytes = _data_bytes(entry.path, st) if stat.S_ISREG(st.st_mode) else 0
+        rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+        found.append((rel, entry.path, st, data_bytes))
+    return rel_dir, is_nested, found
 
 
 def _same(before: Stamp | None, now: Stamp) -> bool:
@@ -193,10 +220,12 @@ def _same(before: Stamp | None, now: Stamp) -> bool:
     ) and (ctime == now[3] or not alone)
 
 
-def changes_since(before: dict[str, Stamp], prefix: Path) -> list[str]:
+def changes_since(
+    before: dict[str, Stamp], prefix: Path, jobs: int | None = None
+) -> list[str]:
     """What differs in ``prefix`` from the stamps taken before it was
     copied: an edit, a new or removed file, a ``conda install`` meanwhile."""
-    now = measure(prefix).stamps
+    now = measure(prefix, jobs).stamps
     changed = [
         f"{rel or '.'}: {'added' if rel not in before else 'changed'}"
         for rel, stamp in now.items()
@@ -206,11 +235,13 @@ def changes_since(before: dict[str, Stamp], prefix: Path) -> list[str]:
     return sorted(changed)
 
 
-def left_over(before: dict[str, Stamp], prefix: Path) -> list[str]:
+def left_over(
+    before: dict[str, Stamp], prefix: Path, jobs: int | None = None
+) -> list[str]:
     """What in the remains of a removal that stopped midway is not part of
     what was copied: anything added or changed since (directories excepted,
     whose stamps the removal itself moved)."""
-    now = measure(prefix).stamps
+    now = measure(prefix, jobs).stamps
     return sorted(
         f"{rel or '.'}: {'added' if rel not in before else 'changed'}"
         for rel, stamp in now.items()

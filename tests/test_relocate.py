@@ -233,7 +233,7 @@ def test_unreadable_file_is_named(env, tmp_path):
 
 
 def test_default_jobs_follows_cpu_affinity():
-    assert default_jobs() == len(os.sched_getaffinity(0))
+    assert default_jobs() == min(32, 8 * len(os.sched_getaffinity(0)))
 
 
 def test_progress_is_silent_when_quiet(env, tmp_path, capfd):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -71,16 +71,17 @@ class _Read:
     size: int
 
 
-def verify_files(source: Path, copy: Path, final_prefix: Path) -> FileCheck:
+def verify_files(
+    source: Path, copy: Path, final_prefix: Path, jobs: int | None = None
+) -> FileCheck:
     """Compare ``copy`` with ``source``, expecting ``source`` renamed to
     ``final_prefix`` inside the files."""
     checker = _Checker(source, copy, final_prefix)
     check = FileCheck()
-    files: list[str] = []
-    checker.walk(files, check)
-    checker.check_listed(check)
-    batches = [files[i : i + BATCH] for i in range(0, len(files), BATCH)]
-    with ThreadPoolExecutor(max_workers=default_jobs()) as pool:
+    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
+        files, seen = checker.walk(pool, check)
+        checker.check_listed(seen, check)
+        batches = [files[i : i + BATCH] for i in range(0, len(files), BATCH)]
         for part in pool.map(checker.check_batch, batches):
             check.merge(part)
     check.problems.sort()
@@ -97,6 +98,18 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
+def _entry_kind(entry: os.DirEntry) -> str:
+    """The kind from the directory listing itself where it says (``d_type``),
+    sparing a round trip per file on a network filesystem."""
+    if entry.is_symlink():
+        return "symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "directory"
+    if entry.is_file(follow_symlinks=False):
+        return "file"
+    return "special file"
+
+
 class _Checker:
     def __init__(self, source: Path, copy: Path, final_prefix: Path) -> None:
         self.src_root = os.path.abspath(source)
@@ -105,42 +118,74 @@ class _Checker:
         self.records = read_path_records(source)
         self.copy_records = read_path_records(copy)
 
-    def walk(self, files: list[str], check: FileCheck) -> None:
-        """Check directories, symlinks and types; collect regular files."""
-        stack = [""]
-        while stack:
-            rel_dir = stack.pop()
-            path = f"{self.src_root}/{rel_dir}" if rel_dir else self.src_root
-            for entry in os.scandir(path):
+    def walk(
+        self, pool: ThreadPoolExecutor, check: FileCheck
+    ) -> tuple[list[str], dict[str, str | None]]:
+        """Check directories, symlinks and types, one directory per task so
+        that the round trips of a network filesystem overlap; return the
+        regular files and, for every path the source holds, its kind in the
+        copy (``None``: missing)."""
+        files: list[str] = []
+        seen: dict[str, str | None] = {}
+        pending = {pool.submit(self._walk_directory, "")}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                part, directories, found, kinds = future.result()
+                check.merge(part)
+                files += found
+                seen.update(kinds)
+                pending.update(
+                    pool.submit(self._walk_directory, rel) for rel in directories
+                )
+        return files, seen
+
+    def _walk_directory(
+        self, rel_dir: str
+    ) -> tuple[FileCheck, list[str], list[str], dict[str, str | None]]:
+        check = FileCheck()
+        directories: list[str] = []
+        files: list[str] = []
+        kinds: dict[str, str | None] = {}
+        path = f"{self.src_root}/{rel_dir}" if rel_dir else self.src_root
+        with os.scandir(path) as entries:
+            for entry in entries:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                mode = entry.stat(follow_symlinks=False).st_mode
+                kind = _entry_kind(entry)
                 try:
-                    copy_mode = os.lstat(f"{self.copy_root}/{rel}").st_mode
+                    copy_kind = _kind(os.lstat(f"{self.copy_root}/{rel}").st_mode)
                 except FileNotFoundError:
+                    kinds[rel] = None
                     check.problems.append(f"{rel}: missing in the copy")
                     continue
-                if _kind(mode) != _kind(copy_mode):
+                kinds[rel] = copy_kind
+                if kind != copy_kind:
                     check.problems.append(
-                        f"{rel}: a {_kind(copy_mode)} in the copy, "
-                        f"a {_kind(mode)} in the source"
+                        f"{rel}: a {copy_kind} in the copy, a {kind} in the source"
                     )
-                elif stat.S_ISDIR(mode):
-                    stack.append(rel)
-                elif stat.S_ISLNK(mode):
+                elif kind == "directory":
+                    directories.append(rel)
+                elif kind == "symlink":
                     check.files_checked += 1
                     self._check_symlink(rel, check)
-                elif stat.S_ISREG(mode):
+                elif kind == "file":
                     files.append(rel)
+        return check, directories, files, kinds
 
-    def check_listed(self, check: FileCheck) -> None:
-        """Every path the records list must be in the copy, with its type."""
+    def check_listed(self, seen: dict[str, str | None], check: FileCheck) -> None:
+        """Every path the records list must be in the copy, with its type;
+        what the walk saw is not asked of the filesystem again."""
         for rel, record in self.records.items():
             want = _FILE_TYPES.get(record.path_type, "file")
-            try:
-                have = _kind(os.lstat(f"{self.copy_root}/{rel}").st_mode)
-            except FileNotFoundError:
-                have = None
-            if not os.path.lexists(f"{self.src_root}/{rel}"):
+            if rel in seen:
+                have, in_source = seen[rel], True
+            else:
+                try:
+                    have = _kind(os.lstat(f"{self.copy_root}/{rel}").st_mode)
+                except FileNotFoundError:
+                    have = None
+                in_source = os.path.lexists(f"{self.src_root}/{rel}")
+            if not in_source:
                 check.notes.append(
                     f"{rel}: listed in conda-meta/{record.record_file} "
                     "but missing in the source"

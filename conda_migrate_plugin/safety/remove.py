@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..discover import HISTORY, under
 from ..exceptions import MigrateError
+from ..jobs import default_jobs
 from ..names import removing_aside
 
 if TYPE_CHECKING:
@@ -94,10 +96,12 @@ def remove_tree(root: Path) -> None:
         shutil.rmtree(root)
 
 
-def remove_environment(prefix: Path, stamps: dict[str, tuple] | None = None) -> None:
-    """Rename aside, then delete; ``rmtree`` unlinks symlinks and never
-    follows them out of the environment. Directories the owner made
-    read-only (``chmod -w``, a Julia depot) are made writable first, as
+def remove_environment(
+    prefix: Path, stamps: dict[str, tuple] | None = None, jobs: int | None = None
+) -> None:
+    """Rename aside, then delete across ``jobs`` threads; symlinks are
+    unlinked, never followed out of the environment. Directories the owner
+    made read-only (``chmod -w``, a Julia depot) are made writable first, as
     conda's own removal does. If the deletion fails midway, what is left is
     put back under the original name and the error raised."""
     aside = removing_aside(prefix)
@@ -107,11 +111,51 @@ def remove_environment(prefix: Path, stamps: dict[str, tuple] | None = None) -> 
             mode = stamp[0]
             if stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
                 os.chmod(aside / rel if rel else aside, stat.S_IMODE(mode) | 0o700)
-        shutil.rmtree(aside)
+        _delete_tree(str(aside), jobs or default_jobs())
     except OSError:
         if os.path.lexists(aside):
             os.rename(aside, prefix)
         raise
+
+
+def _delete_tree(root: str, jobs: int) -> None:
+    """On a network filesystem every unlink is a round trip to the server, so
+    a serial ``rmtree`` is paced by latency, not work: each directory is
+    emptied of its files by one of ``jobs`` threads as soon as its parent has
+    listed it, then the directories go, the deepest first. The first error
+    stops the removal and is raised."""
+    depth: dict[str, int] = {root: 0}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending = {pool.submit(_empty_files, root)}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    parent, children = future.result()
+                    for child in children:
+                        depth[child] = depth[parent] + 1
+                        pending.add(pool.submit(_empty_files, child))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        levels: dict[int, list[str]] = {}
+        for path, level in depth.items():
+            levels.setdefault(level, []).append(path)
+        for level in sorted(levels, reverse=True):
+            list(pool.map(os.rmdir, levels[level]))
+
+
+def _empty_files(path: str) -> tuple[str, list[str]]:
+    """Unlink what ``path`` holds but its subdirectories, which it returns."""
+    children = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                children.append(entry.path)
+            else:
+                os.unlink(entry.path)
+    return path, children
 
 
 def finish_removal(source: Path) -> bool:

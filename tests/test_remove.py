@@ -1,0 +1,54 @@
+"""The removal deletes across many threads: it must still never reach out of
+the environment through a symlink, and must put back what it could not delete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conda_migrate_plugin.discover import REMOVING_SUFFIX
+from conda_migrate_plugin.safety.remove import remove_environment
+
+
+def _tree(env):
+    for i in range(40):
+        sub = env / f"d{i}" / f"e{i % 3}"
+        sub.mkdir(parents=True)
+        (sub / "f").write_bytes(b"x" * i)
+        (env / f"d{i}" / "top").write_text(str(i))
+
+
+def test_parallel_removal_unlinks_symlinks_and_never_follows_them(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub/keep.txt").write_text("keep")
+    env = tmp_path / "envs/env"
+    _tree(env)
+    (env / "d0/to-dir").symlink_to(outside)
+    (env / "d1/to-file").symlink_to(outside / "sub/keep.txt")
+    (env / "d2/dangling").symlink_to(tmp_path / "nowhere")
+    remove_environment(env, jobs=8)
+    assert os.listdir(tmp_path / "envs") == []
+    assert (outside / "sub/keep.txt").read_text() == "keep"
+    assert sorted(os.listdir(outside)) == ["sub"]
+
+
+def test_parallel_removal_failing_puts_the_rest_back(tmp_path):
+    if os.geteuid() != 0 or not shutil.which("chattr"):
+        pytest.skip("chattr +i needs root and e2fsprogs")
+    env = tmp_path / "envs/env"
+    _tree(env)
+    pinned = env / "d7/e1/f"
+    if subprocess.run(["chattr", "+i", pinned], capture_output=True).returncode:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        with pytest.raises(PermissionError):
+            remove_environment(env, jobs=8)
+    finally:
+        subprocess.run(["chattr", "-i", pinned], check=True)
+    assert pinned.read_bytes() == b"x" * 7
+    assert not (tmp_path / f"envs/.env{REMOVING_SUFFIX}").exists()
+    assert os.listdir(tmp_path / "envs") == ["env"]
