@@ -209,15 +209,27 @@ def _same(before: Stamp | None, now: Stamp) -> bool:
     mtime back on purpose); a directory's entries show in its mtime."""
     if before is None or len(before) != len(now):
         return False
-    mode, size, mtime, ctime, uid, ino, nlink = before
-    alone = nlink == now[6] == 1
-    return (mode, size, mtime, uid, ino) == (
-        now[0],
-        now[1],
-        now[2],
-        now[4],
-        now[5],
-    ) and (ctime == now[3] or not alone)
+    if any(before[i] != now[i] for i in (0, 1, 2, 4, 5)):  # mode size mtime uid ino
+        return False
+    alone = before[6] == now[6] == 1
+    return before[3] == now[3] or not alone
+
+
+def _changed(
+    before: dict[str, Stamp], now: dict[str, Stamp], *, directories: bool = True
+) -> list[str]:
+    """Entries of ``now`` added or changed since ``before``; a directory's
+    own stamp is not compared where ``directories`` is false."""
+    return [
+        f"{rel or '.'}: {'added' if rel not in before else 'changed'}"
+        for rel, stamp in now.items()
+        if not _same(before.get(rel), stamp)
+        and (
+            directories
+            or rel not in before
+            or not (stat.S_ISDIR(stamp[0]) and stat.S_ISDIR(before[rel][0]))
+        )
+    ]
 
 
 def changes_since(
@@ -226,13 +238,8 @@ def changes_since(
     """What differs in ``prefix`` from the stamps taken before it was
     copied: an edit, a new or removed file, a ``conda install`` meanwhile."""
     now = measure(prefix, jobs).stamps
-    changed = [
-        f"{rel or '.'}: {'added' if rel not in before else 'changed'}"
-        for rel, stamp in now.items()
-        if not _same(before.get(rel), stamp)
-    ]
-    changed += [f"{rel or '.'}: removed" for rel in before if rel not in now]
-    return sorted(changed)
+    removed = [f"{rel or '.'}: removed" for rel in before if rel not in now]
+    return sorted(_changed(before, now) + removed)
 
 
 def left_over(
@@ -241,14 +248,7 @@ def left_over(
     """What in the remains of a removal that stopped midway is not part of
     what was copied: anything added or changed since (directories excepted,
     whose stamps the removal itself moved)."""
-    now = measure(prefix, jobs).stamps
-    return sorted(
-        f"{rel or '.'}: {'added' if rel not in before else 'changed'}"
-        for rel, stamp in now.items()
-        if rel not in before
-        or not (stat.S_ISDIR(stamp[0]) and stat.S_ISDIR(before[rel][0]))
-        and not _same(before[rel], stamp)
-    )
+    return sorted(_changed(before, measure(prefix, jobs).stamps, directories=False))
 
 
 def check_file_types(footprint: Footprint) -> None:

@@ -61,7 +61,7 @@ def processes_using(prefix: Path) -> list[str]:
     environment (as ``/proc`` shows them): removing it pulls the ground from
     under them, which the user should hear of before it happens."""
     root = os.path.realpath(prefix)
-    inside = (root, root + "/")
+    inside = root + "/"
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         if proc.name == str(os.getpid()):
@@ -73,8 +73,8 @@ def processes_using(prefix: Path) -> list[str]:
             command = (proc / "comm").read_text().strip()
         except OSError:
             continue
-        if any(link == root or link.startswith(inside[1]) for link in links) or (
-            inside[1] in maps
+        if inside in maps or any(
+            link == root or link.startswith(inside) for link in links
         ):
             found.append(f"{command} (pid {proc.name})")
     return found
