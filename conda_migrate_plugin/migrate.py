@@ -21,6 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
+from .backends.records import portable_contents
 from .compare import already_migrated, compare_contents
 from .discover import HISTORY
 from .exceptions import InexactRelocation, Interrupted, MigrateError
@@ -264,11 +265,16 @@ def _verify(
 
     out.phase("verify")
     check = verify_files(source, copy, dest, jobs)
-    for line in check.notes:
+    _judge(source, check.problems, check.notes, out)
+
+
+def _judge(source: Path, problems: list[str], notes: list[str], out: Output) -> None:
+    """Notes go to the log; any problem stops the migration of ``source``."""
+    for line in notes:
         out.log_only(f"note: {line}")
-    if check.problems:
+    if problems:
         raise MigrateError(
-            f"The copy of {source} differs from it:\n  " + "\n  ".join(check.problems),
+            f"The copy of {source} differs from it:\n  " + "\n  ".join(problems),
             hint="The old environment was left untouched and the copy removed.",
         )
 
@@ -276,32 +282,32 @@ def _verify(
 def _relocate(
     candidate: Candidate,
     copy: _Copy,
-    dest: Path,
+    footprint: Footprint,
     options: Options,
     out: Output,
     outcome: MigrationResult,
 ) -> None:
-    """Copy into a staging directory beside the destination, verify file by
-    file, then rename into place: conda never sees an unverified copy."""
+    """Copy into a staging directory beside the destination, checking each
+    file as it is written, then rename into place: conda never sees an
+    unverified copy."""
     from .relocation.relocate import relocate
 
     result = relocate(
         candidate.prefix,
         copy.path,
-        dest,
+        outcome.dest,
+        listing=footprint.listing,
         jobs=options.jobs,
         quiet=options.quiet or options.json,
         progress=out.copy_progress(outcome.files or 0, outcome.bytes or 0),
     )
     out.info(*(f"warning: {w}" for w in result.warnings))
-    for line in result.notes:
-        out.log_only(f"note: {line}")
+    _judge(candidate.prefix, result.problems, result.notes, out)
     if result.inexact and options.method == "auto":
         raise InexactRelocation(
             f"{len(result.inexact)} package files of {candidate.prefix} name it in "
             f"binary data their records do not describe (such as {result.inexact[0]})."
         )
-    _verify(candidate.prefix, copy.path, dest, out, options.jobs)
 
 
 def _clone(
@@ -350,7 +356,7 @@ def _copy(
     copy = _Copy.make(entry, True, options.state_dir)
     try:
         with provisional(copy, options.state_dir, backend):
-            _relocate(candidate, copy, outcome.dest, options, out, outcome)
+            _relocate(candidate, copy, footprint, options, out, outcome)
     except InexactRelocation as err:
         if backend.name == "portable":
             raise MigrateError(
@@ -465,7 +471,14 @@ def _compare(
     while it was copied: the last checks before the copy is committed."""
     source = outcome.source
     out.phase("verify")
-    outcome.differences = compare_contents(old, backend.contents(copy.path))
+    if outcome.engine == "relocate":
+        # The copy's records are the source's, bytes for bytes but the
+        # hashes of rewritten files: read both the same plain way, which
+        # spares conda's parsing of every path of every package.
+        old, new = portable_contents(source), portable_contents(copy.path)
+    else:
+        new = backend.contents(copy.path)
+    outcome.differences = compare_contents(old, new)
     if outcome.differences:
         out.info(
             "Old and New Environments differ:",

@@ -47,6 +47,12 @@ class Footprint:
     #: Per regular file (hardlinks once): bytes of data, the holes left out.
     data_bytes: tuple[int, ...] = field(default=(), compare=False)
     directories: int = 0
+    #: Each directory's entries with their ``lstat``, by relative path of the
+    #: directory: what the relocate engine copies, so the source is walked
+    #: once for the checks and the copy.
+    listing: dict[str, list[tuple[str, os.stat_result]]] = field(
+        default_factory=dict, compare=False
+    )
 
     def allocated(self, block: int) -> int:
         """Bytes the copy takes on a filesystem of ``block``-sized blocks:
@@ -130,6 +136,7 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
     if top.st_uid != euid:
         foreign.append(f"{root} (owner: {_user(top.st_uid)})")
     listed: dict[str, list[tuple[str, str, os.stat_result, int]]] = {}
+    listing: dict[str, list[tuple[str, os.stat_result]]] = {}
     with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
         pending = {pool.submit(_list_directory, root, "")}
         while pending:
@@ -145,6 +152,7 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
                     if stat.S_ISDIR(st.st_mode)
                 )
     for rel_dir in sorted(listed):
+        listing[rel_dir] = [(rel, st) for rel, _, st, _ in listed[rel_dir]]
         for rel, path, st, data_bytes in listed[rel_dir]:
             stamps[rel] = _stamp(st)
             inodes += 1
@@ -175,6 +183,7 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
         stamps,
         tuple(data),
         directories + 1,
+        listing,
     )
 
 

@@ -66,6 +66,16 @@ def mine(point: Path) -> Path:
     return path
 
 
+def crowd(prefix: Path) -> None:
+    """Files no package owns, in one directory: the copy works through a
+    directory's files in order, so the Nth file copied leaves most of them
+    still to be made, whatever the other threads have done."""
+    many = prefix / "share/many"
+    many.mkdir(parents=True)
+    for index in range(120):
+        (many / f"f{index:03}.txt").write_text(f"file {index}\n" * 50)
+
+
 def left_in(point: Path) -> list[str]:
     """What the run left in the tmpfs, besides faultpoint's filler files."""
     return sorted(
@@ -150,6 +160,7 @@ def test_disk_filling_up_mid_copy_keeps_the_environment(
     scratch, home, migrate, tmpfs, nth_file
 ):
     """Big enough for the preflight, filled by another job meanwhile."""
+    crowd(scratch.abc)
     size = measure(scratch.abc).allocated(os.sysconf("SC_PAGE_SIZE"))
     need = int(size * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     point = tmpfs(f"size={need + 2**20}")
@@ -175,6 +186,7 @@ def test_inodes_running_out_mid_copy_keeps_the_environment(
 ):
     """Just enough inodes for the preflight: the environment's, the margin,
     and the few the run itself makes (destination, staging directories)."""
+    crowd(scratch.abc)
     inodes = measure(scratch.abc).inodes + MARGIN_INODES + 8
     point = tmpfs("size=200m", f"nr_inodes={inodes}")
     mine(point)

@@ -124,6 +124,21 @@ def test_clone_engine_keeps_every_file_before_removing(scratch, home, conda_cli)
     assert after["etc/self-link"] == ("link", f"{new}/etc/demo/demo.conf")
 
 
+def test_text_still_naming_the_old_prefix_keeps_the_source(scratch, home, migrate):
+    """Checked as it is copied: latin-1 text no package describes, which the
+    engine cannot rewrite, would leave the copy pointing at the old place."""
+    notes = scratch.abc / "etc/notes.txt"
+    notes.write_bytes(f"caf\xe9 in {scratch.abc}/share\n".encode("latin-1"))
+    before = tree_snapshot(scratch.abc)
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    assert code == 1, out + err
+    assert f"etc/notes.txt: still names the old prefix {scratch.abc}" in out
+    assert "The old environment was left untouched and the copy removed." in out
+    assert tree_snapshot(scratch.abc) == before
+    assert list((home / ".conda/envs").iterdir()) == []
+    assert str(home / ".conda/envs/abc") not in registered(home)
+
+
 # -- 2. nested environments ----------------------------------------------------
 
 

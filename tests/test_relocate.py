@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import pytest
 from conftest import PLACEHOLDER, SITE_PACKAGES, requires_conda, tree_snapshot
 
 from conda_migrate_plugin.exceptions import RelocateError
+from conda_migrate_plugin.preflight import changes_since, measure
 from conda_migrate_plugin.relocation.relocate import default_jobs, relocate
 from conda_migrate_plugin.relocation.verify import verify_files
 
@@ -350,3 +352,71 @@ def test_sh_trampoline_runs_the_script_with_its_python(tmp_path):
         env={"PATH": "/nonexistent"},
     )
     assert done.stdout == "['a b', 'c']\n", done.stderr
+
+
+# -- checked as it is written: one walk, one read -------------------------------
+
+
+def test_a_package_file_edited_in_place_is_copied_and_noted(env, tmp_path):
+    """The same size, other bytes: only the record's hash tells; the copy
+    holds what the user has, and the log says so."""
+    data = env / "share/demo/data.txt"
+    edited = data.read_bytes().upper()
+    data.unlink()  # break the hardlink into the package cache before editing
+    data.write_bytes(edited)
+    final = tmp_path / "home" / "abc"
+    result = relocate(env, _staging(final), final)
+    assert result.problems == []
+    assert (_staging(final) / "share/demo/data.txt").read_bytes() == edited
+    assert any(
+        n.startswith("share/demo/data.txt: the source already differs from its record")
+        for n in result.notes
+    )
+
+
+def test_text_still_naming_the_old_prefix_is_a_problem(env, tmp_path):
+    """Latin-1 text no package describes is not rewritten (it is not UTF-8);
+    a copy that would still point into the old environment must not replace it."""
+    notes = env / "etc/notes.txt"
+    notes.write_bytes(f"caf\xe9 in {env}/share\n".encode("latin-1"))
+    final = tmp_path / "home" / "abc"
+    result = relocate(env, _staging(final), final)
+    assert result.problems == [f"etc/notes.txt: still names the old prefix {env}"]
+
+
+def test_a_listed_file_that_is_a_directory_is_a_problem(env, tmp_path):
+    conf = env / "etc/demo/demo.conf"
+    conf.unlink()
+    conf.mkdir()
+    final = tmp_path / "home" / "abc"
+    result = relocate(env, _staging(final), final)
+    assert "etc/demo/demo.conf: a directory in the copy, conda lists a file" in (
+        result.problems
+    )
+
+
+def test_copies_what_the_preflight_walk_saw(env, tmp_path):
+    """The source is walked once: a file made after the walk is not in the
+    copy, and the comparison of stamps that follows names it."""
+    footprint = measure(env)
+    (env / "share/late.txt").write_text("made after the walk\n")
+    final = tmp_path / "home" / "abc"
+    relocate(env, _staging(final), final, listing=footprint.listing)
+    assert not os.path.lexists(_staging(final) / "share/late.txt")
+    assert (_staging(final) / "share/demo/data.txt").is_file()
+    assert "share/late.txt: added" in changes_since(footprint.stamps, env)
+
+
+def test_a_directory_swapped_for_a_symlink_is_not_followed(env, tmp_path):
+    """Swapped after the walk for a link to elsewhere: the copy stops rather
+    than take in what the link points at."""
+    footprint = measure(env)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "demo.conf").write_text("not the environment's\n")
+    shutil.rmtree(env / "etc/demo")
+    (env / "etc/demo").symlink_to(outside)
+    final = tmp_path / "home" / "abc"
+    with pytest.raises(RelocateError, match="cannot read etc/demo"):
+        relocate(env, _staging(final), final, listing=footprint.listing)
+    assert not os.path.lexists(_staging(final) / "etc/demo/demo.conf")

@@ -28,6 +28,13 @@ What is rewritten, and why:
 Symlinks keep their target unless it is absolute and inside the old prefix.
 FIFOs, sockets and devices are skipped with a warning: conda never installs
 them, and one left by a crashed server has no meaning in a copy.
+
+The copy is checked as it is written, in the same pass (on a network
+filesystem a second walk and a second read of both trees cost more than the
+copy): a package file's bytes against the sha256 of its record (a mismatch
+is the user's edit, copied as it is, and noted), a rewritten file as the
+source's bytes with the prefix rewritten, every text file for the old prefix
+left in it, and every path the records list against what the source holds.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import json
 import os
 import stat
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -48,7 +56,6 @@ from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs
 from ..names import MARKER
 from .prefix import (
-    CHUNK,
     PathRecord,
     PrefixRewrite,
     conda_bookkeeping,
@@ -57,14 +64,21 @@ from .prefix import (
     read_chunks,
     read_path_records,
 )
+from .verify import kind_of, record_disagrees
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from concurrent.futures import Future
 
     from ..progress import Progress
 
 _PROGRESS_EVERY = 0.2
+
+#: Bytes a worker moves per read: each thread keeps one buffer for all its
+#: files, so memory stays flat however large a file or however many threads.
+BUFFER = 1 << 18
+
+Listing = dict[str, list[tuple[str, os.stat_result]]]
 
 
 @dataclass
@@ -77,19 +91,36 @@ class RelocateResult:
     #: Package files naming the old prefix in binary data their record does
     #: not describe: copied unchanged, as nothing says how to rewrite them.
     inexact: list[str] = field(default_factory=list)
+    #: What makes the copy not the environment (a text file that would still
+    #: name the old prefix, a record the files contradict): the copy must
+    #: not replace the source.
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class _File:
+class _Entry:
     rel: str
-    size: int
-    mode: int
-    atime_ns: int
-    mtime_ns: int
-    kind: str  # "plain", "text", "binary" or "scan"
+    name: str
+    st: os.stat_result
+    kind: str  # "symlink", "plain", "text", "binary" or "scan"
     placeholder: str = ""
-    #: Fewer blocks than bytes: it may have holes, to be kept as holes.
-    sparse: bool = False
+    #: The sha256 the package record gives for the file's bytes, when the
+    #: file should hold them as they are.
+    expected: str | None = None
+
+    @property
+    def sparse(self) -> bool:
+        """Fewer blocks than bytes: it may have holes, to be kept as holes."""
+        return self.st.st_blocks * 512 < self.st.st_size
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What streaming one file found in its bytes."""
+
+    sha256: str | None
+    names_old: bool
+    has_nul: bool
 
 
 @dataclass
@@ -98,6 +129,8 @@ class _Outcome:
     bytes: int = 0
     rewritten: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     inexact: list[str] = field(default_factory=list)
     old_pyc: int = 0
 
@@ -106,6 +139,8 @@ class _Outcome:
         self.bytes += other.bytes
         self.rewritten.update(other.rewritten)
         self.warnings.extend(other.warnings)
+        self.notes.extend(other.notes)
+        self.problems.extend(other.problems)
         self.inexact.extend(other.inexact)
         self.old_pyc += other.old_pyc
 
@@ -115,6 +150,7 @@ def relocate(
     staging: Path,
     final_prefix: Path,
     *,
+    listing: Listing | None = None,
     jobs: int | None = None,
     quiet: bool = True,
     progress: Progress | None = None,
@@ -122,8 +158,11 @@ def relocate(
     """Copy the environment at ``source`` into ``staging`` (created here,
     or made empty by the caller but for its marker), with the prefix
     rewritten to ``final_prefix``, where the caller will rename ``staging``
-    once it is verified. On failure the partial ``staging`` is left for the
-    caller to remove."""
+    once nothing is found wrong. ``listing`` is the preflight's walk of the
+    source (``preflight.measure``); without it the source is walked here.
+    On failure the partial ``staging`` is left for the caller to remove."""
+    from ..preflight import measure
+
     source = Path(os.path.abspath(source))
     staging = Path(os.path.abspath(staging))
     if os.path.lexists(staging) and (
@@ -134,6 +173,7 @@ def relocate(
         raise RelocateError(f"the staging path {staging} already exists")
     if not (source / "conda-meta").is_dir():
         raise RelocateError(f"{source} is not a conda environment (no conda-meta)")
+    jobs = jobs or default_jobs()
     copier = _Copier(
         source,
         staging,
@@ -144,10 +184,14 @@ def relocate(
     # Anything with the same show() and close() may report the progress instead.
     progress = progress or _Progress(enabled=not quiet and sys.stderr.isatty())
     try:
-        outcome = copier.run(jobs or default_jobs(), progress)
+        outcome = copier.run(
+            listing if listing is not None else measure(source, jobs).listing,
+            jobs,
+            progress,
+        )
     finally:
         progress.close()
-    notes = []
+    notes = sorted(outcome.notes)
     if outcome.old_pyc:
         notes.append(
             f"{outcome.old_pyc} .pyc files name the old prefix in co_filename "
@@ -160,10 +204,19 @@ def relocate(
         warnings=outcome.warnings,
         notes=notes,
         inexact=sorted(outcome.inexact),
+        problems=sorted(outcome.problems),
     )
 
 
 class _Copier:
+    """One pass over the source: each file is read once, and what is written
+    is checked as it is written, against the package's record or against
+    the source with its prefix rewritten; no second walk or read follows.
+    Every entry of the listing is made in the copy or the copy fails, and
+    each byte written is the byte read (or its rewrite); ``write`` failures
+    surface here, and those a filesystem defers (NFS at ``close``, any at
+    writeback) at ``close`` and at the ``syncfs`` that precedes the commit."""
+
     def __init__(
         self,
         source: Path,
@@ -177,33 +230,33 @@ class _Copier:
         self.rewrite = rewrite
         self.src_root = str(source)
         self.dst_root = str(staging)
+        self.buffers = threading.local()
 
-    def run(self, jobs: int, progress: Progress) -> _Outcome:
+    def run(self, listing: Listing, jobs: int, progress: Progress) -> _Outcome:
         outcome = _Outcome()
-        directories: list[tuple[str, os.stat_result]] = []
-        links: list[tuple[str, str]] = []
+        directories = [("", os.lstat(self.src_root))]
+        tasks, links = self._plan(listing, directories, outcome)
         pool = ThreadPoolExecutor(max_workers=jobs)
         try:
+            for level in _by_depth(rel for rel, _ in directories[1:]):
+                list(pool.map(self._make_directory, level))
             pending: set[Future[_Outcome]] = set()
-            for batch in self._walk(directories, links, outcome):
-                pending.add(pool.submit(self._copy_batch, batch))
-                pending = _collect(pending, outcome, timeout=0)
-                progress.show(outcome.files, outcome.bytes)
+            for rel_dir, batch in tasks:
+                pending.add(pool.submit(self._copy_batch, rel_dir, batch))
             while pending:
                 pending = _collect(pending, outcome, timeout=_PROGRESS_EVERY)
                 progress.show(outcome.files, outcome.bytes)
+            progress.show(outcome.files, outcome.bytes, force=True)
+            for first, other in links:
+                os.link(self._dst(first), self._dst(other))
+                outcome.files += 1
+            self._update_records(outcome.rewritten)
+            self._append_history()
+            # Last, as the files made inside them move their times.
+            list(pool.map(self._finish_directory, directories))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        progress.show(outcome.files, outcome.bytes, force=True)
-        for first, other in links:
-            os.link(self._dst(first), self._dst(other))
-            outcome.files += 1
-        self._update_records(outcome.rewritten)
-        self._append_history()
-        for rel, st in reversed(directories):
-            path = self._dst(rel)
-            os.chmod(path, stat.S_IMODE(st.st_mode))
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        self._check_records(listing, outcome)
         return outcome
 
     def _src(self, rel: str) -> str:
@@ -212,30 +265,27 @@ class _Copier:
     def _dst(self, rel: str) -> str:
         return f"{self.dst_root}/{rel}" if rel else self.dst_root
 
-    def _walk(self, directories, links, outcome) -> Iterable[list[_File]]:
-        """Make the directory tree and symlinks on the way, and hand out the
-        regular files in batches; a file seen before under another name
-        (a hardlink within the environment) becomes a link, made at the end."""
+    def _plan(
+        self,
+        listing: Listing,
+        directories: list[tuple[str, os.stat_result]],
+        outcome: _Outcome,
+    ) -> tuple[list[tuple[str, list[_Entry]]], list[tuple[str, str]]]:
+        """The listing as tasks of up to ``BATCH`` entries of one directory;
+        a file seen before under another name (a hardlink within the
+        environment) becomes a link, made once the files are there."""
         inodes: dict[tuple[int, int], str] = {}
-        batch: list[_File] = []
-        stack = [""]
-        directories.append(("", os.lstat(self.src_root)))
-        while stack:
-            rel_dir = stack.pop()
-            try:
-                entries = list(os.scandir(self._src(rel_dir)))
-            except OSError as exc:
-                raise RelocateError(f"cannot read {rel_dir or '.'}: {exc}") from exc
-            for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                st = entry.stat(follow_symlinks=False)
+        links: list[tuple[str, str]] = []
+        tasks: list[tuple[str, list[_Entry]]] = []
+        for rel_dir in sorted(listing):
+            batch: list[_Entry] = []
+            for rel, st in listing[rel_dir]:
                 mode = st.st_mode
                 if stat.S_ISDIR(mode):
-                    os.mkdir(self._dst(rel), 0o700)
                     directories.append((rel, st))
-                    stack.append(rel)
-                elif stat.S_ISLNK(mode):
-                    self._copy_symlink(rel, st)
+                    continue
+                if stat.S_ISLNK(mode):
+                    batch.append(_Entry(rel, _name(rel), st, "symlink"))
                 elif stat.S_ISREG(mode):
                     if st.st_nlink > 1:
                         key = (st.st_dev, st.st_ino)
@@ -244,134 +294,251 @@ class _Copier:
                             continue
                         inodes[key] = rel
                     batch.append(self._classify(rel, st))
-                    if len(batch) >= BATCH:
-                        yield batch
-                        batch = []
                 else:
                     outcome.warnings.append(
                         f"{rel}: skipped, not a regular file, directory or symlink"
                     )
-        if batch:
-            yield batch
+                    continue
+                if len(batch) >= BATCH:
+                    tasks.append((rel_dir, batch))
+                    batch = []
+            if batch:
+                tasks.append((rel_dir, batch))
+        return tasks, links
 
-    def _classify(self, rel: str, st: os.stat_result) -> _File:
+    def _classify(self, rel: str, st: os.stat_result) -> _Entry:
         record = self.records.get(rel)
-        placeholder = ""
         if conda_bookkeeping(rel):
-            kind = "plain"
-        elif record is None:
-            kind = "scan"
-        elif record.prefixed is not None:
+            return _Entry(rel, _name(rel), st, "plain")
+        if record is None:
+            return _Entry(rel, _name(rel), st, "scan")
+        if record.prefixed is not None:
             kind, placeholder = record.prefixed
-        elif record.path_type == "pyc_file":
-            kind = "plain"
-        elif (
+            return _Entry(rel, _name(rel), st, kind, placeholder)
+        if record.path_type == "pyc_file":
+            return _Entry(rel, _name(rel), st, "plain")
+        if (
             record.entry_point
             or record.sha256 is None
             or (record.size is not None and record.size != st.st_size)
         ):
             # Generated at link time (entry points) or edited since: the
             # package says nothing about what it holds now.
-            kind = "scan"
-        else:
-            kind = "plain"
-        return _File(
-            rel,
-            st.st_size,
-            st.st_mode,
-            st.st_atime_ns,
-            st.st_mtime_ns,
-            kind,
-            placeholder,
-            st.st_blocks * 512 < st.st_size,
-        )
+            return _Entry(rel, _name(rel), st, "scan")
+        return _Entry(rel, _name(rel), st, "plain", expected=record.sha256)
 
-    def _copy_symlink(self, rel: str, st: os.stat_result) -> None:
-        target = self.rewrite.retarget(os.readlink(self._src(rel)))
-        dst = self._dst(rel)
-        os.symlink(target, dst)
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    def _make_directory(self, rel: str) -> None:
+        os.mkdir(self._dst(rel), 0o700)
 
-    def _copy_batch(self, batch: list[_File]) -> _Outcome:
+    def _finish_directory(self, item: tuple[str, os.stat_result]) -> None:
+        rel, st = item
+        path = self._dst(rel)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def _copy_batch(self, rel_dir: str, batch: list[_Entry]) -> _Outcome:
+        """Names resolve against the two directories, opened once: on a
+        network filesystem a full path costs a lookup per component."""
         outcome = _Outcome()
-        for item in batch:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+        try:
+            # No symlink swapped in for a directory since the walk is followed.
+            src_dir = os.open(self._src(rel_dir), flags)
+        except OSError as exc:
+            raise RelocateError(
+                f"cannot read {rel_dir or '.'}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            dst_dir = os.open(self._dst(rel_dir), flags)
             try:
-                self._copy_file(item, outcome)
-            except RelocateError:
-                raise
-            except OSError as exc:
-                raise RelocateError(
-                    f"cannot copy {item.rel}: {exc.strerror or exc}"
-                ) from exc
-            outcome.files += 1
-            outcome.bytes += item.size
+                for item in batch:
+                    try:
+                        if item.kind == "symlink":
+                            self._copy_symlink(item, src_dir, dst_dir)
+                            continue
+                        self._copy_file(item, src_dir, dst_dir, outcome)
+                    except RelocateError:
+                        raise
+                    except OSError as exc:
+                        raise RelocateError(
+                            f"cannot copy {item.rel}: {exc.strerror or exc}"
+                        ) from exc
+                    outcome.files += 1
+                    outcome.bytes += item.st.st_size
+            finally:
+                os.close(dst_dir)
+        finally:
+            os.close(src_dir)
         return outcome
 
-    def _copy_file(self, item: _File, outcome: _Outcome) -> None:
-        src = os.open(self._src(item.rel), os.O_RDONLY | os.O_NOFOLLOW)
+    def _copy_symlink(self, item: _Entry, src_dir: int, dst_dir: int) -> None:
+        target = self.rewrite.retarget(os.readlink(item.name, dir_fd=src_dir))
+        os.symlink(target, item.name, dir_fd=dst_dir)
+        os.utime(
+            item.name,
+            ns=(item.st.st_atime_ns, item.st.st_mtime_ns),
+            dir_fd=dst_dir,
+            follow_symlinks=False,
+        )
+
+    def _copy_file(
+        self, item: _Entry, src_dir: int, dst_dir: int, outcome: _Outcome
+    ) -> None:
+        # O_NONBLOCK: what was a file in the listing and is a FIFO now must
+        # not hang the copy (the source's stamps then fail the comparison).
+        src = os.open(
+            item.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=src_dir
+        )
         try:
             dst = os.open(
-                self._dst(item.rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+                item.name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                0o600,
+                dir_fd=dst_dir,
             )
             try:
                 digest = self._write(item, src, dst, outcome)
                 if digest is not None:
                     outcome.rewritten[item.rel] = digest
-                os.fchmod(dst, stat.S_IMODE(item.mode))
-                os.utime(dst, ns=(item.atime_ns, item.mtime_ns))
+                os.fchmod(dst, stat.S_IMODE(item.st.st_mode))
+                os.utime(dst, ns=(item.st.st_atime_ns, item.st.st_mtime_ns))
             finally:
                 os.close(dst)
         finally:
             os.close(src)
 
-    def _write(self, item: _File, src: int, dst: int, outcome: _Outcome) -> str | None:
-        """Fill ``dst``; return the sha256 of what was written when the
-        content differs from the source."""
+    def _write(self, item: _Entry, src: int, dst: int, outcome: _Outcome) -> str | None:
+        """Fill ``dst`` and check what was written; return its sha256 when
+        the content differs from the source."""
         if item.kind == "plain":
-            _kernel_copy(src, dst, item.size, sparse=item.sparse)
+            if item.expected is None or item.sparse:
+                # conda's bookkeeping and compiled .pyc: no record to hold
+                # them to, so the kernel copies them without a pass through
+                # Python.
+                _kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
+                return None
+            seen = self._stream(src, dst, hashing=True)
+            if seen.sha256 != item.expected:
+                record = self.records[item.rel]
+                outcome.notes.append(
+                    f"{item.rel}: the source already differs from its record "
+                    f"in conda-meta/{record.record_file} (edited?)"
+                )
+            self._still_names_old(item, seen, outcome)
             return None
         if item.kind == "text":
-            return _write_changed(dst, self.rewrite.text_chunks(read_chunks(src)), src)
+            return self._write_text(src, dst, launcher=False)
         if item.kind == "binary":
             patches = self.rewrite.binary_patches(src, item.placeholder, item.rel)
             if not patches:
-                _kernel_copy(src, dst, item.size, sparse=item.sparse)
+                _kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
                 return None
-            return _write_changed(dst, patched_chunks(src, patches), src, force=True)
+            return _write_hashed(dst, patched_chunks(src, patches))
         return self._write_scanned(item, src, dst, outcome)
 
-    def _write_scanned(self, item: _File, src: int, dst: int, outcome: _Outcome):
-        """A file nothing describes: look for the prefix before deciding."""
-        if item.size <= CHUNK:
-            data = os.pread(src, CHUNK + 1, 0)
-            if not self.rewrite.names_old(data):
-                _write_all(dst, data)
+    def _write_scanned(
+        self, item: _Entry, src: int, dst: int, outcome: _Outcome
+    ) -> str | None:
+        """A file nothing describes: copied while looking for the prefix,
+        and written again with it rewritten when it is found in text."""
+        if item.sparse:
+            if not self.rewrite.stream_names_old(read_chunks(src)):
+                _kernel_copy(src, dst, item.st.st_size, sparse=True)
                 return None
-        elif not self.rewrite.stream_names_old(read_chunks(src)):
-            _kernel_copy(src, dst, item.size, sparse=item.sparse)
-            return None
-        if not is_utf8_text(src):
-            if item.rel.endswith(".pyc"):
-                outcome.old_pyc += 1
-            elif item.rel in self.records:
-                outcome.inexact.append(item.rel)
-                outcome.warnings.append(
-                    f"{item.rel}: binary file of a package naming the old prefix "
-                    f"{self.rewrite.old}, copied unchanged; its record does not "
-                    "say where (only conda's clone can redo it)"
+            seen = _Seen(None, True, True)
+        else:
+            seen = self._stream(src, dst, hashing=False)
+            if not seen.names_old:
+                return None
+        if is_utf8_text(src):
+            os.ftruncate(dst, 0)
+            os.lseek(dst, 0, os.SEEK_SET)
+            return self._write_text(src, dst, launcher=True)
+        if item.rel.endswith(".pyc"):
+            outcome.old_pyc += 1
+        elif item.rel in self.records:
+            outcome.inexact.append(item.rel)
+            outcome.warnings.append(
+                f"{item.rel}: binary file of a package naming the old prefix "
+                f"{self.rewrite.old}, copied unchanged; its record does not "
+                "say where (only conda's clone can redo it)"
+            )
+        else:
+            outcome.warnings.append(
+                f"{item.rel}: binary file naming the old prefix "
+                f"{self.rewrite.old}, copied unchanged; no package describes "
+                "it, so rebuild it in the new environment (or, for a "
+                "RUNPATH, patchelf --set-rpath) if it uses that path"
+            )
+        if item.sparse:
+            _kernel_copy(src, dst, item.st.st_size, sparse=True)
+        self._still_names_old(item, seen, outcome)
+        return None
+
+    def _still_names_old(self, item: _Entry, seen: _Seen, outcome: _Outcome) -> None:
+        """Text (no NUL byte) that names the old prefix, copied as it is,
+        would send the new environment back to the old one."""
+        if seen.names_old and not seen.has_nul:
+            outcome.problems.append(
+                f"{item.rel}: still names the old prefix {self.rewrite.old}"
+            )
+
+    def _stream(self, src: int, dst: int, *, hashing: bool) -> _Seen:
+        """Copy through this thread's buffer, hashing and scanning each
+        piece as it passes."""
+        buf = getattr(self.buffers, "buf", None)
+        if buf is None:
+            buf = self.buffers.buf = bytearray(BUFFER)
+        view = memoryview(buf)
+        digest = hashlib.sha256() if hashing else None
+        old, keep = self.rewrite.old_bytes, self.rewrite.keep
+        names_old = has_nul = False
+        tail = b""
+        while n := os.readv(src, [buf]):
+            piece = view[:n]
+            if digest is not None:
+                digest.update(piece)
+            _write_all(dst, piece)
+            has_nul = has_nul or buf.find(b"\0", 0, n) != -1
+            if not names_old and (
+                buf.find(old, 0, n) != -1 or old in tail + bytes(view[: min(n, keep)])
+            ):
+                names_old = self.rewrite.names_old(tail + bytes(piece))
+            tail = bytes(view[max(0, n - keep) : n])
+        return _Seen(digest.hexdigest() if digest else None, names_old, has_nul)
+
+    def _write_text(self, src: int, dst: int, *, launcher: bool) -> str | None:
+        """The source with the prefix substituted; its sha256 when that
+        changed anything."""
+        source = hashlib.sha256()
+
+        def read() -> Iterator[bytes]:
+            for chunk in read_chunks(src):
+                source.update(chunk)
+                yield chunk
+
+        digest = _write_hashed(dst, self.rewrite.text_chunks(read(), launcher=launcher))
+        return None if digest == source.hexdigest() else digest
+
+    def _check_records(self, listing: Listing, outcome: _Outcome) -> None:
+        """Every path the records list, against the kind the source holds
+        there (the copy holds the same, entry for entry)."""
+        kinds = {
+            rel: kind_of(st.st_mode)
+            for entries in listing.values()
+            for rel, st in entries
+        }
+        for rel, record in self.records.items():
+            have = kinds.get(rel)
+            if have is None:
+                outcome.notes.append(
+                    f"{rel}: listed in conda-meta/{record.record_file} "
+                    "but missing in the source"
                 )
-            else:
-                outcome.warnings.append(
-                    f"{item.rel}: binary file naming the old prefix "
-                    f"{self.rewrite.old}, copied unchanged; no package describes "
-                    "it, so rebuild it in the new environment (or, for a "
-                    "RUNPATH, patchelf --set-rpath) if it uses that path"
-                )
-            _kernel_copy(src, dst, item.size, sparse=item.sparse)
-            return None
-        return _write_changed(
-            dst, self.rewrite.text_chunks(read_chunks(src), launcher=True), src
-        )
+                continue
+            problem = record_disagrees(record, have)
+            if problem:
+                outcome.problems.append(f"{rel}: {problem}")
 
     def _update_records(self, rewritten: dict[str, str]) -> None:
         """Give rewritten files their new ``sha256_in_prefix``, so that conda
@@ -407,6 +574,19 @@ class _Copier:
             fh.write(line.encode())
 
 
+def _name(rel: str) -> str:
+    return rel.rpartition("/")[2]
+
+
+def _by_depth(paths: Iterable[str]) -> list[list[str]]:
+    """Directories grouped by depth, shallowest first: each group can be
+    made at once, its parents being made already."""
+    levels: dict[int, list[str]] = {}
+    for rel in paths:
+        levels.setdefault(rel.count("/"), []).append(rel)
+    return [levels[depth] for depth in sorted(levels)]
+
+
 def _collect(
     pending: set[Future[_Outcome]], outcome: _Outcome, *, timeout: float
 ) -> set[Future[_Outcome]]:
@@ -421,16 +601,17 @@ _kernel_copy_works = True
 
 
 def _kernel_copy(src: int, dst: int, size: int, *, sparse: bool = False) -> None:
-    """Copy without passing the bytes through Python: copy_file_range lets
+    """Copy without passing the bytes through Python, to the end of the file
+    (one that grew while being copied is copied whole): copy_file_range lets
     the filesystem share extents (XFS, btrfs reflinks) or copy server-side
     (NFS 4.2); sendfile is the fallback across filesystems."""
     global _kernel_copy_works
     if sparse and _copy_data_only(src, dst, size):
         return
-    remaining = size
-    while remaining > 0 and _kernel_copy_works:
+    while _kernel_copy_works:
         try:
-            n = os.copy_file_range(src, dst, min(remaining, 1 << 30))
+            if not os.copy_file_range(src, dst, 1 << 30):
+                return
         except OSError as exc:
             if exc.errno not in (
                 errno.EXDEV,
@@ -440,18 +621,8 @@ def _kernel_copy(src: int, dst: int, size: int, *, sparse: bool = False) -> None
             ):
                 raise
             _kernel_copy_works = False
-            break
-        if n == 0:
-            break
-        remaining -= n
-    while remaining > 0:
-        n = os.sendfile(dst, src, None, min(remaining, 1 << 30))
-        if n == 0:
-            break
-        remaining -= n
-    # A file that grew while being copied is copied whole.
-    for chunk in read_chunks(src, os.lseek(src, 0, os.SEEK_CUR)):
-        _write_all(dst, chunk)
+    while os.sendfile(dst, src, None, 1 << 30):
+        pass
 
 
 def _copy_data_only(src: int, dst: int, size: int) -> bool:
@@ -489,22 +660,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _write_changed(
-    dst: int, chunks: Iterable[bytes], src: int, *, force: bool = False
-) -> str | None:
-    """Write ``chunks``; the sha256 of them when they differ from the source."""
+def _write_hashed(dst: int, chunks: Iterable[bytes]) -> str:
+    """Write ``chunks``; the sha256 of what was written."""
     digest = hashlib.sha256()
-    same = not force
-    offset = 0
     for chunk in chunks:
         digest.update(chunk)
         _write_all(dst, chunk)
-        if same and os.pread(src, len(chunk), offset) != chunk:
-            same = False
-        offset += len(chunk)
-    if same and os.pread(src, 1, offset):
-        same = False
-    return None if same else digest.hexdigest()
+    return digest.hexdigest()
 
 
 class _Progress:

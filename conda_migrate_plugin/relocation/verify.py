@@ -1,7 +1,9 @@
-"""File-by-file verification of a copied environment against its source.
+"""File-by-file verification of a copy conda's clone made, against its source.
 
-The old environment is removed only on the word of this check, so it reads
-every byte of the copy. What each file must hold:
+conda's clone writes the files itself, out of sight: the old environment is
+removed only on the word of this check, which reads every byte of the copy.
+(The relocate engine checks its files as it writes them, by the same rules.)
+What each file must hold:
 
 * a file conda installed without a prefix: the hash conda recorded. When the
   source itself no longer matches its record (the user edited it), the copy
@@ -14,9 +16,9 @@ every byte of the copy. What each file must hold:
 
 No text file of the copy may still name the old prefix, except the history
 and the package records, which name past commands and the package cache.
-Works for a copy made by relocate and for one made by conda's clone; the
-latter leaves out ``conda-meta/pinned`` and ``state``, which the caller must
-carry for the check to pass.
+It holds a relocated copy to the same rules (the tests use it so, as a
+second opinion). conda's clone leaves out ``conda-meta/pinned`` and
+``state``, which the caller must carry for the check to pass.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def verify_files(
     return check
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "symlink"
     if stat.S_ISDIR(mode):
@@ -96,6 +98,16 @@ def _kind(mode: int) -> str:
     if stat.S_ISREG(mode):
         return "file"
     return "special file"
+
+
+def record_disagrees(record: PathRecord, have: str) -> str | None:
+    """What is wrong with a path conda lists, found as a ``have``; a file
+    may be a symlink (conda links from the package cache with ``softlink``
+    where it can)."""
+    want = _FILE_TYPES.get(record.path_type, "file")
+    if have != want and not (want == "file" and have == "symlink"):
+        return f"a {have} in the copy, conda lists a {want}"
+    return None
 
 
 def _entry_kind(entry: os.DirEntry) -> str:
@@ -153,7 +165,7 @@ class _Checker:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                 kind = _entry_kind(entry)
                 try:
-                    copy_kind = _kind(os.lstat(f"{self.copy_root}/{rel}").st_mode)
+                    copy_kind = kind_of(os.lstat(f"{self.copy_root}/{rel}").st_mode)
                 except FileNotFoundError:
                     kinds[rel] = None
                     check.problems.append(f"{rel}: missing in the copy")
@@ -176,12 +188,11 @@ class _Checker:
         """Every path the records list must be in the copy, with its type;
         what the walk saw is not asked of the filesystem again."""
         for rel, record in self.records.items():
-            want = _FILE_TYPES.get(record.path_type, "file")
             if rel in seen:
                 have, in_source = seen[rel], True
             else:
                 try:
-                    have = _kind(os.lstat(f"{self.copy_root}/{rel}").st_mode)
+                    have = kind_of(os.lstat(f"{self.copy_root}/{rel}").st_mode)
                 except FileNotFoundError:
                     have = None
                 in_source = os.path.lexists(f"{self.src_root}/{rel}")
@@ -195,10 +206,10 @@ class _Checker:
                     f"{rel}: listed in conda-meta/{record.record_file} "
                     "but missing in the copy"
                 )
-            elif have != want and not (want == "file" and have == "symlink"):
-                check.problems.append(
-                    f"{rel}: a {have} in the copy, conda lists a {want}"
-                )
+            else:
+                problem = record_disagrees(record, have)
+                if problem:
+                    check.problems.append(f"{rel}: {problem}")
 
     def _check_symlink(self, rel: str, check: FileCheck) -> None:
         target = self.rewrite.retarget(os.readlink(f"{self.src_root}/{rel}"))
