@@ -191,21 +191,31 @@ def _list_directory(
     root: str, rel_dir: str
 ) -> tuple[str, bool, list[tuple[str, str, os.stat_result, int]]]:
     """One directory's entries with their ``lstat``, and whether it is an
-    environment or a package cache of its own."""
+    environment or a package cache of its own. Each ``lstat`` is made
+    relative to the directory, opened once (``fstatat``): on a network
+    filesystem a full path costs a lookup per component once the client's
+    cache of names has expired."""
     path = f"{root}/{rel_dir}" if rel_dir else root
-    with os.scandir(path) as it:
-        entries = list(it)
-    names = {entry.name for entry in entries}
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    if rel_dir:  # listed as a directory: never followed if it is a link now
+        flags |= os.O_NOFOLLOW
+    fd = os.open(path, flags)
+    try:
+        with os.scandir(fd) as it:
+            entries = [(entry.name, entry.stat(follow_symlinks=False)) for entry in it]
+    finally:
+        os.close(fd)
+    names = {name for name, _ in entries}
     is_nested = bool(rel_dir) and (
         ("conda-meta" in names and os.path.isfile(f"{path}/conda-meta/history"))
         or _is_package_cache(names)
     )
     found = []
-    for entry in entries:
-        st = entry.stat(follow_symlinks=False)
-        data_bytes = _data_bytes(entry.path, st) if stat.S_ISREG(st.st_mode) else 0
-        rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-        found.append((rel, entry.path, st, data_bytes))
+    for name, st in entries:
+        entry_path = f"{path}/{name}"
+        data_bytes = _data_bytes(entry_path, st) if stat.S_ISREG(st.st_mode) else 0
+        rel = f"{rel_dir}/{name}" if rel_dir else name
+        found.append((rel, entry_path, st, data_bytes))
     return rel_dir, is_nested, found
 
 

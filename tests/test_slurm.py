@@ -115,12 +115,14 @@ def stagings(dest_root: Path, name: str = "") -> list[Path]:
 
 
 def hold_mid_copy(slurm, job: str, dest_root: Path, name: str) -> int:
-    """SIGSTOP the job's run once it has copied part of ``name``."""
+    """SIGSTOP the job's run once it has copied part of ``name``: a few of
+    the payload's files, whichever the directory lists first."""
     pid = job_process(slurm, job)
     deadline = time.monotonic() + 60
     while not any(
-        (staging / "share" / "data" / "part-003.bin").exists()
+        len(list((staging / "share" / "data").glob("part-*"))) >= 3
         for staging in stagings(dest_root, name)
+        if (staging / "share" / "data").is_dir()
     ):
         assert time.monotonic() < deadline and slurm.job(job)["JobState"] == "RUNNING"
         time.sleep(0.005)

@@ -147,14 +147,20 @@ def _delete_tree(root: str, jobs: int) -> None:
 
 
 def _empty_files(path: str) -> tuple[str, list[str]]:
-    """Unlink what ``path`` holds but its subdirectories, which it returns."""
+    """Unlink what ``path`` holds but its subdirectories, which it returns;
+    names are resolved against the directory, opened once and never through
+    a symlink."""
     children = []
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                children.append(entry.path)
-            else:
-                os.unlink(entry.path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    children.append(f"{path}/{entry.name}")
+                else:
+                    os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
     return path, children
 
 
