@@ -15,7 +15,15 @@ caps the CPUs counted; the affinity mask caps them where binding is in force.
 from __future__ import annotations
 
 import os
-from typing import Final
+import queue
+from typing import TYPE_CHECKING, Final, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Files per task: enough to amortise the pool's overhead over many tiny files.
 BATCH: Final = 128
@@ -38,3 +46,36 @@ def default_jobs() -> int:
         asked = 0
     cpus = max(1, min(cpus, asked) if asked > 0 else cpus)
     return min(MAX_THREADS, THREADS_PER_CPU * cpus)
+
+
+def fan_out(
+    pool: ThreadPoolExecutor,
+    task: Callable[[T], R],
+    first: T,
+    children: Callable[[R], Iterable[T]],
+) -> Iterator[R]:
+    """Run ``task`` on ``first``, then on the ``children`` of each result as
+    soon as it is in (a tree walked a directory per task), yielding results
+    as they come; the first failure is raised and what is queued cancelled.
+    Results arrive through one queue: waiting on every pending future for
+    each result would cost as much as a walk of a tree of small directories."""
+    arrived: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
+    pending: set[Future[R]] = set()
+
+    def submit(item: T) -> None:
+        future = pool.submit(task, item)
+        pending.add(future)
+        future.add_done_callback(arrived.put)
+
+    try:
+        submit(first)
+        while pending:
+            future = arrived.get()
+            pending.discard(future)
+            result = future.result()
+            for child in children(result):
+                submit(child)
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()

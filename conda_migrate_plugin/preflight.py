@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .discover import under
 from .exceptions import MigrateError
-from .jobs import default_jobs
+from .jobs import default_jobs, fan_out
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -138,19 +138,17 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
     listed: dict[str, list[tuple[str, str, os.stat_result, int]]] = {}
     listing: dict[str, list[tuple[str, os.stat_result]]] = {}
     with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
-        pending = {pool.submit(_list_directory, root, "")}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                rel_dir, is_nested, entries = future.result()
-                if is_nested:
-                    nested.append(f"{root}/{rel_dir}")
-                listed[rel_dir] = entries
-                pending.update(
-                    pool.submit(_list_directory, root, rel)
-                    for rel, _, st, _ in entries
-                    if stat.S_ISDIR(st.st_mode)
-                )
+        for rel_dir, is_nested, entries in fan_out(
+            pool,
+            lambda rel: _list_directory(root, rel),
+            "",
+            lambda listed: [
+                rel for rel, _, st, _ in listed[2] if stat.S_ISDIR(st.st_mode)
+            ],
+        ):
+            if is_nested:
+                nested.append(f"{root}/{rel_dir}")
+            listed[rel_dir] = entries
     for rel_dir in sorted(listed):
         listing[rel_dir] = [(rel, st) for rel, _, st, _ in listed[rel_dir]]
         for rel, path, st, data_bytes in listed[rel_dir]:

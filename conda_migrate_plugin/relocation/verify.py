@@ -26,12 +26,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
-from ..jobs import BATCH, default_jobs
+from ..jobs import BATCH, default_jobs, fan_out
 from .prefix import (
     CHUNK,
     PrefixRewrite,
@@ -139,17 +139,12 @@ class _Checker:
         copy (``None``: missing)."""
         files: list[str] = []
         seen: dict[str, str | None] = {}
-        pending = {pool.submit(self._walk_directory, "")}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                part, directories, found, kinds = future.result()
-                check.merge(part)
-                files += found
-                seen.update(kinds)
-                pending.update(
-                    pool.submit(self._walk_directory, rel) for rel in directories
-                )
+        for part, _, found, kinds in fan_out(
+            pool, self._walk_directory, "", lambda result: result[1]
+        ):
+            check.merge(part)
+            files += found
+            seen.update(kinds)
         return files, seen
 
     def _walk_directory(

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..discover import HISTORY, under
 from ..exceptions import MigrateError
-from ..jobs import default_jobs
+from ..jobs import default_jobs, fan_out
 from ..names import removing_aside
 
 if TYPE_CHECKING:
@@ -126,19 +126,9 @@ def _delete_tree(root: str, jobs: int) -> None:
     stops the removal and is raised."""
     depth: dict[str, int] = {root: 0}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        pending = {pool.submit(_empty_files, root)}
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    parent, children = future.result()
-                    for child in children:
-                        depth[child] = depth[parent] + 1
-                        pending.add(pool.submit(_empty_files, child))
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        for parent, children in fan_out(pool, _empty_files, root, lambda r: r[1]):
+            for child in children:
+                depth[child] = depth[parent] + 1
         levels: dict[int, list[str]] = {}
         for path, level in depth.items():
             levels.setdefault(level, []).append(path)
