@@ -420,3 +420,29 @@ def test_a_directory_swapped_for_a_symlink_is_not_followed(env, tmp_path):
     with pytest.raises(RelocateError, match="cannot read etc/demo"):
         relocate(env, _staging(final), final, listing=footprint.listing)
     assert not os.path.lexists(_staging(final) / "etc/demo/demo.conf")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_modes_are_the_sources_whatever_the_umask(env, tmp_path, umask):
+    """Directories are made with the source's mode where the umask lets
+    them and changed after where it does not: the copy's modes match."""
+    read_only = env / "etc/read-only.txt"
+    read_only.write_text("read only\n")
+    read_only.chmod(0o444)
+    shared = env / "share/shared"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    (env / "share/private").mkdir(mode=0o700)
+    (env / "share/private").chmod(0o700)
+    final = tmp_path / "home" / "abc"
+    old = os.umask(umask)
+    try:
+        relocate(env, _staging(final), final)
+    finally:
+        os.umask(old)
+    paths = [env, *env.rglob("*")]
+    for path in paths:
+        if path.is_symlink():
+            continue
+        copy = _staging(final) / path.relative_to(env)
+        assert copy.stat().st_mode == path.stat().st_mode, path

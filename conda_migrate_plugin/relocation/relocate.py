@@ -231,6 +231,7 @@ class _Copier:
         self.src_root = str(source)
         self.dst_root = str(staging)
         self.buffers = threading.local()
+        self.umask = _umask()
 
     def run(self, listing: Listing, jobs: int, progress: Progress) -> _Outcome:
         outcome = _Outcome()
@@ -238,7 +239,7 @@ class _Copier:
         tasks, links = self._plan(listing, directories, outcome)
         pool = ThreadPoolExecutor(max_workers=jobs)
         try:
-            for level in _by_depth(rel for rel, _ in directories[1:]):
+            for level in _by_depth(directories[1:]):
                 list(pool.map(self._make_directory, level))
             pending: set[Future[_Outcome]] = set()
             for rel_dir, batch in tasks:
@@ -327,14 +328,25 @@ class _Copier:
             return _Entry(rel, _name(rel), st, "scan")
         return _Entry(rel, _name(rel), st, "plain", expected=record.sha256)
 
-    def _make_directory(self, rel: str) -> None:
-        os.mkdir(self._dst(rel), 0o700)
+    def _make_directory(self, item: tuple[str, os.stat_result]) -> None:
+        """Made with the source's mode where the umask lets it (the staging
+        directory keeps the copy private until it is whole), so that most
+        need no ``chmod`` later: a round trip each on a network filesystem."""
+        rel, st = item
+        os.mkdir(self._dst(rel), _creation_mode(st))
 
     def _finish_directory(self, item: tuple[str, os.stat_result]) -> None:
         rel, st = item
         path = self._dst(rel)
-        os.chmod(path, stat.S_IMODE(st.st_mode))
+        # The top was made by the caller, private until the copy is whole.
+        if not rel or self._needs_chmod(st, _creation_mode(st)):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def _needs_chmod(self, st: os.stat_result, created: int) -> bool:
+        """Whether a directory made with ``created`` lacks the source's mode:
+        bits the umask took, bits the owner needed meanwhile, set-id bits."""
+        return self.umask is None or created & ~self.umask != stat.S_IMODE(st.st_mode)
 
     def _copy_batch(self, rel_dir: str, batch: list[_Entry]) -> _Outcome:
         """Names resolve against the two directories, opened once: on a
@@ -578,13 +590,34 @@ def _name(rel: str) -> str:
     return rel.rpartition("/")[2]
 
 
-def _by_depth(paths: Iterable[str]) -> list[list[str]]:
+def _by_depth(
+    directories: Iterable[tuple[str, os.stat_result]],
+) -> list[list[tuple[str, os.stat_result]]]:
     """Directories grouped by depth, shallowest first: each group can be
     made at once, its parents being made already."""
-    levels: dict[int, list[str]] = {}
-    for rel in paths:
-        levels.setdefault(rel.count("/"), []).append(rel)
+    levels: dict[int, list[tuple[str, os.stat_result]]] = {}
+    for item in directories:
+        levels.setdefault(item[0].count("/"), []).append(item)
     return [levels[depth] for depth in sorted(levels)]
+
+
+def _creation_mode(st: os.stat_result) -> int:
+    """A directory's permission bits, with what its owner needs while the
+    copy is filled: to enter it and write into it."""
+    return (st.st_mode & 0o777) | 0o700
+
+
+def _umask() -> int | None:
+    """The process's umask, read where setting it to learn it would race
+    with the other threads creating files; None where it cannot be read."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _collect(
