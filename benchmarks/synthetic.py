@@ -1,16 +1,20 @@
 """Synthetic conda packages and environments of realistic shape, for the
 benchmarks.
 
-``package_files`` generates the packages' trees as conda-build packs them;
-``build_env`` writes an environment as conda would have installed them,
-record by record, with no package files anywhere (for the copy engine alone).
+One generator of package trees serves both: ``build_env`` writes an
+environment as conda would have installed it, record by record, with no
+package files anywhere (for the copy engine alone), and ``build_channel`` packs
+the same trees into ``.conda`` files of a local channel that ``install_env``
+installs with py-rattler, so that conda's clone can fetch them again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +25,7 @@ if TYPE_CHECKING:
 #: may be, so that binary files have room for any prefix.
 PLACEHOLDER = ("/opt/conda-bld/bench_1700000000000/_h_env" + "_placehold" * 30)[:255]
 PACKAGES = 100
+SUBDIR = "linux-64"
 FILES_PER_PACKAGE = 205
 UNOWNED = 600
 
@@ -142,3 +147,97 @@ def build_env(
         f"==> 2024-01-01 00:00:00 <==\n# cmd: conda create -p {prefix}\n"
     )
     return count + 1
+
+
+def _build_string(name: str) -> str:
+    """A conda-forge-like build string."""
+    return f"h{hashlib.sha256(name.encode()).hexdigest()[:7]}_0"
+
+
+def build_channel(channel: Path, stage_root: Path) -> None:
+    """The ``package_files`` trees as ``.conda`` files in a channel indexed
+    as conda-index would. Each package depends on one before it, so that the
+    first N packages are an installable set with an order to link them in."""
+    from conda_package_handling import api
+    from rattler.index import index_fs
+
+    rng = random.Random(42)
+    for sub in (SUBDIR, "noarch"):
+        (channel / sub).mkdir(parents=True)
+    for p in range(PACKAGES):
+        name = package_name(p)
+        stage = stage_root / name
+        paths = []
+        has_prefix = []
+        for file in package_files(rng, name, FILES_PER_PACKAGE):
+            target = stage / file.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(file.data)
+            target.chmod(0o755 if file.executable else 0o644)
+            entry = {
+                "_path": file.path,
+                "path_type": "hardlink",
+                "sha256": hashlib.sha256(file.data).hexdigest(),
+                "size_in_bytes": len(file.data),
+            }
+            if file.mode:
+                entry.update(prefix_placeholder=PLACEHOLDER, file_mode=file.mode)
+                has_prefix.append(f"{PLACEHOLDER} {file.mode} {file.path}\n")
+            paths.append(entry)
+        index = {
+            "name": name,
+            "version": "1.0",
+            "build": _build_string(name),
+            "build_number": 0,
+            "depends": [f"{package_name((p - 1) // 2)} >=1.0"] if p else [],
+            "subdir": SUBDIR,
+            "arch": "x86_64",
+            "platform": "linux",
+            "license": "BSD-3-Clause",
+            "timestamp": 1700000000000,
+        }
+        info = {
+            "info/index.json": json.dumps(index, indent=2),
+            "info/paths.json": json.dumps(
+                {"paths": paths, "paths_version": 1}, indent=2
+            ),
+            "info/files": "".join(f"{e['_path']}\n" for e in paths),
+            "info/has_prefix": "".join(has_prefix),
+        }
+        (stage / "info").mkdir()
+        for rel, text in info.items():
+            (stage / rel).write_text(text)
+        api.create(
+            str(stage),
+            [*info, *(e["_path"] for e in paths)],
+            f"{name}-1.0-{index['build']}.conda",
+            out_folder=str(channel / SUBDIR),
+            compression_level=1,
+        )
+        shutil.rmtree(stage)
+    asyncio.run(index_fs(channel, write_zst=False, write_shards=False))
+
+
+def install_env(prefix: Path, channel: Path, packages: int, cache: Path) -> None:
+    """Install the first ``packages`` packages with py-rattler, add what no
+    package owns, and write conda's history of such a ``conda create``."""
+    import rattler
+
+    specs = [package_name(p) for p in range(packages)]
+    records = asyncio.run(
+        rattler.solve([channel.as_uri()], specs, platforms=[SUBDIR, "noarch"])
+    )
+    asyncio.run(rattler.install(records, prefix, cache_dir=cache, show_progress=False))
+    shutil.rmtree(cache)
+    add_unowned(prefix, random.Random(43))
+    dists = sorted(
+        f"+{channel.as_uri()}::{r.name.normalized}-{r.version}-{r.build}"
+        for r in records
+    )
+    (prefix / "conda-meta/history").write_text(
+        "==> 2024-01-01 00:00:00 <==\n"
+        f"# cmd: conda create -p {prefix} {' '.join(specs)}\n"
+        "# conda version: 24.1.2\n"
+        + "".join(f"{dist}\n" for dist in dists)
+        + f"# update specs: {json.dumps(specs)}\n"
+    )
