@@ -14,10 +14,7 @@ file in it.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import random
 import resource
 import shutil
 import statistics
@@ -33,111 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
 
-PLACEHOLDER = "/opt/anaconda1anaconda2" + "anaconda3" * 20
-PACKAGES = 100
-FILES_PER_PACKAGE = 205
-UNOWNED = 600
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import PACKAGES, build_env
+
 TARGETS = {"relocate / cp -a": 1.3, "relocate+verify+rm / cp+rm": 2.0}
 MEMORY_TARGET_MB = 150
-
-
-def _size(rng: random.Random) -> int:
-    """Sizes skewed as in real environments: mostly small, a few large."""
-    roll = rng.random()
-    if roll < 0.70:
-        return rng.randint(200, 8_000)
-    if roll < 0.95:
-        return rng.randint(8_000, 64_000)
-    if roll < 0.998:
-        return rng.randint(64_000, 256_000)
-    return rng.randint(1_000_000, 4_000_000)
-
-
-def _content(rng: random.Random, size: int, prefix: str | None) -> bytes:
-    body = rng.randbytes(size)
-    return (
-        body
-        if prefix is None
-        else body[: size // 2] + prefix.encode() + body[size // 2 :]
-    )
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    path.chmod(mode)
-
-
-def build_env(
-    prefix: Path, *, packages: int = PACKAGES, files: int = FILES_PER_PACKAGE
-) -> int:
-    """An environment as conda would have installed it at ``prefix``."""
-    rng = random.Random(42)
-    meta = prefix / "conda-meta"
-    meta.mkdir(parents=True)
-    pad = len(PLACEHOLDER) - len(str(prefix))
-    count = 0
-    for p in range(packages):
-        name = f"pkg{p:03d}"
-        paths = []
-        for f in range(files):
-            rel = f"lib/{name}/sub{f % 7}/file{f:04d}.dat"
-            entry: dict = {"_path": rel, "path_type": "hardlink"}
-            if f == 0:
-                rel = f"bin/{name}-tool"
-                script = (
-                    f"#!{prefix}/bin/python\nimport {name}\n# data {prefix}/share\n"
-                )
-                data = script.encode() + rng.randbytes(500).hex().encode() + b"\n"
-                packaged = data.replace(str(prefix).encode(), PLACEHOLDER.encode())
-                entry.update(
-                    _path=rel, prefix_placeholder=PLACEHOLDER, file_mode="text"
-                )
-                _write(prefix / rel, data, 0o755)
-            elif f == 1:
-                rel = f"lib/lib{name}.so"
-                c_string = f"{prefix}/lib/{name}".encode() + b"\0" + b"\0" * pad
-                data = rng.randbytes(30_000) + c_string + rng.randbytes(30_000)
-                packaged = data.replace(
-                    c_string, f"{PLACEHOLDER}/lib/{name}".encode() + b"\0"
-                )
-                entry.update(
-                    _path=rel, prefix_placeholder=PLACEHOLDER, file_mode="binary"
-                )
-                _write(prefix / rel, data)
-            else:
-                data = packaged = _content(rng, _size(rng), None)
-                _write(prefix / rel, data)
-            entry["sha256"] = hashlib.sha256(packaged).hexdigest()
-            entry["sha256_in_prefix"] = hashlib.sha256(data).hexdigest()
-            entry["size_in_bytes"] = len(packaged)
-            paths.append(entry)
-            count += 1
-        record = {
-            "name": name,
-            "version": "1.0",
-            "build": "0",
-            "files": [e["_path"] for e in paths],
-            "paths_data": {"paths_version": 1, "paths": paths},
-        }
-        (meta / f"{name}-1.0-0.json").write_text(json.dumps(record, indent=2))
-    site = prefix / "lib/python3.11/site-packages"
-    for u in range(UNOWNED):
-        dist = site / f"pipdist{u // 6}"
-        if u % 6 == 0:
-            _write(
-                dist / "direct_url.json", f'{{"url": "file://{prefix}/src"}}'.encode()
-            )
-        elif u % 6 == 1:
-            _write(dist / "RECORD", f"../../../bin/tool{u},,\n".encode() * 20)
-        else:
-            _write(dist / f"mod{u}.py", _content(rng, _size(rng), None))
-        count += 1
-    (meta / "history").write_text(
-        f"==> 2024-01-01 00:00:00 <==\n# cmd: conda create -p {prefix}\n"
-    )
-    (prefix / "bin/python").symlink_to("python3.11")
-    return count + 2
 
 
 def _timed(argv_or_fn) -> float:
@@ -194,6 +92,10 @@ _MEMORY_PROBE = textwrap.dedent(
     sys.path.insert(0, sys.argv[4])
     from conda_migrate_plugin.relocation.relocate import relocate
     from conda_migrate_plugin.relocation.verify import verify_files
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import PACKAGES, build_env
     source, staging, final = map(Path, sys.argv[1:4])
     relocate(source, staging, final)
     assert not verify_files(source, staging, final).problems
