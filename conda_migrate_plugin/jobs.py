@@ -1,12 +1,12 @@
-"""How many threads relocation, verification and removal use by default,
-and how many files each task takes.
+"""How many threads the walks of an environment, its relocation, the check
+of a clone and the removal use by default, and how many files each task takes.
 
 The work is bound by the filesystem's round trips, not by the CPU: on a
 network filesystem (Lustre, GPFS, NFS) each create, stat or unlink waits
 0.2-2 ms for the server, and a thread that waits uses no CPU. So the default
 is several threads per CPU (``benchmarks/bench_migrate.py``: at 500 us a
-round trip, 2 threads took 0.8 times as long as ``cp -a`` + ``rm -rf``, 16
-took 0.16), while the CPUs still scale it: a job may run on every CPU of its
+round trip, 2 threads took 0.61 times as long as ``cp -a`` + ``rm -rf``, 16
+took 0.15), while the CPUs still scale it: a job may run on every CPU of its
 node, since without CPU binding (Slurm's ``task/none``) the affinity mask is
 the whole node, so ``SLURM_CPUS_PER_TASK``, what the job asked for (``-c``),
 caps the CPUs counted; the affinity mask caps them where binding is in force.

@@ -142,8 +142,8 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
             pool,
             lambda rel: _list_directory(root, rel),
             "",
-            lambda listed: [
-                rel for rel, _, st, _ in listed[2] if stat.S_ISDIR(st.st_mode)
+            lambda result: [
+                rel for rel, _, st, _ in result[2] if stat.S_ISDIR(st.st_mode)
             ],
         ):
             if is_nested:

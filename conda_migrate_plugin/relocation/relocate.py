@@ -687,7 +687,7 @@ def _copy_data_only(src: int, dst: int, size: int) -> bool:
     return True
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
