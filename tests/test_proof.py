@@ -139,6 +139,24 @@ def test_text_still_naming_the_old_prefix_keeps_the_source(scratch, home, migrat
     assert str(home / ".conda/envs/abc") not in registered(home)
 
 
+def test_a_package_file_edited_in_place_moves_as_it_is_and_is_logged(
+    scratch, home, migrate
+):
+    """The same size, other bytes: the user's edit is what moves, and the
+    log says the file no longer matches its package."""
+    data = scratch.abc / "share/demo/data.txt"
+    edited = data.read_bytes().upper()
+    data.unlink()  # break the hardlink into the package cache before editing
+    data.write_bytes(edited)
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    assert code == 0, out + err
+    assert (home / ".conda/envs/abc/share/demo/data.txt").read_bytes() == edited
+    (log,) = (home / ".conda/migrate/logs").iterdir()
+    assert "note: share/demo/data.txt: the source already differs from its record" in (
+        log.read_text()
+    )
+
+
 # -- 2. nested environments ----------------------------------------------------
 
 
