@@ -48,6 +48,43 @@ def default_jobs() -> int:
     return min(MAX_THREADS, THREADS_PER_CPU * cpus)
 
 
+def gather(
+    pool: ThreadPoolExecutor,
+    task: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    tick: Callable[[], object] | None = None,
+    every: float = 0.2,
+) -> Iterator[R]:
+    """Run ``task`` on each of ``items`` across ``pool``, yielding results as
+    they finish (``tick`` runs every ``every`` seconds meanwhile); the first
+    failure is raised and what is queued cancelled.
+
+    The waiting is one queue's ``get``, in C: a stop's signal handler raises
+    in the main thread wherever it is, and raised inside ``Condition.wait``
+    (``concurrent.futures.wait``, ``Executor.map``) it leaves that lock
+    broken, so the run crashed instead of stopping cleanly."""
+    arrived: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
+    pending: set[Future[R]] = set()
+    try:
+        for item in items:
+            future = pool.submit(task, item)
+            pending.add(future)
+            future.add_done_callback(arrived.put)
+        while pending:
+            try:
+                future = arrived.get(timeout=every)
+            except queue.Empty:
+                if tick is not None:
+                    tick()
+                continue
+            pending.discard(future)
+            yield future.result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
 def fan_out(
     pool: ThreadPoolExecutor,
     task: Callable[[T], R],
@@ -57,8 +94,9 @@ def fan_out(
     """Run ``task`` on ``first``, then on the ``children`` of each result as
     soon as it is in (a tree walked a directory per task), yielding results
     as they come; the first failure is raised and what is queued cancelled.
-    Results arrive through one queue: waiting on every pending future for
-    each result would cost as much as a walk of a tree of small directories."""
+    Results arrive through one queue, as in ``gather``: waiting on every
+    pending future for each result would also cost as much as a walk of a
+    tree of small directories."""
     arrived: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
     pending: set[Future[R]] = set()
 

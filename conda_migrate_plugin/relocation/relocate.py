@@ -47,13 +47,13 @@ import stat
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
-from ..jobs import BATCH, default_jobs
+from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
 from .prefix import (
     PathRecord,
@@ -68,7 +68,6 @@ from .verify import kind_of, record_disagrees
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
-    from concurrent.futures import Future
 
     from ..progress import Progress
 
@@ -240,12 +239,16 @@ class _Copier:
         pool = ThreadPoolExecutor(max_workers=jobs)
         try:
             for level in _by_depth(directories[1:]):
-                list(pool.map(self._make_directory, level))
-            pending: set[Future[_Outcome]] = set()
-            for rel_dir, batch in tasks:
-                pending.add(pool.submit(self._copy_batch, rel_dir, batch))
-            while pending:
-                pending = _collect(pending, outcome, timeout=_PROGRESS_EVERY)
+                for _ in gather(pool, self._make_directory, level):
+                    pass
+            for part in gather(
+                pool,
+                self._copy_batch,
+                tasks,
+                tick=lambda: progress.show(outcome.files, outcome.bytes),
+                every=_PROGRESS_EVERY,
+            ):
+                outcome.merge(part)
                 progress.show(outcome.files, outcome.bytes)
             progress.show(outcome.files, outcome.bytes, force=True)
             for first, other in links:
@@ -254,7 +257,8 @@ class _Copier:
             self._update_records(outcome.rewritten)
             self._append_history()
             # Last, as the files made inside them move their times.
-            list(pool.map(self._finish_directory, directories))
+            for _ in gather(pool, self._finish_directory, directories):
+                pass
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         self._check_records(listing, outcome)
@@ -348,9 +352,10 @@ class _Copier:
         bits the umask took, bits the owner needed meanwhile, set-id bits."""
         return self.umask is None or created & ~self.umask != stat.S_IMODE(st.st_mode)
 
-    def _copy_batch(self, rel_dir: str, batch: list[_Entry]) -> _Outcome:
+    def _copy_batch(self, task: tuple[str, list[_Entry]]) -> _Outcome:
         """Names resolve against the two directories, opened once: on a
         network filesystem a full path costs a lookup per component."""
+        rel_dir, batch = task
         outcome = _Outcome()
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
         try:
@@ -618,16 +623,6 @@ def _umask() -> int | None:
     except (OSError, ValueError):
         pass
     return None
-
-
-def _collect(
-    pending: set[Future[_Outcome]], outcome: _Outcome, *, timeout: float
-) -> set[Future[_Outcome]]:
-    """Merge the finished batches; the first failure ends the copy."""
-    done, pending = wait(pending, timeout=timeout, return_when=FIRST_EXCEPTION)
-    for future in done:
-        outcome.merge(future.result())
-    return pending
 
 
 _kernel_copy_works = True

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
-from ..jobs import BATCH, default_jobs, fan_out
+from ..jobs import BATCH, default_jobs, fan_out, gather
 from .prefix import (
     CHUNK,
     PrefixRewrite,
@@ -84,7 +84,7 @@ def verify_files(
         files, seen = checker.walk(pool, check)
         checker.check_listed(seen, check)
         batches = [files[i : i + BATCH] for i in range(0, len(files), BATCH)]
-        for part in pool.map(checker.check_batch, batches):
+        for part in gather(pool, checker.check_batch, batches):
             check.merge(part)
     check.problems.sort()
     return check

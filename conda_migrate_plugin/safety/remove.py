@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..discover import HISTORY, under
 from ..exceptions import MigrateError
-from ..jobs import default_jobs, fan_out
+from ..jobs import default_jobs, fan_out, gather
 from ..names import removing_aside
 
 if TYPE_CHECKING:
@@ -133,7 +133,8 @@ def _delete_tree(root: str, jobs: int) -> None:
         for path, level in depth.items():
             levels.setdefault(level, []).append(path)
         for level in sorted(levels, reverse=True):
-            list(pool.map(os.rmdir, levels[level]))
+            for _ in gather(pool, os.rmdir, levels[level]):
+                pass
 
 
 def _empty_files(path: str) -> tuple[str, list[str]]:
