@@ -8,6 +8,7 @@ engines run: ``auto`` (conda's clone where conda is installed) and relocate.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tree_snapshot
+from conftest import requires_conda, tree_snapshot
 from helpers import child_env, faultpoint, registered
 
 from conda_migrate_plugin.discover import examine
@@ -65,6 +66,21 @@ def test_unreadable_record_fails_that_environment_alone(
     out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
     assert_failed_alone(scratch, home, out, code, "amd", before)
     assert f"{record} {why}" in out
+
+
+@requires_conda
+def test_record_conda_rejects_fails_that_environment_alone(scratch, home, migrate):
+    """JSON with a name, version and build, but without a field conda's
+    record model requires: conda's reader refuses it, and so does the run."""
+    record = scratch.amd / "conda-meta" / "demo-text-1.0-0.json"
+    data = json.loads(record.read_text())
+    del data["build_number"]
+    record.write_text(json.dumps(data))
+    before = tree_snapshot(scratch.amd)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert_failed_alone(scratch, home, out, code, "amd", before)
+    assert f"conda cannot read the environment {scratch.amd}" in out
+    assert "ERROR REPORT" not in out + err
 
 
 def test_environment_without_history_is_listed_invalid_and_left(scratch, home, migrate):

@@ -16,6 +16,7 @@ class CondaBackend:
     name = "conda"
 
     def contents(self, prefix: Path) -> EnvContents:
+        from conda.auxlib.exceptions import ValidationError
         from conda.core.prefix_data import PrefixData
         from conda.exceptions import CondaError
 
@@ -27,7 +28,8 @@ class CondaBackend:
             data = PrefixData(str(prefix), interoperability=True).reload()
             records = data.get_conda_packages()
             pip = data.get_python_packages()
-        except CondaError as err:
+        except (CondaError, ValidationError) as err:
+            # ValidationError: a record conda's model rejects (a field missing).
             check(err)
             raise MigrateError(
                 f"conda cannot read the environment {prefix}: {err}",
