@@ -529,14 +529,15 @@ def _migrate_locked(
         # once the copy is committed and no longer provisional.
         with uninterruptible(), provisional(copy, options.state_dir, backend):
             commit(verified, copy.path, options, backend)
+            step = "committed"
     except Interrupted as err:
-        raise _stopped(err.signum, step, candidate.name, outcome.source) from None
+        raise _stopped(err.signum, step, candidate.name, outcome) from None
     except (MigrateError, OSError) as err:
         journal.clear(options.state_dir, outcome.dest)
         # Code the run does not own may turn a signal into another error.
         signum = received(err)
         if signum is not None:
-            raise _stopped(signum, step, candidate.name, outcome.source) from err
+            raise _stopped(signum, step, candidate.name, outcome) from err
         outcome.message = str(err)
         out.important(f"Migration of {candidate.name} failed: {err}", "")
         return outcome
@@ -582,7 +583,18 @@ def provisional(copy: _Copy, state_dir: Path, backend: Backend) -> Iterator[None
         raise
 
 
-def _stopped(signum: int, step: str, name: str, source: Path) -> Interrupted:
+def _stopped(
+    signum: int, step: str, name: str, outcome: MigrationResult
+) -> Interrupted:
+    source = outcome.source
+    if step == "committed":
+        # The stop waited for the commit: the copy is in place and listed.
+        return Interrupted(
+            signum,
+            f"after copying {name}: the verified copy is at {outcome.dest} and "
+            f"{source} is untouched. Run the same command again to finish: it "
+            "removes the old environment once it is shown unchanged.",
+        )
     copy_started = step not in ("checking", "exporting")
     return Interrupted(
         signum,

@@ -374,6 +374,25 @@ def test_edit_after_a_failed_removal_keeps_both(scratch, home):
     assert "copied: 1" in out
 
 
+def test_stop_during_the_commit_says_the_copy_is_in_place(scratch, home):
+    """SIGTERM while the verified copy is renamed into place: the stop waits
+    for the commit, says where the copy is, and the rerun finishes."""
+    args = ("-d", scratch.abc, *RELOCATE)
+    stopped = run_cli(home, *args, fault=("term", "1", "rename"))
+    out = stopped.communicate(timeout=120)[0]
+    assert stopped.returncode == 128 + signal.SIGTERM, out
+    dest = home / ".conda/envs/abc"
+    assert f"the verified copy is at {dest} and {scratch.abc} is untouched" in out
+    assert "partial copy was removed" not in out
+    assert (dest / "conda-meta/history").is_file()
+    assert (scratch.abc / "conda-meta/history").is_file()
+    rerun = run_cli(home, *args)
+    out = rerun.communicate(timeout=120)[0]
+    assert rerun.returncode == 0, out
+    assert not scratch.abc.exists()
+    assert (dest / "conda-meta/history").is_file()
+
+
 def test_change_during_the_copy_keeps_the_source(scratch, home):
     """A conda install into the source while it is being copied: the run is
     held still mid-copy, a file is added, and the run must not remove it."""
