@@ -549,7 +549,11 @@ def _migrate_locked(
             f"Copied to {outcome.dest}; the old environment was kept (--keep-old).",
             out,
         )
-    return remove_old(outcome, verified, options, backend, out, footprint.stamps)
+    try:
+        return remove_old(outcome, verified, options, backend, out, footprint.stamps)
+    except Interrupted as err:
+        step = "committed" if os.path.lexists(outcome.source) else "migrated"
+        raise _stopped(err.signum, step, candidate.name, outcome) from None
 
 
 def commit(
@@ -587,6 +591,12 @@ def _stopped(
     signum: int, step: str, name: str, outcome: MigrationResult
 ) -> Interrupted:
     source = outcome.source
+    if step == "migrated":  # the stop waited for the removal to finish
+        return Interrupted(
+            signum,
+            f"after migrating {name} to {outcome.dest}. Run the same command "
+            "again to continue with the rest.",
+        )
     if step == "committed":
         # The stop waited for the commit: the copy is in place and listed.
         return Interrupted(
