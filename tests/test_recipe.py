@@ -137,6 +137,7 @@ CONDA_APIS = {
     "conda": [],
     "conda.plugins": ["hookimpl"],
     "conda.plugins.types.CondaSubcommand": [],
+    "conda.auxlib.exceptions.ValidationError": [],
     "conda.base.context.context": [
         "subdir",
         "plugin_manager",
