@@ -53,50 +53,22 @@ def gather(
     task: Callable[[T], R],
     items: Iterable[T],
     *,
+    more: Callable[[R], Iterable[T]] | None = None,
     tick: Callable[[], object] | None = None,
     every: float = 0.2,
 ) -> Iterator[R]:
-    """Run ``task`` on each of ``items`` across ``pool``, yielding results as
-    they finish (``tick`` runs every ``every`` seconds meanwhile); the first
-    failure is raised and what is queued cancelled.
+    """Run ``task`` on each of ``items`` across ``pool``, and on the items
+    ``more`` finds in each result as soon as it is in (a tree walked a
+    directory per task); yield results as they finish, ``tick`` running
+    every ``every`` seconds meanwhile. The first failure is raised and what
+    is queued cancelled.
 
-    The waiting is one queue's ``get``, in C: a stop's signal handler raises
-    in the main thread wherever it is, and raised inside ``Condition.wait``
-    (``concurrent.futures.wait``, ``Executor.map``) it leaves that lock
-    broken, so the run crashed instead of stopping cleanly."""
-    arrived: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
-    pending: set[Future[R]] = set()
-    try:
-        for item in items:
-            future = pool.submit(task, item)
-            pending.add(future)
-            future.add_done_callback(arrived.put)
-        while pending:
-            try:
-                future = arrived.get(timeout=every)
-            except queue.Empty:
-                if tick is not None:
-                    tick()
-                continue
-            pending.discard(future)
-            yield future.result()
-    finally:
-        for future in pending:
-            future.cancel()
-
-
-def fan_out(
-    pool: ThreadPoolExecutor,
-    task: Callable[[T], R],
-    first: T,
-    children: Callable[[R], Iterable[T]],
-) -> Iterator[R]:
-    """Run ``task`` on ``first``, then on the ``children`` of each result as
-    soon as it is in (a tree walked a directory per task), yielding results
-    as they come; the first failure is raised and what is queued cancelled.
-    Results arrive through one queue, as in ``gather``: waiting on every
-    pending future for each result would also cost as much as a walk of a
-    tree of small directories."""
+    Results arrive through one queue, and the waiting is its ``get``, in C:
+    waiting on every pending future for each result would cost as much as a
+    walk of a tree of small directories; and a stop's signal handler raises
+    in the main thread wherever it is, which inside ``Condition.wait``
+    (``concurrent.futures.wait``, ``Executor.map``) leaves that lock broken,
+    so the run crashed instead of stopping cleanly."""
     arrived: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
     pending: set[Future[R]] = set()
 
@@ -106,13 +78,19 @@ def fan_out(
         future.add_done_callback(arrived.put)
 
     try:
-        submit(first)
+        for item in items:
+            submit(item)
         while pending:
-            future = arrived.get()
+            try:
+                future = arrived.get(timeout=every)
+            except queue.Empty:
+                if tick is not None:
+                    tick()
+                continue
             pending.discard(future)
             result = future.result()
-            for child in children(result):
-                submit(child)
+            for item in more(result) if more is not None else ():
+                submit(item)
             yield result
     finally:
         for future in pending:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .discover import under
 from .exceptions import MigrateError
-from .jobs import default_jobs, fan_out
+from .jobs import default_jobs, gather
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -138,11 +138,11 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
     listed: dict[str, list[tuple[str, str, os.stat_result, int]]] = {}
     listing: dict[str, list[tuple[str, os.stat_result]]] = {}
     with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
-        for rel_dir, is_nested, entries in fan_out(
+        for rel_dir, is_nested, entries in gather(
             pool,
             lambda rel: _list_directory(root, rel),
-            "",
-            lambda result: [
+            [""],
+            more=lambda result: [
                 rel for rel, _, st, _ in result[2] if stat.S_ISDIR(st.st_mode)
             ],
         ):

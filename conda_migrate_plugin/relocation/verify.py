@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
-from ..jobs import BATCH, default_jobs, fan_out, gather
+from ..jobs import BATCH, default_jobs, gather
 from .prefix import (
     CHUNK,
     PrefixRewrite,
@@ -139,8 +139,8 @@ class _Checker:
         copy (``None``: missing)."""
         files: list[str] = []
         seen: dict[str, str | None] = {}
-        for part, _, found, kinds in fan_out(
-            pool, self._walk_directory, "", lambda result: result[1]
+        for part, _, found, kinds in gather(
+            pool, self._walk_directory, [""], more=lambda result: result[1]
         ):
             check.merge(part)
             files += found

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..discover import HISTORY, under
 from ..exceptions import MigrateError
-from ..jobs import default_jobs, fan_out, gather
+from ..jobs import default_jobs, gather
 from ..names import removing_aside
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def _delete_tree(root: str, jobs: int) -> None:
     stops the removal and is raised."""
     depth: dict[str, int] = {root: 0}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for parent, children in fan_out(pool, _empty_files, root, lambda r: r[1]):
+        for parent, children in gather(pool, _empty_files, [root], more=lambda r: r[1]):
             for child in children:
                 depth[child] = depth[parent] + 1
         levels: dict[int, list[str]] = {}
