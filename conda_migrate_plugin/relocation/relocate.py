@@ -462,7 +462,10 @@ class _Copier:
             if not self.rewrite.stream_names_old(read_chunks(src)):
                 _kernel_copy(src, dst, item.st.st_size, sparse=True)
                 return None
-            seen = _Seen(None, True, True)
+            # Fewer blocks than bytes is holes, or a compressing filesystem:
+            # the bytes say which, as they do for a file copied whole.
+            has_nul = any(b"\0" in chunk for chunk in read_chunks(src))
+            seen = _Seen(None, True, has_nul)
         else:
             seen = self._stream(src, dst, hashing=False)
             if not seen.names_old:
