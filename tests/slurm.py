@@ -70,15 +70,18 @@ class Slurm:
     def env(self) -> dict[str, str]:
         return {"SLURM_CONF": str(self.conf)}
 
-    def run(self, *command: str) -> str:
-        result = subprocess.run(
+    def call(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
             command,
             env={**os.environ, **self.env},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
         )
+
+    def run(self, *command: str) -> str:
+        result = self.call(*command)
         assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
         return result.stdout
 
@@ -204,14 +207,7 @@ def start(root: Path) -> Slurm:
 
 
 def _quietly(slurm: Slurm, *command: str) -> str:
-    result = subprocess.run(
-        command,
-        env={**os.environ, **slurm.env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = slurm.call(*command, timeout=30)
     return result.stdout if result.returncode == 0 else ""
 
 
