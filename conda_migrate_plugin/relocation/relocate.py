@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
+from ..preflight import measure
 from .prefix import (
     PathRecord,
     PrefixRewrite,
@@ -160,8 +161,6 @@ def relocate(
     once nothing is found wrong. ``listing`` is the preflight's walk of the
     source (``preflight.measure``); without it the source is walked here.
     On failure the partial ``staging`` is left for the caller to remove."""
-    from ..preflight import measure
-
     source = Path(os.path.abspath(source))
     staging = Path(os.path.abspath(staging))
     if os.path.lexists(staging) and (
