@@ -92,6 +92,7 @@ class Output:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     json: bool = False
     log: TextIO | None = None
+    log_path: Path | None = None
     phase_name: str | None = None
     phase_start: float = 0.0
 
@@ -116,6 +117,11 @@ class Output:
             print(line, file=self.stream, flush=True)
         except OSError:
             pass
+
+    def screen_only(self, line: str) -> None:
+        """An abridged form of what the log gets whole."""
+        if not self.quiet:
+            self.show(redact(line))
 
     def log_only(self, line: str) -> None:
         """Details a batch user may look up afterwards, never on the screen."""

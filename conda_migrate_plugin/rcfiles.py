@@ -499,5 +499,23 @@ def _diff(path: Path, old: bytes, new: bytes) -> str:
     return text.decode("utf-8", "backslashreplace")
 
 
+def diff_head(edit: RcEdit, limit: int) -> tuple[str, int]:
+    """The diff of the first ``limit`` changed lines, and how many lines
+    changed: a ``.bashrc`` of a million repeated lines must not flood a
+    terminal or a job's output. Shell files keep their line count (only
+    paths change), so the first changes are those of the leading lines."""
+    old, new = _lines(edit.old), _lines(edit.new)
+    if len(old) != len(new):  # a condarc entry dropped as a duplicate
+        lines = edit.diff.splitlines(keepends=True)
+        body = [line[:1] for line in lines[2:]]
+        changed = max(body.count("-"), body.count("+"))
+        return "".join(lines[: 2 + 2 * limit]), changed
+    changes = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    if len(changes) <= limit:
+        return edit.diff, len(changes)
+    end = changes[limit]
+    return _diff(edit.path, b"".join(old[:end]), b"".join(new[:end])), len(changes)
+
+
 def _lines(data: bytes) -> list[bytes]:
     return re.findall(rb"[^\n]*\n|[^\n]+", data)

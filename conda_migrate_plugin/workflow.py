@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .discover import Candidate
     from .options import Options
+    from .rcfiles import RcEdit
 
 
 def discover(options: Options, backend: Backend) -> list[Candidate]:
@@ -201,7 +202,7 @@ def update_rc_files(
         if edit.error:
             out.info(f"{edit.path} was left as it is: {edit.error}")
         elif edit.diff:
-            out.info(edit.diff)
+            show_diff(edit, out)
     if any(_moves_package_cache(edit.diff) for edit in edits):
         verb = "would move" if options.dry_run else "moves"
         out.info(
@@ -225,6 +226,26 @@ def update_rc_files(
         }
         for e in edits
     ]
+
+
+#: Changed lines of an rc file shown on screen; the log has them all.
+DIFF_LINES = 40
+
+
+def show_diff(edit: RcEdit, out: Output) -> None:
+    from .rcfiles import diff_head
+
+    head, changed = diff_head(edit, DIFF_LINES)
+    if head == edit.diff:
+        out.info(edit.diff)
+        return
+    out.log_only(edit.diff)
+    out.screen_only(head)
+    whole = f", the log has all of it: {out.log_path}" if out.log_path else ""
+    out.info(
+        f"{edit.path}: {changed:,} lines changed; the diff shows the first "
+        f"{DIFF_LINES} of them{whole}"
+    )
 
 
 def _moves_package_cache(diff: str) -> bool:
@@ -308,7 +329,13 @@ def run(
         log, log_path = (None, None) if options.dry_run else open_log(options.state_dir)
         if log is not None:
             stack.enter_context(log)
-        out = Output(quiet=options.quiet, stream=stdout, log=log, json=options.json)
+        out = Output(
+            quiet=options.quiet,
+            stream=stdout,
+            log=log,
+            log_path=log_path,
+            json=options.json,
+        )
         out.log_only(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
             code = _run(options, backend, home, stdin, out)

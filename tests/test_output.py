@@ -241,3 +241,30 @@ def test_the_log_gets_condas_lines_as_a_terminal_shows_them():
         "100%",
         "Executing transaction: done",
     ]
+
+
+def test_a_huge_rc_diff_is_capped_on_screen_and_whole_in_the_log(
+    scratch, home, migrate
+):
+    """A 10 MB ``.bashrc`` of repeated lines must not flood the terminal or
+    a batch job's output: the screen gets the start of the diff and how many
+    lines changed, the log the whole diff."""
+    line = "conda activate $SCRATCH/conda-envs/abc\n"
+    repeats = 10_000_000 // len(line)
+    bashrc = home / ".bashrc"
+    bashrc.write_text("# .bashrc\n" + line * repeats)
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    assert code == 0, out + err
+    assert bashrc.read_text() == (
+        "# .bashrc\n" + "conda activate $HOME/.conda/envs/abc\n" * repeats
+    )
+    assert out.count("\n-conda activate $SCRATCH/conda-envs/abc") < 100
+    assert len(out) < 20_000, len(out)
+    (log,) = (home / ".conda" / "migrate" / "logs").glob("*.log")
+    assert (
+        f"{bashrc}: {repeats:,} lines changed; the diff shows the first 40 of "
+        f"them, the log has all of it: {log}" in out
+    )
+    logged = log.read_text().splitlines()
+    assert logged.count("-conda activate $SCRATCH/conda-envs/abc") == repeats
+    assert logged.count("+conda activate $HOME/.conda/envs/abc") == repeats
