@@ -102,10 +102,13 @@ def configure_parser(parser: ArgumentParser) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help="Threads that copy, verify and remove when relocating; they mostly wait "
-        "on the filesystem (default: 8 for each CPU this process may use, counting at "
-        "most SLURM_CPUS_PER_TASK, which is sbatch's -c; at most 32). conda's "
-        "clone does not use them: it links with conda's own threads.",
+        help="Threads that copy, verify and remove when relocating. Default: on a "
+        "network filesystem (NFS, Lustre, GPFS, BeeGFS, CIFS, FUSE), where they mostly "
+        "wait on the server, 8 for each CPU this process may use, counting at "
+        "most SLURM_CPUS_PER_TASK, which is sbatch's -c; at most 32; 1 when source and "
+        "destination are both local (ext4, XFS, btrfs, tmpfs), where more only contend. "
+        "The log says which. conda's clone does not use them: it links with conda's "
+        "own threads.",
     )
     for flag, text in (
         ("--keep-old", "Keep the old environment after a verified copy."),

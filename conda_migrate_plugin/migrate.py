@@ -26,6 +26,7 @@ from .compare import already_migrated, compare_contents
 from .discover import HISTORY
 from .exceptions import InexactRelocation, Interrupted, MigrateError
 from .export import write_yaml
+from .jobs import jobs_for
 from .names import MARKER, STAGING_PREFIX
 from .preflight import (
     changes_since,
@@ -632,6 +633,7 @@ def migrate_one(
         f"Destination: {outcome.dest}",
         "",
     )
+    options = with_jobs(options, outcome, out)
     try:
         locks = (
             nullcontext()
@@ -646,6 +648,18 @@ def migrate_one(
         raise
     except MigrateError as err:  # the lock is held by another run
         return _end(outcome, Status.SKIPPED, str(err), out)
+
+
+def with_jobs(options: Options, outcome: MigrationResult, out: Output) -> Options:
+    """``--jobs``, or the default for the filesystems this environment moves
+    between (see ``jobs``), each environment on its own: the log says which
+    and why, since the right count differs many times between them."""
+    if options.jobs is not None:
+        out.log_only(f"threads: {options.jobs} (--jobs)")
+        return options
+    jobs, why = jobs_for(outcome.source, outcome.dest)
+    out.log_only(f"threads: {jobs} ({why}; --jobs sets it)")
+    return replace(options, jobs=jobs)
 
 
 def _migrated_meanwhile(outcome: MigrationResult) -> bool:

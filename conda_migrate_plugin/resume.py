@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import MigrateError
-from .migrate import MigrationResult, Status, commit, discard, remove_old
+from .migrate import MigrationResult, Status, commit, discard, remove_old, with_jobs
 from .names import MARKER
 from .safety import journal
 from .safety.lock import hold_all, is_held
@@ -68,7 +68,7 @@ def _finish_verified(
     return remove_old(
         outcome,
         entry,
-        options,
+        with_jobs(options, outcome, out),
         backend,
         out,
         journal.load_stamps(options.state_dir, dest),
