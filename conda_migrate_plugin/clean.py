@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .backends.registry import read_registry
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
 
 #: conda's ``LinkType.softlink``, as its package records store it.
 SOFTLINK = 2
@@ -41,9 +41,19 @@ def softlinked_packages(prefixes: Iterable[Path]) -> set[Path]:
     return linked
 
 
-def clean(*, dry_run: bool) -> dict[str, list[str]]:
+def _package_name(path: str) -> str:
+    """``name-version-build`` of a cached package, extracted or not."""
+    name = Path(path).name
+    for extension in (".tar.bz2", ".conda"):
+        name = name.removesuffix(extension)
+    return name
+
+
+def clean(*, dry_run: bool, keep: Collection[str] = ()) -> dict[str, list[str]]:
     """Remove tarballs, index caches, extracted packages and log files from
-    the writable package caches; returns what was (or would be) removed."""
+    the writable package caches; returns what was (or would be) removed.
+    The packages named in ``keep`` stay, tarball and extracted: an
+    environment that lost their files to a purge needs them back."""
     from conda.cli.main_clean import (
         find_index_cache,
         find_logfiles,
@@ -64,10 +74,17 @@ def clean(*, dry_run: bool) -> dict[str, list[str]]:
     # misses when $HOME is not the password database's home.
     known = [*map(Path, list_all_known_prefixes()), *read_registry()]
     in_use = softlinked_packages(known)
+    needed = set(keep)
     removed = {
-        "tarballs": paths(find_tarballs()),
+        "tarballs": [
+            p for p in paths(find_tarballs()) if _package_name(p) not in needed
+        ],
         "index_cache": find_index_cache(),
-        "packages": [p for p in paths(find_pkgs()) if Path(p) not in in_use],
+        "packages": [
+            p
+            for p in paths(find_pkgs())
+            if Path(p) not in in_use and _package_name(p) not in needed
+        ],
         "logfiles": find_logfiles(),
     }
     if not dry_run:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 from .backends.records import portable_contents
 from .compare import already_migrated, compare_contents
+from .damage import Damage, find_damage
 from .discover import HISTORY
 from .exceptions import InexactRelocation, Interrupted, MigrateError
 from .export import write_yaml
@@ -204,10 +205,21 @@ class MigrationResult:
     bytes: int | None = None
     differences: list[str] = field(default_factory=list)
     seconds: float | None = None
+    #: What the purge took, found before the copy.
+    damage: Damage | None = None
+    #: Files of ``damage`` put back in the copy, and those still missing.
+    restored: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    #: The commands that put back what is still missing.
+    remedy: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
-            key: str(value) if isinstance(value, Path) else value
+            key: str(value)
+            if isinstance(value, Path)
+            else value.to_json()
+            if isinstance(value, Damage)
+            else value
             for key, value in vars(self).items()
         }
 
@@ -444,6 +456,9 @@ def _preflight(
         footprint.files,
         footprint.bytes,
     )
+    present = {rel for entries in footprint.listing.values() for rel, _ in entries}
+    outcome.damage = find_damage(source, present)
+    outcome.missing = outcome.damage.files
     if not options.dry_run:
         check_writable(options.dest_root)
         check_space(footprint, options.dest_root)
@@ -504,7 +519,50 @@ def _compare(
             "Run again once nothing is installing into it or writing to it.",
         )
     out.phase(None)
-    out.info(*activation_hint(outcome.dest), "Old and New Environments are same", "")
+    verdict = "Old and New Environments are same"
+    if outcome.missing:
+        verdict = (
+            "Old and New Environments hold the same packages and files, but "
+            f"{len(outcome.missing)} files their records list are missing in both"
+        )
+    out.info(*activation_hint(outcome.dest), verdict, "")
+
+
+def _count_restored(copy: Path, out: Output, outcome: MigrationResult) -> None:
+    """Which files the purge took the copy holds again (the engine put them
+    back from the package cache, checked like every other file), and which
+    it still lacks."""
+    lost = outcome.missing
+    outcome.restored = [rel for rel in lost if os.path.lexists(copy / rel)]
+    outcome.missing = [rel for rel in lost if rel not in set(outcome.restored)]
+    if outcome.restored:
+        out.info(
+            f"Restored {len(outcome.restored)} files the purge took, "
+            "from the package cache"
+        )
+    for rel in outcome.restored:
+        out.log_only(f"restored: {rel}")
+
+
+def _report_missing(outcome: MigrationResult, out: Output) -> None:
+    """Damage nothing could repair: on screen with what restores it, since
+    the environment is not whole wherever it now is."""
+    if not outcome.missing or outcome.damage is None:
+        return
+    moved = outcome.status not in (Status.PLANNED, Status.FAILED, Status.SKIPPED)
+    where = outcome.dest if moved else outcome.source
+    outcome.remedy = outcome.damage.remedy(where, outcome.missing)
+    out.important(
+        f"{len(outcome.missing)} files that the records of {where} list are "
+        "missing and could not be restored:",
+        *(f"  {rel}" for rel in outcome.missing[:10]),
+        *(["  ... (all of them are in the log)"] if len(outcome.missing) > 10 else []),
+        "To restore them, run:",
+        *(f"  {command}" for command in outcome.remedy),
+        "",
+    )
+    for rel in outcome.missing[10:]:
+        out.log_only(f"  {rel}")
 
 
 def _migrate_locked(
@@ -521,12 +579,15 @@ def _migrate_locked(
         if ended is not None:
             return ended
         old, footprint = _preflight(options, backend, outcome)
+        if outcome.damage:
+            out.info(*outcome.damage.summary())
         if options.dry_run:
             return _plan(outcome, options, out)
         step = "exporting"
         _export(candidate, options, backend, out, outcome)
         step = "copying"
         copy = _copy(candidate, footprint, options, backend, out, outcome)
+        _count_restored(copy.path, out, outcome)
         step = "comparing"
         with provisional(copy, options.state_dir, backend):
             _compare(old, copy, footprint, options, backend, out, outcome)
@@ -643,7 +704,9 @@ def migrate_one(
         with locks as holder:
             if holder is not None and _migrated_meanwhile(outcome):
                 return _migrated_by_other(outcome, holder, options, out)
-            return _migrate_locked(candidate, options, backend, out, outcome)
+            outcome = _migrate_locked(candidate, options, backend, out, outcome)
+            _report_missing(outcome, out)
+            return outcome
     except Interrupted:
         raise
     except MigrateError as err:  # the lock is held by another run
@@ -745,11 +808,9 @@ def remove_old(
             out,
         )
     out.phase(None)
+    done = "Successfully migrated" if not outcome.missing else "Migrated, damaged,"
     return _end(
-        outcome,
-        Status.MIGRATED,
-        f"Successfully migrated and removed old environment: {source}",
-        out,
+        outcome, Status.MIGRATED, f"{done} and removed old environment: {source}", out
     )
 
 

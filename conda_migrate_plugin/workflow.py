@@ -298,7 +298,23 @@ def summarize(outcomes: list[MigrationResult], out: Output, seconds: float) -> N
                 out.important(f"    {o.name}: {o.source} -> {o.dest}{more}")
                 if status in EXPLAINED and o.message:
                     out.important(f"      {o.message.splitlines()[0]}")
+                if o.missing:
+                    out.important(
+                        f"      {len(o.missing)} files lost to the purge are "
+                        "missing (see above for what restores them)"
+                    )
     out.important(f"Total time: {duration(seconds)}")
+
+
+def still_needed(outcomes: list[MigrationResult]) -> set[str]:
+    """The cached packages that environments damaged by the purge still
+    lack files of: the one place those files may come back from."""
+    return {
+        package
+        for o in outcomes
+        if o.damage is not None
+        for package in o.damage.packages_lacking(o.missing)
+    }
 
 
 def open_log(state_dir: Path) -> tuple[TextIO, Path]:
@@ -396,7 +412,7 @@ def _run(
     cleaned = None
     if options.clean and any(o.status in SUCCEEDED for o in outcomes):
         out.phase("clean")
-        cleaned = backend.clean(dry_run=options.dry_run)
+        cleaned = backend.clean(dry_run=options.dry_run, keep=still_needed(outcomes))
         if cleaned is None:
             out.info("conda is not installed here, so conda's clean was skipped.")
         else:
@@ -406,7 +422,9 @@ def _run(
             )
         out.phase(None)
     summarize(outcomes, out, time.monotonic() - started)
-    success = all(o.status in SUCCEEDED for o in outcomes)
+    # Purge damage nothing could repair fails the run wherever the
+    # environment ended up: it is not whole.
+    success = all(o.status in SUCCEEDED and not o.missing for o in outcomes)
     if options.json:
         document = {
             "success": success,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from pathlib import Path
 
     from .records import EnvContents
@@ -54,8 +55,11 @@ class Backend(Protocol):
         """Drop ``prefix`` from ``environments.txt``, durably."""
         ...
 
-    def clean(self, *, dry_run: bool) -> dict[str, list[str]] | None:
-        """conda's ``clean --all``; what it removed, by kind, or ``None``
+    def clean(
+        self, *, dry_run: bool, keep: Collection[str] = ()
+    ) -> dict[str, list[str]] | None:
+        """conda's ``clean --all``, but for the packages named in ``keep``
+        (``name-version-build``); what it removed, by kind, or ``None``
         where conda is not installed."""
         ...
 

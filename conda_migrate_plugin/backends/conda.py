@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..exceptions import MigrateError
 from ..safety.interrupt import check
 from . import registry
 from .portable import PortableBackend
 from .records import CondaPackage, EnvContents, PipPackage, read_conda_meta
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 
 class CondaBackend:
@@ -98,7 +102,9 @@ class CondaBackend:
         unregister_env(str(prefix))
         flush_file(registry.environments_txt())
 
-    def clean(self, *, dry_run: bool) -> dict[str, list[str]] | None:
+    def clean(
+        self, *, dry_run: bool, keep: Collection[str] = ()
+    ) -> dict[str, list[str]] | None:
         from ..clean import clean
 
-        return clean(dry_run=dry_run)
+        return clean(dry_run=dry_run, keep=keep)

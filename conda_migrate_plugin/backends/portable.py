@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..exceptions import CloneUnavailable
 from ..export import portable_yaml
 from . import registry
 from .records import EnvContents, portable_contents
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 
 class PortableBackend:
@@ -48,5 +52,7 @@ class PortableBackend:
     def unregister(self, prefix: Path) -> None:
         registry.unregister(prefix)
 
-    def clean(self, *, dry_run: bool) -> dict[str, list[str]] | None:
+    def clean(
+        self, *, dry_run: bool, keep: Collection[str] = ()
+    ) -> dict[str, list[str]] | None:
         return None

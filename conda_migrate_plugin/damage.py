@@ -1,0 +1,169 @@
+"""Before the copy: what a scratch purge took from the environment.
+
+A purge deletes files nobody read for weeks and leaves ``conda-meta``
+alone, so the records still list what is gone; a copy of what is there
+would be "the same packages" and still broken. A file a conda record lists
+and the environment lacks is damage, as is a file a pip ``RECORD`` lists,
+except compiled ``.pyc`` files, which Python writes again when it needs
+them (conda records the ones it compiled as ``pyc_file``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .backends.records import _distribution, channel_name, site_packages
+from .relocation.prefix import read_path_records
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass
+class Damage:
+    """Missing files, by the package that lists them: a conda package as
+    ``name-version-build`` (its ``conda-meta`` record's name), a pip
+    distribution as ``name version``."""
+
+    conda: dict[str, list[str]] = field(default_factory=dict)
+    pip: dict[str, list[str]] = field(default_factory=dict)
+    #: How to reinstall each damaged conda package: ``(spec, channel)``.
+    conda_specs: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.conda or self.pip)
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(
+            f for files in (*self.conda.values(), *self.pip.values()) for f in files
+        )
+
+    def summary(self) -> list[str]:
+        """What the user is shown, per environment."""
+        count = len(self.files)
+        lines = [
+            f"Damaged by the purge: {count} {_files(count)} missing that its records list"
+        ]
+        for kind, packages in (("conda", self.conda), ("pip", self.pip)):
+            if packages:
+                listed = ", ".join(
+                    f"{name} ({len(files)} {_files(len(files))})"
+                    for name, files in sorted(packages.items())
+                )
+                lines.append(f"  {kind} packages: {listed}")
+        return lines
+
+    def remedy(self, dest: Path, missing: list[str]) -> list[str]:
+        """The commands that put back the packages of the ``missing`` files
+        in the environment at ``dest``."""
+        lost = set(missing)
+        commands = []
+        by_channel: dict[str, list[str]] = {}
+        for package in sorted(self.packages_lacking(missing)):
+            spec, channel = self.conda_specs[package]
+            by_channel.setdefault(channel, []).append(spec)
+        for channel, specs in by_channel.items():
+            where = f" -c {channel}" if channel else ""
+            commands.append(
+                f"conda install --force-reinstall -p {dest}{where} {' '.join(specs)}"
+            )
+        dists = [
+            "==".join(dist.split(" ", 1))
+            for dist, files in sorted(self.pip.items())
+            if lost.intersection(files)
+        ]
+        if dists:
+            commands.append(
+                f"{dest}/bin/python -m pip install --force-reinstall --no-deps "
+                + " ".join(dists)
+            )
+        return commands
+
+    def packages_lacking(self, missing: list[str]) -> set[str]:
+        """The conda packages (``name-version-build``, as a package cache
+        names them) that the ``missing`` files belong to."""
+        lost = set(missing)
+        return {name for name, files in self.conda.items() if lost.intersection(files)}
+
+    def to_json(self) -> dict:
+        return {"conda": self.conda, "pip": self.pip}
+
+
+def _files(count: int) -> str:
+    return "file" if count == 1 else "files"
+
+
+def _compiled(rel: str) -> bool:
+    return rel.endswith((".pyc", ".pyo")) or "/__pycache__/" in f"/{rel}"
+
+
+def find_damage(prefix: Path, present: set[str]) -> Damage:
+    """The files the records of ``prefix`` list that are not in
+    ``present`` (every relative path the environment holds, from the
+    preflight's walk: no file is looked up twice on a network filesystem)."""
+    damage = Damage()
+    records = read_path_records(prefix)
+    for rel, record in records.items():
+        if rel in present or record.path_type == "pyc_file" or _compiled(rel):
+            continue
+        package = record.record_file.removesuffix(".json")
+        damage.conda.setdefault(package, []).append(rel)
+    for package in damage.conda:
+        damage.conda[package].sort()
+        damage.conda_specs[package] = _conda_spec(
+            prefix / "conda-meta" / f"{package}.json"
+        )
+    _pip_damage(prefix, present, set(records), damage)
+    return damage
+
+
+def _conda_spec(record_path: Path) -> tuple[str, str]:
+    record = json.loads(record_path.read_bytes())
+    spec = f"{record['name']}=={record['version']}={record['build']}"
+    return spec, channel_name(record.get("channel") or "")
+
+
+def _pip_damage(
+    prefix: Path, present: set[str], owned: set[str], damage: Damage
+) -> None:
+    """Distributions no conda package installed (conda's records cover
+    their own), by the paths their ``RECORD`` lists, which are relative to
+    site-packages and may climb out of it (``../../../bin/tool``)."""
+    for site in site_packages(prefix):
+        rel_site = site.relative_to(prefix)
+        for dist_info in sorted(site.glob("*.dist-info")):
+            record_file = dist_info / "RECORD"
+            rel_record = f"{rel_site}/{dist_info.name}/RECORD"
+            if rel_record in owned or rel_record not in present:
+                continue
+            try:
+                with open(record_file, newline="", encoding="utf-8") as fh:
+                    rows = list(csv.reader(fh))
+            except (OSError, UnicodeDecodeError, csv.Error):
+                continue
+            missing = sorted(
+                rel
+                for rel in {
+                    os.path.normpath(f"{rel_site}/{row[0]}") for row in rows if row
+                }
+                if not rel.startswith("../")
+                and not _compiled(rel)
+                and rel not in present
+            )
+            if missing:
+                damage.pip[_dist_name(dist_info)] = missing
+
+
+def _dist_name(dist_info: Path) -> str:
+    """``name version`` from the METADATA when it is there, else from the
+    directory's name (``name-version.dist-info``)."""
+    dist = _distribution(dist_info / "METADATA")
+    if dist is not None:
+        return f"{dist.name} {dist.version}"
+    name, _, version = dist_info.name.removesuffix(".dist-info").partition("-")
+    return f"{name} {version}"
