@@ -183,8 +183,8 @@ SUCCEEDED: Final = frozenset(
     {Status.MIGRATED, Status.KEPT, Status.ALREADY, Status.PLANNED}
 )
 #: Environments at their destination (or, under ``--dry-run``, about to be):
-#: the rc files follow them.
-MOVED: Final = frozenset({Status.MIGRATED, Status.KEPT, Status.PLANNED})
+#: the rc files follow them, also when an earlier run had put them there.
+MOVED: Final = frozenset({Status.MIGRATED, Status.KEPT, Status.ALREADY, Status.PLANNED})
 #: The statuses the summary explains with the first line of the message.
 EXPLAINED: Final = frozenset({Status.COPIED, Status.SKIPPED, Status.FAILED})
 

@@ -18,6 +18,7 @@ environment the command has here (HOME, SCRATCH, CONDA_*), whatever
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -114,12 +115,37 @@ def sbatch_command(options: list[str], logs: Path) -> list[str]:
     ]
 
 
+def refuse_active(args: Namespace, home: Path) -> None:
+    """The job inherits ``CONDA_PREFIX`` (``--export=ALL``), so the run in it
+    would refuse the environment active here; say so now, not after the
+    job waited in the queue."""
+    from .cli import command_line
+    from .discover import examine, under
+    from .options import Options
+    from .workflow import refuse_active as refuse
+
+    active = os.environ.get("CONDA_PREFIX")
+    if not active:
+        return
+    options = Options.from_args(args, home)
+    prefix, root = Path(active), options.scanned
+    inside = (
+        root.resolve() in (prefix.resolve(), prefix.resolve().parent)
+        if options.given_directory
+        else under(prefix, root)
+    )
+    candidate = examine(prefix)
+    if inside and candidate.valid:
+        refuse([candidate], options, command_line())
+
+
 def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     if not (args.all or args.yes):
         raise UsageError(
             "--submit needs --all: a batch job has no one to answer the prompt.",
             hint="List them first with --dry-run, or move one environment with -d ENV --all.",
         )
+    refuse_active(args, home)
     logs = state_dir(home) / LOGS
     command = [sys.executable, "-m", "conda_migrate_plugin", *job_arguments(args)]
     script = job_script(command)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from . import __version__
 from .backends import load_backend
 from .backends.portable import PortableBackend
-from .discover import scan_directory, scratch_environments, under
+from .discover import HISTORY, examine, scan_directory, scratch_environments, under
 from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import (
     EXPLAINED,
@@ -133,19 +133,52 @@ def check_home_writable(options: Options, home: Path) -> None:
 
 
 def report_discovery(
-    directory: Path, candidates: list[Candidate], verbose: int, out: Output
+    directory: Path, candidates: list[Candidate], options: Options, out: Output
 ) -> list[Candidate]:
     for candidate in candidates:
         if candidate.valid:
             out.info(f"Valid Env: {candidate.name}")
         else:
-            why = f" ({candidate.reason})" if verbose else ""
+            why = f" ({candidate.reason})" if options.verbose else ""
             out.info(f"INVALID ENV: {candidate.name}{why}")
     valid = [candidate for candidate in candidates if candidate.valid]
     if valid:
         out.info("", f"Valid Conda environments in '{directory}':")
         out.info(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
+    for candidate in active_among(valid, options):
+        out.info(
+            f"{candidate.name} is the active environment: conda never removes it, "
+            "so it can be migrated once deactivated (conda deactivate).",
+            "",
+        )
     return valid
+
+
+def active_among(candidates: list[Candidate], options: Options) -> list[Candidate]:
+    """The environment this shell (or the job it submitted, which inherits
+    ``CONDA_PREFIX``) has activated, unless ``--keep-old`` keeps it anyway."""
+    active = os.environ.get("CONDA_PREFIX")
+    if not active or options.keep_old:
+        return []
+    try:
+        return [c for c in candidates if c.prefix.resolve() == Path(active).resolve()]
+    except OSError:
+        return []
+
+
+def refuse_active(selected: list[Candidate], options: Options, command: str) -> None:
+    """conda refuses ``conda remove --all`` of the active environment; this
+    run would remove it too, so it refuses as early, before anything is
+    written, instead of copying it only to keep both and leave the rc files
+    naming the old one."""
+    for candidate in active_among(selected, options):
+        raise MigrateError(
+            f"{candidate.name} is the active environment ({candidate.prefix}); conda "
+            "never removes the active environment, so nothing was touched.",
+            hint=f"Deactivate it, then run the same command again:\n"
+            f"  conda deactivate\n  {command}\n"
+            "(or add --keep-old to copy it and keep the old one).",
+        )
 
 
 def refuse_duplicate_names(
@@ -273,6 +306,12 @@ class Settle:
 
     def __call__(self, outcomes: list[MigrationResult]) -> None:
         options = self.options
+        if not options.dry_run:
+            for outcome in outcomes:
+                if outcome.status in (*MOVED, Status.COPIED):
+                    journal.remember_move(
+                        options.state_dir, outcome.source, outcome.dest
+                    )
         if options.update_rc:
             self.rc_edits += update_rc_files(
                 outcomes, options, self.home, self.out, self.backups
@@ -281,6 +320,35 @@ class Settle:
             for outcome in outcomes:
                 if outcome.status in (Status.MIGRATED, Status.KEPT):
                     journal.clear(options.state_dir, outcome.dest)
+
+
+def moved_earlier(options: Options, skip: set[Path]) -> list[MigrationResult]:
+    """Environments of the scanned directory that a run of this tool moved
+    and whose old place is gone since (removed by that run, or by hand
+    after it kept it): a rerun still points the rc files at them, and
+    finding only these is "nothing left to do", not a mistyped ``-d``."""
+    root = options.scanned
+    found = []
+    for source, dest in journal.moves(options.state_dir).items():
+        inside = (
+            root in (source, source.parent)
+            if options.given_directory
+            else under(source, root)
+        )
+        if not inside or source in skip or not (dest / HISTORY).is_file():
+            continue
+        if os.path.lexists(source) and examine(source).valid:
+            continue  # still there: discovery judges it
+        found.append(
+            MigrationResult(
+                source.name,
+                source,
+                dest,
+                Status.ALREADY,
+                f"{source.name} was migrated to {dest} by an earlier run.",
+            )
+        )
+    return found
 
 
 def summarize(outcomes: list[MigrationResult], out: Output, seconds: float) -> None:
@@ -354,7 +422,7 @@ def run(
         )
         out.log_only(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
-            code = _run(options, backend, home, stdin, out)
+            code = _run(options, backend, home, stdin, out, command)
         except (MigrateError, Interrupted) as err:
             out.log_only(f"error: {err}")
             out.log_only(f"exit code {err.return_code}")
@@ -371,6 +439,7 @@ def _run(
     home: Path,
     stdin: TextIO,
     out: Output,
+    command: str,
 ) -> int:
     started = time.monotonic()
     # Leftovers of a killed run first: a half-removed environment must not
@@ -384,29 +453,43 @@ def _run(
         if not options.dry_run:
             settle([outcome])
 
-    if outcomes and options.given_directory and not options.scanned.exists():
-        candidates = []
-    else:
-        candidates = discover(options, backend)
     # What was just finished (or could not be) from an earlier run is that
     # run's, reported above; it is not migrated a second time.
     resumed = {o.source for o in outcomes}
+    earlier = moved_earlier(options, resumed)
+    if not options.dry_run:  # a dry run shows one plan, at the end
+        settle(earlier)
+    if (
+        (outcomes or earlier)
+        and options.given_directory
+        and not options.scanned.exists()
+    ):
+        candidates = []
+    else:
+        candidates = discover(options, backend)
     candidates = [
         replace(c, reason="being finished from an earlier run (see above)")
         if c.prefix in resumed
         else c
         for c in candidates
     ]
-    valid = report_discovery(options.scanned, candidates, options.verbose, out)
+    valid = report_discovery(options.scanned, candidates, options, out)
     if valid:
         selected = (
             valid if options.select_all else prompt_selection(valid, stdin, out.stream)
         )
+        refuse_active(selected, options, command)
         selected, refused = refuse_duplicate_names(selected, options)
         out.info("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
         outcomes += refused + migrate_all(selected, options, backend, out, settle_one)
+    elif earlier:
+        out.info(
+            f"Nothing left to migrate in '{options.scanned}': conda-migrate already "
+            "moved its environments (see the summary)."
+        )
     elif not outcomes:
         raise nothing_to_migrate(options.scanned, candidates)
+    outcomes = earlier + outcomes
     if options.dry_run:
         settle(outcomes)
     cleaned = None

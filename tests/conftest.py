@@ -338,6 +338,8 @@ def migrate(home, capsys, monkeypatch) -> Callable[..., tuple[str, str, int]]:
 
     def _migrate(*args: str | Path, stdin: str = "") -> tuple[str, str, int]:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        # What the run shows as the command typed.
+        monkeypatch.setattr(sys, "argv", ["conda-migrate", *map(str, args)])
         capsys.readouterr()
         try:
             code = main([str(arg) for arg in args])

@@ -224,24 +224,6 @@ def test_path_longer_than_255_bytes_is_copied(scratch, home, migrate, method):
 # -- removal guards ---------------------------------------------------------------
 
 
-def test_active_environment_is_copied_but_kept(scratch, home, migrate, monkeypatch):
-    monkeypatch.setenv("CONDA_PREFIX", str(scratch.amd))
-    before = tree_snapshot(scratch.amd)
-    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
-    assert code == 1, out + err
-    new = home / ".conda/envs/amd"
-    assert (
-        f"Copied to {new}, but the old environment was not removed: "
-        f"{scratch.amd} is the base environment or the active one" in out
-    )
-    assert "conda deactivate" in out
-    assert "copied: 1" in out and "migrated: 1" in out
-    assert tree_snapshot(scratch.amd) == before
-    assert (new / "conda-meta/history").is_file()
-    assert str(new) in registered(home)
-    assert not scratch.abc.exists()
-
-
 def test_d_on_a_symlink_to_an_environment_is_invalid(scratch, home, migrate):
     alias = scratch.root / "alias"
     alias.symlink_to(scratch.amd)

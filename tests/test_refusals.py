@@ -170,25 +170,23 @@ def test_nothing_valid_fails_the_batch_job(scratch, home, migrate):
 def test_active_environment_then_rerun_says_what_to_do(
     scratch, home, migrate, monkeypatch
 ):
+    """Refused as conda refuses ``conda remove --all`` of it, before any copy;
+    the same command after ``conda deactivate`` moves it."""
     monkeypatch.setenv("CONDA_PREFIX", str(scratch.amd))
-    before = tree_snapshot(scratch.amd)
+    before = tree_snapshot(scratch.envs_dir)
     out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
     assert code == 1, out + err
-    assert (
-        "Deactivate it (conda deactivate), then remove it with: "
-        f"conda env remove -p {scratch.amd}" in out
+    assert "conda never removes the active environment, so nothing was touched." in (
+        out + err
     )
+    assert f"  conda deactivate\n  conda-migrate -d {scratch.envs_dir} " in out + err
+    assert tree_snapshot(scratch.envs_dir) == before
+    assert not (home / ".conda" / "envs").exists()
     monkeypatch.delenv("CONDA_PREFIX")
     out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
     assert code == 0, out + err
-    new = home / ".conda" / "envs" / "amd"
-    assert (
-        f"amd is already migrated: {new} holds the same packages. {scratch.amd} was "
-        "left as it is; once you no longer need it, remove it with: "
-        f"conda env remove -p {scratch.amd}\n" in out
-    )
-    assert "already migrated: 1" in out
-    assert tree_snapshot(scratch.amd) == before
+    assert "migrated: 2" in out
+    assert not scratch.amd.exists()
 
 
 def test_rerun_over_a_different_copy_still_skips(scratch, home, migrate):

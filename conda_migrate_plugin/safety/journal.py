@@ -37,6 +37,8 @@ REMOVING: Final = "removing"
 #: source removed (or kept on request); rc files not yet updated
 DONE: Final = "done"
 PHASES: Final = get_args(Phase)
+#: A finished move, old place to new, kept beside the entries.
+MOVED_SUFFIX: Final = ".moved"
 
 
 @dataclass(frozen=True)
@@ -169,3 +171,40 @@ def is_our_copy(entry: Entry, path: Path, *, verified: bool = False) -> bool:
         return (path / MARKER).read_text() == entry.run
     except OSError:
         return False
+
+
+def remember_move(state_dir: Path, source: Path, dest: Path) -> None:
+    """Kept after the entry is cleared: once the old environment is gone
+    (removed by this run, or by hand later), this is what tells a rerun
+    over its directory that it was moved, and where, so that it can still
+    point the rc files there and say so instead of "nothing found"."""
+    write_atomically(
+        keyed_file(state_dir, JOURNAL, str(source), MOVED_SUFFIX),
+        json.dumps({"source": str(source), "dest": str(dest)}),
+        mode=0o600,
+    )
+
+
+def moves(state_dir: Path) -> dict[Path, Path]:
+    """Every move remembered, old place to new; what is not the user's own
+    file, or not two absolute paths of the same name, is not believed."""
+    found = {}
+    for path in sorted((state_dir / JOURNAL).glob(f"*{MOVED_SUFFIX}")):
+        if not owned_file(path):
+            continue
+        try:
+            move = json.loads(path.read_text())
+            source, dest = move["source"], move["dest"]
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        name = os.path.basename(str(source))
+        if (
+            isinstance(source, str)
+            and isinstance(dest, str)
+            and _plain_name(name)
+            and _normal_path(source, name)
+            and _normal_path(dest, name)
+            and path == keyed_file(state_dir, JOURNAL, source, MOVED_SUFFIX)
+        ):
+            found[Path(source)] = Path(dest)
+    return found
