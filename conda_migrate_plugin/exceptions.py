@@ -52,6 +52,11 @@ class CloneUnavailable(MigrateError):
         super().__init__(message, hint=hint)
 
 
+class InUse(MigrateError):
+    """A process writes into the environment, or works in it: it is kept,
+    and the next run removes it once the process has ended."""
+
+
 class RelocateError(MigrateError):
     """The environment cannot be copied and relocated as it is."""
 

@@ -25,7 +25,7 @@ from .backends.records import portable_contents
 from .compare import already_migrated, compare_contents
 from .damage import Damage, find_damage
 from .discover import HISTORY
-from .exceptions import InexactRelocation, Interrupted, MigrateError
+from .exceptions import InexactRelocation, Interrupted, InUse, MigrateError
 from .export import write_yaml
 from .jobs import jobs_for
 from .names import MARKER, STAGING_PREFIX
@@ -47,6 +47,7 @@ from .safety.durable import flush_tree
 from .safety.interrupt import check, received, uninterruptible
 from .safety.lock import hold_all, name_holder
 from .safety.remove import (
+    check_no_writers,
     check_removable,
     processes_using,
     remove_environment,
@@ -760,6 +761,7 @@ def remove_old(
     every run until it is gone."""
     source = outcome.source
     again = entry.phase == journal.REMOVING
+    kept = f"Copied to {outcome.dest}, but the old environment was not removed"
     try:
         check_removable(
             source, options.scanned, backend.protected_prefixes(), remains=again
@@ -770,7 +772,21 @@ def remove_old(
                 "shown unchanged since.",
                 hint="Both were kept. Compare them, then remove the old one by hand.",
             )
-        changed = (left_over if again else changes_since)(stamps, source, options.jobs)
+        users = processes_using(source)
+        check_no_writers(source, users)
+    except InUse as err:
+        return _end(outcome, Status.COPIED, f"{kept}: {err}", out)
+    except MigrateError as err:
+        journal.clear(options.state_dir, outcome.dest)
+        return _end(outcome, Status.COPIED, f"{kept}: {err}", out)
+    for user in users:
+        out.info(f"warning: {user} is using {source}; it is removed all the same.")
+    out.info(f"Remove all packages in environment {source}:", "")
+    out.phase("remove")
+
+    def unchanged(aside: Path) -> None:
+        """Checked once renamed aside, where nothing can write to it by name."""
+        changed = (left_over if again else changes_since)(stamps, aside, options.jobs)
         if changed:
             raise MigrateError(
                 f"{source} changed since it was copied to {outcome.dest}:\n  "
@@ -778,24 +794,22 @@ def remove_old(
                 hint="Both were kept. Keep working in the new one and remove the "
                 f"old one by hand, or remove the copy ({outcome.dest}) and run again.",
             )
-    except MigrateError as err:
-        journal.clear(options.state_dir, outcome.dest)
-        return _end(
-            outcome,
-            Status.COPIED,
-            f"Copied to {outcome.dest}, but the old environment was not removed: {err}",
-            out,
-        )
-    for user in processes_using(source):
-        out.info(f"warning: {user} is using {source}; it is removed all the same.")
-    out.info(f"Remove all packages in environment {source}:", "")
-    out.phase("remove")
+
     try:
         with uninterruptible():
             journal.record(options.state_dir, replace(entry, phase=journal.REMOVING))
-            remove_environment(source, stamps, options.jobs)
+            remove_environment(source, stamps, options.jobs, unchanged)
             backend.unregister(source)
             journal.record(options.state_dir, replace(entry, phase=journal.DONE))
+    except InUse as err:
+        # Put back whole: the next run finishes it as this one would have.
+        journal.record(options.state_dir, entry)
+        out.phase(None)
+        return _end(outcome, Status.COPIED, f"{kept}: {err}", out)
+    except MigrateError as err:
+        journal.clear(options.state_dir, outcome.dest)
+        out.phase(None)
+        return _end(outcome, Status.COPIED, f"{kept}: {err}", out)
     except OSError as err:
         out.phase(None)
         return _end(

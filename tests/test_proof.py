@@ -482,17 +482,6 @@ def test_environment_named_through_dotdot_keeps_its_name(scratch, home, migrate)
 # -- 12. honest removal --------------------------------------------------------------
 
 
-def test_process_using_the_environment_is_named(scratch, home, migrate):
-    sleeper = subprocess.Popen(["sleep", "60"], cwd=scratch.abc / "share")
-    try:
-        out, err, code = migrate("-d", scratch.abc, *RELOCATE)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    assert code == 0, out + err
-    assert f"warning: sleep (pid {sleeper.pid}) is using {scratch.abc}" in out
-
-
 def test_removal_failing_midway_puts_the_rest_back_and_exits_1(scratch, home, migrate):
     """An immutable file stops the deletion halfway (root too); every run
     says so, exit 1, until the cause is gone, and then finishes it."""

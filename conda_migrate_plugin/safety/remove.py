@@ -13,16 +13,17 @@ import os
 import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..discover import HISTORY, under
-from ..exceptions import MigrateError
+from ..exceptions import InUse, MigrateError
 from ..jobs import default_jobs, gather
 from ..names import removing_aside
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 
 def check_removable(
@@ -56,27 +57,82 @@ def check_removable(
             )
 
 
-def processes_using(prefix: Path) -> list[str]:
-    """The user's processes that run from, work in, or hold files of the
-    environment (as ``/proc`` shows them): removing it pulls the ground from
-    under them, which the user should hear of before it happens."""
+@dataclass(frozen=True)
+class User:
+    """A process of the user's that has the environment in use."""
+
+    command: str
+    pid: str
+    #: What it holds open for writing, or works in: a reason never to remove
+    #: the environment under it (its next write would go to an unlinked
+    #: file, lost with the directory). ``None`` for a process that only
+    #: reads or runs from it, which loses nothing.
+    writes: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.command} (pid {self.pid})"
+
+
+def _open_for_writing(proc: Path, fd: str) -> bool:
+    """The access mode of descriptor ``fd``, as ``fdinfo`` gives its flags
+    in octal; a file gone meanwhile counts as not written."""
+    try:
+        info = (proc / "fdinfo" / fd).read_text()
+    except OSError:
+        return False
+    for line in info.splitlines():
+        if line.startswith("flags:"):
+            return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+    return False
+
+
+def _writable_mappings(maps: str, inside: str) -> list[str]:
+    """Files of the environment mapped shared and writable (a database's
+    ``mmap``): the kernel writes them back whenever it likes."""
+    found = []
+    for line in maps.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and "w" in fields[1] and "s" in fields[1]:
+            if fields[5].startswith(inside):
+                found.append(fields[5])
+    return found
+
+
+def processes_using(prefix: Path) -> list[User]:
+    """The processes that run from, work in, or hold files of the
+    environment, as ``/proc`` shows them (the user's own, unless run as
+    root): removing it pulls the ground from under them, which the user
+    should hear of before it happens; and a process that writes into it or
+    works in it keeps it."""
     root = os.path.realpath(prefix)
     inside = root + "/"
+
+    def within(link: str) -> bool:
+        return link == root or link.startswith(inside)
+
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         if proc.name == str(os.getpid()):
             continue
         try:
-            links = [os.readlink(proc / "cwd"), os.readlink(proc / "exe")]
-            links += [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            cwd, exe = os.readlink(proc / "cwd"), os.readlink(proc / "exe")
+            fds = {fd.name: os.readlink(fd) for fd in (proc / "fd").iterdir()}
             maps = (proc / "maps").read_text()
             command = (proc / "comm").read_text().strip()
         except OSError:
             continue
-        if inside in maps or any(
-            link == root or link.startswith(inside) for link in links
-        ):
-            found.append(f"{command} (pid {proc.name})")
+        written = [
+            link
+            for fd, link in sorted(fds.items(), key=lambda item: int(item[0]))
+            if within(link) and _open_for_writing(proc, fd)
+        ]
+        written += _writable_mappings(maps, inside)
+        if written:
+            found.append(User(command, proc.name, f"has {written[0]} open for writing"))
+        elif within(cwd):
+            found.append(User(command, proc.name, f"works in {cwd}"))
+        elif inside in maps or within(exe) or any(map(within, fds.values())):
+            found.append(User(command, proc.name))
     return found
 
 
@@ -96,23 +152,54 @@ def remove_tree(root: Path) -> None:
         shutil.rmtree(root)
 
 
+def check_no_writers(
+    prefix: Path, users: Iterable[User] | None = None, named: Path | None = None
+) -> None:
+    """Refuse to remove an environment a process writes into or works in
+    (``users``, or those ``/proc`` shows now); paths are said as below
+    ``named``, the name it is put back under."""
+    for user in processes_using(prefix) if users is None else users:
+        if user.writes:
+            writes = user.writes
+            if named is not None:
+                writes = writes.replace(
+                    os.path.realpath(prefix), os.path.realpath(named), 1
+                )
+            raise InUse(
+                f"{user} {writes}; the environment was kept so that nothing "
+                "it writes is lost.",
+                hint="Run the same command again once it has ended: it removes the "
+                "old environment if it is still as it was copied.",
+            )
+
+
 def remove_environment(
-    prefix: Path, stamps: dict[str, tuple] | None = None, jobs: int | None = None
+    prefix: Path,
+    stamps: dict[str, tuple] | None = None,
+    jobs: int | None = None,
+    unchanged: Callable[[Path], None] | None = None,
 ) -> None:
     """Rename aside, then delete across ``jobs`` threads; symlinks are
-    unlinked, never followed out of the environment. Directories the owner
+    unlinked, never followed out of the environment. What is checked before
+    the deletion is checked on the renamed tree, which no one can reach by
+    its old name any more: ``unchanged`` (raising if it is not as copied)
+    and the processes writing into it; a write made before the rename
+    cannot slip between the check and the deletion. Directories the owner
     made read-only (``chmod -w``, a Julia depot) are made writable first, as
-    conda's own removal does. If the deletion fails midway, what is left is
-    put back under the original name and the error raised."""
+    conda's own removal does. If a check or the deletion fails, what is
+    left is put back under the original name and the error raised."""
     aside = removing_aside(prefix)
     os.rename(prefix, aside)
     try:
+        if unchanged is not None:
+            unchanged(aside)
+        check_no_writers(aside, named=prefix)
         for rel, stamp in (stamps or {}).items():
             mode = stamp[0]
             if stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
                 os.chmod(aside / rel if rel else aside, stat.S_IMODE(mode) | 0o700)
         _delete_tree(str(aside), jobs or default_jobs())
-    except OSError:
+    except (OSError, MigrateError):
         if os.path.lexists(aside):
             os.rename(aside, prefix)
         raise

@@ -1,0 +1,187 @@
+"""The removal at the edges of a site: a job still writing into the old
+environment, a write in the instant before the removal, a copy replaced
+between two runs, a directory mounted inside the environment. Each test
+tries to make the removal delete something it must not, and checks that
+nothing was.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import run_cli
+
+from conda_migrate_plugin.safety import journal
+
+RELOCATE = ("--all", "--method", "relocate", "--no-clean")
+
+#: A batch job's script: open its log for appending, say so, then append its
+#: result once told to (or end without writing when told "quit").
+JOB = """
+import sys
+with open(sys.argv[1], "a") as log:
+    log.write("job started\\n")
+    log.flush()
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() == "finish":
+        log.write("job result\\n")
+"""
+
+
+def start_job(log: Path) -> subprocess.Popen:
+    """A real process appending to ``log``, held open until it is told to end."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    job = subprocess.Popen(
+        [sys.executable, "-c", JOB, str(log)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert job.stdout is not None and job.stdout.readline() == "ready\n"
+    return job
+
+
+def end_job(job: subprocess.Popen, how: str) -> None:
+    job.communicate(f"{how}\n", timeout=30)
+    assert job.returncode == 0
+
+
+def command_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+# -- 1. a job writing into its environment -----------------------------------
+
+
+def test_job_appending_to_its_environment_keeps_it_and_its_result(
+    scratch, home, migrate
+):
+    """The job's result, written after the run, lands in the kept
+    environment instead of an unlinked file; the rerun then keeps both,
+    since the source changed after the copy."""
+    log = scratch.abc / "var/log/job.log"
+    job = start_job(log)
+    command = command_of(job.pid)
+    try:
+        out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    finally:
+        end_job(job, "finish")
+    assert code == 1, out + err
+    assert f"{command} (pid {job.pid}) has {log} open for writing" in out, out
+    assert f"Copied to {home / '.conda/envs/abc'}, but the old environment" in out
+    assert "copied: 1" in out
+    assert log.read_text() == "job started\njob result\n"
+    assert (home / ".conda/envs/abc/var/log/job.log").read_text() == "job started\n"
+
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    assert code == 1, out + err
+    assert f"{scratch.abc} changed since it was copied" in out
+    assert "var/log/job.log: changed" in out
+    assert log.read_text() == "job started\njob result\n"
+
+
+def test_rerun_finishes_once_the_writing_job_has_ended(scratch, home, migrate):
+    log = scratch.abc / "var/log/job.log"
+    job = start_job(log)
+    try:
+        out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+        assert code == 1, out + err
+        assert (
+            f"{command_of(job.pid)} (pid {job.pid}) has {log} open for writing" in out
+        )
+        assert "Run the same command again once it has ended" in out
+        assert scratch.abc.is_dir()
+    finally:
+        end_job(job, "quit")
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    assert code == 0, out + err
+    assert not scratch.abc.exists()
+    assert (home / ".conda/envs/abc/var/log/job.log").read_text() == "job started\n"
+    assert journal.entries(home / ".conda/migrate") == []
+
+
+def test_process_working_in_the_environment_keeps_it(scratch, home, migrate):
+    sleeper = subprocess.Popen(["sleep", "60"], cwd=scratch.abc / "share")
+    try:
+        out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert code == 1, out + err
+    assert f"sleep (pid {sleeper.pid}) works in {scratch.abc / 'share'}" in out
+    assert (scratch.abc / "conda-meta/history").is_file()
+
+
+def test_process_reading_the_environment_is_named_and_it_is_removed(
+    scratch, home, migrate
+):
+    """A reader loses nothing: its open file lives on until it closes it."""
+    data = scratch.abc / "share/demo/data.txt"
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; f = open(sys.argv[1]); sys.stdin.read()",
+            data,
+        ],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(
+            os.readlink(fd) == str(data)
+            for fd in Path(f"/proc/{reader.pid}/fd").iterdir()
+            if fd.is_symlink()
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    finally:
+        reader.communicate("", timeout=30)
+    assert code == 0, out + err
+    assert (
+        f"(pid {reader.pid}) is using {scratch.abc}; it is removed all the same" in out
+    )
+    assert not scratch.abc.exists()
+
+
+# -- 2. a write just before the removal ----------------------------------------
+
+
+def held_at(process: subprocess.Popen) -> None:
+    """Wait until faultpoint's SIGSTOP holds ``process`` still."""
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{process.pid}/stat").read_text().split()[2] != "T":
+        assert time.monotonic() < deadline, "the run never reached the fault"
+        time.sleep(0.05)
+
+
+def test_write_just_before_the_rename_aside_puts_the_environment_back(scratch, home):
+    """The run is held at the rename aside (its second ``rename``: the first
+    commits the copy), after every earlier check; a line appended then is
+    in the environment the run puts back, and both are kept."""
+    log = scratch.abc / "var/log/job.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("job started\n")
+    held = run_cli(
+        home, "-d", scratch.abc, *RELOCATE, fault=("stop", "2", "rename"), wait=False
+    )
+    held_at(held)
+    with log.open("a") as stream:
+        stream.write("job result\n")
+    os.kill(held.pid, signal.SIGCONT)
+    out, err = held.communicate(timeout=120)
+    assert held.returncode == 1, out + err
+    assert f"{scratch.abc} changed since it was copied" in out
+    assert "var/log/job.log: changed" in out
+    assert log.read_text() == "job started\njob result\n"
+    assert (scratch.abc / "conda-meta/history").is_file()
+    assert not any(
+        p.name.endswith(".conda-migrate-removing") for p in scratch.envs_dir.iterdir()
+    )
+    assert (home / ".conda/envs/abc/var/log/job.log").read_text() == "job started\n"
