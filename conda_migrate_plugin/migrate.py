@@ -32,6 +32,7 @@ from .names import MARKER, STAGING_PREFIX
 from .preflight import (
     changes_since,
     check_file_types,
+    check_mounts,
     check_nested,
     check_owned,
     check_paths,
@@ -451,6 +452,7 @@ def _preflight(
     footprint = measure(source, options.jobs)
     check_file_types(footprint)
     check_nested(footprint)
+    check_mounts(footprint)
     check_owned(footprint, keep_old=options.keep_old)
     outcome.packages, outcome.files, outcome.bytes = (
         len(old.conda),

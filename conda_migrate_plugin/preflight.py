@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class Footprint:
     foreign: tuple[str, ...] = ()
     #: Environments and package caches inside this one.
     nested: tuple[str, ...] = ()
+    #: Mount points inside it, each as "PATH (a mount point)"; never entered.
+    mounts: tuple[str, ...] = ()
     #: Every entry's stamp, by relative path ("" is the environment itself).
     stamps: dict[str, Stamp] = field(default_factory=dict, compare=False)
     #: Per regular file (hardlinks once): bytes of data, the holes left out.
@@ -109,6 +112,28 @@ def _data_bytes(path: str, st: os.stat_result) -> int:
     return st.st_size if hole >= st.st_size else st.st_blocks * 512
 
 
+def mount_points(root: str) -> set[str]:
+    """Mount points strictly below ``root`` (a real path), as the kernel
+    lists them for this process. A bind mount from the same filesystem has
+    the same device number as its surroundings: only this list shows it."""
+    inside = root.rstrip("/") + "/"
+    try:
+        table = open("/proc/self/mountinfo", "rb").read()
+    except OSError:
+        return set()
+    points = set()
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        # Spaces, tabs, newlines and backslashes are written as octal escapes.
+        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4])
+        path = os.fsdecode(point)
+        if path.startswith(inside):
+            points.add(path)
+    return points
+
+
 def _is_package_cache(names: set[str]) -> bool:
     return "urls.txt" in names and (
         bool(names & {"urls", "cache"})
@@ -133,6 +158,17 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
     data: list[int] = []
     top = os.lstat(root)
     stamps: dict[str, Stamp] = {"": _stamp(top)}
+    real = os.path.realpath(root)
+    inside = mount_points(real)
+
+    def mounted(rel: str, st: os.stat_result) -> bool:
+        """Another filesystem, or a part of this one mounted here: copying,
+        checking or removing it would reach outside the environment."""
+        return (
+            stat.S_ISDIR(st.st_mode) and st.st_dev != top.st_dev
+        ) or f"{real}/{rel}" in inside
+
+    mounts: list[str] = []
     if top.st_uid != euid:
         foreign.append(f"{root} (owner: {_user(top.st_uid)})")
     listed: dict[str, list[tuple[str, str, os.stat_result, int]]] = {}
@@ -143,7 +179,9 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
             lambda rel: _list_directory(root, rel),
             [""],
             more=lambda result: [
-                rel for rel, _, st, _ in result[2] if stat.S_ISDIR(st.st_mode)
+                rel
+                for rel, _, st, _ in result[2]
+                if stat.S_ISDIR(st.st_mode) and not mounted(rel, st)
             ],
         ):
             if is_nested:
@@ -154,6 +192,8 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
         for rel, path, st, data_bytes in listed[rel_dir]:
             stamps[rel] = _stamp(st)
             inodes += 1
+            if mounted(rel, st):
+                mounts.append(f"{path} (a mount point)")
             if st.st_uid != euid and len(foreign) < 5:
                 foreign.append(f"{path} (owner: {_user(st.st_uid)})")
             if stat.S_ISDIR(st.st_mode):
@@ -178,6 +218,7 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
         tuple(special),
         tuple(foreign),
         tuple(sorted(nested)),
+        tuple(sorted(mounts)),
         stamps,
         tuple(data),
         directories + 1,
@@ -288,6 +329,18 @@ def check_nested(footprint: Footprint) -> None:
         "The environment holds other environments or package caches",
         footprint.nested,
         "Migrate those first (conda migrate -d with each of them), then this one.",
+    )
+
+
+def check_mounts(footprint: Footprint) -> None:
+    """A directory mounted inside the environment (a bind mount of
+    ``~/project``, a tmpfs) belongs to no copy of it: copying it would fill
+    the destination with what is not the environment's, and removing it
+    would delete the mounted files. Never entered; refused up front."""
+    _refuse(
+        "The environment has other filesystems, or other places, mounted inside it",
+        footprint.mounts,
+        "Unmount them (umount PATH), then run again.",
     )
 
 

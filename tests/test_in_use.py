@@ -8,12 +8,15 @@ nothing was.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+from conftest import tree_snapshot
 from helpers import run_cli
 
 from conda_migrate_plugin.safety import journal
@@ -185,3 +188,70 @@ def test_write_just_before_the_rename_aside_puts_the_environment_back(scratch, h
         p.name.endswith(".conda-migrate-removing") for p in scratch.envs_dir.iterdir()
     )
     assert (home / ".conda/envs/abc/var/log/job.log").read_text() == "job started\n"
+
+
+# -- 4. a mount inside the environment -----------------------------------------
+
+
+def mounts_below(root: Path) -> list[str]:
+    """Mount points below ``root`` as the kernel lists them, deepest first."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point.startswith(f"{os.path.realpath(root)}/"):
+            points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """``mount ARGS POINT`` as root; skipped where mounting is not allowed.
+    Whatever is still mounted below the test's directory is unmounted at
+    teardown, wherever a run may have moved it."""
+
+    def _mount(*args: str | Path) -> None:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting needs root and mount(8)")
+        run = subprocess.run(["mount", *map(str, args)], capture_output=True, text=True)
+        if run.returncode:
+            pytest.skip(f"cannot mount here: {run.stderr.strip()}")
+
+    yield _mount
+    for point in mounts_below(tmp_path):
+        if subprocess.run(["umount", point]).returncode:
+            subprocess.run(["umount", "-l", point], check=True)
+
+
+def mount_project(kind: str, mount, home: Path, point: Path) -> Path:
+    """The user's ``~/project`` bind-mounted at ``point`` (same filesystem:
+    the device numbers are the same), or a tmpfs there (another filesystem);
+    returns the paper in it."""
+    point.mkdir(parents=True)
+    if kind == "bind":
+        project = home / "project"
+        project.mkdir()
+        mount("--bind", project, point)
+    else:
+        mount("-t", "tmpfs", "-o", "size=1m", "cm-test", point)
+    paper = point / "paper.tex"
+    paper.write_text("\\section{Results}\n")
+    return paper
+
+
+@pytest.mark.parametrize("kind", ["bind", "tmpfs"])
+def test_environment_with_a_mount_inside_is_refused_naming_it(
+    scratch, home, migrate, mount, kind
+):
+    point = scratch.abc / "share/project"
+    paper = mount_project(kind, mount, home, point)
+    before = tree_snapshot(scratch.abc)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 1, out + err
+    assert "Migration of abc failed" in out
+    assert f"{point} (a mount point)" in out
+    assert "Nothing was copied and the environment is untouched" in out
+    assert paper.read_text() == "\\section{Results}\n"
+    assert tree_snapshot(scratch.abc) == before
+    assert not (home / ".conda/envs/abc").exists()
+    assert not scratch.amd.exists(), "the other environment migrates"
+    assert mounts_below(scratch.abc) == [str(point)]

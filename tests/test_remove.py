@@ -10,6 +10,8 @@ import subprocess
 import pytest
 
 from conda_migrate_plugin.discover import REMOVING_SUFFIX
+from conda_migrate_plugin.exceptions import MigrateError
+from conda_migrate_plugin.safety import remove
 from conda_migrate_plugin.safety.remove import remove_environment
 
 
@@ -52,3 +54,39 @@ def test_parallel_removal_failing_puts_the_rest_back(tmp_path):
     assert pinned.read_bytes() == b"x" * 7
     assert not (tmp_path / f"envs/.env{REMOVING_SUFFIX}").exists()
     assert os.listdir(tmp_path / "envs") == ["env"]
+
+
+@pytest.mark.parametrize("kind", ["bind", "tmpfs unlisted"])
+def test_removal_never_crosses_a_mount(tmp_path, monkeypatch, kind):
+    """Defence in depth, under the preflight's refusal: a directory mounted
+    inside the environment keeps the whole environment, and its own files;
+    also one the mount table did not show (mounted after the check), by its
+    device number."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting needs root and mount(8)")
+    env = tmp_path / "envs/env"
+    _tree(env)
+    project = tmp_path / "project"
+    project.mkdir()
+    point = env / "d3/project"
+    point.mkdir()
+    if kind == "bind":
+        args = ["--bind", project, point]
+        says = f"{point} is a mount point"
+    else:
+        args = ["-t", "tmpfs", "-o", "size=1m", "cm-test", point]
+        says = "another filesystem is mounted here"
+        monkeypatch.setattr(remove, "mount_points", lambda root: set())
+    run = subprocess.run(["mount", *args], capture_output=True)
+    if run.returncode:
+        pytest.skip(f"cannot mount here: {run.stderr.decode().strip()}")
+    (point / "paper.tex").write_text("results\n")
+    try:
+        with pytest.raises((MigrateError, OSError), match=says):
+            remove_environment(env, jobs=8)
+        assert (point / "paper.tex").read_text() == "results\n"
+    finally:
+        subprocess.run(["umount", "-l", point], check=True)
+    assert os.listdir(tmp_path / "envs") == ["env"]
+    if kind == "bind":  # refused before anything went
+        assert (env / "d7/e1/f").read_bytes() == b"x" * 7

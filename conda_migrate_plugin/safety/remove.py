@@ -9,6 +9,7 @@ looks usable.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -21,6 +22,7 @@ from ..discover import HISTORY, under
 from ..exceptions import InUse, MigrateError
 from ..jobs import default_jobs, gather
 from ..names import removing_aside
+from ..preflight import mount_points
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -191,6 +193,14 @@ def remove_environment(
     aside = removing_aside(prefix)
     os.rename(prefix, aside)
     try:
+        mounted = sorted(mount_points(os.path.realpath(aside)))
+        if mounted:
+            shown = mounted[0].replace(os.path.realpath(aside), str(prefix), 1)
+            raise MigrateError(
+                f"{shown} is a mount point inside {prefix}; the removal never "
+                "crosses one.",
+                hint="Unmount it (umount PATH), then run the same command again.",
+            )
         if unchanged is not None:
             unchanged(aside)
         check_no_writers(aside, named=prefix)
@@ -212,8 +222,11 @@ def _delete_tree(root: str, jobs: int) -> None:
     listed it, then the directories go, the deepest first. The first error
     stops the removal and is raised."""
     depth: dict[str, int] = {root: 0}
+    device = os.lstat(root).st_dev
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for parent, children in gather(pool, _empty_files, [root], more=lambda r: r[1]):
+        for parent, children in gather(
+            pool, lambda path: _empty_files(path, device), [root], more=lambda r: r[1]
+        ):
             for child in children:
                 depth[child] = depth[parent] + 1
         levels: dict[int, list[str]] = {}
@@ -224,16 +237,24 @@ def _delete_tree(root: str, jobs: int) -> None:
                 pass
 
 
-def _empty_files(path: str) -> tuple[str, list[str]]:
+def _empty_files(path: str, device: int) -> tuple[str, list[str]]:
     """Unlink what ``path`` holds but its subdirectories, which it returns;
     names are resolved against the directory, opened once and never through
-    a symlink."""
+    a symlink. A subdirectory on another ``device`` (a filesystem mounted
+    there since the check) stops the removal before anything of it goes."""
     children = []
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         with os.scandir(fd) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
+                    if entry.stat(follow_symlinks=False).st_dev != device:
+                        raise OSError(
+                            errno.EXDEV,
+                            "another filesystem is mounted here; the removal "
+                            "never crosses one",
+                            f"{path}/{entry.name}",
+                        )
                     children.append(f"{path}/{entry.name}")
                 else:
                     os.unlink(entry.name, dir_fd=fd)
