@@ -114,6 +114,15 @@ def configure_parser(parser: ArgumentParser) -> None:
         ("--keep-old", "Keep the old environment after a verified copy."),
         ("--no-clean", "Skip conda's clean at the end."),
         ("--no-rc", "Leave ~/.bashrc, ~/.condarc and kernels as they are."),
+        (
+            "--copy",
+            (
+                "Copy every file, also those the environments share on the source "
+                "(by default a file that is one inode there, such as a package "
+                "cache's hard link, stays one inode in the destination, as conda "
+                "links them)."
+            ),
+        ),
     ):
         parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument(

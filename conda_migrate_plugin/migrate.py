@@ -41,7 +41,7 @@ from .preflight import (
     left_over,
     measure,
 )
-from .progress import PHASES, CopyProgress, Tee, duration
+from .progress import PHASES, CopyProgress, Tee, duration, size
 from .safety import journal
 from .safety.atomic import fsync_directory
 from .safety.durable import flush_tree
@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     from .discover import Candidate
     from .options import Options
     from .preflight import Footprint
+    from .quota import Need, Room
+    from .relocation.share import Written
 
 
 #: Credentials that may stand beside what is printed and logged: a token in
@@ -214,6 +216,16 @@ class MigrationResult:
     missing: list[str] = field(default_factory=list)
     #: The commands that put back what is still missing.
     remedy: list[str] = field(default_factory=list)
+    #: Files (and their bytes) the copy wrote, and those it made as links to
+    #: an earlier environment's copy instead (see ``relocation.share``).
+    written_files: int | None = None
+    written_bytes: int | None = None
+    shared_files: int | None = None
+    shared_bytes: int | None = None
+    #: What the removal of the source gave back (an inode the package cache
+    #: or another environment shares stays).
+    freed_files: int | None = None
+    freed_bytes: int | None = None
 
     def to_json(self) -> dict:
         return {
@@ -244,6 +256,8 @@ class _Copy:
 
     entry: journal.Entry
     path: Path
+    #: What later environments of the run may link to once this is committed.
+    written: list[Written] = field(default_factory=list)
 
     @classmethod
     def make(cls, entry: journal.Entry, staged: bool, state_dir: Path) -> _Copy:
@@ -307,6 +321,7 @@ def _relocate(
     options: Options,
     out: Output,
     outcome: MigrationResult,
+    room: Room | None,
 ) -> None:
     """Copy into a staging directory beside the destination, checking each
     file as it is written, then rename into place: conda never sees an
@@ -321,6 +336,14 @@ def _relocate(
         jobs=options.jobs,
         quiet=options.quiet or options.json,
         progress=out.copy_progress(outcome.files or 0, outcome.bytes or 0),
+        shared=room.shared if room else None,
+    )
+    copy.written = result.written
+    outcome.written_files = result.files - result.shared_files
+    outcome.written_bytes = result.bytes - result.shared_bytes
+    outcome.shared_files, outcome.shared_bytes = (
+        result.shared_files,
+        result.shared_bytes,
     )
     out.info(*(f"warning: {w}" for w in result.warnings))
     _judge(candidate.prefix, result.problems, result.notes, out)
@@ -356,6 +379,7 @@ def _copy(
     backend: Backend,
     out: Output,
     outcome: MigrationResult,
+    room: Room | None = None,
 ) -> _Copy:
     """A verified copy, not yet committed: relocation into a staging
     directory, or conda's clone at the destination (``--method auto`` turns
@@ -377,7 +401,7 @@ def _copy(
     copy = _Copy.make(entry, True, options.state_dir)
     try:
         with provisional(copy, options.state_dir, backend):
-            _relocate(candidate, copy, footprint, options, out, outcome)
+            _relocate(candidate, copy, footprint, options, out, outcome, room)
     except InexactRelocation as err:
         if backend.name == "portable":
             raise MigrateError(
@@ -393,13 +417,47 @@ def _copy(
     return copy
 
 
-def _plan(outcome: MigrationResult, options: Options, out: Output) -> MigrationResult:
+def _plan(
+    outcome: MigrationResult,
+    options: Options,
+    out: Output,
+    footprint: Footprint,
+    wanted: Need,
+    room: Room | None,
+) -> MigrationResult:
+    """What the run would do, with the room it would take: what the
+    environments planned before this one hold counts once."""
+    from .quota import freed
+
     outcome.status = Status.PLANNED
     removal = "" if options.keep_old else f" and remove {outcome.source}"
-    out.info(
+    outcome.written_files, outcome.written_bytes = wanted.files, wanted.bytes
+    outcome.shared_files, outcome.shared_bytes = (
+        wanted.shared_files,
+        wanted.shared_bytes,
+    )
+    writes = f"{wanted.files:,} files and directories, {size(wanted.bytes)}"
+    lines = [
         f"Packages: {outcome.packages}",
         f"Files: {outcome.files}",
         f"Size: {outcome.bytes:,} bytes",
+        f"Would write: {writes} in whole blocks",
+    ]
+    if wanted.shared_files:
+        lines.append(
+            f"Would share with environments before it: {wanted.shared_files:,} files, "
+            f"{size(wanted.shared_bytes)}"
+        )
+    if not options.keep_old:
+        outcome.freed_files, outcome.freed_bytes = freed(footprint)
+        lines.append(
+            f"Would free on the source: {outcome.freed_files:,} files and directories, "
+            f"{size(outcome.freed_bytes)}"
+        )
+    if room is not None:
+        room.plan(footprint, wanted)
+    out.info(
+        *lines,
         f"Would write {options.yaml_dir / (outcome.name + '.yml')}, copy, compare{removal}",
         "",
     )
@@ -443,9 +501,12 @@ def _already_there(
 
 
 def _preflight(
-    options: Options, backend: Backend, outcome: MigrationResult
-) -> tuple[EnvContents, Footprint]:
-    """Everything that can refuse the environment, before anything is written."""
+    options: Options, backend: Backend, outcome: MigrationResult, room: Room | None
+) -> tuple[EnvContents, Footprint, Need]:
+    """Everything that can refuse the environment, before anything is
+    written; what it needs in the destination, counted after sharing."""
+    from .quota import block_size, check_quota, need
+
     source, dest = outcome.source, outcome.dest
     check_paths(source, dest)
     old = backend.contents(source)
@@ -462,10 +523,18 @@ def _preflight(
     present = {rel for entries in footprint.listing.values() for rel, _ in entries}
     outcome.damage = find_damage(source, present)
     outcome.missing = outcome.damage.files
+    wanted = need(
+        footprint,
+        block_size(room.dest if room else options.dest_root),
+        room.shared if room else None,
+    )
     if not options.dry_run:
         check_writable(options.dest_root)
         check_space(footprint, options.dest_root)
-    return old, footprint
+        quota = room.now() if room else None
+        if quota is not None:
+            check_quota(quota, wanted, options.dest_root)
+    return old, footprint, wanted
 
 
 def _export(
@@ -528,7 +597,10 @@ def _compare(
             "Old and New Environments hold the same packages and files, but "
             f"{len(outcome.missing)} files their records list are missing in both"
         )
-    out.info(*activation_hint(outcome.dest), verdict, "")
+    out.info(*activation_hint(outcome.dest), verdict)
+    if outcome.written_files is not None:
+        out.info(_written(outcome))
+    out.info("")
 
 
 def _count_restored(copy: Path, out: Output, outcome: MigrationResult) -> None:
@@ -568,12 +640,26 @@ def _report_missing(outcome: MigrationResult, out: Output) -> None:
         out.log_only(f"  {rel}")
 
 
+def _written(outcome: MigrationResult) -> str:
+    """What relocation wrote, and what it linked instead of writing."""
+    line = (
+        f"Written: {outcome.written_files:,} files, {size(outcome.written_bytes or 0)}"
+    )
+    if outcome.shared_files:
+        line += (
+            f"; shared with environments migrated before it: {outcome.shared_files:,} "
+            f"files, {size(outcome.shared_bytes or 0)} (hard links, as in the source)"
+        )
+    return line
+
+
 def _migrate_locked(
     candidate: Candidate,
     options: Options,
     backend: Backend,
     out: Output,
     outcome: MigrationResult,
+    room: Room | None = None,
 ) -> MigrationResult:
     """The phases in order; ``step`` names the one a stop is reported in."""
     step = "checking"
@@ -581,15 +667,15 @@ def _migrate_locked(
         ended = _already_there(candidate, backend, out, outcome)
         if ended is not None:
             return ended
-        old, footprint = _preflight(options, backend, outcome)
+        old, footprint, wanted = _preflight(options, backend, outcome, room)
         if outcome.damage:
             out.info(*outcome.damage.summary())
         if options.dry_run:
-            return _plan(outcome, options, out)
+            return _plan(outcome, options, out, footprint, wanted, room)
         step = "exporting"
         _export(candidate, options, backend, out, outcome)
         step = "copying"
-        copy = _copy(candidate, footprint, options, backend, out, outcome)
+        copy = _copy(candidate, footprint, options, backend, out, outcome, room)
         _count_restored(copy.path, out, outcome)
         step = "comparing"
         with provisional(copy, options.state_dir, backend):
@@ -601,6 +687,8 @@ def _migrate_locked(
         with uninterruptible(), provisional(copy, options.state_dir, backend):
             commit(verified, copy.path, options, backend)
             step = "committed"
+        if room is not None and room.shared is not None:
+            room.shared.add(outcome.dest, copy.written)
     except Interrupted as err:
         raise _stopped(err.signum, step, candidate.name, outcome) from None
     except (MigrateError, OSError) as err:
@@ -621,10 +709,21 @@ def _migrate_locked(
             out,
         )
     try:
-        return remove_old(outcome, verified, options, backend, out, footprint.stamps)
+        done = remove_old(outcome, verified, options, backend, out, footprint.stamps)
     except Interrupted as err:
         step = "committed" if os.path.lexists(outcome.source) else "migrated"
         raise _stopped(err.signum, step, candidate.name, outcome) from None
+    if done.status == Status.MIGRATED:
+        from .quota import freed
+
+        done.freed_files, done.freed_bytes = freed(footprint)
+        out.info(
+            f"Freed on the source: {done.freed_files:,} files and directories, "
+            f"{size(done.freed_bytes)} (what the package cache or other environments "
+            "share stays)",
+            "",
+        )
+    return done
 
 
 def commit(
@@ -686,7 +785,11 @@ def _stopped(
 
 
 def migrate_one(
-    candidate: Candidate, options: Options, backend: Backend, out: Output
+    candidate: Candidate,
+    options: Options,
+    backend: Backend,
+    out: Output,
+    room: Room | None = None,
 ) -> MigrationResult:
     outcome = MigrationResult(
         candidate.name, candidate.prefix, options.dest_root / candidate.name
@@ -707,7 +810,7 @@ def migrate_one(
         with locks as holder:
             if holder is not None and _migrated_meanwhile(outcome):
                 return _migrated_by_other(outcome, holder, options, out)
-            outcome = _migrate_locked(candidate, options, backend, out, outcome)
+            outcome = _migrate_locked(candidate, options, backend, out, outcome, room)
             _report_missing(outcome, out)
             return outcome
     except Interrupted:
@@ -836,13 +939,16 @@ def migrate_all(
     backend: Backend,
     out: Output,
     settle: Callable[[MigrationResult], object],
+    room: Room | None = None,
 ) -> list[MigrationResult]:
-    """``settle`` runs after each environment, before the next one starts."""
+    """``settle`` runs after each environment, before the next one starts.
+    ``room`` carries what the environments share and the quota from one to
+    the next (see ``quota``)."""
     outcomes = []
     for candidate in selected:
         check()  # a stop something swallowed still stops before the next one
         started = time.monotonic()
-        outcome = migrate_one(candidate, options, backend, out)
+        outcome = migrate_one(candidate, options, backend, out, room)
         out.phase(None)
         outcome.seconds = time.monotonic() - started
         outcomes.append(outcome)

@@ -47,6 +47,8 @@ class Options:
     select_all: bool = False
     update_rc: bool = True
     clean: bool = True
+    #: Files one inode on the source stay one in the destination (``--copy``: no).
+    share: bool = True
 
     @classmethod
     def from_args(cls, args: Namespace, home: Path) -> Options:
@@ -74,6 +76,7 @@ class Options:
             select_all=select_all,
             update_rc=not args.no_rc,
             clean=not args.no_clean,
+            share=not args.copy,
         )
 
 

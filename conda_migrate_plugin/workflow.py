@@ -29,7 +29,8 @@ from .migrate import (
     migrate_all,
 )
 from .names import LOGS
-from .progress import duration
+from .progress import duration, size
+from .quota import start
 from .resume import resume
 from .safety import journal
 from .safety.statedir import ensure_private
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .discover import Candidate
     from .options import Options
+    from .quota import Room
     from .rcfiles import RcEdit
 
 
@@ -351,7 +353,76 @@ def moved_earlier(options: Options, skip: set[Path]) -> list[MigrationResult]:
     return found
 
 
-def summarize(outcomes: list[MigrationResult], out: Output, seconds: float) -> None:
+#: What ``--json`` and the summary add up: written, shared and freed.
+COUNTED = (
+    "written_files",
+    "written_bytes",
+    "shared_files",
+    "shared_bytes",
+    "freed_files",
+    "freed_bytes",
+)
+
+
+def totals(outcomes: list[MigrationResult]) -> dict[str, int]:
+    return {key: sum(getattr(o, key) or 0 for o in outcomes) for key in COUNTED}
+
+
+def _moved(numbers: dict[str, int], dry_run: bool) -> str:
+    """Written, shared and freed, as one line of the summary."""
+    verb = (
+        ("would write", "would share", "would free")
+        if dry_run
+        else ("written", "shared", "freed")
+    )
+    return (
+        f"{verb[0]} {numbers['written_files']:,} files, {size(numbers['written_bytes'])}; "
+        f"{verb[1]} {numbers['shared_files']:,} files, {size(numbers['shared_bytes'])}; "
+        f"{verb[2]} on the source {numbers['freed_files']:,} files, "
+        f"{size(numbers['freed_bytes'])}"
+    )
+
+
+def quota_line(room: Room, when: str) -> str:
+    """The quota the run found, or that it found none to ask."""
+    if room.before is None:
+        asked = (
+            f"no quota tool answered (asked: {', '.join(room.tried)})"
+            if room.tried
+            else "no quota tool is installed here (lfs, mmlsquota, beegfs-ctl, quota)"
+        )
+        return (
+            f"Quota on {room.root}: {asked}; only the filesystem's free space is "
+            "checked, which on a network home is not your quota."
+        )
+    quota = room.before if when == "before" else room.after()
+    assert quota is not None
+    return f"Quota on {room.root} {when}: {quota.describe()}"
+
+
+def quota_json(room: Room | None, dry_run: bool) -> dict | None:
+    if room is None or room.before is None:
+        return None
+    after = room.after() if dry_run else room.now()
+    return {
+        "tool": room.before.tool,
+        "before": _quota_numbers(room.before),
+        "after": _quota_numbers(after) if after else None,
+    }
+
+
+def _quota_numbers(quota) -> dict:
+    return {
+        "used_bytes": quota.used_bytes,
+        "limit_bytes": quota.limit_bytes,
+        "used_files": quota.used_files,
+        "limit_files": quota.limit_files,
+    }
+
+
+def summarize(
+    outcomes: list[MigrationResult], out: Output, seconds: float, dry_run: bool = False
+) -> None:
     out.important("Summary:")
     for status in Status:
         group = [o for o in outcomes if o.status == status]
@@ -364,6 +435,8 @@ def summarize(outcomes: list[MigrationResult], out: Output, seconds: float) -> N
                     notes.append(duration(o.seconds))
                 more = f" ({'; '.join(notes)})" if notes else ""
                 out.important(f"    {o.name}: {o.source} -> {o.dest}{more}")
+                if o.written_files is not None:
+                    out.important(f"      {_moved(totals([o]), dry_run)}")
                 if status in EXPLAINED and o.message:
                     out.important(f"      {o.message.splitlines()[0]}")
                 if o.missing:
@@ -371,6 +444,8 @@ def summarize(outcomes: list[MigrationResult], out: Output, seconds: float) -> N
                         f"      {len(o.missing)} files lost to the purge are "
                         "missing (see above for what restores them)"
                     )
+    if any(o.written_files is not None for o in outcomes):
+        out.important(f"  total: {_moved(totals(outcomes), dry_run)}")
     out.important(f"Total time: {duration(seconds)}")
 
 
@@ -474,6 +549,7 @@ def _run(
         for c in candidates
     ]
     valid = report_discovery(options.scanned, candidates, options, out)
+    room: Room | None = None
     if valid:
         selected = (
             valid if options.select_all else prompt_selection(valid, stdin, out.stream)
@@ -481,7 +557,11 @@ def _run(
         refuse_active(selected, options, command)
         selected, refused = refuse_duplicate_names(selected, options)
         out.info("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
-        outcomes += refused + migrate_all(selected, options, backend, out, settle_one)
+        room = start(options.dest_root, options.share)
+        out.info(quota_line(room, "before"), "")
+        outcomes += refused + migrate_all(
+            selected, options, backend, out, settle_one, room
+        )
     elif earlier:
         out.info(
             f"Nothing left to migrate in '{options.scanned}': conda-migrate already "
@@ -504,7 +584,9 @@ def _run(
                 f"{verb} {sum(map(len, cleaned.values()))} items from conda's caches."
             )
         out.phase(None)
-    summarize(outcomes, out, time.monotonic() - started)
+    if room is not None and options.dry_run and room.before is not None:
+        out.info(quota_line(room, "after"))
+    summarize(outcomes, out, time.monotonic() - started, options.dry_run)
     # Purge damage nothing could repair fails the run wherever the
     # environment ended up: it is not whole.
     success = all(o.status in SUCCEEDED and not o.missing for o in outcomes)
@@ -513,6 +595,8 @@ def _run(
             "success": success,
             "dry_run": options.dry_run,
             "environments": [o.to_json() for o in outcomes],
+            "totals": totals(outcomes),
+            "quota": quota_json(room, options.dry_run),
             "rc_files": settle.rc_edits,
             "clean": cleaned,
         }

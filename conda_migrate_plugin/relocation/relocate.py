@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +65,7 @@ from .prefix import (
     read_chunks,
     read_path_records,
 )
+from .share import SharedFile, SharedFiles, Written
 from .verify import kind_of, record_disagrees
 
 if TYPE_CHECKING:
@@ -95,6 +96,12 @@ class RelocateResult:
     #: name the old prefix, a record the files contradict): the copy must
     #: not replace the source.
     problems: list[str] = field(default_factory=list)
+    #: Files a later environment of the run may link to once this copy is
+    #: committed (see ``share``).
+    written: list[Written] = field(default_factory=list)
+    #: Files made as links to an earlier environment's copy, and their bytes.
+    shared_files: int = 0
+    shared_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ class _Entry:
     #: The sha256 the package record gives for the file's bytes, when the
     #: file should hold them as they are.
     expected: str | None = None
+    #: The committed copy of the same source inode to link to instead.
+    share: SharedFile | None = None
 
     @property
     def sparse(self) -> bool:
@@ -133,6 +142,9 @@ class _Outcome:
     problems: list[str] = field(default_factory=list)
     inexact: list[str] = field(default_factory=list)
     old_pyc: int = 0
+    written: list[Written] = field(default_factory=list)
+    shared_files: int = 0
+    shared_bytes: int = 0
 
     def merge(self, other: _Outcome) -> None:
         self.files += other.files
@@ -143,6 +155,9 @@ class _Outcome:
         self.problems.extend(other.problems)
         self.inexact.extend(other.inexact)
         self.old_pyc += other.old_pyc
+        self.written.extend(other.written)
+        self.shared_files += other.shared_files
+        self.shared_bytes += other.shared_bytes
 
 
 def relocate(
@@ -154,13 +169,17 @@ def relocate(
     jobs: int | None = None,
     quiet: bool = True,
     progress: Progress | None = None,
+    shared: SharedFiles | None = None,
 ) -> RelocateResult:
     """Copy the environment at ``source`` into ``staging`` (created here,
     or made empty by the caller but for its marker), with the prefix
     rewritten to ``final_prefix``, where the caller will rename ``staging``
     once nothing is found wrong. ``listing`` is the preflight's walk of the
     source (``preflight.measure``); without it the source is walked here.
-    On failure the partial ``staging`` is left for the caller to remove."""
+    On failure the partial ``staging`` is left for the caller to remove.
+    With ``shared``, files whose source inode an earlier environment of the
+    run copied become links to that copy, and the files this copy may give
+    to later ones are listed in the result's ``written`` (see ``share``)."""
     source = Path(os.path.abspath(source))
     staging = Path(os.path.abspath(staging))
     if os.path.lexists(staging) and (
@@ -177,6 +196,7 @@ def relocate(
         staging,
         read_path_records(source),
         PrefixRewrite(str(source), str(os.path.abspath(final_prefix))),
+        shared,
     )
     staging.mkdir(parents=True, exist_ok=True)
     # Anything with the same show() and close() may report the progress instead.
@@ -203,6 +223,9 @@ def relocate(
         notes=notes,
         inexact=sorted(outcome.inexact),
         problems=sorted(outcome.problems),
+        written=outcome.written,
+        shared_files=outcome.shared_files,
+        shared_bytes=outcome.shared_bytes,
     )
 
 
@@ -221,8 +244,10 @@ class _Copier:
         staging: Path,
         records: dict[str, PathRecord],
         rewrite: PrefixRewrite,
+        shared: SharedFiles | None = None,
     ) -> None:
         self.source = source
+        self.shared = shared
         self.staging = staging
         self.records = records
         self.rewrite = rewrite
@@ -297,7 +322,7 @@ class _Copier:
                             links.append((inodes[key], rel))
                             continue
                         inodes[key] = rel
-                    batch.append(self._classify(rel, st))
+                    batch.append(self._shareable(self._classify(rel, st)))
                 else:
                     outcome.warnings.append(
                         f"{rel}: skipped, not a regular file, directory or symlink"
@@ -330,6 +355,14 @@ class _Copier:
             # package says nothing about what it holds now.
             return _Entry(rel, _name(rel), st, "scan")
         return _Entry(rel, _name(rel), st, "plain", expected=record.sha256)
+
+    def _shareable(self, entry: _Entry) -> _Entry:
+        """A package file kept as it is, whose source inode an earlier
+        environment of the run copied with the bytes its record names."""
+        if self.shared is None or entry.kind != "plain" or entry.sparse:
+            return entry
+        target = self.shared.target(entry.st, entry.expected)
+        return entry if target is None else replace(entry, share=target)
 
     def _make_directory(self, item: tuple[str, os.stat_result]) -> None:
         """Made with the source's mode where the umask lets it (the staging
@@ -372,7 +405,10 @@ class _Copier:
                         if item.kind == "symlink":
                             self._copy_symlink(item, src_dir, dst_dir)
                             continue
-                        self._copy_file(item, src_dir, dst_dir, outcome)
+                        if item.share is None or not self._link(
+                            item, item.share, dst_dir, outcome
+                        ):
+                            self._copy_file(item, src_dir, dst_dir, outcome)
                     except RelocateError:
                         raise
                     except OSError as exc:
@@ -386,6 +422,33 @@ class _Copier:
         finally:
             os.close(src_dir)
         return outcome
+
+    def _link(
+        self, item: _Entry, target: SharedFile, dst_dir: int, outcome: _Outcome
+    ) -> bool:
+        """Link ``item`` to an earlier environment's copy; False (nothing
+        made) where it must be copied instead: another filesystem, too many
+        links, or a target that is no longer the file the run wrote."""
+        try:
+            os.link(target.path, item.name, dst_dir_fd=dst_dir, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.EDQUOT, errno.ENOSPC):
+                raise
+            return False
+        if not target.is_target(os.lstat(item.name, dir_fd=dst_dir)):
+            os.unlink(item.name, dir_fd=dst_dir)
+            return False
+        if not target.written.has_nul:
+            # Text: checked for this environment's prefix, as a copy is.
+            fd = os.open(item.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dst_dir)
+            try:
+                names_old = self.rewrite.stream_names_old(read_chunks(fd))
+            finally:
+                os.close(fd)
+            self._still_names_old(item, _Seen(None, names_old, False), outcome)
+        outcome.shared_files += 1
+        outcome.shared_bytes += item.st.st_size
+        return True
 
     def _copy_symlink(self, item: _Entry, src_dir: int, dst_dir: int) -> None:
         target = self.rewrite.retarget(os.readlink(item.name, dir_fd=src_dir))
@@ -434,6 +497,21 @@ class _Copier:
                 _kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
                 return None
             seen = self._stream(src, dst, hashing=True)
+            if self.shared is not None and item.st.st_nlink > 1 and seen.sha256:
+                written = os.fstat(dst)
+                outcome.written.append(
+                    Written(
+                        item.rel,
+                        (item.st.st_dev, item.st.st_ino),
+                        item.st.st_size,
+                        item.st.st_mtime_ns,
+                        item.st.st_mode,
+                        written.st_dev,
+                        written.st_ino,
+                        seen.sha256,
+                        seen.has_nul,
+                    )
+                )
             if seen.sha256 != item.expected:
                 record = self.records[item.rel]
                 outcome.notes.append(
