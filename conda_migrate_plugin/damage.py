@@ -22,6 +22,8 @@ from .relocation.prefix import read_path_records
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .relocation.prefix import PathRecord
+
 
 @dataclass
 class Damage:
@@ -102,16 +104,24 @@ def _compiled(rel: str) -> bool:
     return rel.endswith((".pyc", ".pyo")) or "/__pycache__/" in f"/{rel}"
 
 
+def missing_files(records: dict[str, PathRecord], present: set[str]) -> list[str]:
+    """The paths ``records`` list that are not ``present`` and that Python
+    would not compile again by itself."""
+    return [
+        rel
+        for rel, record in records.items()
+        if rel not in present and record.path_type != "pyc_file" and not _compiled(rel)
+    ]
+
+
 def find_damage(prefix: Path, present: set[str]) -> Damage:
     """The files the records of ``prefix`` list that are not in
     ``present`` (every relative path the environment holds, from the
     preflight's walk: no file is looked up twice on a network filesystem)."""
     damage = Damage()
     records = read_path_records(prefix)
-    for rel, record in records.items():
-        if rel in present or record.path_type == "pyc_file" or _compiled(rel):
-            continue
-        package = record.record_file.removesuffix(".json")
+    for rel in missing_files(records, present):
+        package = records[rel].record_file.removesuffix(".json")
         damage.conda.setdefault(package, []).append(rel)
     for package in damage.conda:
         damage.conda[package].sort()

@@ -6,11 +6,13 @@ a scratch purge deletes them (unread files go, ``conda-meta`` stays).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from typing import TYPE_CHECKING
 
-from conftest import SITE_PACKAGES, requires_conda
+from conftest import SITE_PACKAGES, SUBDIR, requires_conda
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,18 +28,30 @@ def purge(prefix: Path, *rels: str) -> None:
         (prefix / rel).unlink()
 
 
-def purged_env(make_env, tmp_path, *, cache: bool = True) -> Path:
+def purged_env(make_env, tmp_path, *, cache: bool = True, channel: bool = True) -> Path:
     """``$SCRATCH/conda-envs/abc``, installed, then purged; ``cache=False``
-    also purges the package cache it was installed from."""
+    also purges the package cache it was installed from, ``channel=False``
+    makes the channel its records name unreachable."""
     env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"], pip=True)
     purge(env, *PURGED_CONDA, PURGED_PIP)
     if not cache:
         shutil.rmtree(tmp_path / "rattler-cache")
+    if not channel:
+        channel_gone(env, tmp_path)
     return env
 
 
+def channel_gone(env: Path, tmp_path: Path) -> None:
+    """The channel the records name moved away."""
+    gone = (tmp_path / "gone-channel").as_uri()
+    for record_path in (env / "conda-meta").glob("*.json"):
+        record = json.loads(record_path.read_text())
+        record["url"] = f"{gone}/{SUBDIR}/{record['fn']}"
+        record_path.write_text(json.dumps(record))
+
+
 def test_unrepairable_damage_is_never_same(make_env, migrate, home, tmp_path):
-    env = purged_env(make_env, tmp_path, cache=False)
+    env = purged_env(make_env, tmp_path, cache=False, channel=False)
     out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
     dest = home / ".conda" / "envs" / "abc"
     assert code == 1
@@ -62,7 +76,7 @@ def test_unrepairable_damage_is_never_same(make_env, migrate, home, tmp_path):
 
 
 def test_dry_run_shows_damage(make_env, migrate, tmp_path):
-    env = purged_env(make_env, tmp_path, cache=False)
+    env = purged_env(make_env, tmp_path, cache=False, channel=False)
     out, _, code = migrate("-d", env.parent, "--all", "--dry-run")
     assert "Damaged by the purge: 4 files missing" in out
     assert "demo-text-1.0-0 (2 files)" in out
@@ -71,7 +85,7 @@ def test_dry_run_shows_damage(make_env, migrate, tmp_path):
 
 
 def test_json_reports_damage(make_env, migrate, home, tmp_path):
-    env = purged_env(make_env, tmp_path, cache=False)
+    env = purged_env(make_env, tmp_path, cache=False, channel=False)
     out, _, code = migrate("-d", env.parent, "--all", "--json", "--no-clean")
     assert code == 1
     document = json.loads(out)
@@ -110,7 +124,7 @@ def test_clean_keeps_the_packages_a_damaged_environment_needs(
 ):
     """The cache lost the same file (purged there too): nothing restores it,
     and conda's clean must not take what is left of that package."""
-    env = purged_env(make_env, tmp_path)
+    env = purged_env(make_env, tmp_path, channel=False)
     pkgs = tmp_path / "conda-pkgs"
     pkgs.mkdir()
     (pkgs / "urls.txt").write_text("")  # what makes it a package cache
@@ -123,3 +137,127 @@ def test_clean_keeps_the_packages_a_damaged_environment_needs(
     assert "Removed" in out and "from conda's caches" in out
     assert (pkgs / "demo-text-1.0-0" / "info" / "paths.json").is_file()
     assert not (pkgs / "python-3.11.0-0").exists()
+
+
+#: A whole package (demo-text: text with the prefix, plain data, a symlink, a
+#: script) and a binary file with the prefix.
+WHOLE_PACKAGE = (
+    "bin/demo-hello",
+    "etc/demo/demo.conf",
+    "share/demo/current.txt",
+    "share/demo/data.txt",
+    "lib/libdemo.so",
+)
+
+
+def as_installed_at(make_env, dest: Path, rels) -> dict[str, bytes | str]:
+    """What a fresh install at ``dest`` holds at ``rels`` (the migrated copy
+    is moved aside for it, and back)."""
+    aside = dest.with_name("aside")
+    dest.rename(aside)
+    try:
+        make_env(dest, ["demo-app"])
+        return {rel: read(dest / rel) for rel in rels}
+    finally:
+        shutil.rmtree(dest)
+        aside.rename(dest)
+
+
+def read(path: Path) -> bytes | str:
+    return str(path.readlink()) if path.is_symlink() else path.read_bytes()
+
+
+def test_purged_files_come_back_from_the_extracted_cache(
+    make_env, migrate, home, tmp_path
+):
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    purge(env, *WHOLE_PACKAGE)
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out
+    assert "Damaged by the purge: 5 files missing" in out
+    assert "Restored 5 files the purge took, from the package cache" in out
+    assert "Old and New Environments are same" in out
+    dest = home / ".conda" / "envs" / "abc"
+    restored = {rel: read(dest / rel) for rel in WHOLE_PACKAGE}
+    assert restored == as_installed_at(make_env, dest, WHOLE_PACKAGE)
+    assert str(dest).encode() in restored["etc/demo/demo.conf"]
+    assert str(dest).encode() in restored["lib/libdemo.so"]
+    assert os.access(dest / "bin/demo-hello", os.X_OK)
+    # conda's own check of the new environment agrees with the new bytes.
+    record = json.loads((dest / "conda-meta" / "demo-text-1.0-0.json").read_text())
+    for entry in record["paths_data"]["paths"]:
+        if "sha256_in_prefix" in entry and entry["path_type"] == "hardlink":
+            data = (dest / entry["_path"]).read_bytes()
+            assert entry["sha256_in_prefix"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_purged_from_the_cache_too_is_not_taken(
+    make_env, migrate, home, tmp_path
+):
+    """The cache's copy no longer matches the package's paths.json."""
+    env = purged_env(make_env, tmp_path, channel=False)
+    cached = tmp_path / "rattler-cache" / "demo-text-1.0-0" / "etc/demo/demo.conf"
+    cached.unlink()
+    cached.write_text("root = somewhere else\n")
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 1
+    dest = home / ".conda" / "envs" / "abc"
+    assert not (dest / "etc/demo/demo.conf").exists()
+    assert (dest / "share/demo/data.txt").exists()
+    assert "etc/demo/demo.conf" in out.split("could not be restored:")[1]
+
+
+def test_purged_files_come_back_from_a_cached_tarball(
+    make_env, migrate, home, tmp_path, channel
+):
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    purge(env, *WHOLE_PACKAGE)
+    shutil.rmtree(tmp_path / "rattler-cache")
+    channel_gone(env, tmp_path)
+    pkgs = tmp_path / "conda-pkgs"
+    pkgs.mkdir()
+    (pkgs / "urls.txt").write_text("")
+    for fn in ("demo-text-1.0-0.tar.bz2", "demo-binary-1.0-0.tar.bz2"):
+        shutil.copy(channel / SUBDIR / fn, pkgs / fn)
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out
+    assert "Restored 5 files" in out
+    dest = home / ".conda" / "envs" / "abc"
+    restored = {rel: read(dest / rel) for rel in WHOLE_PACKAGE}
+    assert restored == as_installed_at(make_env, dest, WHOLE_PACKAGE)
+
+
+@requires_conda
+def test_purged_files_come_back_from_the_channel_through_conda(
+    make_env, migrate, home, tmp_path
+):
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    purge(env, *WHOLE_PACKAGE)
+    shutil.rmtree(tmp_path / "rattler-cache")
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out
+    assert "Restored 5 files" in out
+    dest = home / ".conda" / "envs" / "abc"
+    restored = {rel: read(dest / rel) for rel in WHOLE_PACKAGE}
+    assert restored == as_installed_at(make_env, dest, WHOLE_PACKAGE)
+
+
+@requires_conda
+def test_restored_files_are_what_conda_links_at_the_new_prefix(
+    make_env, migrate, home, tmp_path, channel, conda_cli
+):
+    """The same files, linked by conda's own installer at the destination."""
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    purge(env, *WHOLE_PACKAGE)
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out
+    dest = home / ".conda" / "envs" / "abc"
+    restored = {rel: read(dest / rel) for rel in WHOLE_PACKAGE}
+    aside = dest.with_name("aside")
+    dest.rename(aside)
+    out, err, code = conda_cli(
+        "create", "-p", dest, "--offline", "--override-channels", "--solver",
+        "classic", "-c", channel.as_uri(), "--yes", "demo-text", "demo-binary",
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert restored == {rel: read(dest / rel) for rel in WHOLE_PACKAGE}

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..damage import missing_files
 from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
@@ -65,6 +66,7 @@ from .prefix import (
     read_chunks,
     read_path_records,
 )
+from .repair import restore_missing
 from .share import SharedFile, SharedFiles, Written
 from .verify import kind_of, record_disagrees
 
@@ -255,6 +257,8 @@ class _Copier:
         self.dst_root = str(staging)
         self.buffers = threading.local()
         self.umask = _umask()
+        #: What a purge took and the package cache gave back.
+        self.restored: set[str] = set()
 
     def run(self, listing: Listing, jobs: int, progress: Progress) -> _Outcome:
         outcome = _Outcome()
@@ -278,6 +282,7 @@ class _Copier:
             for first, other in links:
                 os.link(self._dst(first), self._dst(other))
                 outcome.files += 1
+            self._restore(listing, outcome)
             self._update_records(outcome.rewritten)
             self._append_history()
             # Last, as the files made inside them move their times.
@@ -617,6 +622,26 @@ class _Copier:
         digest = _write_hashed(dst, self.rewrite.text_chunks(read(), launcher=launcher))
         return None if digest == source.hexdigest() else digest
 
+    def _restore(self, listing: Listing, outcome: _Outcome) -> None:
+        """Put back what a purge took, from the package cache or channel,
+        as conda links it at the new prefix (see ``repair``)."""
+        present = {rel for entries in listing.values() for rel, _ in entries}
+        missing = [
+            rel
+            for rel in missing_files(self.records, present)
+            if not conda_bookkeeping(rel)
+        ]
+        if not missing:
+            return
+        repair = restore_missing(
+            self.source, self.staging, self.rewrite.new, self.records, missing
+        )
+        outcome.files += len(repair.restored)
+        outcome.rewritten.update(repair.digests)
+        outcome.notes.extend(repair.notes)
+        outcome.notes.extend(f"{rel}: restored" for rel in repair.restored)
+        self.restored.update(repair.restored)
+
     def _check_records(self, listing: Listing, outcome: _Outcome) -> None:
         """Every path the records list, against the kind the source holds
         there (the copy holds the same, entry for entry)."""
@@ -628,6 +653,8 @@ class _Copier:
         for rel, record in self.records.items():
             have = kinds.get(rel)
             if have is None:
+                if rel in self.restored:
+                    continue
                 outcome.notes.append(
                     f"{rel}: listed in conda-meta/{record.record_file} "
                     "but missing in the source"
