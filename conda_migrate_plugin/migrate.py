@@ -15,7 +15,7 @@ import re
 import secrets
 import sys
 import time
-from contextlib import contextmanager, nullcontext, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stdout, suppress
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -272,23 +272,32 @@ class _Copy:
         # journal does not know of.
         journal.record(state_dir, entry)
         os.mkdir(path, 0o700)
-        fsync_directory(path.parent)
-        st = os.lstat(path)
-        entry = replace(entry, copy_dev=st.st_dev, copy_ino=st.st_ino)
-        if not staged:
-            fd = os.open(
-                path / MARKER,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                0o600,
-            )
-            with open(fd, "w") as marker:
-                marker.write(entry.run)
-                marker.flush()
-                os.fsync(fd)
-            fsync_directory(path)
-        # The proof survives a power cut: nothing is written into the copy
-        # before this is on disk.
-        journal.record(state_dir, entry)
+        try:
+            fsync_directory(path.parent)
+            st = os.lstat(path)
+            entry = replace(entry, copy_dev=st.st_dev, copy_ino=st.st_ino)
+            if not staged:
+                fd = os.open(
+                    path / MARKER,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                    0o600,
+                )
+                with open(fd, "w") as marker:
+                    marker.write(entry.run)
+                    marker.flush()
+                    os.fsync(fd)
+                fsync_directory(path)
+            # The proof survives a power cut: nothing is written into the copy
+            # before this is on disk.
+            journal.record(state_dir, entry)
+        except OSError:
+            # A full disk right after the mkdir: the caller forgets the
+            # entry, so the directory (empty, or holding only the marker)
+            # goes too, or no journal would know of it.
+            with suppress(OSError):
+                (path / MARKER).unlink(missing_ok=True)
+                path.rmdir()
+            raise
         return cls(entry, path)
 
 

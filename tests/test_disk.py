@@ -15,7 +15,7 @@ import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import tree_snapshot
+from conftest import requires_conda, tree_snapshot
 from helpers import child_env, faultpoint, registered
 
 from conda_migrate_plugin.preflight import (
@@ -218,3 +218,51 @@ def test_read_only_destination_fails_before_anything_is_copied(
     assert not (home / ".conda/yaml").exists()
     assert registered(home) == []
     assert "failed: 2" in out
+
+
+@pytest.mark.parametrize(
+    "method", ["relocate", pytest.param("clone", marks=requires_conda)]
+)
+def test_disk_filling_as_the_copy_begins_leaves_no_stray_directory(
+    scratch, tmpfs, method
+):
+    """``$HOME`` (journal and destination) fills at each directory the run
+    makes, in turn, up to the staging directory and just past it: every run
+    fails, keeps the environment, and leaves nothing in the destination
+    that no journal knows of."""
+    size = measure(scratch.abc).allocated(os.sysconf("SC_PAGE_SIZE"))
+    need = int(size * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
+    point = tmpfs(f"size={need + 2**20}")
+    home = point / "home"
+    home.mkdir()
+    dest = home / ".conda/envs"
+    before = tree_snapshot(scratch.abc)
+    copying = None
+    nth = 0
+    while copying is None or nth < copying + 3:
+        nth += 1
+        run = subprocess.run(
+            faultpoint(
+                f"fill:{point}",
+                str(nth),
+                "mkdir",
+                args=["-d", scratch.abc, "--all", "--method", method, "--no-clean"],
+            ),
+            env=child_env(home),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        out = run.stdout + run.stderr
+        assert run.returncode in (1, 2), out
+        assert "No space left on device" in out, out
+        if copying is None and "Packages:" in out:
+            copying = nth
+        assert tree_snapshot(scratch.abc) == before
+        left = sorted(p.name for p in dest.iterdir()) if dest.exists() else []
+        assert left == [], f"struck at mkdir {nth}: {left} left behind\n{out}"
+        journal = home / ".conda/migrate/journal"
+        assert not journal.exists() or not any(journal.iterdir()), nth
+        for filler in point.glob(".filler-*"):
+            filler.unlink()
