@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from slowfs import SlowFS, Unavailable, build
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any
 
 try:
     import conda  # noqa: F401
@@ -301,6 +303,39 @@ def scratch(make_env, home, tmp_path, monkeypatch) -> Scratch:
     (envs_dir / "pyt" / "notes.txt").write_text("not an environment\n")
     monkeypatch.setenv("SCRATCH", str(root))
     return Scratch(root=root, envs_dir=envs_dir, abc=abc, amd=amd)
+
+
+@pytest.fixture(scope="session")
+def slowfs_binary(tmp_path_factory) -> Path:
+    """slowfs compiled once for the session; the tests that need it skip
+    with the reason where it cannot be built (not root, no libfuse3-dev)."""
+    try:
+        return build(tmp_path_factory.mktemp("slowfs"))
+    except Unavailable as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture
+def slowfs_mount(slowfs_binary, tmp_path) -> Iterator[Callable[..., Path]]:
+    """``slowfs_mount(point, backing=None, us=0, quota_kb=0, quota_files=0,
+    ...)`` mounts slowfs at ``point`` over ``backing`` (default: a fresh
+    directory of this test): a home with a quota statvfs does not show, or a
+    latency filesystem. Unmounted after the test."""
+    mounts: list[SlowFS] = []
+
+    def mount(point: Path, backing: Path | None = None, **settings: Any) -> Path:
+        backing = backing or tmp_path / f"slowfs-backing-{len(mounts)}"
+        fs = SlowFS(slowfs_binary, backing, point, **settings)
+        try:
+            fs.mount()
+        except Unavailable as err:
+            pytest.skip(str(err))
+        mounts.append(fs)
+        return point
+
+    yield mount
+    for fs in reversed(mounts):
+        fs.unmount()
 
 
 def tree_snapshot(root: Path) -> dict[str, tuple]:
