@@ -313,6 +313,44 @@ def test_after_pip_upgrades_itself(method, real_env, migrate, tmp_path, nopython
     assert_moved(old, dest_root / "env", before, nopython_path)
 
 
+@requires_conda
+def test_clone_is_checked_against_the_sources_bytes_not_its_records(
+    real_env, migrate, tmp_path, nopython_path
+):
+    """pip replaced a file of a conda package (a wheel that patches
+    ``pip/_internal/cli/spinners.py``, as ``pip install -U`` or a fork of a
+    package does): conda's records still describe the packaged file, which
+    its clone links again from the package cache. Checked against the
+    records, that copy passed and the patched environment was removed;
+    checked against the source's bytes, it differs, and the old one stays."""
+    envs = tmp_path / "scratch"
+    old = real_env(envs / "env")
+    spinners = old / SITE / "pip/_internal/cli/spinners.py"
+    patched = spinners.read_bytes() + b"\n# patched by spinner-fix 1.0\n"
+    wheel = realpkgs.build_wheel(
+        tmp_path / "fix-wheel",
+        "spinner-fix",
+        "1.0",
+        {"pip/_internal/cli/spinners.py": patched},
+    )
+    pip_install(old, nopython_path, wheel)
+    assert spinners.read_bytes() == patched
+    before = _before(old, nopython_path)
+    snapshot = tree_snapshot(old)
+    dest_root = tmp_path / "home-envs"
+
+    out, err, code = migrate(
+        "-d", envs, "--all", "--dest", dest_root, "--method", "clone"
+    )
+
+    assert code == 1, out + err
+    assert f"\n  {SITE}/pip/_internal/cli/spinners.py: differs from the source\n" in out
+    assert "The old environment was left untouched and the copy removed." in out
+    assert tree_snapshot(old) == snapshot
+    assert pip_list(old, nopython_path) == before["pip"]
+    assert not (dest_root / "env").exists()
+
+
 def _as_conda_records_noarch(prefix: Path) -> Path:
     """Rewrite the pip record as conda writes it: ``paths_data`` holds the
     package paths of a ``noarch: python`` package, ``files`` the installed

@@ -100,3 +100,37 @@ def test_a_record_not_matching_the_rewritten_file_is_a_problem(moved):
     record.write_text(text.replace(digest, "0" * 64))
     problems = verify_files(source, staging, final).problems
     assert any("sha256_in_prefix" in p for p in problems)
+
+
+def test_the_packaged_file_where_the_source_was_changed_is_a_problem(moved):
+    """What ``pip install -U pip`` leaves: the source's files no longer
+    match conda's records. A copy holding the recorded bytes (as conda's
+    clone links them again from the package cache) is not the source."""
+    source, staging, final = moved
+    for rel in ("share/demo/data.txt", "bin/extra-tool"):
+        packaged = (staging / rel).read_bytes()
+        (source / rel).unlink()  # break the hardlink into the package cache
+        (source / rel).write_bytes(packaged + b"# upgraded\n")
+    problems = verify_files(source, staging, final).problems
+    assert problems == [
+        "bin/extra-tool: differs from the source (prefix substituted)",
+        "share/demo/data.txt: differs from the source",
+    ]
+
+
+def test_a_path_only_the_copy_has_is_a_problem(moved):
+    """The old pip's files, linked again by the clone after pip removed
+    them from the source."""
+    source, staging, final = moved
+    old_pip = staging / "lib/python3.11/site-packages/pip-23.2.1.dist-info"
+    old_pip.mkdir()
+    (old_pip / "RECORD").write_text("pip/__init__.py,,\n")
+    (staging / "share/demo/stale.txt").write_text("left by an old version\n")
+    problems = verify_files(source, staging, final).problems
+    pip_info = "lib/python3.11/site-packages/pip-23.2.1.dist-info"
+    assert problems == [
+        f"{pip_info}: only in the copy, not in the source",
+        "share/demo/stale.txt: only in the copy, not in the source",
+    ]
+    allowed = verify_files(source, staging, final, extra_allowed=True)
+    assert allowed.problems == []

@@ -5,14 +5,17 @@ removed only on the word of this check, which reads every byte of the copy.
 (The relocate engine checks its files as it writes them, by the same rules.)
 What each file must hold:
 
-* a file conda installed without a prefix: the hash conda recorded. When the
-  source itself no longer matches its record (the user edited it), the copy
-  is compared with the source instead and the edit is reported as a note;
+* a file conda installed without a prefix: the source's bytes, whatever the
+  record says: ``pip install -U pip`` leaves conda's records of pip stale,
+  and a clone linking the recorded pip again would match them. A source
+  that no longer matches its record (the user's edit) is noted in the log;
 * a file conda installed with a prefix: the source with the prefix rewritten
-  as conda would (a clone rebuilt from an edited source is accepted, with a
-  note, when it matches its own record);
+  as conda would;
 * any other file: the source, with the prefix substituted when it is text;
-* a symlink: the source's target, moved into the new prefix when absolute.
+* a symlink: the source's target, moved into the new prefix when absolute;
+* nothing more: a path in the copy that the source does not have (the old
+  pip's files, which the clone linked again) is a difference too, except
+  conda's own records and the ``__pycache__`` the clone compiles.
 
 No text file of the copy may still name the old prefix, except the history
 and the package records, which name past commands and the package cache.
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
+from ..names import MARKER
 from .prefix import (
     CHUNK,
     PrefixRewrite,
@@ -74,11 +78,17 @@ class _Read:
 
 
 def verify_files(
-    source: Path, copy: Path, final_prefix: Path, jobs: int | None = None
+    source: Path,
+    copy: Path,
+    final_prefix: Path,
+    jobs: int | None = None,
+    *,
+    extra_allowed: bool = False,
 ) -> FileCheck:
     """Compare ``copy`` with ``source``, expecting ``source`` renamed to
-    ``final_prefix`` inside the files."""
-    checker = _Checker(source, copy, final_prefix)
+    ``final_prefix`` inside the files. ``extra_allowed``: paths only the
+    copy has are no problem (an environment in use since it was copied)."""
+    checker = _Checker(source, copy, final_prefix, extra_allowed)
     check = FileCheck()
     with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
         files, seen = checker.walk(pool, check)
@@ -123,7 +133,10 @@ def _entry_kind(entry: os.DirEntry) -> str:
 
 
 class _Checker:
-    def __init__(self, source: Path, copy: Path, final_prefix: Path) -> None:
+    def __init__(
+        self, source: Path, copy: Path, final_prefix: Path, extra_allowed: bool
+    ) -> None:
+        self.extra_allowed = extra_allowed
         self.src_root = os.path.abspath(source)
         self.copy_root = os.path.abspath(copy)
         self.rewrite = PrefixRewrite(self.src_root, os.path.abspath(final_prefix))
@@ -155,8 +168,10 @@ class _Checker:
         files: list[str] = []
         kinds: dict[str, str | None] = {}
         path = f"{self.src_root}/{rel_dir}" if rel_dir else self.src_root
+        names = set()
         with os.scandir(path) as entries:
             for entry in entries:
+                names.add(entry.name)
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                 kind = _entry_kind(entry)
                 try:
@@ -177,7 +192,19 @@ class _Checker:
                     self._check_symlink(rel, check)
                 elif kind == "file":
                     files.append(rel)
+        if not self.extra_allowed:
+            self._check_extra(rel_dir, names, check)
         return check, directories, files, kinds
+
+    def _check_extra(self, rel_dir: str, names: set[str], check: FileCheck) -> None:
+        """What only the copy has: conda's clone links every file its
+        records list, also those pip has since removed from the source."""
+        path = f"{self.copy_root}/{rel_dir}" if rel_dir else self.copy_root
+        for name in sorted(set(os.listdir(path)) - names):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if rel == MARKER or rel_dir == "conda-meta" or _bytecode(rel):
+                continue
+            check.problems.append(f"{rel}: only in the copy, not in the source")
 
     def check_listed(self, seen: dict[str, str | None], check: FileCheck) -> None:
         """Every path the records list must be in the copy, with its type;
@@ -251,19 +278,23 @@ class _Checker:
         elif record.sha256 is None:
             if copy.sha256 != self._read(f"{self.src_root}/{rel}").sha256:
                 check.notes.append(f"{rel}: compiled again, differs from the source")
-        elif copy.sha256 != record.sha256:
+        else:
             source = self._read(f"{self.src_root}/{rel}")
-            if source.sha256 == record.sha256:
+            if source.sha256 != record.sha256:
+                check.notes.append(
+                    f"{rel}: the source already differs from its record "
+                    f"in conda-meta/{record.record_file} (edited?)"
+                )
+            if copy.sha256 == source.sha256:
+                return
+            if _bytecode(rel):
+                check.notes.append(f"{rel}: compiled again, differs from the source")
+            elif source.sha256 == record.sha256:
                 check.problems.append(
                     f"{rel}: differs from its record in conda-meta/"
                     f"{record.record_file} and from the source"
                 )
-                return
-            check.notes.append(
-                f"{rel}: the source already differs from its record "
-                f"in conda-meta/{record.record_file} (edited?)"
-            )
-            if copy.sha256 not in {source.sha256, *self._expected_unowned(rel)}:
+            elif copy.sha256 not in self._expected_unowned(rel):
                 check.problems.append(f"{rel}: differs from the source")
 
     def _check_prefix_file(
@@ -288,16 +319,8 @@ class _Checker:
                 expected = _sha256(patched_chunks(fd, patches))
         finally:
             os.close(fd)
-        copy_record = self.copy_records.get(rel)
-        recorded = copy_record.sha256 if copy_record else None
         if copy.sha256 == expected:
             self._check_recorded(rel, record, copy, check)
-            return
-        if recorded == copy.sha256 and self._read(src_path).sha256 != record.sha256:
-            check.notes.append(
-                f"{rel}: the source already differs from its record; "
-                "the copy holds the packaged file"
-            )
             return
         check.problems.append(
             f"{rel}: differs from the source with the prefix rewritten"
@@ -378,6 +401,13 @@ class _Checker:
         finally:
             os.close(fd)
         return _Read(digest.hexdigest(), names_old, has_nul, offset)
+
+
+def _bytecode(rel: str) -> bool:
+    """A cache Python writes again (``__pycache__``), which conda's clone
+    compiles anew: Python uses such a file only while the source file it
+    was compiled from matches it."""
+    return "__pycache__" in rel.split("/")
 
 
 def _sha256(chunks: Iterable[bytes]) -> str:
