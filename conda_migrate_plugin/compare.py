@@ -36,12 +36,21 @@ def compare_contents(old: EnvContents, new: EnvContents) -> list[str]:
     return differences
 
 
-def already_migrated(source: Path, dest: Path, backend: Backend) -> bool:
-    """A rerun (after ``--keep-old``, or with the old environment active)
-    finds the copy in place: the same packages means there is nothing to do."""
-    if not (dest / "conda-meta" / "history").is_file() or dest.is_symlink():
-        return False
+def differences_from(source: Path, dest: Path, backend: Backend) -> list[str]:
+    """Why the existing ``dest`` is not a copy of ``source``; empty when it
+    is one. A rerun (after ``--keep-old``, or with the old environment
+    active) finds its copy in place; an environment built anew from the
+    same packages lacks what the user added (notes, activation scripts), so
+    the files are compared as a copy is verified, not only the packages.
+    What only the copy has is allowed: it may have been used since."""
+    from .relocation.verify import verify_files
+
+    if dest.is_symlink() or not (dest / "conda-meta" / "history").is_file():
+        return ["it is not a conda environment"]
     try:
-        return not compare_contents(backend.contents(source), backend.contents(dest))
-    except (MigrateError, OSError):
-        return False
+        differences = compare_contents(backend.contents(source), backend.contents(dest))
+        if differences:
+            return differences
+        return verify_files(source, dest, dest, extra_allowed=True).problems
+    except (MigrateError, OSError) as err:
+        return [f"it cannot be compared: {err}"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
 from .backends.records import portable_contents
-from .compare import already_migrated, compare_contents
+from .compare import compare_contents, differences_from
 from .damage import Damage, find_damage
 from .discover import HISTORY
 from .exceptions import InexactRelocation, Interrupted, InUse, MigrateError
@@ -491,20 +491,26 @@ def _already_there(
     source, dest = outcome.source, outcome.dest
     if not os.path.lexists(dest):
         return None
-    if already_migrated(source, dest, backend):
+    differences = differences_from(source, dest, backend)
+    if not differences:
         return _end(
             outcome,
             Status.ALREADY,
-            f"{candidate.name} is already migrated: {dest} holds the same packages. "
-            f"{source} was left as it is; once you no longer need it, remove it "
-            f"with: conda env remove -p {source}",
+            f"{candidate.name} is already migrated: {dest} holds the same packages "
+            f"and files. {source} was left as it is; once you no longer need it, "
+            f"remove it with: conda env remove -p {source}",
             out,
         )
+    for line in differences:
+        out.log_only(f"{dest}: {line}")
+    more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
     return _end(
         outcome,
         Status.SKIPPED,
-        f"{dest} already exists; it was not touched and {source} stays where it is. "
-        "Remove or rename it, or choose another --dest.",
+        f"{dest} already exists and is not a copy of {source} (a name collision): "
+        + "; ".join(differences[:3])
+        + f"{more}. Neither was touched; {source} stays where it is. "
+        "Remove or rename the other one, or choose another --dest.",
         out,
     )
 

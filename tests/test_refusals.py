@@ -195,5 +195,47 @@ def test_rerun_over_a_different_copy_still_skips(scratch, home, migrate):
     (home / ".conda/envs/amd/conda-meta/demo-text-1.0-0.json").unlink()
     out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
     assert code == 1, out + err
-    assert "already exists; it was not touched" in out
+    assert "already exists and is not a copy of" in out
+    assert "(a name collision): missing in the copy: conda package demo-text" in out
     assert "abc is already migrated" in out
+
+
+def test_same_packages_without_the_sources_own_files_is_a_name_collision(
+    scratch, home, migrate, make_env
+):
+    """A different ``~/.conda/envs/abc`` built from the same packages lacks
+    what the user added to the old one: claiming "already migrated" would
+    send them to remove the only copy of their notes and activation script."""
+    (scratch.abc / "share" / "notes.txt").write_text("results of run 7\n")
+    activate_d = scratch.abc / "etc" / "conda" / "activate.d"
+    activate_d.mkdir(parents=True)
+    (activate_d / "vars.sh").write_text("export DATA=/scratch/u/data\n")
+    other = make_env(home / ".conda" / "envs" / "abc", ["demo-app"], pip=True)
+    before, theirs = tree_snapshot(scratch.abc), tree_snapshot(other)
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    assert code == 1, out + err
+    assert "already migrated" not in out
+    assert "conda env remove" not in out
+    assert (
+        f"{other} already exists and is not a copy of {scratch.abc} (a name "
+        "collision): etc/conda: missing in the copy; share/notes.txt: missing "
+        "in the copy." in out
+    )
+    assert f"Neither was touched; {scratch.abc} stays where it is." in out
+    assert "  skipped: 1" in out
+    assert tree_snapshot(scratch.abc) == before
+    assert tree_snapshot(other) == theirs
+
+
+def test_a_copy_missing_one_edited_byte_is_not_already_migrated(scratch, home, migrate):
+    """Judged file by file as a copy is verified: an edit made in the old
+    environment after a --keep-old copy leaves the two different."""
+    out, err, code = migrate("-d", scratch.amd, "--keep-old", *RELOCATE)
+    assert code == 0, out + err
+    data = scratch.amd / "share" / "demo" / "data.txt"
+    data.write_bytes(data.read_bytes() + b"one more line\n")
+    out, err, code = migrate("-d", scratch.amd, *RELOCATE)
+    assert code == 1, out + err
+    assert "already migrated" not in out
+    assert "(a name collision): share/demo/data.txt: differs from the source" in out
+    assert data.read_bytes().endswith(b"one more line\n")

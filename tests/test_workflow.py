@@ -172,7 +172,10 @@ def test_existing_destination_is_skipped_not_overwritten(scratch, home, migrate)
     abc_before = tree_snapshot(scratch.abc)
     out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean")
     assert code == 1
-    assert f"{taken} already exists; it was not touched" in out
+    assert (
+        f"{taken} already exists and is not a copy of {scratch.abc} (a name "
+        "collision): it is not a conda environment. Neither was touched" in out
+    )
     assert (taken / "mine.txt").read_text() == "keep me"
     assert sorted(p.name for p in taken.iterdir()) == ["mine.txt"]
     assert tree_snapshot(scratch.abc) == abc_before
