@@ -261,3 +261,102 @@ def test_restored_files_are_what_conda_links_at_the_new_prefix(
     )  # fmt: skip
     assert code == 0, out + err
     assert restored == {rel: read(dest / rel) for rel in WHOLE_PACKAGE}
+
+
+# -- every spelling of the old prefix ---------------------------------------------
+
+
+def files_naming(root: Path, spelling: str) -> list[str]:
+    """Files of ``root`` whose bytes name ``spelling`` as a path (conda's
+    package records and history name the package cache and past commands
+    by right)."""
+    found = []
+    needle = spelling.encode()
+    for path in root.rglob("*"):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            if spelling in os.readlink(path):
+                found.append(rel)
+        elif path.is_file() and not rel.startswith("conda-meta/"):
+            data = path.read_bytes()
+            at = data.find(needle)
+            while at != -1:
+                after = data[at + len(needle) : at + len(needle) + 1]
+                if not (after.isalnum() or after in b"_.-+~"):
+                    found.append(rel)
+                    break
+                at = data.find(needle, at + 1)
+    return found
+
+
+def site_with_symlinked_scratch(tmp_path: Path) -> tuple[Path, Path]:
+    """``$SCRATCH`` as sites have it: ``/scratch/u`` a symlink to the real
+    place on the parallel filesystem."""
+    real = tmp_path / "gpfs" / "scratch" / "u"
+    real.mkdir(parents=True)
+    link = tmp_path / "scratch"
+    link.symlink_to(real)
+    return real, link
+
+
+def test_created_by_its_real_path_migrated_through_the_symlink(
+    make_env, migrate, home, tmp_path
+):
+    real, link = site_with_symlinked_scratch(tmp_path)
+    env = make_env(real / "envs" / "abc", ["demo-app"], pip=True)
+    assert files_naming(env, str(env)), "the fixture names no prefix"
+    out, _, code = migrate("-d", link / "envs", "--all", "--no-clean")
+    assert code == 0, out
+    dest = home / ".conda" / "envs" / "abc"
+    assert files_naming(dest, str(real / "envs" / "abc")) == []
+    assert files_naming(dest, str(link / "envs" / "abc")) == []
+    assert str(dest) in (dest / "etc/demo/demo.conf").read_text()
+    assert (dest / "bin/demo-app").read_text().startswith(f"#!{dest}/bin/python")
+    assert str(dest).encode() in (dest / "lib/libdemo.so").read_bytes()
+
+
+def test_created_through_the_symlink_migrated_by_its_real_path(
+    make_env, migrate, home, tmp_path
+):
+    real, link = site_with_symlinked_scratch(tmp_path)
+    env = make_env(link / "envs" / "abc", ["demo-app"], pip=True)
+    out, _, code = migrate("-d", real / "envs", "--all", "--no-clean")
+    assert code == 0, out
+    dest = home / ".conda" / "envs" / "abc"
+    assert files_naming(dest, str(env)) == []
+    assert files_naming(dest, str(real / "envs" / "abc")) == []
+    assert (dest / "bin/demo-app").read_text().startswith(f"#!{dest}/bin/python")
+
+
+def test_the_check_looks_for_every_spelling(tmp_path, make_env):
+    """A copy that still names the real path is refused, whatever spelling
+    the source was given by."""
+    from conda_migrate_plugin.relocation.verify import verify_files
+
+    real, link = site_with_symlinked_scratch(tmp_path)
+    env = make_env(real / "envs" / "abc", ["demo-app"])
+    copy = tmp_path / "copy"
+    shutil.copytree(env, copy, symlinks=True)
+    check = verify_files(link / "envs" / "abc", copy, tmp_path / "new")
+    assert any(
+        p.startswith("etc/demo/demo.conf: still names the old prefix")
+        for p in check.problems
+    ), check.problems
+
+
+def test_the_prefix_its_history_was_created_with(make_env, migrate, home, tmp_path):
+    """Created elsewhere (``conda create -p``), then moved with ``mv``: its
+    files name a place that is gone, which its history still names."""
+    created = make_env(tmp_path / "project" / "abc", ["demo-app"])
+    history = created / "conda-meta" / "history"
+    history.write_text(
+        f"==> 2026-01-05 10:00:00 <==\n# cmd: conda create -p {created} demo-app\n"
+    )
+    env = tmp_path / "scratch" / "envs" / "abc"
+    env.parent.mkdir(parents=True)
+    created.rename(env)
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out
+    dest = home / ".conda" / "envs" / "abc"
+    assert files_naming(dest, str(created)) == []
+    assert str(dest) in (dest / "etc/demo/demo.conf").read_text()

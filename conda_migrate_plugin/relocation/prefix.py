@@ -149,6 +149,78 @@ def read_path_records(prefix: Path) -> dict[str, PathRecord]:
     return records
 
 
+def old_spellings(prefix: Path, scripts: Iterable[str] = ()) -> list[str]:
+    """Other names the environment at ``prefix`` goes by in its own files.
+
+    A site's ``$SCRATCH`` is often a symlink, so an environment created
+    through the real path (``/gpfs/scratch/u/envs/abc``) is migrated through
+    the link (``/scratch/u/envs/abc``) or the other way round, and its files
+    name the spelling it was created with. Looked for: the real path, the
+    ``-p``/``--prefix`` of the commands in ``conda-meta/history`` (also a
+    place that is gone: the environment was created there and moved), and
+    the interpreters of the ``#!`` lines of ``scripts`` (relative paths,
+    ``bin/`` files) that are this environment's own under another path.
+    """
+    given = os.path.abspath(prefix)
+    found = {os.path.realpath(prefix)}
+    created = set(_history_prefixes(prefix / "conda-meta" / "history"))
+    for rel in scripts:
+        interpreter = _interpreter(prefix / rel)
+        if interpreter:
+            home, _, name = interpreter.rpartition("/")
+            if home.endswith("/bin") and os.path.lexists(prefix / "bin" / name):
+                found.add(home[: -len("/bin")] or "/")
+    spellings = []
+    for spelling in (found | created) - {given}:
+        try:
+            same = os.path.samefile(spelling, given)
+        except OSError:
+            same = spelling in created and not os.path.lexists(spelling)
+        if same:
+            spellings.append(spelling)
+    return sorted(spellings)
+
+
+def _history_prefixes(history: Path) -> Iterator[str]:
+    """The absolute ``-p``/``--prefix`` arguments of ``# cmd:`` lines."""
+    try:
+        lines = history.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        if not line.startswith("# cmd:"):
+            continue
+        words = line[len("# cmd:") :].split()
+        for i, word in enumerate(words):
+            if word.startswith("--prefix="):
+                value = word[len("--prefix=") :]
+            elif word in ("-p", "--prefix") and i + 1 < len(words):
+                value = words[i + 1]
+            else:
+                continue
+            if value.startswith("/"):
+                yield os.path.normpath(value)
+
+
+def _interpreter(path: Path) -> str | None:
+    """The absolute interpreter of a ``#!`` line, or None."""
+    try:
+        # Not a FIFO's writer to wait for, nor a symlink's target elsewhere.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        line = os.pread(fd, 512, 0).split(b"\n", 1)[0]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    match = _SHEBANG.match(line)
+    if match is None:
+        return None
+    return os.fsdecode(match.group(1)).replace("\\ ", " ")
+
+
 def conda_bookkeeping(rel: str) -> bool:
     """``conda-meta``'s package records and history, which name the old prefix
     by right (the package cache's paths, the commands run): copied as they
@@ -198,18 +270,31 @@ class PrefixRewrite:
     is rewritten in place and NUL-padded to its old length; a longer new
     prefix may use the NULs that followed, which are the room a longer
     placeholder left at install time, and never more than that room.
+
+    ``aliases`` are other spellings of the old prefix (see ``old_spellings``):
+    each is rewritten and looked for as the old prefix is.
     """
 
-    def __init__(self, old: str, new: str) -> None:
+    def __init__(self, old: str, new: str, aliases: Iterable[str] = ()) -> None:
         self.old = old
         self.new = new
+        #: Longest first: a shorter spelling may be the tail of a longer one
+        #: (``/scratch/u/x`` inside ``/gpfs/scratch/u/x``).
+        self.olds = sorted({old, *aliases}, key=len, reverse=True)
         self.old_bytes = old.encode()
+        self.olds_bytes = tuple(o.encode() for o in self.olds)
         self.new_bytes = new.encode()
         self._old_utf8 = re.compile(
-            re.escape(self.old_bytes) + b"(?!" + _NAME_CHAR + b")"
+            b"(?:"
+            + b"|".join(map(re.escape, self.olds_bytes))
+            + b")(?!"
+            + _NAME_CHAR
+            + b")"
         )
-        self._others = [(old.encode(e), new.encode(e)) for e in ENCODINGS[1:]]
-        needles = [self.old_bytes, *(o for o, _ in self._others)]
+        self._others = [
+            (o.encode(e), new.encode(e)) for e in ENCODINGS[1:] for o in self.olds
+        ]
+        needles = [*self.olds_bytes, *(o for o, _ in self._others)]
         #: Bytes kept back between chunks so no match (plus the one byte of
         #: lookahead) is ever split.
         self.keep = max(len(n) for n in needles) + 4
@@ -219,14 +304,15 @@ class PrefixRewrite:
     def retarget(self, target: str) -> str:
         """A symlink's target: moved into the new prefix when it is absolute
         and inside the old one, kept as it is otherwise."""
-        if target == self.old or target.startswith(self.old + "/"):
-            return self.new + target[len(self.old) :]
+        for old in self.olds:
+            if target == old or target.startswith(old + "/"):
+                return self.new + target[len(old) :]
         return target
 
     def names_old(self, data: bytes) -> bool:
         """Whether ``data`` still names the old prefix (as a path, not as
         part of the new prefix or of a sibling's name)."""
-        if self.old_bytes not in data:
+        if not any(old in data for old in self.olds_bytes):
             return False
         if self._new_holds_old:
             data = data.replace(self.new_bytes, b"")
@@ -241,7 +327,7 @@ class PrefixRewrite:
         return False
 
     def substitute(self, data: bytes) -> bytes:
-        if self.old_bytes in data:
+        if any(old in data for old in self.olds_bytes):
             data = self._old_utf8.sub(lambda _: self.new_bytes, data)
         for old, new in self._others:
             if old in data:
@@ -282,7 +368,7 @@ class PrefixRewrite:
             if first:
                 first = False
                 end = buf.find(b"\n")
-                if buf.startswith(b"#!") and end > 0 and self.old_bytes in buf[:end]:
+                if buf.startswith(b"#!") and end > 0 and self.names_old(buf[:end]):
                     yield self._shebang(buf[:end], launcher)
                     buf = buf[end:]
             cut = self._safe_cut(buf)
@@ -317,29 +403,32 @@ class PrefixRewrite:
         """
         patches: list[tuple[int, bytes]] = []
         for encoding in ENCODINGS:
-            search = self.old.encode(encoding)
             replacement = self.new.encode(encoding)
             zero = "\0".encode(encoding)
-            room = len(placeholder.encode(encoding)) - len(search)
-            resume = 0
-            for start in _find_all(fd, search):
-                if start < resume:
-                    continue
-                if encoding == "utf-8":
-                    after = os.pread(fd, 1, start + len(search))
-                    if after and re.match(_NAME_CHAR, after):
+            spellings = [old.encode(encoding) for old in self.olds]
+            covered: list[tuple[int, int]] = []
+            for search in spellings:
+                for start in _find_all(fd, search):
+                    if any(lo <= start < hi for lo, hi in covered):
                         continue
-                end = _find_from(fd, zero, start + len(search))
-                if end < 0 or end - start > CHUNK:
-                    # No C string (conda's pattern would not match either).
-                    continue
-                end += len(zero)
-                string = os.pread(fd, end - start, start)
-                count = string.count(search)
-                patched = string.replace(search, replacement)
-                grow = len(patched) - len(string)
-                if grow > 0:
-                    if grow > room * count or os.pread(fd, grow, end) != b"\0" * grow:
+                    if encoding == "utf-8":
+                        after = os.pread(fd, 1, start + len(search))
+                        if after and re.match(_NAME_CHAR, after):
+                            continue
+                    end = _find_from(fd, zero, start + len(search))
+                    if end < 0 or end - start > CHUNK:
+                        # No C string (conda's pattern would not match either).
+                        continue
+                    end += len(zero)
+                    string = os.pread(fd, end - start, start)
+                    patched = self._patch_string(
+                        string, spellings, replacement, placeholder.encode(encoding)
+                    )
+                    if patched is None or (
+                        len(patched) > len(string)
+                        and os.pread(fd, len(patched) - len(string), end)
+                        != b"\0" * (len(patched) - len(string))
+                    ):
                         raise RelocateError(
                             f"{name}: the new prefix {self.new} ({len(self.new)} "
                             f"characters) does not fit in this binary file, which "
@@ -347,12 +436,26 @@ class PrefixRewrite:
                             hint="Only conda's clone (--method clone) can move this "
                             "environment to that path, or choose a shorter path.",
                         )
-                else:
-                    patched += b"\0" * -grow
-                patches.append((start, patched))
-                resume = start + len(patched)
+                    if len(patched) < len(string):
+                        patched += b"\0" * (len(string) - len(patched))
+                    patches.append((start, patched))
+                    covered.append((start, start + len(patched)))
         patches.sort()
         return patches
+
+    @staticmethod
+    def _patch_string(
+        string: bytes, spellings: list[bytes], replacement: bytes, placeholder: bytes
+    ) -> bytes | None:
+        """A C string with every spelling replaced (longest first), or None
+        when it grew by more than the room the placeholder left: each
+        occurrence may take what its spelling is shorter than the
+        placeholder."""
+        original, room = len(string), 0
+        for search in spellings:
+            room += string.count(search) * (len(placeholder) - len(search))
+            string = string.replace(search, replacement)
+        return None if len(string) - original > room else string
 
 
 def patched_chunks(fd: int, patches: list[tuple[int, bytes]]) -> Iterator[bytes]:

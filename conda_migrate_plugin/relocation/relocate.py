@@ -62,6 +62,7 @@ from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
     is_utf8_text,
+    old_spellings,
     patched_chunks,
     read_chunks,
     read_path_records,
@@ -193,22 +194,25 @@ def relocate(
     if not (source / "conda-meta").is_dir():
         raise RelocateError(f"{source} is not a conda environment (no conda-meta)")
     jobs = jobs or default_jobs()
+    if listing is None:
+        listing = measure(source, jobs).listing
+    scripts = [rel for rel, st in listing.get("bin", ()) if stat.S_ISREG(st.st_mode)]
     copier = _Copier(
         source,
         staging,
         read_path_records(source),
-        PrefixRewrite(str(source), str(os.path.abspath(final_prefix))),
+        PrefixRewrite(
+            str(source),
+            str(os.path.abspath(final_prefix)),
+            old_spellings(source, scripts),
+        ),
         shared,
     )
     staging.mkdir(parents=True, exist_ok=True)
     # Anything with the same show() and close() may report the progress instead.
     progress = progress or _Progress(enabled=not quiet and sys.stderr.isatty())
     try:
-        outcome = copier.run(
-            listing if listing is not None else measure(source, jobs).listing,
-            jobs,
-            progress,
-        )
+        outcome = copier.run(listing, jobs, progress)
     finally:
         progress.close()
     notes = sorted(outcome.notes)
@@ -593,7 +597,7 @@ class _Copier:
             buf = self.buffers.buf = bytearray(BUFFER)
         view = memoryview(buf)
         digest = hashlib.sha256() if hashing else None
-        old, keep = self.rewrite.old_bytes, self.rewrite.keep
+        olds, keep = self.rewrite.olds_bytes, self.rewrite.keep
         names_old = has_nul = False
         tail = b""
         while n := os.readv(src, [buf]):
@@ -602,8 +606,9 @@ class _Copier:
                 digest.update(piece)
             _write_all(dst, piece)
             has_nul = has_nul or buf.find(b"\0", 0, n) != -1
-            if not names_old and (
+            if not names_old and any(
                 buf.find(old, 0, n) != -1 or old in tail + bytes(view[: min(n, keep)])
+                for old in olds
             ):
                 names_old = self.rewrite.names_old(tail + bytes(piece))
             tail = bytes(view[max(0, n - keep) : n])

@@ -41,6 +41,7 @@ from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
     is_utf8_text,
+    old_spellings,
     patched_chunks,
     read_chunks,
     read_path_records,
@@ -120,6 +121,14 @@ def record_disagrees(record: PathRecord, have: str) -> str | None:
     return None
 
 
+def _scan(path: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except OSError:
+        return []
+
+
 def _entry_kind(entry: os.DirEntry) -> str:
     """The kind from the directory listing itself where it says (``d_type``),
     sparing a round trip per file on a network filesystem."""
@@ -139,7 +148,16 @@ class _Checker:
         self.extra_allowed = extra_allowed
         self.src_root = os.path.abspath(source)
         self.copy_root = os.path.abspath(copy)
-        self.rewrite = PrefixRewrite(self.src_root, os.path.abspath(final_prefix))
+        scripts = (
+            f"bin/{entry.name}"
+            for entry in _scan(f"{self.src_root}/bin")
+            if entry.is_file(follow_symlinks=False)
+        )
+        self.rewrite = PrefixRewrite(
+            self.src_root,
+            os.path.abspath(final_prefix),
+            old_spellings(source, scripts),
+        )
         self.records = read_path_records(source)
         self.copy_records = read_path_records(copy)
 
