@@ -57,6 +57,12 @@ class InUse(MigrateError):
     and the next run removes it once the process has ended."""
 
 
+class DestinationFull(MigrateError):
+    """The quota or the filesystem of the destination filled while an
+    environment was copied (another process wrote meanwhile): the ones
+    after it are not tried against it blindly."""
+
+
 class RelocateError(MigrateError):
     """The environment cannot be copied and relocated as it is."""
 

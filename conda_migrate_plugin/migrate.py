@@ -10,6 +10,7 @@ next one (see ``resume``).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -25,7 +26,13 @@ from .backends.records import portable_contents
 from .compare import compare_contents, differences_from
 from .damage import Damage, find_damage
 from .discover import HISTORY
-from .exceptions import InexactRelocation, Interrupted, InUse, MigrateError
+from .exceptions import (
+    DestinationFull,
+    InexactRelocation,
+    Interrupted,
+    InUse,
+    MigrateError,
+)
 from .export import write_yaml
 from .jobs import jobs_for
 from .names import MARKER, STAGING_PREFIX
@@ -337,16 +344,33 @@ def _relocate(
     unverified copy."""
     from .relocation.relocate import relocate
 
-    result = relocate(
-        candidate.prefix,
-        copy.path,
-        outcome.dest,
-        listing=footprint.listing,
-        jobs=options.jobs,
-        quiet=options.quiet or options.json,
-        progress=out.copy_progress(outcome.files or 0, outcome.bytes or 0),
-        shared=room.shared if room else None,
-    )
+    progress = out.copy_progress(outcome.files or 0, outcome.bytes or 0)
+    try:
+        result = relocate(
+            candidate.prefix,
+            copy.path,
+            outcome.dest,
+            listing=footprint.listing,
+            jobs=options.jobs,
+            quiet=options.quiet or options.json,
+            progress=progress,
+            shared=room.shared if room else None,
+        )
+    except (MigrateError, OSError) as err:
+        full = _filled(err)
+        if full is None:
+            raise
+        files, nbytes = progress.done
+        quota = full.errno == errno.EDQUOT
+        raise DestinationFull(
+            ("Your quota on " if quota else "The filesystem of ")
+            + f"{options.dest_root} filled up ({full.strerror}) while {candidate.name} "
+            f"was copied: {files:,} of {outcome.files or 0:,} files, {size(nbytes)} of "
+            f"{size(outcome.bytes or 0)}, were written when it did.",
+            hint=f"The partial copy was removed and {candidate.prefix} is untouched. "
+            "Make room (conda clean --all frees conda's package cache in $HOME; "
+            "something else may be writing there), then run the same command again.",
+        ) from err
     copy.written = result.written
     outcome.written_files = result.files - result.shared_files
     outcome.written_bytes = result.bytes - result.shared_bytes
@@ -361,6 +385,16 @@ def _relocate(
             f"{len(result.inexact)} package files of {candidate.prefix} name it in "
             f"binary data their records do not describe (such as {result.inexact[0]})."
         )
+
+
+def _filled(err: BaseException) -> OSError | None:
+    """The ``EDQUOT`` or ``ENOSPC`` behind ``err``, if one is."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.EDQUOT, errno.ENOSPC):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _clone(
@@ -714,6 +748,10 @@ def _migrate_locked(
             raise _stopped(signum, step, candidate.name, outcome) from err
         outcome.message = str(err)
         out.important(f"Migration of {candidate.name} failed: {err}", "")
+        if room is not None and _filled(err) is not None:
+            room.full = (
+                f"{options.dest_root} filled up while {candidate.name} was copied"
+            )
         return outcome
     if options.keep_old:
         journal.record(options.state_dir, replace(verified, phase=journal.DONE))
@@ -963,12 +1001,34 @@ def migrate_all(
     for candidate in selected:
         check()  # a stop something swallowed still stops before the next one
         started = time.monotonic()
-        outcome = migrate_one(candidate, options, backend, out, room)
+        if room is not None and room.full and room.before is None:
+            outcome = _not_tried(candidate, options, out, room.full)
+        else:
+            outcome = migrate_one(candidate, options, backend, out, room)
         out.phase(None)
         outcome.seconds = time.monotonic() - started
         outcomes.append(outcome)
         settle(outcome)
     return outcomes
+
+
+def _not_tried(
+    candidate: Candidate, options: Options, out: Output, why: str
+) -> MigrationResult:
+    """After the destination filled, with no quota tool to say whether the
+    next environment would fit: not tried, rather than copied into a full
+    quota and removed again."""
+    outcome = MigrationResult(
+        candidate.name, candidate.prefix, options.dest_root / candidate.name
+    )
+    return _end(
+        outcome,
+        Status.SKIPPED,
+        f"{candidate.name} was not tried: {why} (see above), and no quota tool "
+        f"says how much room is left. {candidate.prefix} is untouched; make room "
+        "and run the same command again.",
+        out,
+    )
 
 
 def activation_hint(dest: Path) -> list[str]:

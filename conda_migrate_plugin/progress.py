@@ -66,6 +66,8 @@ class CopyProgress:
         self.start = time.monotonic()
         self.last = 0.0
         self.width = 0
+        #: Files and bytes copied so far: how far a copy that failed got.
+        self.done = (0, 0)
 
     def line(self, files: int, nbytes: int) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-6)
@@ -78,6 +80,7 @@ class CopyProgress:
         )
 
     def show(self, files: int, nbytes: int, *, force: bool = False) -> None:
+        self.done = (files, nbytes)
         now = time.monotonic()
         if self.stream is None or (not force and now - self.last < EVERY):
             return

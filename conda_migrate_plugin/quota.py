@@ -100,6 +100,8 @@ class Room:
     tried: list[str] = field(default_factory=list)
     needed_bytes: int = 0
     needed_files: int = 0
+    #: Set once the destination filled during a copy: what happened.
+    full: str | None = None
 
     def now(self) -> Quota | None:
         """The quota as it is now, asked of the tool that answered first."""

@@ -180,6 +180,38 @@ def test_disk_filling_up_mid_copy_keeps_the_environment(
     assert (dest / "abc/conda-meta/history").is_file()
 
 
+def test_a_full_destination_says_so_and_stops_the_run(scratch, home, tmpfs):
+    """Filled while the first environment is copied, with no quota tool to
+    ask: the message says what filled and how far the copy got, and the
+    next environment is not copied into it only to be removed again."""
+    crowd(scratch.abc)
+    for index in range(400):  # past one batch of the copy, so some are done
+        (scratch.abc / "share/many" / f"g{index:03}.txt").write_text("g\n")
+    size = measure(scratch.abc).allocated(os.sysconf("SC_PAGE_SIZE"))
+    need = int(size * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
+    point = tmpfs(f"size={need + 2**20}")
+    mine(point)
+    abc, amd = tree_snapshot(scratch.abc), tree_snapshot(scratch.amd)
+    dest = point / "envs"
+    code, out = run_struck(
+        home, f"fill:{point}", 300, "-d", scratch.envs_dir, "--dest", dest, *METHOD
+    )
+    assert code == 1, out
+    match = re.search(
+        rf"Migration of abc failed: The filesystem of {dest} filled up \(No space "
+        r"left on device\) while abc was copied: ([\d,]+) of ([\d,]+) files, .* of "
+        r".*, were written when it did\.",
+        out,
+    )
+    assert match, out
+    written, total = (int(n.replace(",", "")) for n in match.groups())
+    assert 0 < written < total
+    assert f"The partial copy was removed and {scratch.abc} is untouched" in out
+    assert "amd was not tried: " in out and f"{scratch.amd} is untouched" in out
+    assert tree_snapshot(scratch.abc) == abc and tree_snapshot(scratch.amd) == amd
+    assert left_in(point) == ["envs", "mine.txt"]
+
+
 @pytest.mark.parametrize("nth_file", [1, 8, 20])
 def test_inodes_running_out_mid_copy_keeps_the_environment(
     scratch, home, migrate, tmpfs, nth_file
