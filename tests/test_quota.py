@@ -218,3 +218,55 @@ def test_the_sites_command_wins(
     out, err, code = migrate("-d", envs, "--all")
     assert code == 0, out + err
     assert not (home / "asked").exists()
+
+
+def three_envs(make_env, tmp_path) -> Path:
+    """``a1`` and ``c1``, small, and ``big`` between them, 8 MiB larger."""
+    envs = two_envs(make_env, tmp_path)
+    make_env(envs / "c1", ["demo-text"])
+    return envs
+
+
+def test_a_quota_statvfs_does_not_show_is_met_mid_copy_and_stops_the_run(
+    make_env, tmp_path, home, migrate, slowfs_mount
+):
+    """No tool to ask, and statvfs shows the server's free space: ``big``
+    starts and meets EDQUOT; ``c1`` is not copied into the full quota."""
+    envs = three_envs(make_env, tmp_path)
+    point = slowfs_mount(tmp_path / "nfs-home", quota_kb=4 * 1024)
+    dest = point / "envs"
+    big, c1 = tree_snapshot(envs / "big"), tree_snapshot(envs / "c1")
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest)
+    assert code == 1, out + err
+    assert "no quota tool" in out
+    assert (
+        "Successfully migrated and removed old environment: " + str(envs / "a1") in out
+    )
+    assert (
+        f"Migration of big failed: Your quota on {dest} filled up (Disk quota "
+        "exceeded) while big was copied: " in out
+    )
+    assert "c1 was not tried: " in out
+    assert tree_snapshot(envs / "big") == big and tree_snapshot(envs / "c1") == c1
+    assert sorted(p.name for p in dest.iterdir()) == ["a1"]
+
+
+def test_the_quota_tool_refuses_what_statvfs_would_let_start(
+    make_env, tmp_path, home, migrate, slowfs_mount, fake_tools, monkeypatch
+):
+    """Room for the small ones with the run's margin (64 MiB and 5 %), not
+    for big's 8 MiB more."""
+    envs = three_envs(make_env, tmp_path)
+    point = slowfs_mount(tmp_path / "nfs-home", quota_kb=70 * 1024)
+    free = os.statvfs(point)
+    assert free.f_bavail * free.f_frsize > 70 * 2**20  # the server's, not ours
+    dest = point / "envs"
+    fake_tools("quota", kib=70 * 1024, files=10**6)
+    monkeypatch.setenv("FAKE_QUOTA_HOME", str(point))
+    big = tree_snapshot(envs / "big")
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest)
+    assert code == 1, out + err
+    assert "Migration of big failed: The environment does not fit your quota" in out
+    assert "Disk quota exceeded" not in out
+    assert tree_snapshot(envs / "big") == big
+    assert sorted(p.name for p in dest.iterdir()) == ["a1", "c1"]
