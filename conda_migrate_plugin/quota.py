@@ -478,6 +478,39 @@ def freed(footprint: Footprint) -> tuple[int, int]:
     return files + 1, nbytes  # and the environment's own directory
 
 
+def usage(root: Path) -> tuple[int, int]:
+    """Allocated bytes and inodes below ``root``, a hard link counted once,
+    as a quota counts them."""
+    seen: dict[tuple[int, int], int] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames, *([] if dirpath != str(root) else ["."])]:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+    return sum(seen.values()), len(seen)
+
+
+def package_caches(directories: Sequence[Path]) -> list[Path]:
+    """The package caches among ``directories`` and directly inside them."""
+    from .preflight import _is_package_cache
+
+    found = []
+    for directory in directories:
+        try:
+            inside = [directory, *(p for p in directory.iterdir() if p.is_dir())]
+        except OSError:
+            continue
+        for candidate in inside:
+            try:
+                if _is_package_cache(set(os.listdir(candidate))):
+                    found.append(candidate)
+            except OSError:
+                continue
+    return found
+
+
 def check_quota(quota: Quota, wanted: Need, dest_root: Path) -> None:
     """Refuse, before anything is copied, what cannot fit the quota."""
     need_bytes = int(wanted.bytes * (1 + MARGIN_FRACTION)) + MARGIN_BYTES

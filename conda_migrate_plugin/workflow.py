@@ -37,11 +37,13 @@ from .safety.statedir import ensure_private
 from .selection import prompt_selection
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .backends import Backend
     from .discover import Candidate
     from .options import Options
     from .quota import Room
-    from .rcfiles import RcEdit
+    from .rcfiles import DirMove, RcEdit
 
 
 def discover(options: Options, backend: Backend) -> list[Candidate]:
@@ -243,7 +245,7 @@ def update_rc_files(
         out.info(
             f"Note: conda's package cache {verb} into {home / '.conda' / 'pkgs'}: the "
             "packages conda downloads from now on count against your home quota "
-            "(conda clean --all frees them)."
+            "(conda clean --all frees them)." + _cache_sizes(dir_moves, home)
         )
     if not options.dry_run:
         apply_rc_edits(edits, backups=backups)
@@ -281,6 +283,24 @@ def show_diff(edit: RcEdit, out: Output) -> None:
         f"{edit.path}: {changed:,} lines changed; the diff shows the first "
         f"{DIFF_LINES} of them{whole}"
     )
+
+
+def _cache_sizes(dir_moves: Sequence[DirMove], home: Path) -> str:
+    """What the caches being replaced hold, which conda downloads again into
+    $HOME as environments need it, and what the one in $HOME holds now."""
+    from .quota import package_caches, usage
+
+    said = []
+    for cache in package_caches([move.source for move in dir_moves]):
+        nbytes, files = usage(cache)
+        said.append(
+            f" The cache it replaces, {cache}, holds {size(nbytes)} in {files:,} files."
+        )
+    mine = home / ".conda" / "pkgs"
+    if mine.is_dir():
+        nbytes, files = usage(mine)
+        said.append(f" {mine} holds {size(nbytes)} in {files:,} files now.")
+    return "".join(said)
 
 
 def _moves_package_cache(diff: str) -> bool:

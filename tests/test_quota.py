@@ -270,3 +270,21 @@ def test_the_quota_tool_refuses_what_statvfs_would_let_start(
     assert "Disk quota exceeded" not in out
     assert tree_snapshot(envs / "big") == big
     assert sorted(p.name for p in dest.iterdir()) == ["a1", "c1"]
+
+
+def test_the_package_cache_moving_home_says_what_it_holds(scratch, home, migrate):
+    from conda_migrate_plugin.progress import size
+    from conda_migrate_plugin.quota import usage
+
+    cache = scratch.envs_dir / "pkgs"
+    (cache / "demo-1.0-0.conda").write_bytes(os.urandom(300_000))
+    (home / ".condarc").write_text(f"pkgs_dirs:\n  - {cache}\n")
+    nbytes, files = usage(cache)
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--dry-run")
+    assert code == 0, out + err
+    assert (
+        f"conda's package cache would move into {home}/.conda/pkgs: " in out
+        and f"The cache it replaces, {cache}, holds {size(nbytes)} in {files:,} files."
+        in out
+    )
+    assert nbytes >= 300_000 and files == 3
