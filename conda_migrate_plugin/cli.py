@@ -10,11 +10,17 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from argparse import REMAINDER, ArgumentParser, Namespace, RawDescriptionHelpFormatter
+from argparse import (
+    REMAINDER,
+    SUPPRESS,
+    ArgumentParser,
+    Namespace,
+    RawDescriptionHelpFormatter,
+)
 from pathlib import Path
 
 from . import __version__
-from .exceptions import Interrupted, MigrateError
+from .exceptions import Interrupted, MigrateError, UsageError
 from .options import METHODS
 
 EPILOG = """\
@@ -126,6 +132,17 @@ def configure_parser(parser: ArgumentParser) -> None:
     ):
         parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument(
+        "--tasks",
+        metavar="N[%M]",
+        help="With --submit: spread the environments over a Slurm job array of N "
+        "tasks (at most M at once), shares balanced by files, each on a node of its "
+        "own where the cluster gives one; then one job, after them all, runs "
+        "conda's clean and writes the summary.",
+    )
+    # What --tasks submits: a task of the array, and the job after them all.
+    parser.add_argument("--task-of-array", type=Path, help=SUPPRESS)
+    parser.add_argument("--end-of-array", type=Path, help=SUPPRESS)
+    parser.add_argument(
         "--submit",
         nargs=REMAINDER,
         metavar="SBATCH_OPTION",
@@ -176,6 +193,15 @@ def execute(args: Namespace) -> int:
         from .submit import submit
 
         return submit(args, home=_home(), stdout=sys.stdout)
+    if args.tasks is not None:
+        raise UsageError("--tasks spreads a --submit over a job array: add --submit.")
+    if args.end_of_array is not None:
+        from .array import finish
+        from .options import Options
+
+        return finish(
+            args.end_of_array, Options.from_args(args, _home()), stdout=sys.stdout
+        )
     from .deadline import stop_before_time_limit
     from .options import Options
     from .safety.interrupt import stop_on_signals

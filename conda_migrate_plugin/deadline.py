@@ -66,6 +66,12 @@ def stop_ahead(time_limit: float | None) -> int:
 @contextmanager
 def stop_before_time_limit() -> Iterator[None]:
     job_id = os.environ.get("SLURM_JOB_ID")
+    # A task of a job array by its own name: the last task to start has the
+    # array's id as its job id, which scontrol shows as every task, ended
+    # ones (their times passed) included.
+    array, task = (os.environ.get(f"SLURM_ARRAY_{part}_ID") for part in ("JOB", "TASK"))
+    if job_id and array and task:
+        job_id = f"{array}_{task}"
     times = job_times(job_id) if job_id else None
     if times is None:
         yield

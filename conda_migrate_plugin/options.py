@@ -49,6 +49,10 @@ class Options:
     clean: bool = True
     #: Files one inode on the source stay one in the destination (``--copy``: no).
     share: bool = True
+    #: A task of a job array (``--submit --tasks``): the environments it
+    #: migrates, of those selected, and where it records each outcome.
+    array_share: frozenset[Path] | None = None
+    record: Path | None = None
 
     @classmethod
     def from_args(cls, args: Namespace, home: Path) -> Options:
@@ -58,6 +62,12 @@ class Options:
         select_all = args.all or args.yes
         if args.json and not select_all:
             raise UsageError("--json never prompts, so it needs --all.")
+        array_share, record = None, None
+        if args.task_of_array:
+            from .array import Plan, task_id
+
+            plan, task = Plan(args.task_of_array), task_id()
+            array_share, record = plan.share(task), plan.record_of(task)
         return cls(
             dest_root=(args.dest or home / ".conda" / "envs").expanduser().absolute(),
             yaml_dir=(args.yaml_dir or home / ".conda" / "yaml")
@@ -75,8 +85,11 @@ class Options:
             json=args.json,
             select_all=select_all,
             update_rc=not args.no_rc,
-            clean=not args.no_clean,
             share=not args.copy,
+            # conda's clean runs once, after the whole array.
+            clean=not args.no_clean and array_share is None,
+            array_share=array_share,
+            record=record,
         )
 
 

@@ -110,6 +110,8 @@ def resume(options: Options, backend: Backend, out: Output) -> list[MigrationRes
     outcomes = []
     for entry in journal.entries(options.state_dir):
         source, dest = Path(entry.source), Path(entry.dest)
+        if options.array_share is not None and source not in options.array_share:
+            continue  # another task's of the job array
         if is_held(options.state_dir, dest):
             continue  # a live run is on it
         if options.dry_run:

@@ -31,11 +31,21 @@ from .exceptions import MigrateError, UsageError
 from .names import LOGS, state_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import TextIO
 
 JOB_NAME = "conda-migrate"
+#: The job after a job array's tasks: conda's clean and the summary.
+LAST_JOB_NAME = "conda-migrate-end"
 #: Options that make no sense inside the job.
-_NOT_FORWARDED = {"submit", "dry_run", "help"}
+_NOT_FORWARDED = {
+    "submit",
+    "dry_run",
+    "help",
+    "tasks",
+    "task_of_array",
+    "end_of_array",
+}
 
 
 def job_arguments(args: Namespace) -> list[str]:
@@ -100,17 +110,27 @@ def job_script(command: list[str]) -> str:
     )
 
 
-def sbatch_command(options: list[str], logs: Path) -> list[str]:
-    """Ours first: sbatch takes the last of a repeated option, so the user's win."""
+def sbatch_command(
+    options: list[str],
+    logs: Path,
+    *,
+    output: str = "slurm-%j.out",
+    dependency: str = "singleton",
+    name: str = JOB_NAME,
+    ours: Sequence[str] = (),
+) -> list[str]:
+    """Ours first: sbatch takes the last of a repeated option, so the user's
+    win (but it joins every ``--dependency``)."""
     return [
         "sbatch",
         "--parsable",
-        f"--job-name={JOB_NAME}",
-        "--dependency=singleton",
+        f"--job-name={name}",
+        f"--dependency={dependency}",
         f"--signal=B:TERM@{stop_ahead(time_limit(options))}",
-        f"--output={logs / 'slurm-%j.out'}",
+        f"--output={logs / output}",
         "--open-mode=append",
         "--export=ALL",
+        *ours,
         *options,
     ]
 
@@ -139,21 +159,8 @@ def refuse_active(args: Namespace, home: Path) -> None:
         refuse([candidate], options, command_line())
 
 
-def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
-    if not (args.all or args.yes):
-        raise UsageError(
-            "--submit needs --all: a batch job has no one to answer the prompt.",
-            hint="List them first with --dry-run, or move one environment with -d ENV --all.",
-        )
-    refuse_active(args, home)
-    logs = state_dir(home) / LOGS
-    command = [sys.executable, "-m", "conda_migrate_plugin", *job_arguments(args)]
-    script = job_script(command)
-    sbatch = sbatch_command(args.submit, logs)
-    if args.dry_run:
-        print(f"Would submit with: {shlex.join(sbatch)}", script, sep="\n", file=stdout)
-        return 0
-    logs.mkdir(parents=True, exist_ok=True)
+def run_sbatch(sbatch: list[str], script: str) -> str:
+    """The job id sbatch gives the script."""
     try:
         result = subprocess.run(
             sbatch, input=script, capture_output=True, text=True, check=False
@@ -168,7 +175,29 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
             f"sbatch refused the job: {result.stderr.strip() or result.stdout.strip()}",
             hint="Nothing was submitted and nothing was migrated.",
         )
-    job_id = result.stdout.strip().split(";")[0]
+    return result.stdout.strip().split(";")[0]
+
+
+def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
+    if not (args.all or args.yes):
+        raise UsageError(
+            "--submit needs --all: a batch job has no one to answer the prompt.",
+            hint="List them first with --dry-run, or move one environment with -d ENV --all.",
+        )
+    refuse_active(args, home)
+    if args.tasks is not None:
+        from .array import submit_array
+
+        return submit_array(args, home=home, stdout=stdout)
+    logs = state_dir(home) / LOGS
+    command = [sys.executable, "-m", "conda_migrate_plugin", *job_arguments(args)]
+    script = job_script(command)
+    sbatch = sbatch_command(args.submit, logs)
+    if args.dry_run:
+        print(f"Would submit with: {shlex.join(sbatch)}", script, sep="\n", file=stdout)
+        return 0
+    logs.mkdir(parents=True, exist_ok=True)
+    job_id = run_sbatch(sbatch, script)
     output = logs / f"slurm-{job_id}.out"
     if args.json:
         document = {"job_id": job_id, "command": command, "output": str(output)}

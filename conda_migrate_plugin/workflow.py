@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
+from .array import record, record_end
 from .backends import load_backend
 from .backends.portable import PortableBackend
 from .discover import HISTORY, examine, scan_directory, scratch_environments, under
@@ -33,6 +34,7 @@ from .progress import duration, size
 from .quota import start
 from .resume import resume
 from .safety import journal
+from .safety.lock import serialized
 from .safety.statedir import ensure_private
 from .selection import prompt_selection
 
@@ -335,13 +337,18 @@ class Settle:
                         options.state_dir, outcome.source, outcome.dest
                     )
         if options.update_rc:
-            self.rc_edits += update_rc_files(
-                outcomes, options, self.home, self.out, self.backups
-            )
+            # Tasks of a job array settle side by side: one at a time reads
+            # and rewrites the rc files, or one's edit would undo another's.
+            with serialized(options.state_dir, "rc-files"):
+                self.rc_edits += update_rc_files(
+                    outcomes, options, self.home, self.out, self.backups
+                )
         if not options.dry_run:
             for outcome in outcomes:
                 if outcome.status in (Status.MIGRATED, Status.KEPT):
                     journal.clear(options.state_dir, outcome.dest)
+            if options.record is not None:
+                record(options.record, outcomes)
 
 
 def moved_earlier(options: Options, skip: set[Path]) -> list[MigrationResult]:
@@ -521,8 +528,12 @@ def run(
         except (MigrateError, Interrupted) as err:
             out.log_only(f"error: {err}")
             out.log_only(f"exit code {err.return_code}")
+            if options.record is not None:
+                record_end(options.record, err.return_code)
             raise
         out.log_only(f"exit code {code}")
+        if options.record is not None:
+            record_end(options.record, code)
         if log_path is not None:
             out.important(f"Log: {log_path}")
         return code
@@ -552,6 +563,8 @@ def _run(
     # run's, reported above; it is not migrated a second time.
     resumed = {o.source for o in outcomes}
     earlier = moved_earlier(options, resumed)
+    if options.array_share is not None:  # the other tasks' report theirs
+        earlier = [o for o in earlier if o.source in options.array_share]
     if not options.dry_run:  # a dry run shows one plan, at the end
         settle(earlier)
     if (
@@ -562,6 +575,8 @@ def _run(
         candidates = []
     else:
         candidates = discover(options, backend)
+    if options.array_share is not None:
+        candidates = [c for c in candidates if c.prefix in options.array_share]
     candidates = [
         replace(c, reason="being finished from an earlier run (see above)")
         if c.prefix in resumed
@@ -587,7 +602,7 @@ def _run(
             f"Nothing left to migrate in '{options.scanned}': conda-migrate already "
             "moved its environments (see the summary)."
         )
-    elif not outcomes:
+    elif not outcomes and options.array_share is None:
         raise nothing_to_migrate(options.scanned, candidates)
     outcomes = earlier + outcomes
     if options.dry_run:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "scontrol", "scancel", "squeue", "sinfo")
+#: CPUs the node offers jobs (array tasks run side by side on them).
+CPUS = 4
 #: Seconds Slurm waits between SIGTERM and SIGKILL; sites often use 30.
 KILL_WAIT = 5
 ENDED = {
@@ -157,7 +159,11 @@ def start(root: Path) -> Slurm:
                 f"KillWait={KILL_WAIT}",
                 "MinJobAge=3600",
                 "InactiveLimit=0",
-                f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={os.cpu_count()} State=UNKNOWN",
+                # Job arrays run tasks side by side, whatever the machine's
+                # cores: the node claims 4 CPUs, which slurmd accepts with
+                # config_overrides.
+                "SlurmdParameters=config_overrides",
+                f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={CPUS} State=UNKNOWN",
                 "PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
                 "",
             ]

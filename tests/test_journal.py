@@ -43,6 +43,9 @@ def test_torn_malformed_and_misplaced_entries_are_skipped(tmp_path):
     journal.record(state, good)
     folder = state / "journal"
     (folder / ".x.json.1234.partial").write_text("{")
+    os.utime(folder / ".x.json.1234.partial", (0, 0))
+    # Another run's write under way.
+    (folder / ".y.json.5678.partial").write_text("{")
     (folder / "torn.json").write_text('{"name": "ab')
     (folder / "list.json").write_text("[]")
     bad = entry(
@@ -60,6 +63,7 @@ def test_torn_malformed_and_misplaced_entries_are_skipped(tmp_path):
     (folder / "symlink.json").symlink_to(journal.path_for(state, Path(good.dest)))
     assert journal.entries(state) == [good]
     assert not (folder / ".x.json.1234.partial").exists()
+    assert (folder / ".y.json.5678.partial").exists()
     assert not journal.valid(other)
 
 

@@ -412,3 +412,63 @@ def test_json_submission_reports_the_job_and_the_job_reports_in_json(
         "migrated",
         "migrated",
     ]
+
+
+def six_envs(scratch, make_env) -> list[Path]:
+    """Six environments of their own inodes (``unshare``: tasks side by
+    side must not see each other's removals as edits), each activated in
+    ~/.bashrc; abc and amd out of the way."""
+    envs = scratch.envs_dir
+    for name in ("abc", "amd"):
+        os.rename(envs / name, scratch.root / name)
+    prefixes = [unshare(make_env(envs / f"env{i}", ["demo-text"])) for i in range(6)]
+    return prefixes
+
+
+def array_recipe(envs: Path, tasks: str, *sbatch: str) -> list[str]:
+    return [
+        *("-d", str(envs), "--all", "--method", "relocate", "--tasks", tasks),
+        *("--submit", "-c", "1", "-t", "5", *sbatch),
+    ]
+
+
+def submit_array(migrate, words) -> tuple[str, str]:
+    out, err, code = migrate(*words)
+    assert code == 0, out + err
+    array = re.search(r"Submitted job array (\d+)", out)[1]
+    return array, re.search(r"Then job (\d+), after them all", out)[1]
+
+
+def tasks_of(slurm, array: str) -> list[dict]:
+    listed = slurm.run("squeue", "-h", "-r", "-j", array, "-o", "%i").split()
+    return [slurm.job(task) for task in listed]
+
+
+def test_array_spreads_six_environments_and_cleans_once_after_the_last(
+    slurm, scratch, home, migrate, make_env
+):
+    prefixes = six_envs(scratch, make_env)
+    dest = home / ".conda" / "envs"
+    (home / ".bashrc").write_text("".join(f"conda activate {p}\n" for p in prefixes))
+    array, last = submit_array(migrate, array_recipe(scratch.envs_dir, "3%2"))
+    ended = slurm.wait(last, timeout=300)
+    logs = home / ".conda" / "migrate" / "logs"
+    text = (logs / f"slurm-{last}.out").read_text()
+    assert (ended["JobState"], ended["ExitCode"]) == ("COMPLETED", "0:0"), text
+    tasks = [slurm.job(f"{array}_{task}") for task in range(3)]
+    assert all(t["JobState"] == "COMPLETED" for t in tasks), tasks
+    assert ended["StartTime"] >= max(t["EndTime"] for t in tasks)
+    assert "6 of 6 environments migrated." in text
+    (summary,) = logs.glob("conda-migrate-array-*-summary.txt")
+    assert f"Summary: {summary}" in text
+    assert summary.read_text().count("    migrated: ") == 6
+    assert sorted(p.name for p in dest.iterdir()) == [f"env{i}" for i in range(6)]
+    assert (home / ".bashrc").read_text() == "".join(
+        f"conda activate {dest / p.name}\n" for p in prefixes
+    )
+    registry = (home / ".conda" / "environments.txt").read_text().split()
+    assert sorted(registry) == sorted(str(dest / p.name) for p in prefixes)
+    for task in range(3):
+        task_out = (logs / f"slurm-{array}_{task}.out").read_text()
+        assert task_out.count("Successfully migrated and removed") == 2, task_out
+        assert "conda's caches" not in task_out

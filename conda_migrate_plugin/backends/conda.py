@@ -91,16 +91,18 @@ class CondaBackend:
 
         # conda rewrites the file in place without a sync: a power cut would
         # bring it back empty, losing every registered environment.
-        register_env(str(prefix))
-        flush_file(registry.environments_txt())
+        with registry.changing():
+            register_env(str(prefix))
+            flush_file(registry.environments_txt())
 
     def unregister(self, prefix: Path) -> None:
         from conda.core.envs_manager import unregister_env
 
         from ..safety.durable import flush_file
 
-        unregister_env(str(prefix))
-        flush_file(registry.environments_txt())
+        with registry.changing():
+            unregister_env(str(prefix))
+            flush_file(registry.environments_txt())
 
     def clean(
         self, *, dry_run: bool, keep: Collection[str] = ()

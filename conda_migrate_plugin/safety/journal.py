@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Final, Literal, get_args
@@ -110,13 +111,23 @@ def clear(state_dir: Path, dest: Path) -> None:
     path.with_suffix(".stamps").unlink(missing_ok=True)
 
 
+#: Age past which a journal's unfinished write is taken for a killed run's.
+STALE_SECONDS: Final = 60
+
+
 def entries(state_dir: Path) -> list[Entry]:
     """Unreadable, foreign or malformed entries are skipped: a torn write or
     a planted file is never half-trusted."""
     found = []
     for partial in (state_dir / JOURNAL).glob(".*.partial"):
-        if owned_file(partial):
-            partial.unlink()  # a write a killed run never finished
+        # A write a killed run never finished; a fresh one may be a write
+        # under way in another run (a task of the same job array).
+        try:
+            stale = time.time() - partial.lstat().st_mtime > STALE_SECONDS
+        except FileNotFoundError:
+            continue
+        if stale and owned_file(partial):
+            partial.unlink(missing_ok=True)
     for path in sorted((state_dir / JOURNAL).glob("*.json")):
         if not owned_file(path):
             continue

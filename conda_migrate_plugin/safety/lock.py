@@ -92,6 +92,22 @@ def hold_all(state_dir: Path, source: Path, dest: Path) -> Iterator[str]:
         yield stack.enter_context(hold(state_dir, dest, by_inode=False))
 
 
+@contextmanager
+def serialized(state_dir: Path, what: str) -> Iterator[None]:
+    """Wait for, then hold, the one lock on ``what`` (a file of the user's
+    that runs read, change and write back): runs side by side, such as the
+    tasks of a job array, would otherwise each write back what they read
+    before the other's change, and lose it."""
+    path = state_dir / LOCKS / f"{what}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def is_held(state_dir: Path, dest: Path) -> bool:
     """Whether a live run holds the destination's lock (checked before
     touching the leftovers of a run)."""
