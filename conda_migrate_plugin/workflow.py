@@ -9,7 +9,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -339,7 +339,12 @@ class Settle:
         if options.update_rc:
             # Tasks of a job array settle side by side: one at a time reads
             # and rewrites the rc files, or one's edit would undo another's.
-            with serialized(options.state_dir, "rc-files"):
+            turn = (
+                nullcontext()
+                if options.dry_run
+                else serialized(options.state_dir, "rc-files")
+            )
+            with turn:
                 self.rc_edits += update_rc_files(
                     outcomes, options, self.home, self.out, self.backups
                 )

@@ -63,7 +63,9 @@ def readme_recipe() -> list[str]:
     lines = [
         line
         for line in README.read_text().splitlines()
-        if line.startswith("conda migrate ") and "--submit" in line
+        if line.startswith("conda migrate ")
+        and "--submit" in line
+        and "--tasks" not in line  # the job array's, tested below
     ]
     assert len(lines) == 1, lines
     return shlex.split(lines[0].split("#")[0])[2:]
@@ -472,3 +474,102 @@ def test_array_spreads_six_environments_and_cleans_once_after_the_last(
         task_out = (logs / f"slurm-{array}_{task}.out").read_text()
         assert task_out.count("Successfully migrated and removed") == 2, task_out
         assert "conda's caches" not in task_out
+
+
+def task_holding(out: str, name: str) -> int:
+    """The task the submission lists ``name`` under."""
+    (task,) = (
+        int(line.split()[1].rstrip(":"))
+        for line in out.splitlines()
+        if line.startswith("  task ") and name in line.split(": ")[1].split(", ")
+    )
+    return task
+
+
+def held_task(slurm, array: str, task: int, dest: Path, name: str) -> tuple[str, int]:
+    """Hold ``task`` of the array mid-copy of ``name``: its job id and pid."""
+    deadline = time.monotonic() + 60
+    while slurm.job(f"{array}_{task}")["JobState"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    job = slurm.job(f"{array}_{task}")["JobId"]
+    return job, hold_mid_copy(slurm, job, dest, name)
+
+
+def test_array_task_cancelled_mid_copy_then_a_resubmission_finishes(
+    slurm, scratch, home, migrate, make_env
+):
+    prefixes = six_envs(scratch, make_env)
+    add_payload(prefixes[0])
+    before = tree_snapshot(prefixes[0])
+    dest = home / ".conda" / "envs"
+    (home / ".bashrc").write_text("".join(f"conda activate {p}\n" for p in prefixes))
+    words = array_recipe(scratch.envs_dir, "3")
+    out, err, code = migrate(*words)
+    assert code == 0, out + err
+    array = re.search(r"Submitted job array (\d+)", out)[1]
+    last = re.search(r"Then job (\d+), after them all", out)[1]
+    task = task_holding(out, "env0")
+    job, pid = held_task(slurm, array, task, dest, "env0")
+    slurm.run("scancel", f"{array}_{task}")
+    ended = slurm.wait(job)
+    assert ended["JobState"] == "CANCELLED"
+    after = slurm.wait(last, timeout=300)
+    logs = home / ".conda" / "migrate" / "logs"
+    text = (logs / f"slurm-{last}.out").read_text()
+    assert (after["JobState"], after["ExitCode"]) == ("FAILED", "1:0"), text
+    assert f"not migrated: {prefixes[0]} -> {dest / 'env0'}" in text
+    assert "run the same command again to finish what is left." in text
+    assert tree_snapshot(prefixes[0]) == before
+    assert not stagings(dest)
+
+    out, err, code = migrate(*words)
+    assert code == 0, out + err
+    assert "env0" in out and "env1" not in out.split("balanced by files:")[1]
+    again = re.search(r"Then job (\d+), after them all", out)[1]
+    done = slurm.wait(again, timeout=300)
+    text = (logs / f"slurm-{again}.out").read_text()
+    assert (done["JobState"], done["ExitCode"]) == ("COMPLETED", "0:0"), text
+    assert sorted(p.name for p in dest.iterdir()) == [f"env{i}" for i in range(6)]
+    assert (home / ".bashrc").read_text() == "".join(
+        f"conda activate {dest / p.name}\n" for p in prefixes
+    )
+    registry = (home / ".conda" / "environments.txt").read_text().split()
+    assert sorted(registry) == sorted(str(dest / p.name) for p in prefixes)
+
+
+@pytest.mark.slow
+def test_array_task_at_its_time_limit_stops_safely_and_the_summary_says_so(
+    slurm, scratch, home, migrate, make_env
+):
+    """``-t 1``: Slurm's SIGTERM ahead of the limit reaches the task held
+    mid-copy; the others finish, and the summary names what is left."""
+    prefixes = six_envs(scratch, make_env)
+    add_payload(prefixes[0])
+    before = tree_snapshot(prefixes[0])
+    dest = home / ".conda" / "envs"
+    out, err, code = migrate(*array_recipe(scratch.envs_dir, "2", "-t", "1"))
+    assert code == 0, out + err
+    array = re.search(r"Submitted job array (\d+)", out)[1]
+    last = re.search(r"Then job (\d+), after them all", out)[1]
+    task = task_holding(out, "env0")
+    job, pid = held_task(slurm, array, task, dest, "env0")
+    try:
+        deadline = time.monotonic() + 90
+        while not signalled(pid):
+            assert time.monotonic() < deadline, "no SIGTERM from Slurm"
+            time.sleep(0.2)
+    finally:
+        release(pid)
+    ended = slurm.wait(job)
+    logs = home / ".conda" / "migrate" / "logs"
+    task_text = (logs / f"slurm-{array}_{task}.out").read_text()
+    assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "143:0"), task_text
+    assert "Stopped by SIGTERM while copying env0" in task_text
+    after = slurm.wait(last, timeout=300)
+    text = (logs / f"slurm-{last}.out").read_text()
+    assert after["ExitCode"] == "1:0", text
+    assert f"  task {task}: 3 environments, exit code 143" in text
+    assert f"not migrated: {prefixes[0]} -> {dest / 'env0'}" in text
+    assert tree_snapshot(prefixes[0]) == before
+    assert not stagings(dest)
