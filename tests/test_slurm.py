@@ -147,6 +147,17 @@ def signalled(pid: int) -> bool:
     return not held or bool(pending & (1 << (signal.SIGTERM - 1)))
 
 
+def release_at_the_limit(pid: int) -> None:
+    """Let the held run go once Slurm has signalled it ahead of the limit."""
+    try:
+        deadline = time.monotonic() + 90
+        while not signalled(pid):
+            assert time.monotonic() < deadline, "no SIGTERM from Slurm"
+            time.sleep(0.2)
+    finally:
+        release(pid)
+
+
 def release(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGCONT)
@@ -239,13 +250,7 @@ def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
     job = submit(migrate, words)
     dest = home / ".conda" / "envs"
     pid = hold_mid_copy(slurm, job, dest, "amd")
-    try:
-        deadline = time.monotonic() + 90
-        while not signalled(pid):
-            assert time.monotonic() < deadline, "no SIGTERM from Slurm"
-            time.sleep(0.2)
-    finally:
-        release(pid)
+    release_at_the_limit(pid)
     ended = slurm.wait(job)
     text = output(home, job)
     assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "143:0"), text
@@ -554,13 +559,7 @@ def test_array_task_at_its_time_limit_stops_safely_and_the_summary_says_so(
     last = re.search(r"Then job (\d+), after them all", out)[1]
     task = task_holding(out, "env0")
     job, pid = held_task(slurm, array, task, dest, "env0")
-    try:
-        deadline = time.monotonic() + 90
-        while not signalled(pid):
-            assert time.monotonic() < deadline, "no SIGTERM from Slurm"
-            time.sleep(0.2)
-    finally:
-        release(pid)
+    release_at_the_limit(pid)
     ended = slurm.wait(job)
     logs = home / ".conda" / "migrate" / "logs"
     task_text = (logs / f"slurm-{array}_{task}.out").read_text()
