@@ -242,7 +242,6 @@ def submit_array(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     from .names import LOGS, state_dir
     from .options import Options
     from .submit import (
-        LAST_JOB_NAME,
         job_arguments,
         job_script,
         run_sbatch,
@@ -277,11 +276,9 @@ def submit_array(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     array_id = run_sbatch(
         array, job_script([*python, "--task-of-array", str(plan.path)])
     )
-    # Once every task has ended, however each ended; named apart, so that
-    # the next submission's singleton does not wait on conda's clean.
-    last = sbatch_command(
-        args.submit, logs, dependency=f"afterany:{array_id}", name=LAST_JOB_NAME
-    )
+    # Once every task has ended, however each ended. Named as they are, so
+    # that a later submission (singleton) waits for conda's clean too.
+    last = sbatch_command(args.submit, logs, dependency=f"afterany:{array_id}")
     last_id = run_sbatch(last, job_script([*python, "--end-of-array", str(plan.path)]))
     if args.json:
         document = {

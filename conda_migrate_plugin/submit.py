@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from typing import TextIO
 
 JOB_NAME = "conda-migrate"
-#: The job after a job array's tasks: conda's clean and the summary.
-LAST_JOB_NAME = "conda-migrate-end"
 #: Options that make no sense inside the job.
 _NOT_FORWARDED = {
     "submit",
@@ -116,7 +114,6 @@ def sbatch_command(
     *,
     output: str = "slurm-%j.out",
     dependency: str = "singleton",
-    name: str = JOB_NAME,
     ours: Sequence[str] = (),
 ) -> list[str]:
     """Ours first: sbatch takes the last of a repeated option, so the user's
@@ -124,7 +121,7 @@ def sbatch_command(
     return [
         "sbatch",
         "--parsable",
-        f"--job-name={name}",
+        f"--job-name={JOB_NAME}",
         f"--dependency={dependency}",
         f"--signal=B:TERM@{stop_ahead(time_limit(options))}",
         f"--output={logs / output}",
