@@ -11,8 +11,10 @@ environment's files would dangle; conda's own clean only warns about it.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .backends.registry import read_registry
 
@@ -49,9 +51,29 @@ def _package_name(path: str) -> str:
     return name
 
 
-def clean(*, dry_run: bool, keep: Collection[str] = ()) -> dict[str, list[str]]:
+def disk_usage(path: str) -> int:
+    """Bytes of a file, or of everything below a directory (no symlink
+    followed); what is gone already counts nothing."""
+    try:
+        if not os.path.isdir(path) or os.path.islink(path):
+            return os.lstat(path).st_size
+    except OSError:
+        return 0
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            total += 0 if stat.S_ISDIR(st.st_mode) else st.st_size
+    return total
+
+
+def clean(*, dry_run: bool, keep: Collection[str] = ()) -> dict[str, Any]:
     """Remove tarballs, index caches, extracted packages and log files from
-    the writable package caches; returns what was (or would be) removed.
+    the writable package caches; returns what was (or would be) removed,
+    by kind, and under ``bytes`` how much that frees, measured before it goes.
     The packages named in ``keep`` stay, tarball and extracted: an
     environment that lost their files to a purge needs them back."""
     from conda.cli.main_clean import (
@@ -87,8 +109,9 @@ def clean(*, dry_run: bool, keep: Collection[str] = ()) -> dict[str, list[str]]:
         ],
         "logfiles": find_logfiles(),
     }
+    freed = sum(disk_usage(item) for items in removed.values() for item in items)
     if not dry_run:
         for items in removed.values():
             for item in items:
                 rm_rf(item)
-    return removed
+    return {**removed, "bytes": freed}

@@ -28,6 +28,7 @@ examples:
   conda migrate -d /scratch/wz22/conda-envs            # choose at a prompt
   conda migrate -d /scratch/wz22/conda-envs --all      # all valid ones
   conda migrate -d /scratch/wz22/conda-envs --dry-run  # show the plan
+  conda migrate -n abc --all                           # one, by name
   conda migrate -d /scratch/wz22/conda-envs --all --submit -c 10 -t 48:00:00
                                                        # as a Slurm job
 
@@ -70,13 +71,31 @@ def configure_parser(parser: ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = RawDescriptionHelpFormatter
     _refuse_unknown_arguments(parser)
-    parser.add_argument(
+    # Not ``name``/``prefix``: conda's context reads those from the parsed
+    # arguments as the environment its own commands act on.
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "-d",
         "--directory",
         type=Path,
         metavar="DIR",
         help="A directory holding environments (each subdirectory is examined), "
         "or one environment. Default: the environments conda knows under $SCRATCH.",
+    )
+    where.add_argument(
+        "-n",
+        "--name",
+        dest="env_name",
+        metavar="ENVIRONMENT",
+        help="The environment conda knows by this name (conda env list).",
+    )
+    where.add_argument(
+        "-p",
+        "--prefix",
+        dest="env_prefix",
+        type=Path,
+        metavar="PATH",
+        help="The environment at this path.",
     )
     parser.add_argument(
         "--all",
@@ -156,7 +175,12 @@ def configure_parser(parser: ArgumentParser) -> None:
     )
     loudness = output.add_mutually_exclusive_group()
     loudness.add_argument(
-        "-v", "--verbose", action="count", default=0, dest="verbosity", help="Say more."
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest="verbosity",
+        help="Also show the log's details (YAML written, engine, threads, notes).",
     )
     loudness.add_argument(
         "-q",
@@ -182,10 +206,22 @@ def _home() -> Path:
     return Path(os.path.expanduser("~"))
 
 
+def program() -> list[str]:
+    """How the user started this: ``conda migrate`` (also ``python -m
+    conda migrate``) or the ``conda-migrate`` console script, which hands
+    its arguments to conda without changing ``sys.argv``."""
+    started = Path(sys.argv[0])
+    if started.name == "conda" or started.parts[-2:] == ("conda", "__main__.py"):
+        return ["conda", "migrate"]
+    return ["conda-migrate"]
+
+
 def command_line() -> str:
-    """The command as typed, for the log: ``conda migrate ...`` or
-    ``conda-migrate ...`` (the console script hands its arguments to conda)."""
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command as typed, for the log and the hints."""
+    arguments = sys.argv[1:]
+    if program()[-1] == "migrate" and arguments[:1] == ["migrate"]:
+        arguments = arguments[1:]
+    return shlex.join([*program(), *arguments])
 
 
 def execute(args: Namespace) -> int:

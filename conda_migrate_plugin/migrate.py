@@ -106,6 +106,8 @@ class Output:
     json: bool = False
     log: TextIO | None = None
     log_path: Path | None = None
+    #: ``-v``: the log's details are shown too.
+    verbose: int = 0
     phase_name: str | None = None
     phase_start: float = 0.0
 
@@ -114,22 +116,36 @@ class Output:
         for line in map(redact, lines):
             if not self.quiet:
                 self.show(line)
-            self.log_only(line)
+            self._log(line)
 
     def important(self, *lines: str) -> None:
         """Errors and the summary: shown under ``-q`` too, never in JSON."""
         for line in map(redact, lines):
             if not self.json:
                 self.show(line)
-            self.log_only(line)
+            self._log(line)
 
     def show(self, line: str) -> None:
         """A closed terminal (SIGHUP) or pipe must not turn into a failure of
         the environment being migrated: the log still gets every line."""
         try:
             print(line, file=self.stream, flush=True)
+        except BrokenPipeError:
+            # ``| head`` is gone: the rest goes nowhere, quietly, as with
+            # conda's own commands, and the run goes on.
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
         except OSError:
             pass
+
+    def on_terminal(self) -> bool:
+        """Whether a person watches, rather than a batch job's file."""
+        try:
+            return not self.quiet and self.stream.isatty()
+        except (AttributeError, ValueError):
+            return False
 
     def screen_only(self, line: str) -> None:
         """An abridged form of what the log gets whole."""
@@ -137,7 +153,13 @@ class Output:
             self.show(redact(line))
 
     def log_only(self, line: str) -> None:
-        """Details a batch user may look up afterwards, never on the screen."""
+        """Details a batch user may look up afterwards; on the screen only
+        with ``-v``."""
+        if self.verbose and not self.quiet and line:
+            self.show(redact(line))
+        self._log(line)
+
+    def _log(self, line: str) -> None:
         if self.log and line:
             self.log.write(f"{time.strftime('%H:%M:%S')} {redact(line)}\n")
             self.log.flush()
@@ -155,7 +177,7 @@ class Output:
     @contextmanager
     def conda_output(self) -> Iterator[None]:
         """conda's clone prints its own lines: shown unless ``-q``, always logged."""
-        tee = Tee(None if self.quiet else self.stream, self.log_only)
+        tee = Tee(None if self.quiet else self.stream, self._log)
         try:
             with redirect_stdout(tee):
                 yield
@@ -479,22 +501,22 @@ def _plan(
         wanted.shared_files,
         wanted.shared_bytes,
     )
-    writes = f"{wanted.files:,} files and directories, {size(wanted.bytes)}"
+    writes = f"{wanted.files} files and directories, {size(wanted.bytes)}"
     lines = [
         f"Packages: {outcome.packages}",
         f"Files: {outcome.files}",
-        f"Size: {outcome.bytes:,} bytes",
+        f"Size: {size(outcome.bytes or 0)}",
         f"Would write: {writes} in whole blocks",
     ]
     if wanted.shared_files:
         lines.append(
-            f"Would share with environments before it: {wanted.shared_files:,} files, "
+            f"Would share with environments before it: {wanted.shared_files} files, "
             f"{size(wanted.shared_bytes)}"
         )
     if not options.keep_old:
         outcome.freed_files, outcome.freed_bytes = freed(footprint)
         lines.append(
-            f"Would free on the source: {outcome.freed_files:,} files and directories, "
+            f"Would free on the source: {outcome.freed_files} files and directories, "
             f"{size(outcome.freed_bytes)}"
         )
     if room is not None:
@@ -646,7 +668,11 @@ def _compare(
             "Old and New Environments hold the same packages and files, but "
             f"{len(outcome.missing)} files their records list are missing in both"
         )
-    out.info(*activation_hint(outcome.dest), verdict)
+    # The guide's banner is for the terminal; in a job's output it would
+    # repeat after every environment what the summary says once.
+    if out.on_terminal():
+        out.info(*activation_hint(outcome.dest))
+    out.info(verdict)
     if outcome.written_files is not None:
         out.info(_written(outcome))
     out.info("")
@@ -691,12 +717,10 @@ def _report_missing(outcome: MigrationResult, out: Output) -> None:
 
 def _written(outcome: MigrationResult) -> str:
     """What relocation wrote, and what it linked instead of writing."""
-    line = (
-        f"Written: {outcome.written_files:,} files, {size(outcome.written_bytes or 0)}"
-    )
+    line = f"Written: {outcome.written_files} files, {size(outcome.written_bytes or 0)}"
     if outcome.shared_files:
         line += (
-            f"; shared with environments migrated before it: {outcome.shared_files:,} "
+            f"; shared with environments migrated before it: {outcome.shared_files} "
             f"files, {size(outcome.shared_bytes or 0)} (hard links, as in the source)"
         )
     return line
@@ -771,7 +795,7 @@ def _migrate_locked(
 
         done.freed_files, done.freed_bytes = freed(footprint)
         out.info(
-            f"Freed on the source: {done.freed_files:,} files and directories, "
+            f"Freed on the source: {done.freed_files} files and directories, "
             f"{size(done.freed_bytes)} (what the package cache or other environments "
             "share stays)",
             "",
@@ -939,7 +963,12 @@ def remove_old(
         return _end(outcome, Status.COPIED, f"{kept}: {err}", out)
     for user in users:
         out.info(f"warning: {user} is using {source}; it is removed all the same.")
-    out.info(f"Remove all packages in environment {source}:", "")
+    out.info(f"Remove all packages in environment {source}:")
+    if outcome.packages is not None:
+        out.info(
+            f"  {outcome.packages} packages, {outcome.files} files, "
+            f"{size(outcome.bytes or 0)}"
+        )
     out.phase("remove")
 
     def unchanged(aside: Path) -> None:

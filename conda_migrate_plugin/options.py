@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
-from .exceptions import UsageError
+from .exceptions import MigrateError, UsageError
 from .names import state_dir
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ class Options:
     #: ``-d`` was given: every directory in ``scanned`` is examined, not only
     #: the environments conda knows there.
     given_directory: bool = True
+    #: ``-n``/``-p``: ``scanned`` is the one environment to migrate.
+    one_environment: bool = False
     method: Method = "auto"
     keep_old: bool = False
     dry_run: bool = False
@@ -68,14 +70,20 @@ class Options:
 
             plan, task = Plan(args.task_of_array), task_id()
             array_share, record = plan.share(task), plan.record_of(task)
+        directory, one = args.directory, False
+        if args.env_name is not None:
+            directory, one = named_environment(args.env_name), True
+        elif args.env_prefix is not None:
+            directory, one = args.env_prefix, True
         return cls(
             dest_root=(args.dest or home / ".conda" / "envs").expanduser().absolute(),
             yaml_dir=(args.yaml_dir or home / ".conda" / "yaml")
             .expanduser()
             .absolute(),
-            scanned=search_root(args.directory),
+            scanned=search_root(directory),
             state_dir=state_dir(home),
-            given_directory=args.directory is not None,
+            given_directory=directory is not None,
+            one_environment=one,
             method=args.method,
             keep_old=args.keep_old,
             dry_run=args.dry_run,
@@ -115,3 +123,27 @@ def search_root(directory: Path | None) -> Path:
             hint="Pass -d with the directory that holds them (conda env list | grep /scratch shows it).",
         )
     return Path(scratch)
+
+
+def named_environment(name: str) -> Path:
+    """``-n NAME`` as conda resolves it: the environment of that name among
+    those it knows (registered, or in an ``envs_dirs`` entry)."""
+    from .backends import load_backend
+
+    found: dict[Path, Path] = {}
+    for prefix in load_backend().known_prefixes():
+        if prefix.name == name and (prefix / "conda-meta").is_dir():
+            found.setdefault(prefix.resolve(), prefix)
+    if not found:
+        raise MigrateError(
+            f"No environment named {name} is known to conda; nothing was touched.",
+            hint="conda env list shows the names and paths it knows; "
+            "pass the path with -p, or its directory with -d.",
+        )
+    if len(found) > 1:
+        listed = ", ".join(map(str, found.values()))
+        raise MigrateError(
+            f"More than one environment is named {name} ({listed}); nothing was touched.",
+            hint="Pass the one to migrate with -p PATH.",
+        )
+    return next(iter(found.values()))

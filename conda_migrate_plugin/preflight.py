@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .discover import under
 from .exceptions import MigrateError
 from .jobs import default_jobs, gather
+from .progress import size
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -382,16 +383,16 @@ def check_space(footprint: Footprint, dest_root: Path) -> None:
     hint = "Nothing was copied and the environment is untouched. Free space in the destination or choose another with --dest."
     if free_bytes < need_bytes:
         raise MigrateError(
-            f"Not enough space in {dest_root}: the environment needs {need_bytes:,} bytes "
-            f"(with margin), {free_bytes:,} are free.",
+            f"Not enough space in {dest_root}: the environment needs {size(need_bytes)} "
+            f"(with margin), {size(free_bytes)} are free.",
             hint=hint,
         )
     if vfs.f_files:  # 0 on filesystems without an inode limit
         need_inodes = footprint.inodes + MARGIN_INODES
         if vfs.f_favail < need_inodes:
             raise MigrateError(
-                f"Not enough inodes in {dest_root}: the environment needs {need_inodes:,} "
-                f"files and directories (with margin), {vfs.f_favail:,} are free.",
+                f"Not enough inodes in {dest_root}: the environment needs {need_inodes} "
+                f"files and directories (with margin), {vfs.f_favail} are free.",
                 hint=hint,
             )
 

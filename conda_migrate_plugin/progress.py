@@ -41,11 +41,15 @@ def duration(seconds: float) -> str:
 
 
 def size(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    raise AssertionError("unreachable")
+    """In conda's units, as its package plans show sizes: powers of 1024
+    named B, KB (whole), MB (one decimal) and GB (two)."""
+    if nbytes < 1024:
+        return f"{nbytes:.0f} B"
+    if nbytes < 1024**2:
+        return f"{nbytes / 1024:.0f} KB"
+    if nbytes < 1024**3:
+        return f"{nbytes / 1024**2:.1f} MB"
+    return f"{nbytes / 1024**3:.2f} GB"
 
 
 class Progress(Protocol):
@@ -75,7 +79,7 @@ class CopyProgress:
         rate = nbytes / elapsed
         left = (self.bytes - nbytes) / rate if rate and self.bytes > nbytes else 0.0
         return (
-            f"Copying: {files:,}/{self.files:,} files, {size(nbytes)}/{size(self.bytes)} "
+            f"Copying: {files}/{self.files} files, {size(nbytes)}/{size(self.bytes)} "
             f"({min(fraction, 1.0):.0%}), {size(rate)}/s, {duration(left)} left"
         )
 

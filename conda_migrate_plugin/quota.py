@@ -79,7 +79,7 @@ class Quota:
 
         return (
             f"{part(self.used_bytes, self.limit_bytes, size)}; "
-            f"{part(self.used_files, self.limit_files, lambda n: f'{n:,} files')} "
+            f"{part(self.used_files, self.limit_files, lambda n: f'{n} files')} "
             f"(said {self.tool})"
         )
 
@@ -522,12 +522,12 @@ def check_quota(quota: Quota, wanted: Need, dest_root: Path) -> None:
         )
     if quota.left_files is not None and quota.left_files < need_files:
         short.append(
-            f"{need_files:,} files (with margin), {max(0, quota.left_files):,} left"
+            f"{need_files} files (with margin), {max(0, quota.left_files)} left"
         )
     if not short:
         return
     sharing = (
-        f" ({wanted.shared_files:,} files, {size(wanted.shared_bytes)}, left out: "
+        f" ({wanted.shared_files} files, {size(wanted.shared_bytes)}, left out: "
         "environments migrated before it hold them)"
         if wanted.shared_files
         else ""

@@ -156,6 +156,44 @@ def refuse_active(args: Namespace, home: Path) -> None:
         refuse([candidate], options, command_line())
 
 
+#: Options of this command that sbatch does not have: given after
+#: ``--submit`` they are a mistake, never meant for sbatch.
+_OURS_NOT_SBATCH = frozenset(
+    {
+        "--directory",
+        "--dest",
+        "--yaml-dir",
+        "--method",
+        "--jobs",
+        "--keep-old",
+        "--no-clean",
+        "--no-rc",
+        "--dry-run",
+        "--yes",
+    }
+)
+
+
+def take_our_options(args: Namespace) -> None:
+    """``--submit -c 4 --all``: REMAINDER hands ``--all`` to sbatch, which
+    has no such option; it is this command's, and taken. Any other option of
+    ours there is refused rather than guessed at."""
+    sbatch = []
+    for option in args.submit:
+        flag = option.split("=", 1)[0]
+        if option == "--all":
+            args.all = True
+        elif flag in _OURS_NOT_SBATCH:
+            raise UsageError(
+                f"{flag} came after --submit, so it would go to sbatch; nothing "
+                "was submitted.",
+                hint=f"Put {flag} before --submit: what follows --submit is for sbatch.",
+            )
+        else:
+            sbatch.append(option)
+    args.submit = sbatch
+
+
 def run_sbatch(sbatch: list[str], script: str) -> str:
     """The job id sbatch gives the script."""
     try:
@@ -176,6 +214,7 @@ def run_sbatch(sbatch: list[str], script: str) -> str:
 
 
 def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
+    take_our_options(args)
     if not (args.all or args.yes):
         raise UsageError(
             "--submit needs --all: a batch job has no one to answer the prompt.",
@@ -200,12 +239,16 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
         document = {"job_id": job_id, "command": command, "output": str(output)}
         print(json.dumps(document, indent=2), file=stdout)
         return 0
+    from .cli import program
+
+    typed = shlex.join([*program(), *job_arguments(args)])
     print(
-        f"Submitted batch job {job_id}: {shlex.join(command)}",
+        f"Submitted batch job {job_id}: {typed}",
         f"Its output: {output} (unless your sbatch options chose another).",
         f"It stops safely {stop_ahead(time_limit(args.submit))} s before its time "
         "limit; its last line then "
         "says where it stopped, and running this command again continues.",
+        f"Follow it with: squeue -j {job_id}    tail -f {output}",
         sep="\n",
         file=stdout,
     )

@@ -63,6 +63,15 @@ def discover(options: Options, backend: Backend) -> list[Candidate]:
             f"{root} is not a directory.",
             hint="Pass -d with a directory in $SCRATCH.",
         )
+    if options.one_environment:
+        candidate = examine(root)
+        if not candidate.valid:
+            raise MigrateError(
+                f"{root} is not a conda environment ({candidate.reason}); "
+                "nothing was touched.",
+                hint="Pass -d with a directory to migrate the environments in it.",
+            )
+        return [candidate]
     return scan_directory(root)
 
 
@@ -145,12 +154,13 @@ def report_discovery(
         if candidate.valid:
             out.info(f"Valid Env: {candidate.name}")
         else:
-            why = f" ({candidate.reason})" if options.verbose else ""
-            out.info(f"INVALID ENV: {candidate.name}{why}")
+            out.info(f"INVALID ENV: {candidate.name} ({candidate.reason})")
     valid = [candidate for candidate in candidates if candidate.valid]
     if valid:
-        out.info("", f"Valid Conda environments in '{directory}':")
-        out.info(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
+        # What the prompt asks about is shown with it, -q or not.
+        say = out.info if options.select_all else out.important
+        say("", f"Valid Conda environments in '{directory}':")
+        say(*(f"{i}. {c.name} ({c.prefix})" for i, c in enumerate(valid, 1)), "")
     for candidate in active_among(valid, options):
         out.info(
             f"{candidate.name} is the active environment: conda never removes it, "
@@ -282,7 +292,7 @@ def show_diff(edit: RcEdit, out: Output) -> None:
     out.screen_only(head)
     whole = f", the log has all of it: {out.log_path}" if out.log_path else ""
     out.info(
-        f"{edit.path}: {changed:,} lines changed; the diff shows the first "
+        f"{edit.path}: {changed} lines changed; the diff shows the first "
         f"{DIFF_LINES} of them{whole}"
     )
 
@@ -408,9 +418,9 @@ def _moved(numbers: dict[str, int], dry_run: bool) -> str:
         else ("written", "shared", "freed")
     )
     return (
-        f"{verb[0]} {numbers['written_files']:,} files, {size(numbers['written_bytes'])}; "
-        f"{verb[1]} {numbers['shared_files']:,} files, {size(numbers['shared_bytes'])}; "
-        f"{verb[2]} on the source {numbers['freed_files']:,} files, "
+        f"{verb[0]} {numbers['written_files']} files, {size(numbers['written_bytes'])}; "
+        f"{verb[1]} {numbers['shared_files']} files, {size(numbers['shared_bytes'])}; "
+        f"{verb[2]} on the source {numbers['freed_files']} files, "
         f"{size(numbers['freed_bytes'])}"
     )
 
@@ -526,6 +536,7 @@ def run(
             log=log,
             log_path=log_path,
             json=options.json,
+            verbose=options.verbose,
         )
         out.log_only(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
@@ -591,9 +602,12 @@ def _run(
     valid = report_discovery(options.scanned, candidates, options, out)
     room: Room | None = None
     if valid:
+        asked = time.monotonic()
         selected = (
             valid if options.select_all else prompt_selection(valid, stdin, out.stream)
         )
+        # The run's time is its own, not the time the prompt waited.
+        started += time.monotonic() - asked
         refuse_active(selected, options, command)
         selected, refused = refuse_duplicate_names(selected, options)
         out.info("Selected environments:", *(f"{c.name}:{c.prefix}" for c in selected))
@@ -620,8 +634,9 @@ def _run(
             out.info("conda is not installed here, so conda's clean was skipped.")
         else:
             verb = "Would remove" if options.dry_run else "Removed"
+            items = sum(len(v) for v in cleaned.values() if isinstance(v, list))
             out.info(
-                f"{verb} {sum(map(len, cleaned.values()))} items from conda's caches."
+                f"{verb} {items} items ({size(cleaned['bytes'])}) from conda's caches."
             )
         out.phase(None)
     if room is not None and options.dry_run and room.before is not None:
@@ -639,6 +654,7 @@ def _run(
             "quota": quota_json(room, options.dry_run),
             "rc_files": settle.rc_edits,
             "clean": cleaned,
+            "log": str(out.log_path) if out.log_path else None,
         }
-        print(json.dumps(document, indent=2), file=out.stream)
+        out.show(json.dumps(document, indent=2))
     return 0 if success else 1

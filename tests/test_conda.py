@@ -38,6 +38,7 @@ def test_conda_migrate_clones_in_process(scratch, home, conda_cli):
     assert str(new_abc) in (home / ".conda" / "environments.txt").read_text()
     assert not scratch.abc.exists()
     assert sorted(document["clean"]) == [
+        "bytes",
         "index_cache",
         "logfiles",
         "packages",

@@ -10,7 +10,7 @@ clone, so relocation is what runs there.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -57,7 +57,7 @@ class Backend(Protocol):
 
     def clean(
         self, *, dry_run: bool, keep: Collection[str] = ()
-    ) -> dict[str, list[str]] | None:
+    ) -> dict[str, Any] | None:
         """conda's ``clean --all``, but for the packages named in ``keep``
         (``name-version-build``); what it removed, by kind, or ``None``
         where conda is not installed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import MigrateError
 from ..safety.interrupt import check
@@ -106,7 +106,7 @@ class CondaBackend:
 
     def clean(
         self, *, dry_run: bool, keep: Collection[str] = ()
-    ) -> dict[str, list[str]] | None:
+    ) -> dict[str, Any] | None:
         from ..clean import clean
 
         return clean(dry_run=dry_run, keep=keep)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CloneUnavailable
 from ..export import portable_yaml
@@ -54,5 +54,5 @@ class PortableBackend:
 
     def clean(
         self, *, dry_run: bool, keep: Collection[str] = ()
-    ) -> dict[str, list[str]] | None:
+    ) -> dict[str, Any] | None:
         return None
