@@ -387,7 +387,7 @@ def _relocate(
         raise DestinationFull(
             ("Your quota on " if quota else "The filesystem of ")
             + f"{options.dest_root} filled up ({full.strerror}) while {candidate.name} "
-            f"was copied: {files:,} of {outcome.files or 0:,} files, {size(nbytes)} of "
+            f"was copied: {files} of {outcome.files or 0} files, {size(nbytes)} of "
             f"{size(outcome.bytes or 0)}, were written when it did.",
             hint=f"The partial copy was removed and {candidate.prefix} is untouched. "
             "Make room (conda clean --all frees conda's package cache in $HOME; "

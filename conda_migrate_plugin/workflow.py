@@ -306,12 +306,12 @@ def _cache_sizes(dir_moves: Sequence[DirMove], home: Path) -> str:
     for cache in package_caches([move.source for move in dir_moves]):
         nbytes, files = usage(cache)
         said.append(
-            f" The cache it replaces, {cache}, holds {size(nbytes)} in {files:,} files."
+            f" The cache it replaces, {cache}, holds {size(nbytes)} in {files} files."
         )
     mine = home / ".conda" / "pkgs"
     if mine.is_dir():
         nbytes, files = usage(mine)
-        said.append(f" {mine} holds {size(nbytes)} in {files:,} files now.")
+        said.append(f" {mine} holds {size(nbytes)} in {files} files now.")
     return "".join(said)
 
 

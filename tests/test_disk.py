@@ -9,6 +9,7 @@ clone or without it: ``--method relocate`` runs in both.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from typing import TYPE_CHECKING

@@ -284,7 +284,7 @@ def test_the_package_cache_moving_home_says_what_it_holds(scratch, home, migrate
     assert code == 0, out + err
     assert (
         f"conda's package cache would move into {home}/.conda/pkgs: " in out
-        and f"The cache it replaces, {cache}, holds {size(nbytes)} in {files:,} files."
+        and f"The cache it replaces, {cache}, holds {size(nbytes)} in {files} files."
         in out
     )
     assert nbytes >= 300_000 and files == 3
