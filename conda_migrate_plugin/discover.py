@@ -9,6 +9,7 @@ scanned in a moment.
 from __future__ import annotations
 
 import os
+import shlex
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,37 @@ def _one_line(name: str) -> str:
     )
 
 
+def _utf8(text: str) -> bool:
+    """Bytes that are not UTF-8 reach Python as surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shell_bytes(path: Path) -> str:
+    """``path`` as bash reads its bytes back: ``$'...'`` with ``\\xNN``."""
+    escaped = "".join(
+        chr(byte)
+        if 0x20 <= byte < 0x7F and chr(byte) not in "'\\"
+        else f"\\x{byte:02x}"
+        for byte in os.fsencode(path)
+    )
+    return f"$'{escaped}'"
+
+
+def _latin1(path: Path) -> Path:
+    """A UTF-8 name for ``path``: each byte that is not UTF-8 read as
+    Latin-1, the usual source of such names (``r\\xe9sultats`` becomes
+    ``résultats``)."""
+    return Path(
+        "".join(
+            chr(ord(c) - 0xDC00) if 0xDC80 <= ord(c) <= 0xDCFF else c for c in str(path)
+        )
+    )
+
+
 def examine(prefix: Path) -> Candidate:
     """Decide whether ``prefix`` is an environment, and if not, why."""
     name = prefix.name
@@ -87,6 +119,15 @@ def examine(prefix: Path) -> Candidate:
             )
         if not prefix.is_dir():
             return Candidate(name, prefix, "not a directory")
+        if (prefix / HISTORY).is_file() and not _utf8(str(prefix)):
+            where = "name" if not _utf8(name) else "path"
+            return Candidate(
+                name,
+                prefix,
+                f"its {where} is not valid UTF-8, which conda's environments.txt "
+                "cannot record; rename it to migrate it, e.g.: "
+                f"mv {_shell_bytes(prefix)} {shlex.quote(str(_latin1(prefix)))}",
+            )
         if (prefix / HISTORY).is_file():
             return Candidate(name, prefix)
         if _looks_like_package_cache(prefix):

@@ -9,6 +9,8 @@ plain exception with the same shape.
 
 from __future__ import annotations
 
+from .progress import printable
+
 try:
     from conda.exceptions import CondaError as _Base
 except ImportError:
@@ -27,7 +29,10 @@ class MigrateError(_Base):
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.hint = hint
-        super().__init__(f"{message}\n{hint}" if hint else message)
+        # conda prints it to a stream that takes no surrogates: a name that
+        # is not UTF-8 is shown escaped.
+        message = printable(f"{message}\n{hint}" if hint else message)
+        super().__init__(message)
 
     def __str__(self) -> str:
         # CondaError would %-format the message; paths may contain '%'.

@@ -48,7 +48,7 @@ from .preflight import (
     left_over,
     measure,
 )
-from .progress import PHASES, CopyProgress, Tee, duration, size
+from .progress import PHASES, CopyProgress, Tee, duration, printable, size
 from .safety import journal
 from .safety.atomic import fsync_directory
 from .safety.durable import flush_tree
@@ -129,7 +129,7 @@ class Output:
         """A closed terminal (SIGHUP) or pipe must not turn into a failure of
         the environment being migrated: the log still gets every line."""
         try:
-            print(line, file=self.stream, flush=True)
+            print(printable(line), file=self.stream, flush=True)
         except BrokenPipeError:
             # ``| head`` is gone: the rest goes nowhere, quietly, as with
             # conda's own commands, and the run goes on.

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from .deadline import stop_ahead
 from .exceptions import MigrateError, UsageError
 from .names import LOGS, state_dir
+from .progress import printable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -197,20 +198,26 @@ def take_our_options(args: Namespace) -> None:
 def run_sbatch(sbatch: list[str], script: str) -> str:
     """The job id sbatch gives the script."""
     try:
+        # The script carries paths as their bytes, UTF-8 or not.
         result = subprocess.run(
-            sbatch, input=script, capture_output=True, text=True, check=False
+            sbatch,
+            input=script.encode("utf-8", "surrogateescape"),
+            capture_output=True,
+            check=False,
         )
     except FileNotFoundError:
         raise MigrateError(
             "sbatch was not found, so no job was submitted.",
             hint="Run --submit where Slurm's commands are (a login node), or run without it.",
         ) from None
+    answer = result.stdout.decode(errors="replace").strip()
     if result.returncode != 0:
+        complaint = result.stderr.decode(errors="replace").strip()
         raise MigrateError(
-            f"sbatch refused the job: {result.stderr.strip() or result.stdout.strip()}",
+            f"sbatch refused the job: {complaint or answer}",
             hint="Nothing was submitted and nothing was migrated.",
         )
-    return result.stdout.strip().split(";")[0]
+    return answer.split(";")[0]
 
 
 def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
@@ -230,7 +237,12 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     script = job_script(command)
     sbatch = sbatch_command(args.submit, logs)
     if args.dry_run:
-        print(f"Would submit with: {shlex.join(sbatch)}", script, sep="\n", file=stdout)
+        print(
+            printable(f"Would submit with: {shlex.join(sbatch)}"),
+            printable(script),
+            sep="\n",
+            file=stdout,
+        )
         return 0
     logs.mkdir(parents=True, exist_ok=True)
     job_id = run_sbatch(sbatch, script)
@@ -243,8 +255,8 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
 
     typed = shlex.join([*program(), *job_arguments(args)])
     print(
-        f"Submitted batch job {job_id}: {typed}",
-        f"Its output: {output} (unless your sbatch options chose another).",
+        printable(f"Submitted batch job {job_id}: {typed}"),
+        printable(f"Its output: {output} (unless your sbatch options chose another)."),
         f"It stops safely {stop_ahead(time_limit(args.submit))} s before its time "
         "limit; its last line then "
         "says where it stopped, and running this command again continues.",

@@ -77,7 +77,13 @@ def discover(options: Options, backend: Backend) -> list[Candidate]:
 
 def nothing_to_migrate(directory: Path, candidates: list[Candidate]) -> MigrateError:
     """A mistyped ``-d`` must fail the batch job, and ``-d`` one level too
-    high (``$SCRATCH`` instead of ``$SCRATCH/conda-envs``) names the way."""
+    high (``$SCRATCH`` instead of ``$SCRATCH/conda-envs``) names the way;
+    ``-d`` naming one environment that cannot go says why."""
+    if [c.prefix for c in candidates] == [directory] and candidates[0].reason:
+        return MigrateError(
+            f"{directory} cannot be migrated: {candidates[0].reason}.",
+            hint="Nothing was migrated.",
+        )
     holders = []
     for candidate in candidates:
         try:
@@ -510,7 +516,8 @@ def open_log(state_dir: Path) -> tuple[TextIO, Path]:
         suffix=".log",
         dir=state_dir / LOGS,
     )
-    return open(fd, "a"), Path(path)
+    # The log keeps names as the bytes they are, not UTF-8 or not.
+    return open(fd, "a", encoding="utf-8", errors="surrogateescape"), Path(path)
 
 
 def run(

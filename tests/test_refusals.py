@@ -3,6 +3,7 @@ exit code a batch job can test, before anything is written or copied."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -239,3 +240,80 @@ def test_a_copy_missing_one_edited_byte_is_not_already_migrated(scratch, home, m
     assert "already migrated" not in out
     assert "(a name collision): share/demo/data.txt: differs from the source" in out
     assert data.read_bytes().endswith(b"one more line\n")
+
+
+def _bytes_name(directory, name: bytes):
+    """A path below ``directory`` whose last name is not UTF-8, as Python
+    carries it (``surrogateescape``)."""
+    return directory / os.fsdecode(name)
+
+
+def test_names_that_are_not_utf8_are_listed_never_a_traceback(scratch, home, migrate):
+    """Names are bytes on POSIX: a results folder named in Latin-1 beside
+    the environments, and an environment named so, are listed (escaped, as
+    Python writes such bytes) and the others migrate; the log keeps the
+    bytes themselves."""
+    results = _bytes_name(scratch.envs_dir, b"r\xe9sultats")
+    results.mkdir()
+    (results / "table.csv").write_text("a,b\n")
+    odd = _bytes_name(scratch.envs_dir, b"d\xe9mo")
+    shutil.copytree(scratch.amd, odd, symlinks=True)
+    before = tree_snapshot(odd)
+    out, err, code = migrate("-d", scratch.envs_dir, "-v", *RELOCATE)
+    assert code == 0, out + err
+    assert "INVALID ENV: r\\xe9sultats (no conda-meta directory)\n" in out
+    assert (
+        "INVALID ENV: d\\xe9mo (its name is not valid UTF-8, which conda's "
+        "environments.txt cannot record; rename it to migrate it, e.g.: "
+        f"mv $'{scratch.envs_dir}/d\\xe9mo' '{scratch.envs_dir}/d\xe9mo')" in out
+    )
+    assert "Traceback" not in out + err
+    assert "migrated: 2" in out
+    assert tree_snapshot(odd) == before
+    (log,) = (home / ".conda" / "migrate" / "logs").glob("*.log")
+    assert b"INVALID ENV: r\xe9sultats" in log.read_bytes()
+
+
+def test_json_carries_names_that_are_not_utf8(scratch, home, migrate):
+    """conda reports the error as JSON (escaped, as JSON writes such
+    characters); without conda the error goes to stderr."""
+    odd = _bytes_name(scratch.envs_dir, b"d\xe9mo")
+    shutil.copytree(scratch.amd, odd, symlinks=True)
+    out, err, code = migrate("-d", odd, "--json", *RELOCATE)
+    assert code == 1, out + err
+    message = json.loads(out)["message"] if out else err
+    assert (
+        f"{scratch.envs_dir}/d\\xe9mo cannot be migrated: its name is not valid "
+        "UTF-8" in message
+    )
+    assert "Traceback" not in err
+    assert odd.exists()
+
+
+def test_a_d_directory_not_in_utf8_is_scanned_and_submitted(
+    scratch, home, migrate, monkeypatch
+):
+    """``-d`` itself named in Latin-1: discovery, the job script of
+    ``--submit`` and its shell quoting carry the bytes."""
+    envs = _bytes_name(scratch.root, b"envs-\xe9t\xe9")
+    shutil.copytree(scratch.amd, envs / "amd", symlinks=True)
+    out, err, code = migrate(
+        "-d", envs, "--all", "--dry-run", "--submit", "-t", "1:00:00"
+    )
+    assert code == 0, out + err
+    assert "exec " in out and "envs-\\xe9t\\xe9" in out
+    # An sbatch that keeps the script it is given, as Slurm does.
+    bin_dir, kept = home / "bin", home / "job.sh"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\ncat > {kept}\necho 4242\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    out, err, code = migrate("-d", envs, "--all", "--submit", "-t", "1:00:00")
+    assert code == 0, out + err
+    assert "Submitted batch job 4242: " in out and "envs-\\xe9t\\xe9" in out
+    (line,) = [x for x in kept.read_bytes().splitlines() if x.startswith(b"exec ")]
+    assert b" -d '" + os.fsencode(envs) + b"' --all" in line
+    out, err, code = migrate("-d", envs, "-v", *RELOCATE)
+    assert code == 1, out + err
+    assert "Traceback" not in out + err
+    assert "INVALID ENV: amd (its path is not valid UTF-8" in out
