@@ -1,6 +1,7 @@
 """The site install, proven: recipe/recipe.yaml builds, offline, into a conda
-package that installs into a fresh environment and runs there, and an Lmod
-module puts it on PATH; recipe/meta.yaml says the same for conda-build.
+package that installs into a fresh environment and runs there;
+recipe/meta.yaml says the same for conda-build. The Lmod module is
+tests/test_module.py's.
 
 The build runs rattler-build against a local channel made in this session:
 a conda package of the running CPython and ``noarch: python`` packages made
@@ -29,7 +30,6 @@ from ruamel.yaml import YAML
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipe" / "recipe.yaml"
 META = ROOT / "recipe" / "meta.yaml"
-MODULE_FILE = ROOT / "recipe" / "lmod" / "conda.lua"
 #: Filled by ``.ci/run``: pip download --only-binary=:all: -d tests/.wheels ...
 WHEELS = ROOT / "tests" / ".wheels"
 #: The recipe's host and run requirements other than python and conda; pip
@@ -538,43 +538,9 @@ def test_conda_installs_the_built_package(built, site_channel, tmp_path):
     assert _console_script_help(prefix, tmp_path).startswith("usage: conda-migrate ")
 
 
-def _lmod_init() -> Path:
-    init = Path(os.environ.get("LMOD_PKG", "/usr/share/lmod/lmod")) / "init" / "bash"
-    if not init.is_file():
-        pytest.skip(f"Lmod is not installed ({init} is missing; Debian package lmod)")
-    return init
-
-
-def test_lmod_module_puts_conda_migrate_on_path(installed, tmp_path):
-    """The example module file, loaded by real Lmod with ``root`` set to a
-    conda whose base holds the package, gives users a working conda-migrate;
-    unloading takes it away again."""
-    init = _lmod_init()
-    text = MODULE_FILE.read_text()
-    assert text.count('local root = "/opt/conda"\n') == 1
-    modules = tmp_path / "modulefiles"
-    (modules / "conda").mkdir(parents=True)
-    (modules / "conda" / "25.9.lua").write_text(
-        text.replace('local root = "/opt/conda"', f'local root = "{installed}"')
-    )
-    script = (
-        f". {init}\n"
-        f"module use {modules}\n"
-        "module load conda\n"
-        "command -v conda-migrate\n"
-        "conda-migrate --help | head -n 1\n"
-        "module unload conda\n"
-        "command -v conda-migrate || echo gone\n"
-    )
-    result = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-e", "-c", script],
-        capture_output=True,
-        text=True,
-        env=_clean_env(tmp_path),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    found, usage, after_unload = result.stdout.splitlines()
-    assert found == str(installed / "bin" / "conda-migrate")
-    assert usage.startswith("usage: conda-migrate ")
-    assert after_unload == "gone"
+@pytest.mark.parametrize("recipe", [RECIPE, META], ids=["rattler-build", "conda-build"])
+def test_description_names_relocation_as_the_engine(recipe):
+    """Relocation is the default engine; conda's clone the fallback."""
+    about = recipe.read_text().split("\nabout:\n")[1]
+    assert "copies it and rewrites its\n    prefix offline, file by file" in about
+    assert "copies it with conda's clone" not in about
