@@ -1,10 +1,15 @@
 """The whole ``conda-migrate``, relocate and conda's clone, against ``cp -a`` + ``rm -rf``.
 
-Not a test: run by hand, as root (it mounts), with conda's Python so that
-conda's share of the work is included and the clone rows run:
-``/opt/condavenv/bin/python benchmarks/bench_migrate.py --slowfs /tmp/slowfs/slowfs``.
-The console script beside the interpreter runs each migration in a
-subprocess, with this checkout first on ``PYTHONPATH``.
+Not a test: run by hand, as root (it mounts), from a checkout, with a Python
+that has the project's requirements (and conda, for conda's share of the
+work and the clone rows): ``python benchmarks/bench_migrate.py``. Each
+migration runs ``python -m conda_migrate_plugin`` in a subprocess, with this
+checkout first on ``PYTHONPATH``. Everything it needs is in the project:
+the latency filesystem is ``tests/slowfs.c``, built and mounted with
+``tests/slowfs.py`` (cc, pkg-config and libfuse3-dev; Debian's ``fuse3
+libfuse3-dev pkg-config``), and the array rows start the tests' single-node
+Slurm (``tests/slurm.py``; Debian's ``slurmctld slurmd slurm-client munge``).
+What is missing is skipped with the reason.
 
 The environment is a real install. The package trees of ``synthetic.py`` (an
 entry point naming conda-build's 255-character placeholder in text, a shared
@@ -13,10 +18,14 @@ into ``.conda`` files with ``info/paths.json`` as conda-build writes it,
 indexed into a local ``file://`` channel and installed with py-rattler, so the
 records carry the channel, URL, checksums and ``paths_data`` of a real
 install; then the files no package owns (pip's, a ``bin/python`` symlink) are
-added. On a tmpfs (CPU-bound): 100 packages, ~21k files; on ``slowfs``
-(``/work/shared/bench/slowfs.c``, every metadata operation delayed by
-``--latency`` microseconds, an NFS-like 1 s cache; scratch and home both on
-it): the first 24 packages, ~5.5k files, the same sizes.
+added. On a tmpfs (CPU-bound): 100 packages, ~21k files; on slowfs (every
+metadata operation delayed by ``--latency`` microseconds, an NFS-like 1 s
+attribute cache, 10 server threads; scratch and home both on it): the first
+24 packages, ~5.5k files, the same sizes. Then, at the first latency, the
+default ``--jobs`` again with slowfs serving on ``--scale-threads`` threads;
+and 8 such environments migrated by one Slurm job against a job array
+(``--tasks 8%4``), each wall time from the submission to the end of the last
+job.
 
 Each round starts every run from a fresh copy of the environment and times,
 interleaved (the order of the migrations reverses every round), ``cp -a``
@@ -37,14 +46,11 @@ run, so each clone copies the ``.conda`` files in, extracts them and links
 them into the new environment at the home filesystem's latency, as a cluster
 user whose cache was purged or lives in ``$HOME`` would see.
 
-Rounds per configuration (``--rounds N`` sets all of them): 5 on the tmpfs,
-2 at 200 us and at 500 us, 1 at each higher latency, to stay under 35 minutes
-on this project's 2-core machine. Measured there with the engine of early
-2026, one round of all runs takes ~35 s on the tmpfs, ~2.3 min at 200 us,
-~4.5 min at 500 us and ~14.5 min at 2 ms (``relocate, 1 jobs`` 4.4, the
-clone 3.6, ``cp -a`` + ``rm -rf`` 3); the system-call counts and the 1 GiB
-run add ~2 min: ~33 min in all. ``--quick`` (1 round; 500 us only unless
-``--latency`` is given) takes ~7 min.
+Every row has 3 rounds or more (``--rounds N`` sets all of them): 5 on the
+tmpfs, 3 on slowfs; at 200 us and 500 us by default (``--latency 2000``
+adds the slowest, ~15 min a round). On this project's 2-core machine that is
+about 45 minutes. ``--quick`` keeps 3 rounds but only 500 us, and on slowfs
+only the default and 16 ``--jobs``: about 12 minutes.
 """
 
 from __future__ import annotations
@@ -65,7 +71,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
 
+import slowfs
 from synthetic import PACKAGES, build_channel, install_env
 
 if TYPE_CHECKING:
@@ -172,8 +180,8 @@ class Site:
             PYTHONPATH=str(ROOT),
         )
         env.pop("SLURM_CPUS_PER_TASK", None)
-        script = Path(sys.executable).with_name("conda-migrate")
-        argv = [str(script), "-d", str(self.view / "scratch/envs"), "--all", "--yes"]
+        argv = [sys.executable, "-m", "conda_migrate_plugin"]
+        argv += ["-d", str(self.view / "scratch/envs"), "--all", "--yes"]
         argv += ["--no-clean", "--no-rc"]
         if run == CLONE:
             argv += ["--method", "clone"]
@@ -310,29 +318,100 @@ def _default_jobs() -> int:
 def _rounds(args: argparse.Namespace, us: int | None) -> int:
     if args.rounds is not None:
         return args.rounds
-    if us is None:
-        return 5
-    return 2 if us <= 500 else 1
+    return 5 if us is None else 3
+
+
+def _slow_site(work: Path, name: str, channel: Path, envs: int = 1) -> Site:
+    """A tmpfs of its own holding the backing tree; ``envs`` environments of
+    ``SLOW_PACKAGES`` packages (env, or env0, env1, ... for an array)."""
+    base = work / name
+    _mount_tmpfs(base)
+    names = ["env"] if envs == 1 else [f"env{i}" for i in range(envs)]
+    for env in names:
+        prefix = base / "view/scratch/envs" / env
+        _in_child(install_env, prefix, channel, SLOW_PACKAGES, base / "rattler-cache")
+    files = sum(
+        len(names) + sum(os.path.islink(os.path.join(d, n)) for n in dirs)
+        for d, dirs, names in os.walk(base / "view/scratch/envs")
+    )
+    (base / "backing").mkdir()
+    os.rename(base / "view/scratch", base / "backing/template")
+    return Site(base / "view", base / "backing", files)
+
+
+def measure_array(site: Site, rounds: int, root: Path) -> dict[str, Row]:
+    """8 environments by one job (``--submit -c 2``) and by a job array
+    (``--tasks 8%4 --submit -c 1``), interleaved: seconds from the
+    submission until no job of the user is left."""
+    import slurm
+
+    rows = {"one job, 8 environments": Row(), "array --tasks 8%4": Row()}
+    cluster = slurm.start(root)
+    try:
+        for r in range(rounds):
+            done = []
+            names = list(rows) if r % 2 == 0 else list(reversed(rows))
+            for name in names:
+                site.fresh()
+                argv, env = site.migrate("relocate, default jobs")
+                argv = [a for a in argv if a != "--yes"]
+                if name.startswith("array"):
+                    argv += ["--tasks", "8%4", "--submit", "-c", "1", "-t", "60"]
+                else:
+                    argv += ["--submit", "-c", "2", "-t", "60"]
+                env.update(cluster.env)
+                start = time.perf_counter()
+                try:
+                    _run(argv, env)
+                    while cluster.run("squeue", "-h"):
+                        time.sleep(0.05)
+                    seconds = time.perf_counter() - start
+                    left = list((site.backing / "scratch/envs").iterdir())
+                    if left:
+                        raise RunFailed(f"not migrated: {[p.name for p in left]}")
+                except RunFailed as err:
+                    rows[name].failed = str(err)
+                    cluster.cancel_all()
+                    continue
+                rows[name].seconds.append(seconds)
+                done.append(f"{name} {seconds:.2f}")
+            base = rows["one job, 8 environments"].seconds
+            for name, row in rows.items():
+                if row.seconds and base and len(row.ratios) < len(row.seconds):
+                    row.ratios.append(row.seconds[-1] / base[-1])
+            _progress(f"array round {r + 1}/{rounds}: {'; '.join(done)}")
+    finally:
+        slurm.stop(cluster)
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slowfs", type=Path, help="the built slowfs binary")
     parser.add_argument(
-        "--latency", type=int, nargs="*", help="microseconds (200 500 2000)"
+        "--latency", type=int, nargs="*", help="microseconds (default: 200 500)"
     )
-    parser.add_argument("--rounds", type=int, help="for every filesystem")
+    parser.add_argument("--rounds", type=int, help="for every row (at least 3)")
     parser.add_argument(
-        "--quick", action="store_true", help="1 round; 500 us unless --latency"
+        "--quick",
+        action="store_true",
+        help="500 us only (unless --latency), and on slowfs only the default "
+        "and 16 jobs",
     )
     parser.add_argument(
         "--jobs", nargs="*", default=["1", "2", "default", "16"], help="N or default"
     )
+    parser.add_argument(
+        "--scale-threads",
+        type=int,
+        default=64,
+        help="slowfs server threads of the scaling rows (0: none)",
+    )
+    parser.add_argument(
+        "--no-array", action="store_true", help="skip the Slurm job array rows"
+    )
     args = parser.parse_args()
-    if args.quick:
-        args.rounds = 1
     if args.latency is None:
-        args.latency = [500] if args.quick else [200, 500, 2000]
+        args.latency = [500] if args.quick else [200, 500]
     if os.geteuid() != 0:
         print("skipped: needs root to mount tmpfs and slowfs", file=sys.stderr)
         return 0
@@ -343,6 +422,11 @@ def main() -> int:
         notes.append(missing)
     else:
         runs.append(CLONE)
+    slow_runs = (
+        [run for run in runs if run != CLONE and run.split()[1] in ("default", "16")]
+        if args.quick
+        else runs
+    )
     if not shutil.which("strace"):
         notes.append("no strace: system calls are not counted")
     work = Path(tempfile.mkdtemp(prefix="bench-migrate-"))
@@ -365,31 +449,51 @@ def main() -> int:
             _progress("tmpfs: system calls counted")
         memory = peak_memory(site)
         _progress("tmpfs: 1 GiB file migrated")
-        if args.slowfs is None:
-            notes.append("skipped slowfs: pass --slowfs BINARY")
-        for us in args.latency if args.slowfs else []:
-            base = work / f"slow{us}"
-            _mount_tmpfs(base)
-            mounts.append(base)
-            site = make_site(
-                base / "backing",
-                base / "view",
-                channel,
-                SLOW_PACKAGES,
-                base / "rattler-cache",
+        try:
+            binary = slowfs.build(tmp)
+        except slowfs.Unavailable as err:
+            binary = None
+            notes.append(f"skipped slowfs: {err}")
+        settings = [(us, 10, slow_runs) for us in args.latency]
+        if args.scale_threads and args.latency:
+            scaled = [r for r in slow_runs if r == "relocate, default jobs"]
+            settings.append((args.latency[0], args.scale_threads, scaled))
+        for us, threads, chosen in settings if binary else []:
+            label = f"slowfs {us} us" + (
+                f", {threads} threads" if threads != 10 else ""
             )
-            subprocess.run(
-                [str(args.slowfs), str(site.backing), str(site.view)],
-                env=dict(os.environ, SLOWFS_US=str(us)),
-                check=True,
-            )
-            mounts.insert(0, site.view)
-            label = f"slowfs {us} us"
-            _progress(f"{label}: {site.files} files")
-            rows = measure(site, runs, _rounds(args, us), label)
+            site = _slow_site(work, f"slow{us}-{threads}", channel)
+            mounts.insert(0, work / f"slow{us}-{threads}")
+            with slowfs.SlowFS(binary, site.backing, site.view, us=us, threads=threads):
+                _progress(f"{label}: {site.files} files")
+                rows = measure(site, chosen, _rounds(args, us), label)
             table += [(label, name, row) for name, row in rows.items()]
-            subprocess.run(["fusermount3", "-u", str(site.view)], check=True)
-            mounts.remove(site.view)
+        reason = None if binary else "no slowfs"
+        if reason is None and not args.no_array:
+            import slurm
+
+            reason = slurm.missing()
+        if args.no_array:
+            reason = "--no-array"
+        if reason is None and binary is not None:
+            us = args.latency[0] if args.latency else 500
+            label = f"slowfs {us} us, 8 environments"
+            site = _slow_site(work, "array", channel, envs=8)
+            mounts.insert(0, work / "array")
+            try:
+                with slowfs.SlowFS(binary, site.backing, site.view, us=us, threads=10):
+                    _progress(f"{label}: {site.files} files")
+                    rows = measure_array(site, _rounds(args, us), work / "slurm")
+                table += [(label, name, row) for name, row in rows.items()]
+            except (
+                OSError,
+                RuntimeError,
+                AssertionError,
+                subprocess.SubprocessError,
+            ) as err:
+                notes.append(f"the job array rows failed: {err!r}")
+        else:
+            notes.append(f"skipped the job array rows: {reason}")
         _print_table(table, per_file, memory, notes)
         failed = any(row.failed for _, _, row in table) or any(
             isinstance(count, str) for count in per_file.values()
@@ -425,7 +529,7 @@ def _print_table(
                 f"{min(row.seconds):.2f} | {statistics.median(row.seconds):.2f} | "
                 f"{max(row.seconds):.2f} | {statistics.median(row.ratios):.2f}"
             )
-            peak = f"{max(row.rss):.0f}"
+            peak = f"{max(row.rss):.0f}" if any(row.rss) else "-"
         else:
             times, peak = "failed | - | - | -", "-"
         print(
