@@ -132,7 +132,7 @@ def configure_parser(parser: ArgumentParser) -> None:
         "wait on the server, 8 for each CPU this process may use, counting at "
         "most SLURM_CPUS_PER_TASK, which is sbatch's -c; at most 32; 1 when source and "
         "destination are both local (ext4, XFS, btrfs, tmpfs), where more only contend. "
-        "The log says which. conda's clone does not use them: it links with conda's "
+        "The log says which; CONDA_MIGRATE_JOBS=N sets the default. conda's clone does not use them: it links with conda's "
         "own threads.",
     )
     for flag, text in (

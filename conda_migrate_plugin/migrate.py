@@ -897,11 +897,11 @@ def migrate_one(
 
 
 def with_jobs(options: Options, outcome: MigrationResult, out: Output) -> Options:
-    """``--jobs``, or the default for the filesystems this environment moves
+    """``--jobs`` (or ``CONDA_MIGRATE_JOBS``), or the default for the filesystems this environment moves
     between (see ``jobs``), each environment on its own: the log says which
     and why, since the right count differs many times between them."""
     if options.jobs is not None:
-        out.log_only(f"threads: {options.jobs} (--jobs)")
+        out.log_only(f"threads: {options.jobs} ({options.jobs_from})")
         return options
     jobs, why = jobs_for(outcome.source, outcome.dest)
     out.log_only(f"threads: {jobs} ({why}; --jobs sets it)")

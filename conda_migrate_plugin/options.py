@@ -23,6 +23,11 @@ Method = Literal["auto", "clone", "relocate"]
 METHODS: Final = get_args(Method)
 
 
+#: The threads of a run without ``--jobs``, where the site or user knows
+#: better than the filesystem's type (a parallel filesystem not recognised).
+JOBS_VARIABLE: Final = "CONDA_MIGRATE_JOBS"
+
+
 @dataclass(frozen=True)
 class Options:
     """What the run is asked to do: built from the command line by
@@ -42,6 +47,8 @@ class Options:
     keep_old: bool = False
     dry_run: bool = False
     jobs: int | None = None
+    #: Where ``jobs`` came from, for the log: ``--jobs`` or ``JOBS_VARIABLE``.
+    jobs_from: str = "--jobs"
     quiet: bool = False
     verbose: int = 0
     json: bool = False
@@ -59,8 +66,18 @@ class Options:
     @classmethod
     def from_args(cls, args: Namespace, home: Path) -> Options:
         """Refuses what the command line alone shows to be wrong."""
-        if args.jobs is not None and args.jobs < 1:
-            raise UsageError(f"--jobs must be at least 1, not {args.jobs}.")
+        jobs, jobs_from = args.jobs, "--jobs"
+        if jobs is None and os.environ.get(JOBS_VARIABLE):
+            jobs_from = JOBS_VARIABLE
+            try:
+                jobs = int(os.environ[JOBS_VARIABLE])
+            except ValueError:
+                jobs = 0
+        if jobs is not None and jobs < 1:
+            raise UsageError(
+                f"{jobs_from} must be at least 1, not "
+                f"{args.jobs if args.jobs is not None else os.environ[JOBS_VARIABLE]}."
+            )
         select_all = args.all or args.yes
         if args.json and not select_all:
             raise UsageError("--json never prompts, so it needs --all.")
@@ -87,7 +104,8 @@ class Options:
             method=args.method,
             keep_old=args.keep_old,
             dry_run=args.dry_run,
-            jobs=args.jobs,
+            jobs=jobs,
+            jobs_from=jobs_from,
             quiet=args.quiet or args.json,
             verbose=args.verbosity,
             json=args.json,

@@ -276,6 +276,14 @@ class Scratch:
     amd: Path
 
 
+@pytest.fixture(autouse=True)
+def threads_as_on_a_cluster(monkeypatch) -> None:
+    """The tests' filesystems are local, where a run's default is one
+    thread; the many threads a network filesystem gets (``jobs.py``) are
+    what stops, faults and removals must be tested under."""
+    monkeypatch.setenv("CONDA_MIGRATE_JOBS", "16")
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """A private ``$HOME`` so nothing touches the real user's files."""

@@ -93,8 +93,9 @@ def local_filesystem(tmp_path, tmpfs):
 
 @pytest.mark.parametrize("kind", ["tmpfs", "ext4"])
 def test_log_names_the_filesystems_and_the_one_thread_chosen(
-    kind, local_filesystem, make_env, home, migrate
+    kind, local_filesystem, make_env, home, migrate, monkeypatch
 ):
+    monkeypatch.delenv("CONDA_MIGRATE_JOBS")
     point = local_filesystem(kind)
     make_env(point / "envs" / "abc", ["demo-app"])
     out, err, code = migrate("-d", point / "envs", "--all", "--dest", point / "home")
@@ -112,3 +113,19 @@ def test_log_says_when_jobs_were_given(scratch, home, migrate):
     assert code == 0, out + err
     (log,) = (home / ".conda" / "migrate" / "logs").glob("*.log")
     assert log.read_text().count("threads: 3 (--jobs)") == 2
+
+
+def test_the_variable_sets_the_default_and_jobs_still_wins(scratch, home, migrate):
+    """conftest sets CONDA_MIGRATE_JOBS=16 for every test."""
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--keep-old")
+    assert code == 0, out + err
+    (log,) = (home / ".conda" / "migrate" / "logs").glob("*.log")
+    assert log.read_text().count("threads: 16 (CONDA_MIGRATE_JOBS)") == 2
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_a_bad_variable_is_a_usage_error(scratch, migrate, monkeypatch, value):
+    monkeypatch.setenv("CONDA_MIGRATE_JOBS", value)
+    out, err, code = migrate("-d", scratch.envs_dir, "--all")
+    assert code == 2
+    assert f"CONDA_MIGRATE_JOBS must be at least 1, not {value}." in (out + err)
