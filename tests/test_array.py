@@ -3,10 +3,15 @@ without Slurm (``test_slurm.py`` runs the array on a real one)."""
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 import pytest
 
 from conda_migrate_plugin.array import parse_tasks, share_out, weight
 from conda_migrate_plugin.exceptions import UsageError
+
+README = Path(__file__).parent.parent / "README.md"
 
 
 def test_shares_are_balanced_by_files_not_by_count():
@@ -67,3 +72,19 @@ def test_tasks_without_submit_and_an_own_array_are_refused(scratch, migrate):
         *("-d", scratch.envs_dir, "--all", "--tasks", "2", "--submit", "--array=0-3")
     )
     assert code == 2 and "--tasks makes the job array itself" in out + err
+
+
+def test_readmes_array_recipe_plans_the_array(scratch, migrate):
+    """README's line, on this scratch, shown by --dry-run."""
+    (line,) = (
+        line
+        for line in README.read_text().splitlines()
+        if line.startswith("conda migrate ") and "--tasks" in line
+    )
+    words = shlex.split(line)[2:]
+    words[words.index("-d") + 1] = str(scratch.envs_dir)
+    at = words.index("--submit")
+    out, err, code = migrate(*words[:at], "--dry-run", *words[at:])
+    assert code == 0, out + err
+    assert "Would submit a job array of 2 tasks: sbatch " in out
+    assert "--array=0-1%4" in out and "-c 4 -t 12:00:00" in out
