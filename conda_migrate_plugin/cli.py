@@ -154,8 +154,8 @@ def configure_parser(parser: ArgumentParser) -> None:
         "--tasks",
         metavar="N[%M]",
         help="With --submit: spread the environments over a Slurm job array of N "
-        "tasks (at most M at once), shares balanced by files, each on a node of its "
-        "own where the cluster gives one; then one job, after them all, runs "
+        "tasks (at most M at once), shares balanced by files (sbatch's --exclusive "
+        "gives each a node of its own); then one job, after them all, runs "
         "conda's clean and writes the summary.",
     )
     # What --tasks submits: a task of the array, and the job after them all.
