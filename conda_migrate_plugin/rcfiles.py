@@ -22,12 +22,13 @@ This module must not import conda: it runs, and is tested, without it.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import json
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -108,6 +109,8 @@ class RcEdit:
     diff: str  # unified diff text, ready to print
     error: str | None = None  # unreadable, unparsable or refused; then unwritten
     backup: Path | None = None  # set by apply_rc_edits
+    #: Lines that still name an old prefix in a form not rewritten.
+    warnings: list[str] = field(default_factory=list)
 
 
 class _Unsafe(Exception):
@@ -122,9 +125,107 @@ class _Rewriter:
     dir_moves: Sequence[DirMove]
     home: Path
     scratch: Path | None
+    environ: Mapping[str, str] = field(default_factory=dict)
 
     def shell(self, data: bytes) -> bytes:
-        return _ASSIGNMENT.sub(self._assignment, self.prefixes(data))
+        return _ASSIGNMENT.sub(self._assignment, self.expanded(self.prefixes(data)))
+
+    def expanded(self, data: bytes) -> bytes:
+        """Rewrite the old prefixes the shell reads out of variables and
+        quotes (``/scratch/$USER/envs/abc``, ``"$SCRATCH"/envs/abc``, a
+        variable the file itself sets), each in the manner it was written;
+        only those spans change."""
+        lines = _lines(data)
+        shell = _Shell(self._variables_known())
+        # A file of repeated lines is read once per distinct line, while no
+        # assignment changed what they expand to.
+        done: dict[tuple[bytes, int], bytes] = {}
+        for number, line in enumerate(lines):
+            key = (line, shell.generation)
+            if key in done:
+                lines[number] = done[key]
+                continue
+            text = line.decode("utf-8", "surrogateescape")
+            if self._may_name_prefix(text):
+                spans = [
+                    (start, end, self._respell(text[start:end], dest, before, after))
+                    for start, end, dest, before, after in self._expansions(shell, text)
+                ]
+                for start, end, new in sorted(spans, reverse=True):
+                    text = text[:start] + new + text[end:]
+                lines[number] = _encode(text)
+            shell.read_assignments(text)
+            if shell.generation == key[1]:
+                done[key] = lines[number]
+        return b"".join(lines)
+
+    def unrewritten(self, data: bytes) -> list[str]:
+        """The lines that, as the shell reads them, still name an old prefix
+        (a variable this run cannot know, ``${VAR:-default}``, a prefix cut
+        by a variable): listed for the user, never guessed at."""
+        found = []
+        shell = _Shell(self._variables_known())
+        named: dict[tuple[bytes, int], list[Path]] = {}
+        for number, line in enumerate(_lines(data), 1):
+            key = (line, shell.generation)
+            text = line.decode("utf-8", "surrogateescape")
+            if key not in named:
+                sources = []
+                if self._may_name_prefix(text):
+                    sources = list(self._still_named(shell, text))
+                shell.read_assignments(text)
+                if shell.generation == key[1]:
+                    named[key] = sources
+            else:
+                sources = named[key]
+            found += [
+                f"line {number} still names {source} in a form this run "
+                f"does not rewrite: {text.rstrip()}"
+                for source in sources
+            ]
+        return found
+
+    def _variables_known(self) -> dict[str, str]:
+        return {**self.environ, "HOME": str(self.home)}
+
+    def _may_name_prefix(self, text: str) -> bool:
+        """Only a line with a variable, a quote or an escape can hide a
+        prefix from the plain rewrite, and it ends in the environment's name."""
+        return any(c in text for c in "$\"'\\") and any(
+            move.source.name in text for move in self.env_moves
+        )
+
+    def _expansions(
+        self, shell: _Shell, text: str
+    ) -> Iterator[tuple[int, int, Path, str, str]]:
+        """Spans of ``text`` that expand to an old prefix as a whole path,
+        with the new prefix and the quoting in force at either end."""
+        for word in shell.words(text):
+            for move in self.env_moves:
+                for span in word.spans_of(str(move.source)):
+                    start, end, before, after = span
+                    original = text[start:end]
+                    if "$" in original or any(q in original for q in "\"'\\"):
+                        yield start, end, move.dest, before, after
+
+    def _still_named(self, shell: _Shell, text: str) -> Iterator[Path]:
+        for word in shell.words(text):
+            for move in self.env_moves:
+                tail = f"/{move.source.parent.name}/{move.source.name}"
+                if word.names(str(move.source)) or word.names_after_unknown(tail):
+                    yield move.source
+
+    def _respell(self, original: str, dest: Path, before: str, after: str) -> str:
+        """``dest`` for a span that starts inside quote ``before`` and must
+        end inside quote ``after``: spelled with ``$HOME`` (``${HOME}``)
+        where the old one used a variable, absolute otherwise."""
+        if "$" in original and self.home in dest.parents:
+            variable = "${HOME}" if "${" in original else "$HOME"
+            head, quote = variable, before
+            if before == "'":  # no expansion inside single quotes
+                head, quote = "'" + variable, ""
+            return head + _requote(quote, after) + f"/{dest.relative_to(self.home)}"
+        return str(dest) + _requote(before, after)
 
     def prefixes(self, data: bytes) -> bytes:
         """Replace every spelling of every old prefix that stands as a whole path."""
@@ -284,6 +385,171 @@ class _Rewriter:
         return any(isinstance(s, str) and pattern.search(_encode(s)) for s in strings)
 
 
+#: What ends a shell word outside quotes.
+_BREAKS = " \t\r\n;&|()<>`"
+_TOKEN = re.compile(
+    r"\$(?P<name>[A-Za-z_]\w*)"  # $NAME
+    r"|\$\{(?P<braced>[^}]*)\}"  # ${NAME}, ${NAME:-default}
+    r"|\\(?P<escaped>.)"  # \x
+    r"|(?P<quote>[\"'])"
+    r"|(?P<breaks>[" + re.escape(_BREAKS) + r"]+)"
+    r"|(?P<plain>[^$\\\"'" + re.escape(_BREAKS) + r"]+|\$)",
+    re.DOTALL,
+)
+_VARIABLE = re.compile(r"[A-Za-z_]\w*")
+_SETS = re.compile(r"([A-Za-z_]\w*)=")
+#: Stands for what a variable this run cannot know expands to.
+_UNKNOWN = "\0"
+
+
+@dataclass
+class _Piece:
+    """A piece of a shell word: its span in the line, what the shell makes of
+    it, and the quote in force before and after it."""
+
+    start: int
+    end: int
+    value: str
+    literal: bool  # a character for a character: any point inside is a boundary
+    before: str
+    after: str
+
+
+@dataclass
+class _Word:
+    pieces: list[_Piece]
+
+    @cached_property
+    def value(self) -> str:
+        return "".join(piece.value for piece in self.pieces)
+
+    @cached_property
+    def _offsets(self) -> list[int]:
+        offsets, at = [], 0
+        for piece in self.pieces:
+            offsets.append(at)
+            at += len(piece.value)
+        return offsets
+
+    def _occurrences(self, path: str) -> Iterator[tuple[int, int]]:
+        """Where ``path`` stands as a whole path in the expanded word: at its
+        start or after ``=`` or ``:``, followed by its end, ``/`` or ``:``."""
+        value = self.value
+        at = value.find(path)
+        while at != -1:
+            end = at + len(path)
+            if (at == 0 or value[at - 1] in "=:") and value[end : end + 1] in (
+                "",
+                "/",
+                ":",
+            ):
+                yield at, end
+            at = value.find(path, at + 1)
+
+    def names(self, path: str) -> bool:
+        return any(True for _ in self._occurrences(path))
+
+    def names_after_unknown(self, tail: str) -> bool:
+        """``tail`` follows a variable this run cannot expand."""
+        value = self.value
+        unknown = value.find(_UNKNOWN)
+        if unknown == -1:
+            return False
+        at = value.find(tail, unknown)
+        end = at + len(tail)
+        return at != -1 and value[end : end + 1] in ("", "/", ":", '"')
+
+    def spans_of(self, path: str) -> Iterator[tuple[int, int, str, str]]:
+        """The spans in the line that expand to ``path``, with the quote in
+        force at either end; a prefix that starts or ends inside what one
+        variable expands to cannot be rewritten and is not yielded."""
+        for at, end in self._occurrences(path):
+            first = self._piece_at(at)
+            last = self._piece_at(end - 1)
+            head, tail = self.pieces[first], self.pieces[last]
+            into_head = at - self._offsets[first]
+            out_of_tail = self._offsets[last] + len(tail.value) - end
+            if not head.literal and into_head or not tail.literal and out_of_tail:
+                continue
+            start = head.start + (into_head if head.literal else 0)
+            stop = tail.end - (out_of_tail if tail.literal else 0)
+            yield start, stop, head.before, tail.after
+
+    def _piece_at(self, offset: int) -> int:
+        """The piece whose value holds character ``offset`` of the word."""
+        index = bisect.bisect_right(self._offsets, offset) - 1
+        while not self.pieces[index].value:  # quotes expand to nothing
+            index += 1
+        return index
+
+
+class _Shell:
+    """Reads lines as the shell splits and expands them, far enough to see
+    paths: quotes, ``$NAME`` and ``${NAME}``, backslashes, and the variables
+    set on earlier lines. Anything else (``${NAME:-x}``, a variable not set
+    here) is unknown, and never taken for a path."""
+
+    def __init__(self, variables: dict[str, str]) -> None:
+        self.variables = variables
+        #: Counts the assignments read: what a line expands to may change.
+        self.generation = 0
+
+    def words(self, text: str) -> Iterator[_Word]:
+        pieces: list[_Piece] = []
+        quote = ""
+        for token in _TOKEN.finditer(text):
+            kind, start, end = token.lastgroup, token.start(), token.end()
+            if kind == "breaks" and not quote:
+                if pieces:
+                    yield self._read(_Word(pieces))
+                pieces = []
+                continue
+            if kind == "quote" and quote in ("", token[0]):
+                new = "" if quote else token[0]
+                pieces.append(_Piece(start, end, "", True, quote, new))
+                quote = new
+                continue
+            if quote == "'" or kind in ("plain", "breaks", "quote"):
+                value, literal = token[0], True
+            elif kind == "escaped":
+                value, literal = token["escaped"], False
+            else:
+                name = token["name"] or token["braced"]
+                value = self.variables.get(name, _UNKNOWN)
+                if not _VARIABLE.fullmatch(name):
+                    value = _UNKNOWN
+                literal = False
+            pieces.append(_Piece(start, end, value, literal, quote, quote))
+        if pieces:
+            yield self._read(_Word(pieces))
+
+    def _read(self, word: _Word) -> _Word:
+        """``NAME=value`` (after ``export`` or not) sets NAME for the words
+        after it; a value this run cannot know unsets it."""
+        assignment = _SETS.match(word.value)
+        if assignment:
+            self.generation += 1
+            value = word.value[assignment.end() :]
+            if _UNKNOWN in value:
+                self.variables.pop(assignment[1], None)
+            else:
+                self.variables[assignment[1]] = value
+        return word
+
+    def read_assignments(self, text: str) -> None:
+        """The variables ``text`` sets, as the lines after it see them."""
+        if "=" in text:
+            for _ in self.words(text):
+                pass
+
+
+def _requote(have: str, want: str) -> str:
+    """The quote characters that turn quoting ``have`` into ``want``."""
+    if have == want:
+        return ""
+    return have + want
+
+
 def plan_rc_edits(
     env_moves: Sequence[EnvMove],
     dir_moves: Sequence[DirMove],
@@ -292,11 +558,12 @@ def plan_rc_edits(
 ) -> list[RcEdit]:
     """Reads the candidate files, computes the new bytes; writes nothing.
 
-    Returns only files that change or that had an error, so the caller can print every
+    Returns only files that change, that had an error or that still name an old
+    prefix in a form not rewritten (``warnings``), so the caller can print every
     diff before (or, for ``--dry-run``, instead of) applying them.
     """
     scratch = _environ_path(environ, "SCRATCH")
-    rewriter = _Rewriter(env_moves, dir_moves, home, scratch)
+    rewriter = _Rewriter(env_moves, dir_moves, home, scratch, environ)
     rewrite = {
         "shell": rewriter.shell,
         "condarc": rewriter.condarc,
@@ -315,8 +582,10 @@ def plan_rc_edits(
         except (_Unsafe, YAMLError, ValueError) as error:
             edits.append(RcEdit(path, target, old, old, "", f"left unchanged: {error}"))
             continue
-        if new != old:
-            edits.append(RcEdit(path, target, old, new, _diff(path, old, new)))
+        warnings = rewriter.unrewritten(new) if kind == "shell" else []
+        if new != old or warnings:
+            diff = _diff(path, old, new) if new != old else ""
+            edits.append(RcEdit(path, target, old, new, diff, warnings=warnings))
     return edits
 
 

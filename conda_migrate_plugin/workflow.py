@@ -251,7 +251,7 @@ def update_rc_files(
         if not any(c.valid and c.prefix not in leaving for c in scan_directory(parent))
     ]
     edits = plan_rc_edits(env_moves, dir_moves, home, os.environ)
-    if options.dry_run and edits:
+    if options.dry_run and any(edit.diff or edit.error for edit in edits):
         out.info("These files would be changed (--no-rc leaves them as they are):")
     for edit in edits:
         if edit.error:
@@ -272,12 +272,15 @@ def update_rc_files(
                 out.info(f"{edit.path} was not updated: {edit.error}")
             elif edit.backup:
                 out.info(f"Updated {edit.path} (backup: {edit.backup})")
+    for edit in edits:
+        out.info(*(f"warning: {edit.path}: {w}" for w in edit.warnings))
     return [
         {
             "path": str(e.path),
             "diff": e.diff,
             "error": e.error,
             "backup": str(e.backup) if e.backup else None,
+            "warnings": e.warnings,
         }
         for e in edits
     ]

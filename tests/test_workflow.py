@@ -358,3 +358,33 @@ def test_clean_runs_last_and_says_what_it_did(scratch, home, migrate):
         assert "from conda's caches.\n" in last
     else:
         assert "conda's clean was skipped.\n" in last
+
+
+def test_rc_lines_in_shell_spellings_follow_and_the_rest_are_warned_of(
+    scratch, home, migrate, monkeypatch
+):
+    """What the shell expands to the old prefix is rewritten as written
+    (``$USER`` inside the path, a quoted ``"$SCRATCH"``); a line naming it
+    through a variable this run cannot know is named, with its line."""
+    # $SCRATCH is /.../scratch here: /.../$USER with USER=scratch names it.
+    monkeypatch.setenv("USER", scratch.root.name)
+    user_scratch = scratch.root.parent / "$USER"
+    bashrc = home / ".bashrc"
+    bashrc.write_text(
+        "# .bashrc\n"
+        f"export MY_ENV={user_scratch}/conda-envs/abc\n"
+        'conda activate "$SCRATCH"/conda-envs/abc\n'
+        "conda activate $MODULE_SCRATCH/conda-envs/abc\n"
+    )
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean")
+    assert code == 0, out + err
+    assert bashrc.read_text() == (
+        "# .bashrc\n"
+        "export MY_ENV=$HOME/.conda/envs/abc\n"
+        'conda activate "$HOME"/.conda/envs/abc\n'
+        "conda activate $MODULE_SCRATCH/conda-envs/abc\n"
+    )
+    assert (
+        f"warning: {bashrc}: line 4 still names {scratch.abc} in a form this run "
+        "does not rewrite: conda activate $MODULE_SCRATCH/conda-envs/abc\n" in out
+    )
