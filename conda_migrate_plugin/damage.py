@@ -114,13 +114,20 @@ def missing_files(records: dict[str, PathRecord], present: set[str]) -> list[str
     ]
 
 
-def find_damage(prefix: Path, present: set[str]) -> Damage:
+def find_damage(prefix: Path, present: set[str], symlinks: set[str]) -> Damage:
     """The files the records of ``prefix`` list that are not in
     ``present`` (every relative path the environment holds, from the
-    preflight's walk: no file is looked up twice on a network filesystem)."""
+    preflight's walk: no file is looked up twice on a network filesystem),
+    and the ``symlinks`` among them that link to a file gone from outside
+    the environment (a softlinked environment's purged package cache)."""
     damage = Damage()
     records = read_path_records(prefix)
-    for rel in missing_files(records, present):
+    dangling = [
+        rel
+        for rel in sorted(symlinks.intersection(records))
+        if os.readlink(prefix / rel).startswith("/") and not (prefix / rel).exists()
+    ]
+    for rel in [*missing_files(records, present), *dangling]:
         package = records[rel].record_file.removesuffix(".json")
         damage.conda.setdefault(package, []).append(rel)
     for package in damage.conda:

@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 import sys
 import time
 from contextlib import contextmanager, nullcontext, redirect_stdout, suppress
@@ -592,7 +593,13 @@ def _preflight(
         footprint.bytes,
     )
     present = {rel for entries in footprint.listing.values() for rel, _ in entries}
-    outcome.damage = find_damage(source, present)
+    symlinks = {
+        rel
+        for entries in footprint.listing.values()
+        for rel, st in entries
+        if stat.S_ISLNK(st.st_mode)
+    }
+    outcome.damage = find_damage(source, present, symlinks)
     outcome.missing = outcome.damage.files
     wanted = need(
         footprint,
@@ -683,7 +690,7 @@ def _count_restored(copy: Path, out: Output, outcome: MigrationResult) -> None:
     back from the package cache, checked like every other file), and which
     it still lacks."""
     lost = outcome.missing
-    outcome.restored = [rel for rel in lost if os.path.lexists(copy / rel)]
+    outcome.restored = [rel for rel in lost if os.path.exists(copy / rel)]
     outcome.missing = [rel for rel in lost if rel not in set(outcome.restored)]
     if outcome.restored:
         out.info(

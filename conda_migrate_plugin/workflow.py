@@ -500,15 +500,23 @@ def summarize(
     out.important(f"Total time: {duration(seconds)}")
 
 
-def still_needed(outcomes: list[MigrationResult]) -> set[str]:
+def still_needed(
+    outcomes: list[MigrationResult], candidates: list[Candidate]
+) -> set[str]:
     """The cached packages that environments damaged by the purge still
-    lack files of: the one place those files may come back from."""
-    return {
+    lack files of (the one place those files may come back from), and those
+    that the environments found here link to, registered with conda or not
+    (a softlinked environment the user did not pick would dangle)."""
+    from .clean import softlinked_packages
+
+    lacking = {
         package
         for o in outcomes
         if o.damage is not None
         for package in o.damage.packages_lacking(o.missing)
     }
+    on_disk = [c.prefix for c in candidates if c.valid and c.prefix.is_dir()]
+    return lacking | {path.name for path in softlinked_packages(on_disk)}
 
 
 def open_log(state_dir: Path) -> tuple[TextIO, Path]:
@@ -639,7 +647,9 @@ def _run(
     cleaned = None
     if options.clean and any(o.status in SUCCEEDED for o in outcomes):
         out.phase("clean")
-        cleaned = backend.clean(dry_run=options.dry_run, keep=still_needed(outcomes))
+        cleaned = backend.clean(
+            dry_run=options.dry_run, keep=still_needed(outcomes, candidates)
+        )
         if cleaned is None:
             out.info("conda is not installed here, so conda's clean was skipped.")
         else:

@@ -10,12 +10,9 @@ import hashlib
 import json
 import os
 import shutil
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from conftest import SITE_PACKAGES, SUBDIR, requires_conda
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 #: One file of each kind the purge takes: text with the prefix, binary with
 #: the prefix, plain data, a pip-installed module.
@@ -360,3 +357,147 @@ def test_the_prefix_its_history_was_created_with(make_env, migrate, home, tmp_pa
     dest = home / ".conda" / "envs" / "abc"
     assert files_naming(dest, str(created)) == []
     assert str(dest) in (dest / "etc/demo/demo.conf").read_text()
+
+
+# -- softlinked environments ------------------------------------------------------
+
+
+def softlink_by_hand(env: Path, cache: Path | None = None) -> list[str]:
+    """Lay ``env`` out as conda's ``always_softlink`` does: each package file
+    conda would not rewrite becomes a symlink into the extracted package
+    (in ``cache``, default the one it was installed from), recorded as
+    ``softlink``, the record's link type 2. Returns the links made."""
+    linked = []
+    for record_path in sorted((env / "conda-meta").glob("*.json")):
+        record = json.loads(record_path.read_text())
+        source = record["extracted_package_dir"]
+        if cache is not None:
+            source = str(cache / Path(source).name)
+        for entry in record["paths_data"]["paths"]:
+            if entry["path_type"] != "hardlink" or "prefix_placeholder" in entry:
+                continue
+            target = env / entry["_path"]
+            target.unlink()
+            target.symlink_to(f"{source}/{entry['_path']}")
+            entry["path_type"] = "softlink"
+            entry.pop("sha256_in_prefix", None)
+            linked.append(entry["_path"])
+        record["link"] = {"source": source, "type": 2}
+        record["extracted_package_dir"] = source
+        record_path.write_text(json.dumps(record))
+    assert linked, "nothing to softlink"
+    return linked
+
+
+def test_a_softlinked_environment_becomes_self_contained(
+    make_env, migrate, home, tmp_path
+):
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    linked = softlink_by_hand(env)
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out
+    dest = home / ".conda" / "envs" / "abc"
+    for rel in linked:
+        assert not (dest / rel).is_symlink(), rel
+    # The scratch purge takes the package cache: nothing in $HOME dangles.
+    shutil.rmtree(tmp_path / "rattler-cache")
+    restored = {rel: read(dest / rel) for rel in linked}
+    assert restored == as_installed_at(make_env, dest, linked)
+    for record_path in (dest / "conda-meta").glob("*.json"):
+        record = json.loads(record_path.read_text())
+        assert record["link"]["type"] != 2
+        for entry in record["paths_data"]["paths"]:
+            if entry["_path"] in linked:
+                assert entry["path_type"] == "hardlink"
+
+
+def test_a_softlinked_environment_whose_cache_was_purged(
+    make_env, migrate, home, tmp_path
+):
+    """Its links dangle: damage, repaired from a tarball in a cache."""
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    linked = softlink_by_hand(env)
+    assert len(linked) > 1
+    shutil.rmtree(tmp_path / "rattler-cache")
+    channel_gone(env, tmp_path)
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean", "--keep-old")
+    assert code == 1, out
+    assert f"Damaged by the purge: {len(linked)} files missing" in out
+    assert "conda install --force-reinstall" in out
+
+
+def test_a_softlinked_environment_whose_cache_kept_its_tarballs(
+    make_env, migrate, home, tmp_path, channel
+):
+    """The extracted packages purged, their tarballs not: the links become
+    the files, from the tarballs."""
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    linked = softlink_by_hand(env)
+    shutil.rmtree(tmp_path / "rattler-cache")
+    channel_gone(env, tmp_path)
+    pkgs = tmp_path / "conda-pkgs"
+    pkgs.mkdir()
+    (pkgs / "urls.txt").write_text("")
+    for tarball in (channel / SUBDIR).glob("*.tar.bz2"):
+        shutil.copy(tarball, pkgs / tarball.name)
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out
+    assert f"Restored {len(linked)} files the purge took" in out
+    dest = home / ".conda" / "envs" / "abc"
+    restored = {rel: read(dest / rel) for rel in linked}
+    assert restored == as_installed_at(make_env, dest, linked)
+
+
+@requires_conda
+def test_an_environment_conda_softlinked_survives_the_purge_of_its_cache(
+    channel, migrate, home, tmp_path, conda_cli, monkeypatch
+):
+    from conda.base.context import reset_context
+
+    env = tmp_path / "scratch" / "conda-envs" / "linked"
+    monkeypatch.setenv("CONDA_ALWAYS_SOFTLINK", "true")
+    reset_context()
+    out, err, code = conda_cli(
+        "create", "-p", env, "--offline", "--override-channels", "--solver",
+        "classic", "-c", channel.as_uri(), "--yes", "demo-text", "demo-binary",
+    )  # fmt: skip
+    assert code == 0, out + err
+    monkeypatch.delenv("CONDA_ALWAYS_SOFTLINK")
+    reset_context()
+    pkgs = tmp_path / "conda-pkgs"
+    links = [
+        str(p.relative_to(env))
+        for p in env.rglob("*")
+        if p.is_symlink() and os.readlink(p).startswith(str(pkgs))
+    ]
+    assert links, "conda linked nothing into its cache"
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out
+    shutil.rmtree(pkgs)
+    dest = home / ".conda" / "envs" / "linked"
+    for rel in links:
+        assert not (dest / rel).is_symlink(), rel
+        assert (dest / rel).read_bytes()
+
+
+@requires_conda
+def test_clean_keeps_what_an_unregistered_softlinked_environment_links_to(
+    make_env, migrate, home, tmp_path
+):
+    """The prompt lists it, the user does not pick it, conda does not know
+    it (not in environments.txt): its links must not dangle after clean."""
+    envs = tmp_path / "scratch" / "conda-envs"
+    make_env(envs / "abc", ["demo-app"])
+    other = make_env(envs / "other", ["demo-text"])
+    pkgs = tmp_path / "conda-pkgs"
+    pkgs.mkdir()
+    (pkgs / "urls.txt").write_text("")
+    for package in (tmp_path / "rattler-cache").glob("*-*-*"):
+        if package.is_dir():
+            shutil.copytree(package, pkgs / package.name, symlinks=True)
+    linked = softlink_by_hand(other, pkgs)
+    out, _, code = migrate("-d", envs, stdin="abc\n")
+    assert code == 0, out
+    assert not (pkgs / "demo-app-2.0-py311_0").exists(), "clean removed nothing"
+    dangling = [rel for rel in linked if not (other / rel).exists()]
+    assert dangling == []

@@ -43,6 +43,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import stat
 import sys
 import threading
@@ -52,6 +53,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..clean import SOFTLINK
 from ..damage import missing_files
 from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
@@ -83,6 +85,9 @@ _PROGRESS_EVERY = 0.2
 BUFFER = 1 << 18
 
 Listing = dict[str, list[tuple[str, os.stat_result]]]
+
+#: conda's ``LinkType.copy``, as package records store it.
+COPY = 3
 
 
 @dataclass
@@ -146,6 +151,9 @@ class _Outcome:
     inexact: list[str] = field(default_factory=list)
     old_pyc: int = 0
     written: list[Written] = field(default_factory=list)
+    #: Symlinks into a package cache (conda's softlinks), by their target:
+    #: replaced by the files themselves once the copy is made.
+    delinked: dict[str, str] = field(default_factory=dict)
     shared_files: int = 0
     shared_bytes: int = 0
 
@@ -159,6 +167,7 @@ class _Outcome:
         self.inexact.extend(other.inexact)
         self.old_pyc += other.old_pyc
         self.written.extend(other.written)
+        self.delinked.update(other.delinked)
         self.shared_files += other.shared_files
         self.shared_bytes += other.shared_bytes
 
@@ -287,7 +296,7 @@ class _Copier:
                 os.link(self._dst(first), self._dst(other))
                 outcome.files += 1
             self._restore(listing, outcome)
-            self._update_records(outcome.rewritten)
+            self._update_records(outcome.rewritten, outcome.delinked)
             self._append_history()
             # Last, as the files made inside them move their times.
             for _ in gather(pool, self._finish_directory, directories):
@@ -412,7 +421,7 @@ class _Copier:
                 for item in batch:
                     try:
                         if item.kind == "symlink":
-                            self._copy_symlink(item, src_dir, dst_dir)
+                            self._copy_symlink(item, src_dir, dst_dir, outcome)
                             continue
                         if item.share is None or not self._link(
                             item, item.share, dst_dir, outcome
@@ -459,8 +468,14 @@ class _Copier:
         outcome.shared_bytes += item.st.st_size
         return True
 
-    def _copy_symlink(self, item: _Entry, src_dir: int, dst_dir: int) -> None:
-        target = self.rewrite.retarget(os.readlink(item.name, dir_fd=src_dir))
+    def _copy_symlink(
+        self, item: _Entry, src_dir: int, dst_dir: int, outcome: _Outcome
+    ) -> None:
+        raw = os.readlink(item.name, dir_fd=src_dir)
+        if self._into_package_cache(item.rel, raw):
+            outcome.delinked[item.rel] = raw
+            return
+        target = self.rewrite.retarget(raw)
         os.symlink(target, item.name, dir_fd=dst_dir)
         os.utime(
             item.name,
@@ -627,25 +642,69 @@ class _Copier:
         digest = _write_hashed(dst, self.rewrite.text_chunks(read(), launcher=launcher))
         return None if digest == source.hexdigest() else digest
 
+    def _into_package_cache(self, rel: str, target: str) -> bool:
+        """A package file linked from the extracted package (conda's
+        ``allow_softlinks``/``always_softlink``): an absolute target outside
+        the environment, at the package's own path for the file. On scratch
+        the cache is purged like the rest, so the copy holds the file."""
+        record = self.records.get(rel)
+        return (
+            record is not None
+            and record.path_type in ("softlink", "hardlink")
+            and target.startswith("/")
+            and self.rewrite.retarget(target) == target
+            and target.endswith("/" + (record.record_path or rel))
+        )
+
     def _restore(self, listing: Listing, outcome: _Outcome) -> None:
-        """Put back what a purge took, from the package cache or channel,
-        as conda links it at the new prefix (see ``repair``)."""
+        """Put back what a purge took, and the files a softlinked
+        environment links to, from the package cache or channel, as conda
+        links them at the new prefix (see ``repair``)."""
         present = {rel for entries in listing.values() for rel, _ in entries}
         missing = [
             rel
             for rel in missing_files(self.records, present)
             if not conda_bookkeeping(rel)
         ]
-        if not missing:
+        if not missing and not outcome.delinked:
             return
         repair = restore_missing(
-            self.source, self.staging, self.rewrite.new, self.records, missing
+            self.source,
+            self.staging,
+            self.rewrite.new,
+            self.records,
+            [*missing, *outcome.delinked],
         )
+        restored = set(repair.restored)
+        for rel, target in outcome.delinked.items():
+            if rel not in restored:
+                self._delink_anyway(rel, target, outcome)
         outcome.files += len(repair.restored)
         outcome.rewritten.update(repair.digests)
         outcome.notes.extend(repair.notes)
-        outcome.notes.extend(f"{rel}: restored" for rel in repair.restored)
-        self.restored.update(repair.restored)
+        outcome.notes.extend(
+            f"{rel}: restored" for rel in repair.restored if rel not in outcome.delinked
+        )
+        self.restored.update(restored - set(outcome.delinked))
+
+    def _delink_anyway(self, rel: str, target: str, outcome: _Outcome) -> None:
+        """A link into a package cache that no package's bytes could replace:
+        the bytes it shows now, when it shows any; a dangling one stays as
+        it is, damage the run reports."""
+        dest = self._dst(rel)
+        if not os.path.isfile(target):
+            os.symlink(target, dest)
+            outcome.notes.append(f"{rel}: links to {target}, which is gone")
+            return
+        with open(target, "rb") as src, open(dest, "xb") as dst:
+            digest = _write_hashed(dst.fileno(), read_chunks(src.fileno()))
+        shutil.copymode(target, dest)
+        outcome.rewritten[rel] = digest
+        outcome.files += 1
+        outcome.notes.append(
+            f"{rel}: copied from {target}, which it linked to (it does not match "
+            "its package's record)"
+        )
 
     def _check_records(self, listing: Listing, outcome: _Outcome) -> None:
         """Every path the records list, against the kind the source holds
@@ -669,23 +728,60 @@ class _Copier:
             if problem:
                 outcome.problems.append(f"{rel}: {problem}")
 
-    def _update_records(self, rewritten: dict[str, str]) -> None:
+    def _update_records(
+        self, rewritten: dict[str, str], delinked: dict[str, str]
+    ) -> None:
         """Give rewritten files their new ``sha256_in_prefix``, so that conda
-        verifying the new environment sees the bytes it holds."""
-        by_record: dict[str, dict[str, str]] = {}
+        verifying the new environment sees the bytes it holds; files that
+        were links into a package cache and are files now are recorded so,
+        and their package no longer as linked (conda's clean may take it)."""
+        digests: dict[str, dict[str, str]] = {}
         for rel, digest in rewritten.items():
             record = self.records.get(rel)
             if record is not None:
-                by_record.setdefault(record.record_file, {})[
+                digests.setdefault(record.record_file, {})[
                     record.record_path or rel
                 ] = digest
-        for name, digests in by_record.items():
+        files: dict[str, set[str]] = {}
+        for rel in delinked:
+            if os.path.isfile(self._dst(rel)) and not os.path.islink(self._dst(rel)):
+                record = self.records[rel]
+                files.setdefault(record.record_file, set()).add(
+                    record.record_path or rel
+                )
+        still_linked = {self.records[rel].record_file for rel in delinked} - {
+            self.records[rel].record_file
+            for rel in delinked
+            if os.path.isfile(self._dst(rel)) and not os.path.islink(self._dst(rel))
+        }
+        # With links into the cache gone, no record of the copy is linked
+        # (conda softlinks every package alike; files it rewrites are copies).
+        unlinked = (
+            {p.name for p in (self.staging / "conda-meta").glob("*.json")}
+            - still_linked
+            if delinked
+            else set()
+        )
+        for name in digests.keys() | files.keys() | unlinked:
             path = self.staging / "conda-meta" / name
             st = path.stat()
             record = json.loads(path.read_text(encoding="utf-8"))
+            new_hashes, own = digests.get(name, {}), files.get(name, set())
             for entry in record.get("paths_data", {}).get("paths", []):
-                if entry["_path"] in digests:
-                    entry["sha256_in_prefix"] = digests[entry["_path"]]
+                if entry["_path"] in new_hashes:
+                    entry["sha256_in_prefix"] = new_hashes[entry["_path"]]
+                if entry["_path"] in own:
+                    entry["path_type"] = "hardlink"
+            link = record.get("link")
+            relinked = (
+                name in unlinked
+                and isinstance(link, dict)
+                and link.get("type") == SOFTLINK
+            )
+            if relinked:
+                link["type"] = COPY
+            elif not (new_hashes or own):
+                continue
             path.write_text(json.dumps(record, indent=2), encoding="utf-8")
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
