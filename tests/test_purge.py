@@ -501,3 +501,27 @@ def test_clean_keeps_what_an_unregistered_softlinked_environment_links_to(
     assert not (pkgs / "demo-app-2.0-py311_0").exists(), "clean removed nothing"
     dangling = [rel for rel in linked if not (other / rel).exists()]
     assert dangling == []
+
+
+# -- relative links leaving the environment ----------------------------------------
+
+
+def test_relative_links_out_of_the_environment_still_resolve(
+    make_env, migrate, home, tmp_path
+):
+    real, link = site_with_symlinked_scratch(tmp_path)
+    env = make_env(real / "envs" / "abc", ["demo-text"])
+    datasets = real / "datasets"
+    datasets.mkdir()
+    (datasets / "ref.fa").write_text(">chr1\nACGT\n")
+    (env / "share" / "ref.fa").symlink_to("../../../datasets/ref.fa")
+    (env / "share" / "gone.fa").symlink_to("../../../datasets/gone.fa")
+    out, _, code = migrate("-d", link / "envs", "--all", "--no-clean")
+    assert code == 0, out
+    dest = home / ".conda" / "envs" / "abc"
+    assert (dest / "share" / "ref.fa").read_text() == ">chr1\nACGT\n"
+    assert (dest / "share" / "ref.fa").resolve() == (datasets / "ref.fa").resolve()
+    assert os.readlink(dest / "share" / "gone.fa") == "../../../datasets/gone.fa"
+    assert os.readlink(dest / "share" / "demo" / "current.txt") == "data.txt"
+    log = next((home / ".conda" / "migrate" / "logs").glob("*.log")).read_text()
+    assert "share/ref.fa" in log and "../../../datasets/ref.fa" in log

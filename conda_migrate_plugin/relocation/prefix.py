@@ -221,6 +221,24 @@ def _interpreter(path: Path) -> str | None:
     return os.fsdecode(match.group(1)).replace("\\ ", " ")
 
 
+def link_out(root: str, rel: str, target: str) -> str | None:
+    """Where a relative symlink at ``rel`` of the environment at ``root``
+    leads, as an absolute path, when that is outside the environment and
+    there is something there: the same relative target would lead
+    elsewhere from the new place (``share/ref.fa -> ../../../datasets/ref.fa``).
+    None for a link that stays inside, is absolute, or dangles (it keeps
+    its target, and its meaning, as it was)."""
+    if target.startswith("/"):
+        return None
+    real_root = os.path.realpath(root)
+    resolved = os.path.normpath(os.path.join(real_root, os.path.dirname(rel), target))
+    if resolved == real_root or resolved.startswith(real_root + "/"):
+        return None
+    if not os.path.exists(os.path.join(root, rel)):
+        return None
+    return resolved
+
+
 def conda_bookkeeping(rel: str) -> bool:
     """``conda-meta``'s package records and history, which name the old prefix
     by right (the package cache's paths, the commands run): copied as they

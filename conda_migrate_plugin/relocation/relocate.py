@@ -64,6 +64,7 @@ from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
     is_utf8_text,
+    link_out,
     old_spellings,
     patched_chunks,
     read_chunks,
@@ -476,6 +477,13 @@ class _Copier:
             outcome.delinked[item.rel] = raw
             return
         target = self.rewrite.retarget(raw)
+        outside = link_out(self.src_root, item.rel, raw)
+        if outside is not None:
+            target = outside
+            outcome.notes.append(
+                f"{item.rel}: its relative target {raw} leaves the environment; "
+                f"it now links to {outside}, where that led"
+            )
         os.symlink(target, item.name, dir_fd=dst_dir)
         os.utime(
             item.name,
