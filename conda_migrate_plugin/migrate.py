@@ -522,12 +522,43 @@ def _plan(
         )
     if room is not None:
         room.plan(footprint, wanted)
+    lines += _plan_repair(outcome)
     out.info(
         *lines,
         f"Would write {options.yaml_dir / (outcome.name + '.yml')}, copy, compare{removal}",
         "",
     )
     return outcome
+
+
+def _plan_repair(outcome: MigrationResult) -> list[str]:
+    """Which files lost to the purge the package caches hold intact, looked
+    up without writing or downloading anything."""
+    damage = outcome.damage
+    if damage is None or not damage.conda:
+        return []
+    from .relocation.prefix import read_path_records
+    from .relocation.repair import restore_missing
+
+    lost = [rel for files in damage.conda.values() for rel in files]
+    found = restore_missing(
+        outcome.source,
+        None,
+        str(outcome.dest),
+        read_path_records(outcome.source),
+        lost,
+    )
+    outcome.restored = sorted(found.restored)
+    outcome.missing = [rel for rel in outcome.missing if rel not in set(found.restored)]
+    restorable = len(outcome.restored)
+    said = (
+        f"Would restore {restorable} of the {len(lost)} files the purge took "
+        "from conda packages, from the package caches"
+    )
+    lines = [said]
+    if restorable < len(lost):
+        lines.append("  (the others are looked for in their channels too, by conda)")
+    return lines
 
 
 def _end(
@@ -694,8 +725,8 @@ def _count_restored(copy: Path, out: Output, outcome: MigrationResult) -> None:
     outcome.missing = [rel for rel in lost if rel not in set(outcome.restored)]
     if outcome.restored:
         out.info(
-            f"Restored {len(outcome.restored)} files the purge took, "
-            "from the package cache"
+            f"Restored {len(outcome.restored)} files the purge took, from a package "
+            "cache or channel (the log names each, and where it came from)"
         )
     for rel in outcome.restored:
         out.log_only(f"restored: {rel}")

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import SITE_PACKAGES, SUBDIR, requires_conda
+from conftest import SITE_PACKAGES, SUBDIR, requires_conda, tree_snapshot
 
 #: One file of each kind the purge takes: text with the prefix, binary with
 #: the prefix, plain data, a pip-installed module.
@@ -79,6 +79,19 @@ def test_dry_run_shows_damage(make_env, migrate, tmp_path):
     assert "demo-text-1.0-0 (2 files)" in out
     assert code == 1
     assert env.exists()
+
+
+def test_dry_run_says_what_the_caches_would_restore(make_env, migrate, tmp_path):
+    env = purged_env(make_env, tmp_path, channel=False)
+    before = tree_snapshot(env)
+    out, _, code = migrate("-d", env.parent, "--all", "--dry-run", "--json")
+    (result,) = json.loads(out)["environments"]
+    assert sorted(result["restored"]) == sorted(PURGED_CONDA)
+    assert result["missing"] == [PURGED_PIP]
+    assert code == 1  # the pip module cannot come back
+    assert tree_snapshot(env) == before
+    out, _, code = migrate("-d", env.parent, "--all", "--dry-run")
+    assert "Would restore 3 of the 3 files the purge took" in out
 
 
 def test_json_reports_damage(make_env, migrate, home, tmp_path):
@@ -172,7 +185,7 @@ def test_purged_files_come_back_from_the_extracted_cache(
     out, _, code = migrate("-d", env.parent, "--all", "--no-clean")
     assert code == 0, out
     assert "Damaged by the purge: 5 files missing" in out
-    assert "Restored 5 files the purge took, from the package cache" in out
+    assert "Restored 5 files the purge took" in out
     assert "Old and New Environments are same" in out
     dest = home / ".conda" / "envs" / "abc"
     restored = {rel: read(dest / rel) for rel in WHOLE_PACKAGE}

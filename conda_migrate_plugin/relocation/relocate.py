@@ -690,9 +690,6 @@ class _Copier:
         outcome.files += len(repair.restored)
         outcome.rewritten.update(repair.digests)
         outcome.notes.extend(repair.notes)
-        outcome.notes.extend(
-            f"{rel}: restored" for rel in repair.restored if rel not in outcome.delinked
-        )
         self.restored.update(restored - set(outcome.delinked))
 
     def _delink_anyway(self, rel: str, target: str, outcome: _Outcome) -> None:

@@ -62,13 +62,15 @@ def package_caches() -> list[Path]:
 
 def restore_missing(
     source: Path,
-    staging: Path,
+    staging: Path | None,
     new_prefix: str,
     records: dict[str, PathRecord],
     missing: Iterable[str],
 ) -> Repair:
     """Write into ``staging`` each ``missing`` file (relative paths the
-    records list) that a package cache or channel holds intact."""
+    records list) that a package cache or channel holds intact. With no
+    ``staging`` (``--dry-run``), only say which ones the caches hold, and
+    download nothing."""
     by_record: dict[str, list[str]] = {}
     for rel in missing:
         by_record.setdefault(records[rel].record_file, []).append(rel)
@@ -89,7 +91,7 @@ def restore_missing(
 def _restore_package(
     record_path: Path,
     wanted: dict[str, str],
-    staging: Path,
+    staging: Path | None,
     new_prefix: str,
     caches: list[Path],
     repair: Repair,
@@ -100,7 +102,7 @@ def _restore_package(
         entry["_path"]: entry
         for entry in (record.get("paths_data") or {}).get("paths", [])
     }
-    for origin, package_dir in _package_dirs(record, caches):
+    for origin, package_dir in _package_dirs(record, caches, staging is not None):
         paths = _package_paths(package_dir, record)
         found = []
         for path, rel in wanted.items():
@@ -135,10 +137,13 @@ def _package_paths(package_dir: Path, record: dict) -> dict[str, dict]:
     return {entry["_path"]: entry for entry in paths.get("paths", [])}
 
 
-def _package_dirs(record: dict, caches: list[Path]) -> Iterator[tuple[str, Path]]:
+def _package_dirs(
+    record: dict, caches: list[Path], fetch: bool
+) -> Iterator[tuple[str, Path]]:
     """Where the package may be, cheapest first: extracted, a tarball in a
-    cache, the channel. A tarball or a download is unpacked into a
-    temporary directory that lasts while its files are taken."""
+    cache, the channel (when ``fetch``). A tarball or a download is
+    unpacked into a temporary directory that lasts while its files are
+    taken."""
     dist = _dist_name(record)
     extracted = [
         record.get("extracted_package_dir"),
@@ -159,7 +164,7 @@ def _package_dirs(record: dict, caches: list[Path]) -> Iterator[tuple[str, Path]
                     if package_dir is not None:
                         yield f"the package {tarball}", package_dir
     url = record.get("url")
-    if isinstance(url, str) and url:
+    if fetch and isinstance(url, str) and url:
         with _downloaded(url, record) as package_dir:
             if package_dir is not None:
                 yield f"the channel ({url})", package_dir
@@ -231,7 +236,7 @@ def _downloaded(url: str, record: dict) -> Iterator[Path | None]:
 
 def _link(
     cached: Path,
-    staging: Path,
+    staging: Path | None,
     rel: str,
     entry: dict,
     new_prefix: str,
@@ -239,11 +244,13 @@ def _link(
 ) -> bool:
     """Write ``rel`` in ``staging`` from the cached file as conda links it
     into ``new_prefix``; False when the cached file is not the package's
-    (purged or altered in the cache too)."""
-    dest = staging / rel
+    (purged or altered in the cache too). No ``staging``: only check."""
     if entry.get("path_type") == "softlink":
         if not cached.is_symlink():
             return False
+        if staging is None:
+            return True
+        dest = staging / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(os.readlink(cached), dest)
         return True
@@ -257,6 +264,9 @@ def _link(
             digest.update(chunk)
         if digest.hexdigest() != entry.get("sha256"):
             return False
+        if staging is None:
+            return True
+        dest = staging / rel
         mode = stat.S_IMODE(os.fstat(src).st_mode)
         placeholder, file_mode = entry.get("prefix_placeholder"), entry.get("file_mode")
         rewrite = PrefixRewrite(placeholder or "", new_prefix)
