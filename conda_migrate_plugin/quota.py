@@ -349,7 +349,10 @@ def tools(
     one of the filesystem's type, the other filesystems' tools, ``quota``;
     only those installed here."""
     mount = mount or mount_of(dest)
-    user = pwd.getpwuid(os.getuid()).pw_name
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry (a container, LDAP down): the tools take the id
+        user = str(os.getuid())
     found: list[tuple[str, list[str], Callable]] = []
     command = site_command()
     if command:

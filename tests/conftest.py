@@ -426,6 +426,12 @@ def unprivileged(tmp_path_factory):
         leaf = module.name.rsplit(".", 1)[1]
         if not leaf.startswith("_") and (leaf != "plugin" or HAVE_CONDA):
             importlib.import_module(module.name)
+    import codecs
+
+    from conda_migrate_plugin.relocation.prefix import ENCODINGS
+
+    for encoding in ENCODINGS:  # codecs load lazily, from files the user cannot read
+        codecs.lookup(encoding)
     base = Path(tempfile.mkdtemp(prefix="cm-user-"))
     base.chmod(0o755)
 

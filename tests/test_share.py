@@ -170,3 +170,28 @@ def test_dry_run_plans_the_sharing_and_changes_nothing(
     assert "Would write: " in first and "Would free on the source: " in second
     assert tree_snapshot(envs) == before
     assert not (home / ".conda" / "envs").exists()
+
+
+def test_an_unprivileged_user_keeps_what_was_shared(unprivileged, make_env, tmp_path):
+    from conftest import USER
+
+    base, run = unprivileged
+    home = base / "home"
+    home.mkdir()
+    envs = base / "scratch" / "envs"
+    for name in NAMES[:3]:
+        make_env(envs / name, ["demo-app"])
+    # The user's own environments and cache: every inode changes hands once,
+    # its names staying one inode.
+    for root in (base / "scratch", tmp_path / "rattler-cache", home):
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in [".", *dirnames, *filenames]:
+                os.chown(os.path.join(dirpath, name), USER, USER, follow_symlinks=False)
+    assert inode(envs / "a1" / DATA) == inode(envs / "a3" / DATA)
+    out, code = run(home, "-d", envs, "--all")
+    assert code == 0, out
+    dest = home / ".conda" / "envs"
+    assert len({inode(dest / name / DATA) for name in NAMES[:3]}) == 1
+    st = (dest / "a1" / DATA).lstat()
+    assert (st.st_uid, st.st_nlink) == (USER, 3)
+    assert not envs.joinpath("a1").exists()
