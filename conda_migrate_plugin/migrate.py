@@ -809,6 +809,9 @@ def _migrate_locked(
         if signum is not None:
             raise _stopped(signum, step, candidate.name, outcome) from err
         outcome.message = str(err)
+        # The copy was removed: nothing of it stays written or shared.
+        outcome.written_files = outcome.written_bytes = None
+        outcome.shared_files = outcome.shared_bytes = None
         out.important(f"Migration of {candidate.name} failed: {err}", "")
         if room is not None and _filled(err) is not None:
             room.full = (

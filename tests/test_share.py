@@ -195,3 +195,18 @@ def test_an_unprivileged_user_keeps_what_was_shared(unprivileged, make_env, tmp_
     st = (dest / "a1" / DATA).lstat()
     assert (st.st_uid, st.st_nlink) == (USER, 3)
     assert not envs.joinpath("a1").exists()
+
+
+def test_a_failed_copy_counts_as_nothing_written(make_env, tmp_path, home, migrate):
+    import json
+
+    envs = make_envs(make_env, tmp_path, NAMES[:2])
+    spoil(envs / "a2")
+    out, err, code = migrate("-d", envs, "--all", "--json")
+    assert code == 1
+    document = json.loads(out)
+    failed = next(e for e in document["environments"] if e["name"] == "a2")
+    assert failed["status"] == "failed" and failed["written_files"] is None
+    assert document["totals"]["written_files"] == next(
+        e["written_files"] for e in document["environments"] if e["name"] == "a1"
+    )
