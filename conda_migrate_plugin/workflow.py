@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .discover import Candidate
     from .options import Options
-    from .quota import Room
+    from .quota import Quota, Room
     from .rcfiles import DirMove, RcEdit
 
 
@@ -434,8 +434,9 @@ def _moved(numbers: dict[str, int], dry_run: bool) -> str:
     )
 
 
-def quota_line(room: Room, when: str) -> str:
-    """The quota the run found, or that it found none to ask."""
+def quota_line(room: Room, when: str, after: Quota | None = None) -> str:
+    """The quota the run found (``after``: as it ends), or that it found
+    none to ask."""
     if room.before is None:
         asked = (
             f"no quota tool answered (asked: {', '.join(room.tried)})"
@@ -446,15 +447,13 @@ def quota_line(room: Room, when: str) -> str:
             f"Quota on {room.root}: {asked}; only the filesystem's free space is "
             "checked, which on a network home is not your quota."
         )
-    quota = room.before if when == "before" else room.after()
-    assert quota is not None
+    quota = room.before if after is None else after
     return f"Quota on {room.root} {when}: {quota.describe()}"
 
 
-def quota_json(room: Room | None, dry_run: bool) -> dict | None:
+def quota_json(room: Room | None, after: Quota | None) -> dict | None:
     if room is None or room.before is None:
         return None
-    after = room.after() if dry_run else room.now()
     return {
         "tool": room.before.tool,
         "before": _quota_numbers(room.before),
@@ -659,8 +658,12 @@ def _run(
                 f"{verb} {items} items ({size(cleaned['bytes'])}) from conda's caches."
             )
         out.phase(None)
-    if room is not None and options.dry_run and room.before is not None:
-        out.info(quota_line(room, "after"))
+    after = None
+    if room is not None and room.before is not None:
+        # Planned (--dry-run), or asked again of the tool.
+        after = room.after() if options.dry_run else room.now()
+        if after is not None:
+            out.info(quota_line(room, "after", after))
     summarize(outcomes, out, time.monotonic() - started, options.dry_run)
     # Purge damage nothing could repair fails the run wherever the
     # environment ended up: it is not whole.
@@ -671,7 +674,7 @@ def _run(
             "dry_run": options.dry_run,
             "environments": [o.to_json() for o in outcomes],
             "totals": totals(outcomes),
-            "quota": quota_json(room, options.dry_run),
+            "quota": quota_json(room, after),
             "rc_files": settle.rc_edits,
             "clean": cleaned,
             "log": str(out.log_path) if out.log_path else None,

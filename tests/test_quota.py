@@ -148,6 +148,8 @@ def test_an_environment_that_cannot_fit_is_refused_before_its_copy(
         "Successfully migrated and removed old environment: " + str(envs / "a1") in out
     )
     assert "Migration of big failed: The environment does not fit your quota on" in out
+    assert f"Quota on {home / '.conda' / 'envs'} before: " in out
+    assert f"Quota on {home / '.conda' / 'envs'} after: " in out
     assert "said quota" in out and "with margin" in out
     assert "Nothing was copied and the environment is untouched" in out
     assert "conda clean --all" in out and "--dest" in out
