@@ -538,3 +538,19 @@ def test_relative_links_out_of_the_environment_still_resolve(
     assert os.readlink(dest / "share" / "demo" / "current.txt") == "data.txt"
     log = next((home / ".conda" / "migrate" / "logs").glob("*.log")).read_text()
     assert "share/ref.fa" in log and "../../../datasets/ref.fa" in log
+
+
+@requires_conda
+def test_conda_s_clone_of_a_purged_environment_is_whole(
+    make_env, migrate, home, tmp_path
+):
+    """conda's clone links every package again: what the purge took comes
+    back, is checked against the copy's records, and the run says so."""
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    purge(env, *WHOLE_PACKAGE)
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean", "--method", "clone")
+    assert code == 0, out
+    assert "Restored 5 files the purge took" in out
+    dest = home / ".conda" / "envs" / "abc"
+    restored = {rel: read(dest / rel) for rel in WHOLE_PACKAGE}
+    assert restored == as_installed_at(make_env, dest, WHOLE_PACKAGE)

@@ -223,7 +223,22 @@ class _Checker:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if rel == MARKER or rel_dir == "conda-meta" or _bytecode(rel):
                 continue
+            if self._relinked(rel):
+                check.notes.append(f"{rel}: lost to the purge, linked again by conda")
+                continue
             check.problems.append(f"{rel}: only in the copy, not in the source")
+
+    def _relinked(self, rel: str) -> bool:
+        """A file the source's records list and a purge took, which conda's
+        clone linked again from the package: the copy's record must give
+        the bytes it holds (conda writes the hash of what it linked)."""
+        copy_record = self.copy_records.get(rel)
+        if rel not in self.records or copy_record is None:
+            return False
+        path = f"{self.copy_root}/{rel}"
+        if os.path.islink(path):
+            return copy_record.path_type == "softlink"
+        return os.path.isfile(path) and copy_record.sha256 == self._read(path).sha256
 
     def check_listed(self, seen: dict[str, str | None], check: FileCheck) -> None:
         """Every path the records list must be in the copy, with its type;
