@@ -335,10 +335,13 @@ def _verify(
     source: Path, copy: Path, dest: Path, out: Output, jobs: int | None
 ) -> None:
     """The file-by-file check that gates every removal, whatever the engine."""
+    from .relocation import xattrs
     from .relocation.verify import verify_files
 
     out.phase("verify")
     check = verify_files(source, copy, dest, jobs)
+    if check.unsupported:
+        out.info(f"warning: {xattrs.unsupported_warning(check.unsupported)}")
     _judge(source, check.problems, check.notes, out)
 
 

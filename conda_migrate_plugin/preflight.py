@@ -381,7 +381,8 @@ def check_space(footprint: Footprint, dest_root: Path) -> None:
         int(footprint.allocated(vfs.f_frsize) * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     )
     hint = "Nothing was copied and the environment is untouched. Free space in the destination or choose another with --dest."
-    if free_bytes < need_bytes:
+    # f_blocks is 0 on filesystems that count no size (ramfs).
+    if vfs.f_blocks and free_bytes < need_bytes:
         raise MigrateError(
             f"Not enough space in {dest_root}: the environment needs {size(need_bytes)} "
             f"(with margin), {size(free_bytes)} are free.",

@@ -8,12 +8,14 @@ so that ``--method auto`` can relocate instead.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
 from pathlib import Path
 
 from ..exceptions import CloneUnavailable
 from ..safety.interrupt import check
+from . import xattrs
 from .prefix import PrefixRewrite
 
 
@@ -65,6 +67,7 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
     back. Returns the relative paths carried."""
     rewrite = PrefixRewrite(str(source), str(dest))
     carried: list[str] = []
+    attributed: list[str] = []
     directories: list[tuple[str, int]] = []
     stack = [""]
     while stack:
@@ -104,10 +107,30 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
                 # Entry points conda wrote again get conda's mode.
                 if stat.S_IMODE(new.stat().st_mode) != stat.S_IMODE(st.st_mode):
                     os.chmod(new, stat.S_IMODE(st.st_mode))
+            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                attributed.append(rel)
     for rel in KEPT_FROM_SOURCE:
         if (source / rel).is_file() and not (source / rel).is_symlink():
             shutil.copy2(source / rel, dest / rel)
     for rel, mode in reversed(directories):
         os.chmod(dest / rel, mode)
     os.chmod(dest, stat.S_IMODE(os.lstat(source).st_mode))
+    for rel in ["", *attributed]:
+        carry_attributes(source / rel, dest / rel)
     return sorted(carried)
+
+
+def carry_attributes(old: Path, new: Path) -> None:
+    """conda's clone copies no extended attributes or ACLs. A file it linked
+    from the package cache is copied first, so that the cache and the
+    environments sharing it get none of them. What the filesystem refuses,
+    the file check reports."""
+    want = xattrs.read(str(old))
+    if not want or not xattrs.differing(want, xattrs.read(str(new))):
+        return
+    st = os.lstat(new)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        own = new.with_name(f".{new.name}.conda-migrate-{secrets.token_hex(4)}")
+        shutil.copy2(new, own)
+        os.replace(own, new)
+    xattrs.write(str(new), want)

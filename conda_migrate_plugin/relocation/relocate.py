@@ -59,6 +59,7 @@ from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
 from ..preflight import measure
+from . import xattrs
 from .prefix import (
     PathRecord,
     PrefixRewrite,
@@ -151,6 +152,8 @@ class _Outcome:
     problems: list[str] = field(default_factory=list)
     inexact: list[str] = field(default_factory=list)
     old_pyc: int = 0
+    #: Entries whose extended attributes the destination refused.
+    unsupported: list[str] = field(default_factory=list)
     written: list[Written] = field(default_factory=list)
     #: Symlinks into a package cache (conda's softlinks), by their target:
     #: replaced by the files themselves once the copy is made.
@@ -167,6 +170,7 @@ class _Outcome:
         self.problems.extend(other.problems)
         self.inexact.extend(other.inexact)
         self.old_pyc += other.old_pyc
+        self.unsupported.extend(other.unsupported)
         self.written.extend(other.written)
         self.delinked.update(other.delinked)
         self.shared_files += other.shared_files
@@ -231,6 +235,8 @@ def relocate(
             f"{outcome.old_pyc} .pyc files name the old prefix in co_filename "
             "(harmless: Python uses the path it loads them from)"
         )
+    if outcome.unsupported:
+        outcome.warnings.append(xattrs.unsupported_warning(sorted(outcome.unsupported)))
     return RelocateResult(
         files=outcome.files,
         bytes=outcome.bytes,
@@ -300,8 +306,8 @@ class _Copier:
             self._update_records(outcome.rewritten, outcome.delinked)
             self._append_history()
             # Last, as the files made inside them move their times.
-            for _ in gather(pool, self._finish_directory, directories):
-                pass
+            for part in gather(pool, self._finish_directory, directories):
+                outcome.merge(part)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         self._check_records(listing, outcome)
@@ -390,13 +396,34 @@ class _Copier:
         rel, st = item
         os.mkdir(self._dst(rel), _creation_mode(st))
 
-    def _finish_directory(self, item: tuple[str, os.stat_result]) -> None:
+    def _finish_directory(self, item: tuple[str, os.stat_result]) -> _Outcome:
         rel, st = item
         path = self._dst(rel)
+        outcome = _Outcome()
         # The top was made by the caller, private until the copy is whole.
         if not rel or self._needs_chmod(st, _creation_mode(st)):
             os.chmod(path, stat.S_IMODE(st.st_mode))
+        # A default ACL set only now: the files made inside keep their own.
+        self._copy_attributes(rel or ".", self._src(rel), path, outcome)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return outcome
+
+    def _copy_attributes(
+        self, rel: str, src: int | str, dst: int | str, outcome: _Outcome
+    ) -> None:
+        """The source's ``user.*`` attributes and ACLs, after its mode (an
+        access ACL holds the group bits), read back as they are written."""
+        want = xattrs.read(src)
+        if not want:
+            return
+        refused = xattrs.write(dst, want)
+        if refused:
+            outcome.unsupported.append(f"{rel}: {', '.join(refused)}")
+        kept = {name: value for name, value in want.items() if name not in refused}
+        for name in xattrs.differing(kept, xattrs.read(dst)):
+            outcome.problems.append(
+                f"{rel}: extended attribute {name} differs in the copy"
+            )
 
     def _needs_chmod(self, st: os.stat_result, created: int) -> bool:
         """Whether a directory made with ``created`` lacks the source's mode:
@@ -512,6 +539,7 @@ class _Copier:
                 if digest is not None:
                     outcome.rewritten[item.rel] = digest
                 os.fchmod(dst, stat.S_IMODE(item.st.st_mode))
+                self._copy_attributes(item.rel, src, dst, outcome)
                 os.utime(dst, ns=(item.st.st_atime_ns, item.st.st_mtime_ns))
             finally:
                 os.close(dst)

@@ -13,6 +13,8 @@ What each file must hold:
   as conda would;
 * any other file: the source, with the prefix substituted when it is text;
 * a symlink: the source's target, moved into the new prefix when absolute;
+* a file or directory: the source's ``user.*`` attributes and POSIX ACLs,
+  where the copy's filesystem can hold them (see ``xattrs``);
 * nothing more: a path in the copy that the source does not have (the old
   pip's files, which the clone linked again) is a difference too, except
   conda's own records and the ``__pycache__`` the clone compiles.
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING
 from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
+from . import xattrs
 from .prefix import (
     CHUNK,
     PrefixRewrite,
@@ -62,11 +65,14 @@ class FileCheck:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files_checked: int = 0
+    #: Entries whose extended attributes the copy's filesystem cannot hold.
+    unsupported: list[str] = field(default_factory=list)
 
     def merge(self, other: FileCheck) -> None:
         self.problems.extend(other.problems)
         self.notes.extend(other.notes)
         self.files_checked += other.files_checked
+        self.unsupported.extend(other.unsupported)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ def verify_files(
         for part in gather(pool, checker.check_batch, batches):
             check.merge(part)
     check.problems.sort()
+    check.unsupported.sort()
     return check
 
 
@@ -147,6 +154,7 @@ class _Checker:
         self, source: Path, copy: Path, final_prefix: Path, extra_allowed: bool
     ) -> None:
         self.extra_allowed = extra_allowed
+        self.support: dict[str, bool] = {}
         self.src_root = os.path.abspath(source)
         self.copy_root = os.path.abspath(copy)
         scripts = (
@@ -206,6 +214,7 @@ class _Checker:
                     )
                 elif kind == "directory":
                     directories.append(rel)
+                    self._check_attributes(rel, check)
                 elif kind == "symlink":
                     check.files_checked += 1
                     self._check_symlink(rel, check)
@@ -276,10 +285,37 @@ class _Checker:
         if actual != target and actual != link_out(self.src_root, rel, raw):
             check.problems.append(f"{rel}: symlink to {actual!r}, expected {target!r}")
 
+    def _check_attributes(self, rel: str, check: FileCheck) -> None:
+        """The source's ``user.*`` attributes and ACLs, in the copy too; one
+        its filesystem cannot hold at all is said, not held against it."""
+        want = xattrs.read(f"{self.src_root}/{rel}")
+        if not want:
+            return
+        have = xattrs.read(f"{self.copy_root}/{rel}")
+        refused = []
+        for name in xattrs.differing(want, have):
+            if name not in have and not self._supported(name):
+                refused.append(name)
+            else:
+                check.problems.append(
+                    f"{rel}: extended attribute {name} "
+                    + ("differs in the copy" if name in have else "missing in the copy")
+                )
+        if refused:
+            check.unsupported.append(f"{rel}: {', '.join(refused)}")
+
+    def _supported(self, name: str) -> bool:
+        """Asked once per kind of attribute (threads may ask it twice)."""
+        kind = "acl" if name in xattrs.ACLS else "user"
+        if kind not in self.support:
+            self.support[kind] = xattrs.supported(self.copy_root, name)
+        return self.support[kind]
+
     def check_batch(self, batch: list[str]) -> FileCheck:
         check = FileCheck()
         for rel in batch:
             try:
+                self._check_attributes(rel, check)
                 self._check_file(rel, check)
             except OSError as exc:
                 check.problems.append(f"{rel}: cannot be read: {exc.strerror or exc}")
