@@ -11,6 +11,9 @@ from typing import Final
 #: The run's own state, below ``$HOME``: journal, locks and logs.
 STATE_DIR: Final = Path(".conda", "migrate")
 JOURNAL: Final = "journal"
+#: Finished moves, old place to new, kept for later runs (not journal
+#: entries: those are cleared once a migration is settled).
+MOVES: Final = "moved"
 LOCKS: Final = "locks"
 LOGS: Final = "logs"
 

@@ -341,10 +341,13 @@ def test_state_directory_is_private(scratch, home, migrate):
     out, err, code = migrate("-d", scratch.amd, *RELOCATE)
     assert code == 0, out + err
     state = home / ".conda/migrate"
-    for path in (state, state / "journal", state / "locks", state / "logs"):
+    parts = ("journal", "locks", "logs", "moved")
+    for path in (state, *(state / part for part in parts)):
         assert path.stat().st_mode & 0o777 == 0o700, path
     (log,) = (state / "logs").iterdir()
     assert log.stat().st_mode & 0o777 == 0o600
+    (moved,) = (state / "moved").iterdir()
+    assert moved.stat().st_mode & 0o777 == 0o600
 
 
 # -- 7. edits between the copy and the removal -----------------------------------

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Final, Literal, get_args
 
-from ..names import JOURNAL, MARKER, STAGING_PREFIX, keyed_file
+from ..names import JOURNAL, MARKER, MOVES, STAGING_PREFIX, keyed_file
 from .atomic import write_atomically
 from .statedir import owned_file
 
@@ -38,8 +38,6 @@ REMOVING: Final = "removing"
 #: source removed (or kept on request); rc files not yet updated
 DONE: Final = "done"
 PHASES: Final = get_args(Phase)
-#: A finished move, old place to new, kept beside the entries.
-MOVED_SUFFIX: Final = ".moved"
 
 
 @dataclass(frozen=True)
@@ -190,7 +188,7 @@ def remember_move(state_dir: Path, source: Path, dest: Path) -> None:
     over its directory that it was moved, and where, so that it can still
     point the rc files there and say so instead of "nothing found"."""
     write_atomically(
-        keyed_file(state_dir, JOURNAL, str(source), MOVED_SUFFIX),
+        keyed_file(state_dir, MOVES, str(source), ".json"),
         json.dumps({"source": str(source), "dest": str(dest)}),
         mode=0o600,
     )
@@ -200,7 +198,7 @@ def moves(state_dir: Path) -> dict[Path, Path]:
     """Every move remembered, old place to new; what is not the user's own
     file, or not two absolute paths of the same name, is not believed."""
     found = {}
-    for path in sorted((state_dir / JOURNAL).glob(f"*{MOVED_SUFFIX}")):
+    for path in sorted((state_dir / MOVES).glob("*.json")):
         if not owned_file(path):
             continue
         try:
@@ -215,7 +213,7 @@ def moves(state_dir: Path) -> dict[Path, Path]:
             and _plain_name(name)
             and _normal_path(source, name)
             and _normal_path(dest, name)
-            and path == keyed_file(state_dir, JOURNAL, source, MOVED_SUFFIX)
+            and path == keyed_file(state_dir, MOVES, source, ".json")
         ):
             found[Path(source)] = Path(dest)
     return found

@@ -15,7 +15,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from ..exceptions import UsageError
-from ..names import JOURNAL, LOCKS, LOGS
+from ..names import JOURNAL, LOCKS, LOGS, MOVES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,7 +38,10 @@ def _check(path: Path, st: os.stat_result) -> None:
 
 def ensure_private(state_dir: Path, *, create: bool = True) -> None:
     """Create the state directory 0700 (and its parts), or refuse it."""
-    for path in (state_dir, *(state_dir / part for part in (JOURNAL, LOCKS, LOGS))):
+    for path in (
+        state_dir,
+        *(state_dir / part for part in (JOURNAL, LOCKS, LOGS, MOVES)),
+    ):
         try:
             st = os.lstat(path)
         except FileNotFoundError:
