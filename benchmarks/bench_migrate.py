@@ -508,7 +508,8 @@ def _print_table(
     notes: list[str],
 ) -> None:
     print(
-        f"\n{len(os.sched_getaffinity(0))} CPUs; default jobs {_default_jobs()}; "
+        f"\n{len(os.sched_getaffinity(0))} CPUs; default jobs: 1 on the tmpfs, "
+        f"{_default_jobs()} on slowfs; "
         "seconds per run; ratio: median of (run / cp -a + rm -rf of the same round)\n"
     )
     print(
