@@ -707,7 +707,7 @@ def _compare(
     if outcome.missing:
         verdict = (
             "Old and New Environments hold the same packages and files, but "
-            f"{len(outcome.missing)} files their records list are missing in both"
+            f"{_files(len(outcome.missing))} their records list are missing"
         )
     # The guide's banner is for the terminal; in a job's output it would
     # repeat after every environment what the summary says once.
@@ -719,6 +719,10 @@ def _compare(
     out.info("")
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 def _count_restored(copy: Path, out: Output, outcome: MigrationResult) -> None:
     """Which files the purge took the copy holds again (the engine put them
     back from the package cache, checked like every other file), and which
@@ -728,7 +732,7 @@ def _count_restored(copy: Path, out: Output, outcome: MigrationResult) -> None:
     outcome.missing = [rel for rel in lost if rel not in set(outcome.restored)]
     if outcome.restored:
         out.info(
-            f"Restored {len(outcome.restored)} files the purge took, from a package "
+            f"Restored {_files(len(outcome.restored))} the purge took, from a package "
             "cache or channel (the log names each, and where it came from)"
         )
     for rel in outcome.restored:
@@ -744,7 +748,7 @@ def _report_missing(outcome: MigrationResult, out: Output) -> None:
     where = outcome.dest if moved else outcome.source
     outcome.remedy = outcome.damage.remedy(where, outcome.missing)
     out.important(
-        f"{len(outcome.missing)} files that the records of {where} list are "
+        f"{_files(len(outcome.missing))} that the records of {where} list are "
         "missing and could not be restored:",
         *(f"  {rel}" for rel in outcome.missing[:10]),
         *(["  ... (all of them are in the log)"] if len(outcome.missing) > 10 else []),

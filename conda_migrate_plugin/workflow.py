@@ -491,8 +491,8 @@ def summarize(
                     out.important(f"      {o.message.splitlines()[0]}")
                 if o.missing:
                     out.important(
-                        f"      {len(o.missing)} files lost to the purge are "
-                        "missing (see above for what restores them)"
+                        f"      files lost to the purge and missing: {len(o.missing)} "
+                        "(see above for what restores them)"
                     )
     if any(o.written_files is not None for o in outcomes):
         out.important(f"  total: {_moved(totals(outcomes), dry_run)}")

@@ -12,7 +12,14 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import SITE_PACKAGES, SUBDIR, requires_conda, tree_snapshot
+from conftest import (
+    SITE_PACKAGES,
+    SUBDIR,
+    USER,
+    chown_tree,
+    requires_conda,
+    tree_snapshot,
+)
 
 #: One file of each kind the purge takes: text with the prefix, binary with
 #: the prefix, plain data, a pip-installed module.
@@ -554,3 +561,50 @@ def test_conda_s_clone_of_a_purged_environment_is_whole(
     dest = home / ".conda" / "envs" / "abc"
     restored = {rel: read(dest / rel) for rel in WHOLE_PACKAGE}
     assert restored == as_installed_at(make_env, dest, WHOLE_PACKAGE)
+
+
+# -- all of it at once, as an ordinary user --------------------------------------
+
+
+def test_a_user_migrates_a_purged_softlinked_environment_through_the_symlink(
+    unprivileged, make_env, tmp_path
+):
+    """A site's worst case: ``$SCRATCH`` a symlink, the environment created
+    by its real path and softlinked into a package cache on scratch, some
+    of its files and some of the cache purged, a link out to a dataset."""
+    base, run = unprivileged
+    home = base / "home"
+    home.mkdir()
+    real, link = site_with_symlinked_scratch(base)
+    env = make_env(real / "envs" / "abc", ["demo-app"])
+    pkgs = real / "pkgs"
+    shutil.copytree(tmp_path / "rattler-cache", pkgs, symlinks=True)
+    linked = softlink_by_hand(env, pkgs)
+    (real / "datasets").mkdir()
+    (real / "datasets" / "ref.fa").write_text(">chr1\n")
+    (env / "share" / "ref.fa").symlink_to("../../../datasets/ref.fa")
+    purge(env, "etc/demo/demo.conf", "lib/libdemo.so")
+    purge(pkgs / "demo-text-1.0-0", "share/demo/data.txt")  # linked, gone
+    chown_tree(base, USER)
+    out, code = run(
+        home, "-d", link / "envs", "--all", "--no-clean", "--method", "relocate"
+    )
+    dest = home / ".conda" / "envs" / "abc"
+    assert "Damaged by the purge: 3 files missing" in out
+    assert "Restored 2 files the purge took" in out
+    # data.txt is gone from the cache too, and the user cannot read the
+    # channel (the test session's, root's): on screen, with its remedy.
+    assert code == 1, out
+    missing = out.split("could not be restored:\n")[1].split("To restore them")[0]
+    assert missing.split() == ["share/demo/data.txt"]
+    assert f"conda install --force-reinstall -p {dest} " in out
+    shutil.rmtree(pkgs)
+    assert files_naming(dest, str(env)) == []
+    assert files_naming(dest, str(link / "envs" / "abc")) == []
+    assert [rel for rel in linked if (dest / rel).is_symlink()] == []
+    assert [rel for rel in linked if not (dest / rel).exists()] == [
+        "share/demo/data.txt"
+    ]
+    assert (dest / "share" / "ref.fa").read_text() == ">chr1\n"
+    assert (dest / "etc/demo/demo.conf").read_text().startswith(f"root = {dest}\n")
+    assert dest.stat().st_uid == USER

@@ -722,12 +722,14 @@ class _Copier:
 
     def _delink_anyway(self, rel: str, target: str, outcome: _Outcome) -> None:
         """A link into a package cache that no package's bytes could replace:
-        the bytes it shows now, when it shows any; a dangling one stays as
-        it is, damage the run reports."""
+        the bytes it shows now, when it shows any. A dangling one is left
+        out: purge damage the run reports with its remedy, where a link
+        back into the purged cache would only hide it."""
         dest = self._dst(rel)
         if not os.path.isfile(target):
-            os.symlink(target, dest)
-            outcome.notes.append(f"{rel}: links to {target}, which is gone")
+            outcome.notes.append(
+                f"{rel}: links to {target}, which the purge took; left out"
+            )
             return
         with open(target, "rb") as src, open(dest, "xb") as dst:
             digest = _write_hashed(dst.fileno(), read_chunks(src.fileno()))
