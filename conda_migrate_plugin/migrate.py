@@ -803,6 +803,12 @@ def _migrate_locked(
         # A stop that comes during the commit is raised as the block ends,
         # once the copy is committed and no longer provisional.
         with uninterruptible(), provisional(copy, options.state_dir, backend):
+            journal.save_stamps(
+                options.state_dir,
+                outcome.dest,
+                copy_stamps(copy.path, options.jobs),
+                journal.COPY,
+            )
             commit(verified, copy.path, options, backend)
             step = "committed"
         if room is not None and room.shared is not None:
@@ -849,6 +855,28 @@ def _migrate_locked(
             "",
         )
     return done
+
+
+#: What a copy's stamps leave out: its own directory, proven by its device and
+#: inode (the commit removes the marker, which moves its mtime), and the marker.
+_UNSTAMPED: Final = ("", MARKER)
+
+
+def copy_stamps(path: Path, jobs: int | None) -> dict[str, tuple]:
+    """The verified copy as it is committed. A later run finishing the
+    removal deletes the source only if the copy is still this: a user may
+    have emptied the directory (same device and inode) and made another
+    environment in it meanwhile."""
+    return {
+        rel: stamp
+        for rel, stamp in measure(path, jobs).stamps.items()
+        if rel not in _UNSTAMPED
+    }
+
+
+def copy_changes(stamps: dict[str, tuple], path: Path, jobs: int | None) -> list[str]:
+    """What differs in ``path`` from the copy as it was verified."""
+    return changes_since(stamps, path, jobs, ignore=_UNSTAMPED)
 
 
 def commit(

@@ -17,6 +17,7 @@ from .jobs import default_jobs, gather
 from .progress import size
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from pathlib import Path
 
 #: Room kept free beyond the environment's own size: metadata, the YAML, rc
@@ -292,12 +293,23 @@ def _changed(
 
 
 def changes_since(
-    before: dict[str, Stamp], prefix: Path, jobs: int | None = None
+    before: dict[str, Stamp],
+    prefix: Path,
+    jobs: int | None = None,
+    *,
+    ignore: Collection[str] = (),
 ) -> list[str]:
     """What differs in ``prefix`` from the stamps taken before it was
-    copied: an edit, a new or removed file, a ``conda install`` meanwhile."""
+    copied: an edit, a new or removed file, a ``conda install`` meanwhile.
+    Entries in ``ignore`` (relative paths) are not compared."""
     now = measure(prefix, jobs).stamps
-    removed = [f"{rel or '.'}: removed" for rel in before if rel not in now]
+    for rel in ignore:
+        now.pop(rel, None)
+    removed = [
+        f"{rel or '.'}: removed"
+        for rel in before
+        if rel not in now and rel not in ignore
+    ]
     return sorted(_changed(before, now) + removed)
 
 

@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import MigrateError
-from .migrate import MigrationResult, Status, commit, discard, remove_old, with_jobs
-from .names import MARKER
+from .migrate import (
+    MigrationResult,
+    Status,
+    commit,
+    copy_changes,
+    discard,
+    remove_old,
+    with_jobs,
+)
+from .names import MARKER, removing_aside
 from .safety import journal
 from .safety.lock import hold_all, is_held
 from .safety.remove import finish_removal
@@ -47,6 +55,15 @@ def _finish_verified(
             f"longer there as it was made; {source} was left as it is."
         )
         return None
+    options = with_jobs(options, outcome, out)
+    verified = journal.load_stamps(options.state_dir, dest, journal.COPY)
+    changed = (
+        ["there is no record of it as it was verified"]
+        if verified is None
+        else copy_changes(verified, copy, options.jobs)
+    )
+    if changed:
+        return _not_the_copy(outcome, copy, changed, options, out)
     # Killed anywhere in the commit (before the rename, or before conda's
     # registry was written): each step is done again.
     commit(entry, copy, options, backend)
@@ -68,11 +85,38 @@ def _finish_verified(
     return remove_old(
         outcome,
         entry,
-        with_jobs(options, outcome, out),
+        options,
         backend,
         out,
         journal.load_stamps(options.state_dir, dest),
     )
+
+
+def _not_the_copy(
+    outcome: MigrationResult,
+    copy: Path,
+    changed: list[str],
+    options: Options,
+    out: Output,
+) -> MigrationResult:
+    """The directory is the one the run made, but not what it verified (the
+    user emptied it and made another environment there): deleting the
+    source now could lose the only copy of what it holds."""
+    source, dest = outcome.source, outcome.dest
+    journal.clear(options.state_dir, dest)
+    aside = removing_aside(source)
+    left = f" What is left of {source} is at {aside}." if os.path.lexists(aside) else ""
+    outcome.status = Status.SKIPPED
+    outcome.message = (
+        f"An interrupted run had copied and verified {source} to {dest}, but "
+        f"{copy} is no longer the copy it verified:\n  "
+        + "\n  ".join(changed[:10])
+        + f"\n{source} was left as it is.{left} If {dest} is yours now, migrate "
+        f"{source} with another --dest; or compare the two and remove the old "
+        "one by hand."
+    )
+    out.important(outcome.message)
+    return outcome
 
 
 def _only_marker(entry: journal.Entry, path: Path) -> bool:

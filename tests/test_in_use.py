@@ -255,3 +255,53 @@ def test_environment_with_a_mount_inside_is_refused_naming_it(
     assert not (home / ".conda/envs/abc").exists()
     assert not scratch.amd.exists(), "the other environment migrates"
     assert mounts_below(scratch.abc) == [str(point)]
+
+
+# -- 3. a copy replaced between two runs -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stopped", ["before the removal", "midway through the removal"]
+)
+def test_copy_replaced_before_the_rerun_keeps_the_source(
+    scratch, home, make_env, stopped
+):
+    """Run 1 is killed at the rename aside (or inside the deletion, its
+    second ``rmdir``), its journal at ``removing``; the user empties the copy's
+    directory (same device and inode) and makes another environment in it.
+    The rerun must not take it for the verified copy: the source, with the
+    user's own file, stays, and the run says why."""
+    notes = scratch.abc / "share/notes.txt"
+    notes.write_text("my own notes\n")
+    fault = ("kill", "2", "rename" if stopped == "before the removal" else "rmdir")
+    code, out, err = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=fault)
+    assert code == -signal.SIGKILL, out + err
+    (entry,) = journal.entries(home / ".conda/migrate")
+    assert entry.phase == journal.REMOVING
+    aside = scratch.envs_dir / ".abc.conda-migrate-removing"
+    left = scratch.abc if stopped == "before the removal" else aside
+    assert left.is_dir()
+    before = tree_snapshot(left)
+
+    dest = home / ".conda/envs/abc"
+    inode = dest.stat().st_ino
+    for child in dest.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    make_env(dest, ["demo-text"])
+    assert dest.stat().st_ino == inode
+    theirs = tree_snapshot(dest)
+
+    code, out, err = run_cli(home, "-d", scratch.envs_dir, *RELOCATE)
+    assert code == 1, out + err
+    assert f"{dest} is no longer the copy it verified" in out, out
+    assert f"{scratch.abc} was left as it is" in out
+    assert tree_snapshot(left) == before
+    if stopped == "before the removal":
+        assert notes.read_text() == "my own notes\n"
+    else:
+        assert f"What is left of {scratch.abc} is at {aside}" in out
+    assert tree_snapshot(dest) == theirs
+    assert journal.entries(home / ".conda/migrate") == []

@@ -106,7 +106,8 @@ def record(state_dir: Path, entry: Entry) -> None:
 def clear(state_dir: Path, dest: Path) -> None:
     path = path_for(state_dir, dest)
     path.unlink(missing_ok=True)
-    path.with_suffix(".stamps").unlink(missing_ok=True)
+    for of in (SOURCE, COPY):
+        path.with_suffix(of).unlink(missing_ok=True)
 
 
 #: Age past which a journal's unfinished write is taken for a killed run's.
@@ -138,15 +139,24 @@ def entries(state_dir: Path) -> list[Entry]:
     return found
 
 
-def save_stamps(state_dir: Path, dest: Path, stamps: dict) -> None:
-    """The source as it was copied, for a later run to check it unchanged."""
+#: The stamps kept beside an entry: of the source as it was copied, and of
+#: the copy as it was verified.
+SOURCE: Final = ".stamps"
+COPY: Final = ".copy-stamps"
+
+
+def save_stamps(state_dir: Path, dest: Path, stamps: dict, of: str = SOURCE) -> None:
+    """The source as it was copied, for a later run to check it unchanged;
+    or the copy as it was verified, for a later run to prove it still is."""
     write_atomically(
-        path_for(state_dir, dest).with_suffix(".stamps"), json.dumps(stamps), mode=0o600
+        path_for(state_dir, dest).with_suffix(of), json.dumps(stamps), mode=0o600
     )
 
 
-def load_stamps(state_dir: Path, dest: Path) -> dict[str, tuple] | None:
-    path = path_for(state_dir, dest).with_suffix(".stamps")
+def load_stamps(
+    state_dir: Path, dest: Path, of: str = SOURCE
+) -> dict[str, tuple] | None:
+    path = path_for(state_dir, dest).with_suffix(of)
     if not owned_file(path):
         return None
     try:
