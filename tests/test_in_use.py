@@ -23,24 +23,26 @@ from conda_migrate_plugin.safety import journal
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
 
-#: A batch job's script: open its log for appending, say so, then append its
-#: result once told to (or end without writing when told "quit").
+#: A batch job's script: open its log for appending, write that it started
+#: (unless "silent"), then append its result once told to (or end without
+#: writing when told "quit").
 JOB = """
 import sys
 with open(sys.argv[1], "a") as log:
-    log.write("job started\\n")
-    log.flush()
+    if sys.argv[2:] != ["silent"]:
+        log.write("job started\\n")
+        log.flush()
     print("ready", flush=True)
     if sys.stdin.readline().strip() == "finish":
         log.write("job result\\n")
 """
 
 
-def start_job(log: Path) -> subprocess.Popen:
+def start_job(log: Path, *how: str) -> subprocess.Popen:
     """A real process appending to ``log``, held open until it is told to end."""
     log.parent.mkdir(parents=True, exist_ok=True)
     job = subprocess.Popen(
-        [sys.executable, "-c", JOB, str(log)],
+        [sys.executable, "-c", JOB, str(log), *how],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -188,6 +190,30 @@ def test_write_just_before_the_rename_aside_puts_the_environment_back(scratch, h
         p.name.endswith(".conda-migrate-removing") for p in scratch.envs_dir.iterdir()
     )
     assert (home / ".conda/envs/abc/var/log/job.log").read_text() == "job started\n"
+
+
+def test_job_starting_just_before_the_rename_aside_keeps_the_environment(scratch, home):
+    """A job that opens its log in the instant before the rename aside is
+    found on the renamed tree: the environment is put back, and the job's
+    result lands in it."""
+    log = scratch.abc / "var/log/job.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("")
+    held = run_cli(
+        home, "-d", scratch.abc, *RELOCATE, fault=("stop", "2", "rename"), wait=False
+    )
+    held_at(held)
+    job = start_job(log, "silent")
+    command = command_of(job.pid)
+    try:
+        os.kill(held.pid, signal.SIGCONT)
+        out, err = held.communicate(timeout=120)
+    finally:
+        end_job(job, "finish")
+    assert held.returncode == 1, out + err
+    assert f"{command} (pid {job.pid}) has {log} open for writing" in out
+    assert log.read_text() == "job result\n"
+    assert (scratch.abc / "conda-meta/history").is_file()
 
 
 # -- 4. a mount inside the environment -----------------------------------------
