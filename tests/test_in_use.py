@@ -110,6 +110,43 @@ def test_rerun_finishes_once_the_writing_job_has_ended(scratch, home, migrate):
     assert journal.entries(home / ".conda/migrate") == []
 
 
+#: A program keeping a database file mapped shared and writable, its
+#: descriptor closed: only ``/proc/PID/maps`` shows it.
+MAPPER = """
+import mmap, os, sys
+with open(sys.argv[1], "r+b") as db:
+    view = mmap.mmap(db.fileno(), 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+for fd in os.listdir("/proc/self/fd"):  # the duplicate mmap keeps, too
+    if os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(sys.argv[1]):
+        os.close(int(fd))
+print("ready", flush=True)
+sys.stdin.readline()
+view[:4] = b"done"
+view.flush()
+"""
+
+
+def test_file_mapped_shared_and_writable_keeps_the_environment(scratch, home, migrate):
+    db = scratch.abc / "var/cache.db"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"\0" * 4096)
+    mapper = subprocess.Popen(
+        [sys.executable, "-c", MAPPER, db],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert mapper.stdout is not None and mapper.stdout.readline() == "ready\n"
+        command = command_of(mapper.pid)
+        out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    finally:
+        mapper.communicate("\n", timeout=30)
+    assert code == 1, out + err
+    assert f"{command} (pid {mapper.pid}) has {db} open for writing" in out
+    assert db.read_bytes()[:4] == b"done"
+
+
 def test_process_working_in_the_environment_keeps_it(scratch, home, migrate):
     sleeper = subprocess.Popen(["sleep", "60"], cwd=scratch.abc / "share")
     try:
