@@ -90,3 +90,25 @@ def test_removal_never_crosses_a_mount(tmp_path, monkeypatch, kind):
     assert os.listdir(tmp_path / "envs") == ["env"]
     if kind == "bind":  # refused before anything went
         assert (env / "d7/e1/f").read_bytes() == b"x" * 7
+
+
+def test_old_name_made_anew_during_the_check_keeps_both(tmp_path):
+    """A job recreates its log directory under the old name while the
+    environment is renamed aside and found changed: neither is deleted, and
+    the error names where the environment is, not a put-back that failed."""
+    env = tmp_path / "envs/env"
+    _tree(env)
+    before = sorted(str(p.relative_to(env)) for p in env.rglob("*"))
+
+    def changed(aside):
+        (env / "var/log").mkdir(parents=True)
+        (env / "var/log/job.log").write_text("job result\n")
+        raise MigrateError(f"{env} changed since it was copied")
+
+    with pytest.raises(MigrateError) as raised:
+        remove_environment(env, jobs=8, unchanged=changed)
+    aside = tmp_path / f"envs/.env{REMOVING_SUFFIX}"
+    assert f"{env} changed since it was copied" in str(raised.value)
+    assert f"it is at {aside}" in str(raised.value)
+    assert sorted(str(p.relative_to(aside)) for p in aside.rglob("*")) == before
+    assert (env / "var/log/job.log").read_text() == "job result\n"

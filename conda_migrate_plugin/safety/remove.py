@@ -209,9 +209,21 @@ def remove_environment(
             if stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
                 os.chmod(aside / rel if rel else aside, stat.S_IMODE(mode) | 0o700)
         _delete_tree(str(aside), jobs or default_jobs())
-    except (OSError, MigrateError):
+    except (OSError, MigrateError) as err:
         if os.path.lexists(aside):
-            os.rename(aside, prefix)
+            try:
+                os.rename(aside, prefix)
+            except OSError as blocked:
+                # Something made the old name anew meanwhile (a job's
+                # ``mkdir -p $CONDA_PREFIX/var/log``): neither is touched,
+                # and no later run may finish this removal.
+                raise MigrateError(
+                    f"{err}\nWhat is left of the old environment could not be put "
+                    f"back at {prefix} ({blocked.strerror}: something made it "
+                    f"anew meanwhile); it is at {aside}.",
+                    hint=f"Nothing more was deleted. Move {prefix} out of the way, "
+                    f"then move {aside} back to {prefix}.",
+                ) from err
         raise
 
 
