@@ -209,3 +209,18 @@ def test_a_job_submitted_from_that_shell_is_refused_before_it_is_queued(
     out, err, code = migrate(*args)
     assert code == 0, out + err
     assert "Would submit" in out
+
+
+def test_default_discovery_rerun_after_everything_moved_exits_0(
+    scratch, home, migrate, monkeypatch
+):
+    """No -d: the environments conda knows under $SCRATCH; once this tool
+    moved them all, a rerun has nothing left and says so."""
+    monkeypatch.setenv("CONDA_ENVS_PATH", str(scratch.envs_dir))
+    out, err, code = migrate(*RUN)
+    assert code == 0, out + err
+    assert "migrated: 2" in out
+    out, err, code = migrate(*RUN)
+    assert code == 0, out + err
+    assert f"Nothing left to migrate in '{scratch.root}'" in out
+    assert "already migrated: 2" in out
