@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tree_snapshot
+from conftest import USER, chown_tree, tree_snapshot
 from helpers import run_cli
 
 from conda_migrate_plugin.safety import journal
@@ -368,3 +368,38 @@ def test_copy_replaced_before_the_rerun_keeps_the_source(
         assert f"What is left of {scratch.abc} is at {aside}" in out
     assert tree_snapshot(dest) == theirs
     assert journal.entries(home / ".conda/migrate") == []
+
+
+def test_ordinary_users_job_keeps_its_environment(unprivileged, make_env):
+    """As on a cluster: the user's own job (a shell appending to its log),
+    the run as that user; only the user's processes are visible to it."""
+    base, run = unprivileged
+    home = base / "home"
+    home.mkdir()
+    os.chown(home, USER, USER)
+    envs = base / "scratch"
+    env = make_env(envs / "abc", ["demo-text"])
+    log = env / "var/log/job.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("")
+    chown_tree(envs, USER)
+    job = subprocess.Popen(
+        ["sh", "-c", 'exec 3>>"$1"; echo ready; read x; echo result >&3', "job", log],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        user=USER,
+        group=USER,
+    )
+    try:
+        assert job.stdout is not None and job.stdout.readline() == "ready\n"
+        out, code = run(home, "-d", envs, *RELOCATE)
+    finally:
+        job.communicate("\n", timeout=30)
+    assert code == 1, out
+    assert f"sh (pid {job.pid}) has {log} open for writing" in out
+    assert log.read_text() == "result\n"
+    out, code = run(home, "-d", envs, *RELOCATE)
+    assert code == 1, out
+    assert "var/log/job.log: changed" in out
+    assert log.read_text() == "result\n"
