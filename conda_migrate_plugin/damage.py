@@ -47,14 +47,12 @@ class Damage:
 
     def summary(self) -> list[str]:
         """What the user is shown, per environment."""
-        count = len(self.files)
-        lines = [
-            f"Damaged by the purge: {count} {_files(count)} missing that its records list"
-        ]
+        missing = count_files(len(self.files))
+        lines = [f"Damaged by the purge: {missing} missing that its records list"]
         for kind, packages in (("conda", self.conda), ("pip", self.pip)):
             if packages:
                 listed = ", ".join(
-                    f"{name} ({len(files)} {_files(len(files))})"
+                    f"{name} ({count_files(len(files))})"
                     for name, files in sorted(packages.items())
                 )
                 lines.append(f"  {kind} packages: {listed}")
@@ -96,8 +94,8 @@ class Damage:
         return {"conda": self.conda, "pip": self.pip}
 
 
-def _files(count: int) -> str:
-    return "file" if count == 1 else "files"
+def count_files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def _compiled(rel: str) -> bool:

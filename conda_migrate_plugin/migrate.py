@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 from .backends.records import portable_contents
 from .compare import compare_contents, differences_from
-from .damage import Damage, find_damage
+from .damage import Damage, count_files, find_damage
 from .discover import HISTORY
 from .exceptions import (
     DestinationFull,
@@ -707,7 +707,7 @@ def _compare(
     if outcome.missing:
         verdict = (
             "Old and New Environments hold the same packages and files, but "
-            f"{_files(len(outcome.missing))} their records list are missing"
+            f"{count_files(len(outcome.missing))} their records list are missing"
         )
     # The guide's banner is for the terminal; in a job's output it would
     # repeat after every environment what the summary says once.
@@ -719,10 +719,6 @@ def _compare(
     out.info("")
 
 
-def _files(count: int) -> str:
-    return f"{count} file" if count == 1 else f"{count} files"
-
-
 def _count_restored(copy: Path, out: Output, outcome: MigrationResult) -> None:
     """Which files the purge took the copy holds again (the engine put them
     back from the package cache, checked like every other file), and which
@@ -732,7 +728,7 @@ def _count_restored(copy: Path, out: Output, outcome: MigrationResult) -> None:
     outcome.missing = [rel for rel in lost if rel not in set(outcome.restored)]
     if outcome.restored:
         out.info(
-            f"Restored {_files(len(outcome.restored))} the purge took, from a package "
+            f"Restored {count_files(len(outcome.restored))} the purge took, from a package "
             "cache or channel (the log names each, and where it came from)"
         )
     for rel in outcome.restored:
@@ -748,7 +744,7 @@ def _report_missing(outcome: MigrationResult, out: Output) -> None:
     where = outcome.dest if moved else outcome.source
     outcome.remedy = outcome.damage.remedy(where, outcome.missing)
     out.important(
-        f"{_files(len(outcome.missing))} that the records of {where} list are "
+        f"{count_files(len(outcome.missing))} that the records of {where} list are "
         "missing and could not be restored:",
         *(f"  {rel}" for rel in outcome.missing[:10]),
         *(["  ... (all of them are in the log)"] if len(outcome.missing) > 10 else []),
