@@ -150,6 +150,9 @@ def test_a_closed_pipe_ends_the_output_not_the_run(scratch, home, extra):
     assert "BrokenPipe" not in run.stderr, run.stderr
     assert "Exception ignored" not in run.stderr, run.stderr
     assert not scratch.abc.exists() and not scratch.amd.exists()
+    (log,) = (home / ".conda" / "migrate" / "logs").glob("conda-migrate-*.log")
+    text = log.read_text()
+    assert "Summary:" in text and "exit code 0\n" in text, text
 
 
 def test_json_names_the_log(scratch, home, migrate):
