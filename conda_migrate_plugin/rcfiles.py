@@ -457,7 +457,7 @@ class _Word:
             return False
         at = value.find(tail, unknown)
         end = at + len(tail)
-        return at != -1 and value[end : end + 1] in ("", "/", ":", '"')
+        return at != -1 and value[end : end + 1] in ("", "/", ":")
 
     def spans_of(self, path: str) -> Iterator[tuple[int, int, str, str]]:
         """The spans in the line that expand to ``path``, with the quote in
