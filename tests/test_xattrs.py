@@ -11,8 +11,9 @@ import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import requires_conda
+from conftest import USER, chown_tree, requires_conda
 
+from conda_migrate_plugin.relocation.clone import carry_omitted
 from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
 
@@ -130,3 +131,72 @@ def test_a_destination_without_attributes_is_said_on_screen_and_in_the_log(
     (log,) = (home / ".conda" / "migrate" / "logs").glob("*.log")
     assert warning in log.read_text()
     assert (dest / "abc" / "share" / "notes.txt").read_text() == "results of run 7\n"
+
+
+def test_read_only_files_and_directories_keep_theirs_as_their_owner(
+    unprivileged, make_env
+):
+    """An ordinary user may set ``user.*`` attributes only on what they may
+    write: a read-only file or directory gets its attributes before its mode,
+    with either engine's carrying."""
+    base, _ = unprivileged
+    source = make_env(base / "scratch" / "abc", ["demo-app"])
+    tag(source)
+    frozen = source / "share" / "frozen"
+    frozen.mkdir()
+    (frozen / "result.dat").write_text("final\n")
+    os.setxattr(frozen / "result.dat", "user.checksum", b"sha256:1234")
+    os.setxattr(frozen, "user.project", b"paper-2026")
+    (frozen / "result.dat").chmod(0o444)
+    frozen.chmod(0o555)
+    chown_tree(source, USER)
+    home = base / "home"
+    home.mkdir()
+    os.chown(home, USER, USER)
+    relocated, cloned = home / "relocated", home / "cloned"
+    # What conda's clone leaves: the files without their attributes.
+    relocate(source, cloned, cloned)
+    for dirpath, dirnames, filenames in os.walk(cloned):
+        for name in [".", *dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            for attribute in os.listxattr(path, follow_symlinks=False):
+                os.removexattr(path, attribute, follow_symlinks=False)
+    chown_tree(cloned, USER)
+
+    def copy_as_the_user() -> None:
+        relocate(source, relocated, relocated)
+        carry_omitted(source, cloned)
+        for copy in (relocated, cloned):
+            problems = verify_files(source, copy, copy).problems
+            assert problems == [], problems
+
+    assert as_user(copy_as_the_user) == 0
+    for copy in (relocated, cloned):
+        assert (
+            os.getxattr(copy / "share/frozen/result.dat", "user.checksum")
+            == b"sha256:1234"
+        )
+        assert os.getxattr(copy / "share/frozen", "user.project") == b"paper-2026"
+        assert (copy / "share/frozen").stat().st_mode & 0o777 == 0o555
+        assert (copy / "share/frozen/result.dat").stat().st_mode & 0o777 == 0o444
+
+
+def as_user(action) -> int:
+    """Run ``action`` in a child that is ``USER``; its exit code."""
+    import traceback
+
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            os.setgroups([])
+            os.setgid(USER)
+            os.setuid(USER)
+            action()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)

@@ -112,11 +112,11 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
     for rel in KEPT_FROM_SOURCE:
         if (source / rel).is_file() and not (source / rel).is_symlink():
             shutil.copy2(source / rel, dest / rel)
+    for rel in ["", *attributed]:
+        carry_attributes(source / rel, dest / rel)
     for rel, mode in reversed(directories):
         os.chmod(dest / rel, mode)
     os.chmod(dest, stat.S_IMODE(os.lstat(source).st_mode))
-    for rel in ["", *attributed]:
-        carry_attributes(source / rel, dest / rel)
     return sorted(carried)
 
 
@@ -133,4 +133,13 @@ def carry_attributes(old: Path, new: Path) -> None:
         own = new.with_name(f".{new.name}.conda-migrate-{secrets.token_hex(4)}")
         shutil.copy2(new, own)
         os.replace(own, new)
-    xattrs.write(str(new), want)
+    # Its owner may set user.* only while it is writable; the mode put back
+    # is the source's, whose group bits are its ACL's mask.
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & stat.S_IWUSR:
+        os.chmod(new, mode | stat.S_IWUSR)
+    try:
+        xattrs.write(str(new), want)
+    finally:
+        if not mode & stat.S_IWUSR:
+            os.chmod(new, mode)

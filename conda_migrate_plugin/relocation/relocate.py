@@ -400,19 +400,21 @@ class _Copier:
         rel, st = item
         path = self._dst(rel)
         outcome = _Outcome()
+        # A default ACL set only now: the files made inside keep their own;
+        # and before the mode, which may take the owner's write permission.
+        self._copy_attributes(rel or ".", self._src(rel), path, outcome)
         # The top was made by the caller, private until the copy is whole.
         if not rel or self._needs_chmod(st, _creation_mode(st)):
             os.chmod(path, stat.S_IMODE(st.st_mode))
-        # A default ACL set only now: the files made inside keep their own.
-        self._copy_attributes(rel or ".", self._src(rel), path, outcome)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         return outcome
 
     def _copy_attributes(
         self, rel: str, src: int | str, dst: int | str, outcome: _Outcome
     ) -> None:
-        """The source's ``user.*`` attributes and ACLs, after its mode (an
-        access ACL holds the group bits), read back as they are written."""
+        """The source's ``user.*`` attributes and ACLs, read back as they are
+        written. The mode set afterwards is the source's, whose group bits
+        are its ACL's mask: the ACL stays as the source has it."""
         want = xattrs.read(src)
         if not want:
             return
@@ -538,8 +540,10 @@ class _Copier:
                 digest = self._write(item, src, dst, outcome)
                 if digest is not None:
                     outcome.rewritten[item.rel] = digest
-                os.fchmod(dst, stat.S_IMODE(item.st.st_mode))
+                # Before the mode: its owner may set user.* only while the
+                # file is writable.
                 self._copy_attributes(item.rel, src, dst, outcome)
+                os.fchmod(dst, stat.S_IMODE(item.st.st_mode))
                 os.utime(dst, ns=(item.st.st_atime_ns, item.st.st_mtime_ns))
             finally:
                 os.close(dst)

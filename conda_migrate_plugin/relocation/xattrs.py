@@ -52,10 +52,13 @@ def read(target: int | str) -> dict[str, bytes]:
 
 
 def write(target: int | str, attributes: dict[str, bytes]) -> list[str]:
-    """Set ``attributes``; return the names the filesystem does not support."""
+    """Set ``attributes``; return the names the filesystem does not support.
+    The access ACL goes last: it sets the mode's bits too, and a read-only
+    one would keep its owner from setting the others."""
     follow = {} if isinstance(target, int) else {"follow_symlinks": False}
     refused = []
-    for name, value in attributes.items():
+    for name in sorted(attributes, key=lambda name: name == ACLS[0]):
+        value = attributes[name]
         try:
             os.setxattr(target, name, value, **follow)
         except OSError as exc:
