@@ -608,3 +608,34 @@ def test_a_user_migrates_a_purged_softlinked_environment_through_the_symlink(
     assert (dest / "share" / "ref.fa").read_text() == ">chr1\n"
     assert (dest / "etc/demo/demo.conf").read_text().startswith(f"root = {dest}\n")
     assert dest.stat().st_uid == USER
+
+
+@requires_conda
+def test_a_restored_script_gets_conda_s_long_shebang_at_a_long_prefix(
+    make_env, migrate, home, tmp_path, channel, conda_cli, monkeypatch
+):
+    """Past 127 characters conda writes ``#!/usr/bin/env python``: so must
+    the repair, byte for byte."""
+    from conda.base.context import reset_context
+
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    purged = ("bin/demo-app", "etc/demo/demo.conf")
+    purge(env, *purged)
+    dest_root = home / ("long-" * 24) / "envs"
+    out, _, code = migrate("-d", env.parent, "--all", "--no-clean", "--dest", dest_root)
+    assert code == 0, out
+    dest = dest_root / "abc"
+    restored = {rel: read(dest / rel) for rel in purged}
+    assert restored["bin/demo-app"].startswith(b"#!/usr/bin/env python\n")
+    dest.rename(dest.with_name("aside"))
+    # The test channel has no pip for conda to add to python.
+    monkeypatch.setenv("CONDA_ADD_PIP_AS_PYTHON_DEPENDENCY", "false")
+    reset_context()
+    out, err, code = conda_cli(
+        "create", "-p", dest, "--offline", "--override-channels", "--solver",
+        "classic", "-c", channel.as_uri(), "--yes", "demo-app",
+    )  # fmt: skip
+    monkeypatch.delenv("CONDA_ADD_PIP_AS_PYTHON_DEPENDENCY")
+    reset_context()
+    assert code == 0, out + err
+    assert restored == {rel: read(dest / rel) for rel in purged}
