@@ -308,14 +308,29 @@ def submit_array(args: Namespace, *, home: Path, stdout: TextIO) -> int:
 def finish(plan_path: Path, options: Options, *, stdout: TextIO) -> int:
     """The job after the array: conda's clean once every task has ended
     (none is left to need the cache), then the summary, in a file and in
-    this job's output."""
+    this job's output. An environment left unmigrated may need the cache
+    (a purged one is repaired from it): the clean then waits for the run
+    that finishes it, as the tasks' records do not carry what it lacks."""
     from .backends import load_backend
+    from .workflow import discover, still_needed
 
     plan = Plan(plan_path)
     lines, total, done = summary(plan, options.dest_root)
     complete = done == total
-    if options.clean and done:
-        cleaned = load_backend().clean(dry_run=False)
+    if options.clean and not complete:
+        lines.append(
+            "conda's clean was left for the run that migrates the rest: "
+            "what is left may need the package cache."
+        )
+    elif options.clean:
+        backend = load_backend()
+        # Environments left here that link into the cache keep their packages.
+        try:
+            candidates = discover(options, backend)
+        except UsageError:  # -d is gone: nothing is left there to keep
+            candidates = []
+        keep = still_needed([], candidates)
+        cleaned = backend.clean(dry_run=False, keep=keep)
         lines.append(
             "conda is not installed here, so conda's clean was skipped."
             if cleaned is None
