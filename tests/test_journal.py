@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from conda_migrate_plugin.names import MARKER, STAGING_PREFIX
-from conda_migrate_plugin.safety import journal
+from conda_migrate_plugin.safety import journal, lock
 
 
 def entry(tmp_path, **fields) -> journal.Entry:
@@ -43,9 +43,6 @@ def test_torn_malformed_and_misplaced_entries_are_skipped(tmp_path):
     journal.record(state, good)
     folder = state / "journal"
     (folder / ".x.json.1234.partial").write_text("{")
-    os.utime(folder / ".x.json.1234.partial", (0, 0))
-    # Another run's write under way.
-    (folder / ".y.json.5678.partial").write_text("{")
     (folder / "torn.json").write_text('{"name": "ab')
     (folder / "list.json").write_text("[]")
     bad = entry(
@@ -63,7 +60,6 @@ def test_torn_malformed_and_misplaced_entries_are_skipped(tmp_path):
     (folder / "symlink.json").symlink_to(journal.path_for(state, Path(good.dest)))
     assert journal.entries(state) == [good]
     assert not (folder / ".x.json.1234.partial").exists()
-    assert (folder / ".y.json.5678.partial").exists()
     assert not journal.valid(other)
 
 
@@ -96,3 +92,17 @@ def test_our_copy_is_the_same_inode_with_the_runs_marker(tmp_path):
     copy.mkdir()  # the user's own, at the same path
     (copy / MARKER).write_text("f" * 32)
     assert not journal.is_our_copy(made, copy)
+
+
+def test_a_write_under_way_in_another_run_is_left_to_it(tmp_path):
+    """A task of a job array may be writing its entry while another lists
+    the journal: only a killed run's half-done write goes."""
+    state = tmp_path / "state"
+    journal.record(state, entry(tmp_path))
+    partial = state / "journal" / ".y.json.5678.partial"
+    partial.write_text("{")
+    with lock.sharing(state, "journal"):
+        journal.entries(state)
+        assert partial.exists()
+    journal.entries(state)
+    assert not partial.exists()

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Final, Literal, get_args
 
 from ..names import JOURNAL, MARKER, MOVES, STAGING_PREFIX, keyed_file
 from .atomic import write_atomically
+from .lock import alone, sharing
 from .statedir import owned_file
 
 #: Where one migration stands, recorded before each of its steps.
@@ -98,9 +98,12 @@ def path_for(state_dir: Path, dest: Path) -> Path:
 
 
 def record(state_dir: Path, entry: Entry) -> None:
-    write_atomically(
-        path_for(state_dir, Path(entry.dest)), json.dumps(asdict(entry)), mode=0o600
-    )
+    with sharing(state_dir, JOURNAL):
+        write_atomically(
+            path_for(state_dir, Path(entry.dest)),
+            json.dumps(asdict(entry)),
+            mode=0o600,
+        )
 
 
 def clear(state_dir: Path, dest: Path) -> None:
@@ -110,23 +113,18 @@ def clear(state_dir: Path, dest: Path) -> None:
         path.with_suffix(of).unlink(missing_ok=True)
 
 
-#: Age past which a journal's unfinished write is taken for a killed run's.
-STALE_SECONDS: Final = 60
-
-
 def entries(state_dir: Path) -> list[Entry]:
     """Unreadable, foreign or malformed entries are skipped: a torn write or
     a planted file is never half-trusted."""
     found = []
-    for partial in (state_dir / JOURNAL).glob(".*.partial"):
-        # A write a killed run never finished; a fresh one may be a write
-        # under way in another run (a task of the same job array).
-        try:
-            stale = time.time() - partial.lstat().st_mtime > STALE_SECONDS
-        except FileNotFoundError:
-            continue
-        if stale and owned_file(partial):
-            partial.unlink(missing_ok=True)
+    partials = list((state_dir / JOURNAL).glob(".*.partial"))
+    if partials:
+        # Writes a killed run never finished, unless another run (a task of
+        # the same job array) is writing: its write may be one of them.
+        with alone(state_dir, JOURNAL) as no_writer:
+            for partial in partials if no_writer else []:
+                if owned_file(partial):
+                    partial.unlink(missing_ok=True)
     for path in sorted((state_dir / JOURNAL).glob("*.json")):
         if not owned_file(path):
             continue
@@ -148,9 +146,10 @@ COPY: Final = ".copy-stamps"
 def save_stamps(state_dir: Path, dest: Path, stamps: dict, of: str = SOURCE) -> None:
     """The source as it was copied, for a later run to check it unchanged;
     or the copy as it was verified, for a later run to prove it still is."""
-    write_atomically(
-        path_for(state_dir, dest).with_suffix(of), json.dumps(stamps), mode=0o600
-    )
+    with sharing(state_dir, JOURNAL):
+        write_atomically(
+            path_for(state_dir, dest).with_suffix(of), json.dumps(stamps), mode=0o600
+        )
 
 
 def load_stamps(

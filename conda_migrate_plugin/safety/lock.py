@@ -98,12 +98,44 @@ def serialized(state_dir: Path, what: str) -> Iterator[None]:
     that runs read, change and write back): runs side by side, such as the
     tasks of a job array, would otherwise each write back what they read
     before the other's change, and lose it."""
-    path = state_dir / LOCKS / f"{what}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _open_lock(state_dir, what)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
+
+
+def _open_lock(state_dir: Path, what: str) -> int:
+    path = state_dir / LOCKS / f"{what}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+@contextmanager
+def sharing(state_dir: Path, what: str) -> Iterator[None]:
+    """Held, by any number of runs at once, while each writes ``what``;
+    ``alone`` gets it only when none is writing."""
+    fd = _open_lock(state_dir, what)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def alone(state_dir: Path, what: str) -> Iterator[bool]:
+    """True, and held, when no live run is writing ``what`` (see
+    ``sharing``): what a write left half done is then a killed run's."""
+    fd = _open_lock(state_dir, what)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            free = True
+        except BlockingIOError:
+            free = False
+        yield free
     finally:
         os.close(fd)
 
