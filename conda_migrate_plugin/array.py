@@ -312,6 +312,7 @@ def finish(plan_path: Path, options: Options, *, stdout: TextIO) -> int:
     (a purged one is repaired from it): the clean then waits for the run
     that finishes it, as the tasks' records do not carry what it lacks."""
     from .backends import load_backend
+    from .progress import size
     from .workflow import discover, still_needed
 
     plan = Plan(plan_path)
@@ -331,11 +332,13 @@ def finish(plan_path: Path, options: Options, *, stdout: TextIO) -> int:
             candidates = []
         keep = still_needed([], candidates)
         cleaned = backend.clean(dry_run=False, keep=keep)
-        lines.append(
-            "conda is not installed here, so conda's clean was skipped."
-            if cleaned is None
-            else f"Removed {sum(map(len, cleaned.values()))} items from conda's caches."
-        )
+        if cleaned is None:
+            lines.append("conda is not installed here, so conda's clean was skipped.")
+        else:
+            items = sum(len(v) for v in cleaned.values() if isinstance(v, list))
+            lines.append(
+                f"Removed {items} items ({size(cleaned['bytes'])}) from conda's caches."
+            )
     fd = os.open(plan.summary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "w") as stream:
         stream.write("\n".join(lines) + "\n")

@@ -471,7 +471,7 @@ def test_array_spreads_six_environments_and_cleans_once_after_the_last(
     assert "6 of 6 environments migrated." in text
     assert (
         "conda is not installed here, so conda's clean was skipped." in text
-        or " items from conda's caches." in text
+        or ") from conda's caches." in text
     )
     (summary,) = logs.glob("conda-migrate-array-*-summary.txt")
     assert f"Summary: {summary}" in text
