@@ -104,7 +104,8 @@ class Room:
     full: str | None = None
 
     def now(self) -> Quota | None:
-        """The quota as it is now, asked of the tool that answered first."""
+        """The quota as it is now, asked again in the same order (none is
+        asked where none answered as the run began)."""
         if self.before is None:
             return None
         return ask(self.dest)[0]
