@@ -160,6 +160,7 @@ CONDA_APIS = {
     ],
     "conda.exceptions.CondaError": [],
     "conda.exceptions.CondaHTTPError": [],
+    "conda.gateways.connection.download.download": [],
     "conda.gateways.disk.delete.rm_rf": [],
     "conda.misc.clone_env": [],
     "conda.models.environment.Environment": ["from_prefix"],
