@@ -16,7 +16,12 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .backends.records import _distribution, channel_name, site_packages
+from .backends.records import (
+    _distribution,
+    channel_name,
+    python_records_gone,
+    site_packages,
+)
 from .relocation.prefix import read_path_records
 
 if TYPE_CHECKING:
@@ -119,7 +124,13 @@ def find_damage(prefix: Path, present: set[str], symlinks: set[str]) -> Damage:
     and the ``symlinks`` among them that link to a file gone from outside
     the environment (a softlinked environment's purged package cache)."""
     damage = Damage()
-    records = read_path_records(prefix)
+    # A record pip replaced lists pip's old files, gone by pip's hand.
+    replaced = {name for name, by_pip in python_records_gone(prefix).items() if by_pip}
+    records = {
+        rel: record
+        for rel, record in read_path_records(prefix).items()
+        if record.record_file not in replaced
+    }
     dangling = [
         rel
         for rel in sorted(symlinks.intersection(records))

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -601,3 +602,38 @@ def test_user_copy_with_read_only_directories_is_discarded_whole(
     assert "--method relocate" in out
     assert tree_snapshot(old) == before
     assert list((home / ".conda/envs").iterdir()) == []
+
+
+@requires_conda
+def test_reading_a_purged_environment_never_drops_its_records(
+    real_env, migrate, tmp_path
+):
+    """conda's pip interoperability deletes from conda-meta the record of a
+    Python package whose dist-info folder is gone, on any read: a purge
+    that took it would lose the package's record to the migration's first
+    look, and --dry-run would change the environment."""
+    envs = tmp_path / "scratch"
+    old = real_env(envs / "env")
+    # The purge took every file of pip's dist-info, then the emptied folder.
+    (dist_info,) = old.glob(f"lib/{PY}/site-packages/pip-*.dist-info")
+    lost = sum(1 for _ in dist_info.iterdir())
+    shutil.rmtree(dist_info)
+    meta = {p.name: p.read_bytes() for p in (old / "conda-meta").iterdir()}
+    pip_records = sorted(name for name in meta if name.startswith("pip-"))
+    assert pip_records
+
+    out, err, _ = migrate("-d", envs, "--all", "--dry-run")
+
+    assert f"Damaged by the purge: {lost} files missing" in out, out + err
+    assert {p.name: p.read_bytes() for p in (old / "conda-meta").iterdir()} == meta
+
+    dest_root = tmp_path / "home-envs"
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest_root)
+
+    # Restored, or moved or kept with its remedy: wherever the environment
+    # now is, it still knows its pip package.
+    env = dest_root / "env" if (dest_root / "env").exists() else old
+    assert code in (0, 1), out + err
+    assert sorted(p.name for p in (env / "conda-meta").glob("pip-*.json")) == (
+        pip_records
+    )

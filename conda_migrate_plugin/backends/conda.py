@@ -10,7 +10,14 @@ from ..exceptions import MigrateError
 from ..safety.interrupt import check
 from . import registry
 from .portable import PortableBackend
-from .records import CondaPackage, EnvContents, PipPackage, read_conda_meta
+from .records import (
+    CondaPackage,
+    EnvContents,
+    PipPackage,
+    portable_contents,
+    python_records_gone,
+    read_conda_meta,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -27,6 +34,8 @@ class CondaBackend:
         # conda's reader fails with a TypeError on a record that is JSON but
         # not an object; the plain reader turns that into a clear error.
         read_conda_meta(prefix)
+        if not all(python_records_gone(prefix).values()):
+            return portable_contents(prefix)
         # PrefixData caches per path; a prefix that was just written must be read anew.
         try:
             data = PrefixData(str(prefix), interoperability=True).reload()
@@ -53,6 +62,8 @@ class CondaBackend:
         from conda.base.context import context
         from conda.models.environment import Environment
 
+        if not all(python_records_gone(prefix).values()):
+            return PortableBackend().export_yaml(prefix, name)
         environment = Environment.from_prefix(
             prefix=str(prefix), name=name, platform=context.subdir
         )

@@ -9,6 +9,7 @@ are conda's and Python's packaging standards.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -99,6 +100,43 @@ def _distribution(metadata_file: Path) -> PipPackage | None:
     if not name or not version:
         return None
     return PipPackage(re.sub(r"[-_.]+", "-", name).lower(), version)
+
+
+#: What conda's pip interoperability takes as the mark of each Python
+#: package a conda record installs: its dist-info or egg-info in site-packages.
+_ANCHOR = re.compile(
+    r"(lib/python[^/]+/site-packages/[^/]+\.(?:dist-info|egg-info|egg))(?:/.*)?"
+)
+
+
+def _project(entry: str) -> str:
+    """``Foo_Bar-1.0.dist-info`` -> ``foo-bar``, as packaging normalizes."""
+    return re.sub(r"[-_.]+", "-", entry.split("-", 1)[0]).lower()
+
+
+def python_records_gone(prefix: Path) -> dict[str, bool]:
+    """The records (by file name) whose dist-info or egg-info is gone, each
+    with whether pip replaced it (another version's is there) or not (the
+    purge took it). conda's pip interoperability deletes both kinds from
+    ``conda-meta`` whenever it reads the environment: right for the first,
+    whose files are pip's now, but the record of the second is what says
+    what to restore."""
+    gone = {}
+    for record in read_conda_meta(prefix):
+        marks = {m[1] for f in record.get("files", ()) if (m := _ANCHOR.fullmatch(f))}
+        for mark in marks:
+            path = prefix / mark
+            if os.path.lexists(path):
+                continue
+            present = {
+                _project(entry.name)
+                for entry in (path.parent.iterdir() if path.parent.is_dir() else ())
+                if entry.name.endswith((".dist-info", ".egg-info", ".egg"))
+            }
+            name = f"{record['name']}-{record['version']}-{record['build']}.json"
+            gone[name] = _project(path.name) in present
+            break
+    return gone
 
 
 def portable_contents(prefix: Path) -> EnvContents:
