@@ -33,8 +33,8 @@ class CondaBackend:
 
         # conda's reader fails with a TypeError on a record that is JSON but
         # not an object; the plain reader turns that into a clear error.
-        read_conda_meta(prefix)
-        if not all(python_records_gone(prefix).values()):
+        records = read_conda_meta(prefix)
+        if not all(python_records_gone(prefix, records).values()):
             return portable_contents(prefix)
         # PrefixData caches per path; a prefix that was just written must be read anew.
         try:

@@ -99,7 +99,12 @@ def _distribution(metadata_file: Path) -> PipPackage | None:
     name, version = headers.get("Name"), headers.get("Version")
     if not name or not version:
         return None
-    return PipPackage(re.sub(r"[-_.]+", "-", name).lower(), version)
+    return PipPackage(_normalized(name), version)
+
+
+def _normalized(project: str) -> str:
+    """A project's name as packaging compares it: ``Foo_Bar`` -> ``foo-bar``."""
+    return re.sub(r"[-_.]+", "-", project).lower()
 
 
 #: What conda's pip interoperability takes as the mark of each Python
@@ -110,19 +115,22 @@ _ANCHOR = re.compile(
 
 
 def _project(entry: str) -> str:
-    """``Foo_Bar-1.0.dist-info`` -> ``foo-bar``, as packaging normalizes."""
-    return re.sub(r"[-_.]+", "-", entry.split("-", 1)[0]).lower()
+    """``Foo_Bar-1.0.dist-info`` -> ``foo-bar``."""
+    return _normalized(entry.split("-", 1)[0])
 
 
-def python_records_gone(prefix: Path) -> dict[str, bool]:
+def python_records_gone(
+    prefix: Path, records: list[dict] | None = None
+) -> dict[str, bool]:
     """The records (by file name) whose dist-info or egg-info is gone, each
     with whether pip replaced it (another version's is there) or not (the
     purge took it). conda's pip interoperability deletes both kinds from
     ``conda-meta`` whenever it reads the environment: right for the first,
     whose files are pip's now, but the record of the second is what says
-    what to restore."""
+    what to restore. ``records``: ``read_conda_meta(prefix)``, when the
+    caller has it already."""
     gone = {}
-    for record in read_conda_meta(prefix):
+    for record in read_conda_meta(prefix) if records is None else records:
         marks = {m[1] for f in record.get("files", ()) if (m := _ANCHOR.fullmatch(f))}
         for mark in marks:
             path = prefix / mark
