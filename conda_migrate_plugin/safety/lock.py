@@ -98,9 +98,23 @@ def serialized(state_dir: Path, what: str) -> Iterator[None]:
     that runs read, change and write back): runs side by side, such as the
     tasks of a job array, would otherwise each write back what they read
     before the other's change, and lose it."""
+    with _flocked(state_dir, what, fcntl.LOCK_EX):
+        yield
+
+
+@contextmanager
+def sharing(state_dir: Path, what: str) -> Iterator[None]:
+    """Held, by any number of runs at once, while each writes ``what``;
+    ``alone`` gets it only when none is writing."""
+    with _flocked(state_dir, what, fcntl.LOCK_SH):
+        yield
+
+
+@contextmanager
+def _flocked(state_dir: Path, what: str, operation: int) -> Iterator[None]:
     fd = _open_lock(state_dir, what)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, operation)
         yield
     finally:
         os.close(fd)
@@ -110,18 +124,6 @@ def _open_lock(state_dir: Path, what: str) -> int:
     path = state_dir / LOCKS / f"{what}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-
-@contextmanager
-def sharing(state_dir: Path, what: str) -> Iterator[None]:
-    """Held, by any number of runs at once, while each writes ``what``;
-    ``alone`` gets it only when none is writing."""
-    fd = _open_lock(state_dir, what)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)
 
 
 @contextmanager
