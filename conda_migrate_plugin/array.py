@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .backends.records import read_conda_meta
 from .exceptions import MigrateError, UsageError
@@ -145,8 +145,8 @@ def record_end(path: Path, code: int) -> None:
         stream.write(json.dumps({"exit_code": code}) + "\n")
 
 
-def _read_records(path: Path) -> tuple[dict[str, dict], int | None]:
-    outcomes: dict[str, dict] = {}
+def _read_records(path: Path) -> tuple[dict[str, dict[str, Any]], int | None]:
+    outcomes: dict[str, dict[str, Any]] = {}
     code = None
     try:
         lines = path.read_text().splitlines()

@@ -85,7 +85,7 @@ def clean(*, dry_run: bool, keep: Collection[str] = ()) -> dict[str, Any]:
     from conda.core.envs_manager import list_all_known_prefixes
     from conda.gateways.disk.delete import rm_rf
 
-    def paths(found: dict) -> list[str]:
+    def paths(found: dict[str, Any]) -> list[str]:
         return [
             f"{pkgs_dir}/{name}"
             for pkgs_dir, names in found["pkg_sizes"].items()

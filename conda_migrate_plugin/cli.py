@@ -18,10 +18,14 @@ from argparse import (
     RawDescriptionHelpFormatter,
 )
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .exceptions import Interrupted, MigrateError, UsageError
 from .options import METHODS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 EPILOG = """\
 examples:
@@ -52,13 +56,15 @@ def _refuse_unknown_arguments(parser: ArgumentParser) -> None:
     is left with its own top-level usage; report it with ours instead."""
     parse_known_args = parser.parse_known_args
 
-    def parse_strictly(args=None, namespace=None):
-        namespace, extras = parse_known_args(args, namespace)
+    def parse_strictly(
+        args: Sequence[str] | None = None, namespace: Namespace | None = None
+    ) -> tuple[Namespace, list[str]]:
+        parsed, extras = parse_known_args(args, namespace)
         if extras:
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
-        return namespace, extras
+        return parsed, extras
 
-    parser.parse_known_args = parse_strictly  # type: ignore[method-assign]
+    parser.parse_known_args = parse_strictly  # type: ignore[method-assign,assignment]
 
 
 def configure_parser(parser: ArgumentParser) -> None:

@@ -14,7 +14,7 @@ import csv
 import json
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .backends.records import (
     _distribution,
@@ -95,7 +95,7 @@ class Damage:
         lost = set(missing)
         return {name for name, files in self.conda.items() if lost.intersection(files)}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"conda": self.conda, "pip": self.pip}
 
 

@@ -9,6 +9,8 @@ plain exception with the same shape.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .progress import printable
 
 try:
@@ -18,7 +20,7 @@ except ImportError:
     class _Base(Exception):  # type: ignore[no-redef]
         return_code = 1
 
-        def __init__(self, message: str, **kwargs) -> None:
+        def __init__(self, message: str, **kwargs: Any) -> None:
             self.message = message
             super().__init__(message)
 

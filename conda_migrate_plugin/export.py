@@ -28,7 +28,9 @@ def portable_yaml(prefix: Path, name: str, contents: EnvContents) -> str:
         channel = channel_name(record.get("channel", ""))
         if channel and channel not in channels:
             channels.append(channel)
-    dependencies: list = [f"{p.name}={p.version}={p.build}" for p in contents.conda]
+    dependencies: list[str | dict[str, list[str]]] = [
+        f"{p.name}={p.version}={p.build}" for p in contents.conda
+    ]
     if contents.pip:
         dependencies.append({"pip": [f"{p.name}=={p.version}" for p in contents.pip]})
     document = {

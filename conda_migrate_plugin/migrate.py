@@ -21,7 +21,7 @@ from contextlib import contextmanager, nullcontext, redirect_stdout, suppress
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from .backends.records import portable_contents
 from .compare import compare_contents, differences_from
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from .backends.records import EnvContents
     from .discover import Candidate
     from .options import Options
-    from .preflight import Footprint
+    from .preflight import Footprint, Stamp
     from .quota import Need, Room
     from .relocation.share import Written
 
@@ -257,7 +257,7 @@ class MigrationResult:
     freed_files: int | None = None
     freed_bytes: int | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             key: str(value)
             if isinstance(value, Path)
@@ -858,7 +858,7 @@ def _migrate_locked(
 _UNSTAMPED: Final = ("", MARKER)
 
 
-def copy_stamps(path: Path, jobs: int | None) -> dict[str, tuple]:
+def copy_stamps(path: Path, jobs: int | None) -> dict[str, Stamp]:
     """The verified copy as it is committed. A later run finishing the
     removal deletes the source only if the copy is still this: a user may
     have emptied the directory (same device and inode) and made another
@@ -870,7 +870,7 @@ def copy_stamps(path: Path, jobs: int | None) -> dict[str, tuple]:
     }
 
 
-def copy_changes(stamps: dict[str, tuple], path: Path, jobs: int | None) -> list[str]:
+def copy_changes(stamps: dict[str, Stamp], path: Path, jobs: int | None) -> list[str]:
     """What differs in ``path`` from the copy as it was verified."""
     return changes_since(stamps, path, jobs, ignore=_UNSTAMPED)
 
@@ -1006,7 +1006,7 @@ def remove_old(
     options: Options,
     backend: Backend,
     out: Output,
-    stamps: dict[str, tuple] | None,
+    stamps: dict[str, Stamp] | None,
 ) -> MigrationResult:
     """The copy is verified, flushed and registered; the source goes only
     when it is still exactly what was copied (or, where a removal stopped

@@ -3,12 +3,17 @@ stays empty of anything but the registration."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from conda import plugins
 from conda.plugins.types import CondaSubcommand
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 @plugins.hookimpl
-def conda_subcommands():
+def conda_subcommands() -> Iterator[CondaSubcommand]:
     from .cli import configure_parser, execute
 
     yield CondaSubcommand(

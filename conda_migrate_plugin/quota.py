@@ -345,7 +345,11 @@ def _run(argv: list[str]) -> str | None:
 
 def tools(
     dest: Path, mount: Mount | None = None
-) -> list[tuple[str, list[str], Callable]]:
+) -> list[
+    tuple[
+        str, list[str], Callable[[str], tuple[int, int | None, int, int | None] | None]
+    ]
+]:
     """The tools to ask about ``dest``, in order: the site's command, the
     one of the filesystem's type, the other filesystems' tools, ``quota``;
     only those installed here."""
@@ -354,7 +358,13 @@ def tools(
         user = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:  # no passwd entry (a container, LDAP down): the tools take the id
         user = str(os.getuid())
-    found: list[tuple[str, list[str], Callable]] = []
+    found: list[
+        tuple[
+            str,
+            list[str],
+            Callable[[str], tuple[int, int | None, int, int | None] | None],
+        ]
+    ] = []
     command = site_command()
     if command:
         argv = shlex.split(command)

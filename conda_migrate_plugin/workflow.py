@@ -12,7 +12,7 @@ from collections import Counter
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .array import record, record_end
@@ -231,7 +231,7 @@ def update_rc_files(
     home: Path,
     out: Output,
     backups: dict[Path, Path],
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     from .rcfiles import DirMove, EnvMove, apply_rc_edits, plan_rc_edits
 
     # --dry-run shows the edits the run would make ("planned").
@@ -345,7 +345,7 @@ class Settle:
     home: Path
     out: Output
     backups: dict[Path, Path] = field(default_factory=dict)
-    rc_edits: list[dict] = field(default_factory=list)
+    rc_edits: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, outcomes: list[MigrationResult]) -> None:
         options = self.options
@@ -451,7 +451,7 @@ def quota_line(room: Room, when: str, after: Quota | None = None) -> str:
     return f"Quota on {room.root} {when}: {quota.describe()}"
 
 
-def quota_json(room: Room | None, after: Quota | None) -> dict | None:
+def quota_json(room: Room | None, after: Quota | None) -> dict[str, Any] | None:
     if room is None or room.before is None:
         return None
     return {
@@ -461,7 +461,7 @@ def quota_json(room: Room | None, after: Quota | None) -> dict | None:
     }
 
 
-def _quota_numbers(quota) -> dict:
+def _quota_numbers(quota: Quota) -> dict[str, int | None]:
     return {
         "used_bytes": quota.used_bytes,
         "limit_bytes": quota.limit_bytes,

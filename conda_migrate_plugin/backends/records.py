@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from email.parser import HeaderParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import MigrateError
 
@@ -50,7 +50,7 @@ class EnvContents:
     pip: tuple[PipPackage, ...]
 
 
-def read_conda_meta(prefix: Path) -> list[dict]:
+def read_conda_meta(prefix: Path) -> list[dict[str, Any]]:
     """Every package record of the environment, as conda wrote it.
 
     A record that cannot be parsed makes the environment unmigratable: its
@@ -120,7 +120,7 @@ def _project(entry: str) -> str:
 
 
 def python_records_gone(
-    prefix: Path, records: list[dict] | None = None
+    prefix: Path, records: list[dict[str, Any]] | None = None
 ) -> dict[str, bool]:
     """The records (by file name) whose dist-info or egg-info is gone, each
     with whether pip replaced it (another version's is there) or not (the

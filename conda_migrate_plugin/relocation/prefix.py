@@ -13,7 +13,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import RelocateError
 
@@ -72,14 +72,14 @@ class PathRecord:
         return self.path_type in ENTRY_POINT_TYPES
 
 
-def _is_noarch_python(record: dict) -> bool:
+def _is_noarch_python(record: dict[str, Any]) -> bool:
     noarch = record.get("noarch")
     if isinstance(noarch, dict):
         noarch = noarch.get("type")
     return noarch == "python" or record.get("package_type") == "noarch_python"
 
 
-def _installed_paths(record: dict, prefix: Path) -> dict[str, str]:
+def _installed_paths(record: dict[str, Any], prefix: Path) -> dict[str, str]:
     """Where the files of a ``noarch: python`` package were installed, by the
     path its ``paths_data`` gives.
 

@@ -23,7 +23,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import RelocateError
 from .prefix import PrefixRewrite, patched_chunks, read_chunks
@@ -124,7 +124,9 @@ def _restore_package(
             return
 
 
-def _package_paths(package_dir: Path, record: dict) -> dict[str, dict]:
+def _package_paths(
+    package_dir: Path, record: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     """The package's ``paths.json`` by path, when the directory holds the
     build the record names; nothing otherwise."""
     try:
@@ -138,7 +140,7 @@ def _package_paths(package_dir: Path, record: dict) -> dict[str, dict]:
 
 
 def _package_dirs(
-    record: dict, caches: list[Path], fetch: bool
+    record: dict[str, Any], caches: list[Path], fetch: bool
 ) -> Iterator[tuple[str, Path]]:
     """Where the package may be, cheapest first: extracted, a tarball in a
     cache, the channel (when ``fetch``). A tarball or a download is
@@ -170,7 +172,7 @@ def _package_dirs(
                 yield f"the channel ({url})", package_dir
 
 
-def _dist_name(record: dict) -> str:
+def _dist_name(record: dict[str, Any]) -> str:
     fn = record.get("fn")
     if isinstance(fn, str):
         for extension in EXTENSIONS:
@@ -179,7 +181,7 @@ def _dist_name(record: dict) -> str:
     return f"{record['name']}-{record['version']}-{record['build']}"
 
 
-def _tarball_matches(tarball: Path, record: dict) -> bool:
+def _tarball_matches(tarball: Path, record: dict[str, Any]) -> bool:
     """A tarball is trusted when its checksum is the record's (a purge can
     only delete it whole, but a download cut short leaves a part)."""
     for algorithm in ("sha256", "md5"):
@@ -210,7 +212,7 @@ def _unpacked(tarball: Path) -> Iterator[Path | None]:
 
 
 @contextmanager
-def _downloaded(url: str, record: dict) -> Iterator[Path | None]:
+def _downloaded(url: str, record: dict[str, Any]) -> Iterator[Path | None]:
     """The package fetched by conda, unless conda is absent or offline."""
     try:
         from conda.base.context import context
@@ -238,7 +240,7 @@ def _link(
     cached: Path,
     staging: Path | None,
     rel: str,
-    entry: dict,
+    entry: dict[str, Any],
     new_prefix: str,
     repair: Repair,
 ) -> bool:

@@ -129,7 +129,7 @@ def record_disagrees(record: PathRecord, have: str) -> str | None:
     return None
 
 
-def _scan(path: str) -> list[os.DirEntry]:
+def _scan(path: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as entries:
             return list(entries)
@@ -137,7 +137,7 @@ def _scan(path: str) -> list[os.DirEntry]:
         return []
 
 
-def _entry_kind(entry: os.DirEntry) -> str:
+def _entry_kind(entry: os.DirEntry[str]) -> str:
     """The kind from the directory listing itself where it says (``d_type``),
     sparing a round trip per file on a network filesystem."""
     if entry.is_symlink():

@@ -21,6 +21,7 @@ from ..exceptions import Interrupted
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -31,7 +32,7 @@ class _State:
     received: int | None = None
 
 
-def _handler(signum: int, frame) -> None:
+def _handler(signum: int, frame: FrameType | None) -> None:
     _State.received = signum
     if _State.deferring:
         _State.pending = signum

@@ -19,12 +19,15 @@ import os
 import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from ..names import JOURNAL, MARKER, MOVES, STAGING_PREFIX, keyed_file
 from .atomic import write_atomically
 from .lock import alone, sharing
 from .statedir import owned_file
+
+if TYPE_CHECKING:
+    from ..preflight import Stamp
 
 #: Where one migration stands, recorded before each of its steps.
 Phase = Literal["copying", "verified", "removing", "done"]
@@ -143,7 +146,9 @@ SOURCE: Final = ".stamps"
 COPY: Final = ".copy-stamps"
 
 
-def save_stamps(state_dir: Path, dest: Path, stamps: dict, of: str = SOURCE) -> None:
+def save_stamps(
+    state_dir: Path, dest: Path, stamps: dict[str, Stamp], of: str = SOURCE
+) -> None:
     """The source as it was copied, for a later run to check it unchanged;
     or the copy as it was verified, for a later run to prove it still is."""
     with sharing(state_dir, JOURNAL):
@@ -154,7 +159,7 @@ def save_stamps(state_dir: Path, dest: Path, stamps: dict, of: str = SOURCE) -> 
 
 def load_stamps(
     state_dir: Path, dest: Path, of: str = SOURCE
-) -> dict[str, tuple] | None:
+) -> dict[str, Stamp] | None:
     path = path_for(state_dir, dest).with_suffix(of)
     if not owned_file(path):
         return None

@@ -27,6 +27,8 @@ from ..preflight import mount_points
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from ..preflight import Stamp
+
 
 def check_removable(
     prefix: Path, scanned: Path, protected: Iterable[Path], *, remains: bool = False
@@ -177,7 +179,7 @@ def check_no_writers(
 
 def remove_environment(
     prefix: Path,
-    stamps: dict[str, tuple] | None = None,
+    stamps: dict[str, Stamp] | None = None,
     jobs: int | None = None,
     unchanged: Callable[[Path], None] | None = None,
 ) -> None:
