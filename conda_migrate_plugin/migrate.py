@@ -460,7 +460,7 @@ def _copy(
         str(outcome.source),
         str(outcome.dest),
         journal.COPYING,
-        options.method,
+        "clone" if options.method == "clone" else "relocate",
         run=secrets.token_hex(16),
     )
     out.info(f"Packages: {outcome.packages}", f"Files: {outcome.files}")
@@ -480,7 +480,9 @@ def _copy(
                 "accept them as they are with --method relocate.",
             ) from err
         out.info(f"{err} Using conda's clone instead.")
-        return _clone(candidate, entry, options, backend, out, outcome)
+        return _clone(
+            candidate, replace(entry, method="clone"), options, backend, out, outcome
+        )
     outcome.engine = "relocate"
     out.log_only("engine: relocation")
     return copy

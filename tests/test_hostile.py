@@ -364,3 +364,35 @@ def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
     known = registered(home)
     assert known.count(str(home / ".conda/envs/abc")) == 1
     assert str(scratch.abc) not in known
+
+
+def test_a_run_finishing_a_killed_one_reports_the_engine_that_copied(scratch, home):
+    """``--method auto`` (the default) picks an engine for each environment:
+    the run that finishes what a killed one began reports in ``--json`` the
+    engine that made the copy, never the choice it was left ("auto")."""
+    env = child_env(home)
+    args = ["-d", scratch.envs_dir, "--all", "--no-clean"]
+    killed = subprocess.run(
+        faultpoint("kill", "2", "rmdir", args=args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    (entry,) = journal.entries(home / ".conda/migrate")
+    assert entry.phase == journal.REMOVING
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "conda_migrate_plugin", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    reported = json.loads(rerun.stdout)["environments"]
+    assert {e["name"]: (e["status"], e["engine"]) for e in reported} == {
+        "abc": ("migrated", "relocate"),
+        "amd": ("migrated", "relocate"),
+    }

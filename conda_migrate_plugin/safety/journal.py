@@ -49,6 +49,9 @@ class Entry:
     source: str
     dest: str
     phase: str
+    #: The engine making the copy ("relocate" or "clone", never the "auto"
+    #: a user may leave the choice at): what a later run finishing the
+    #: migration reports.
     method: str
     #: A random id of the run; also the content of the marker.
     run: str = ""
