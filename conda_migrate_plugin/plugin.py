@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 @plugins.hookimpl
 def conda_subcommands() -> Iterator[CondaSubcommand]:
-    from .cli import configure_parser, execute
+    from .cli import execute
+    from .parser import configure_parser
 
     yield CondaSubcommand(
         name="migrate",

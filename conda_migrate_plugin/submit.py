@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from .deadline import stop_ahead
 from .exceptions import MigrateError, UsageError
 from .names import LOGS, state_dir
+from .parser import command_line, configure_parser, program
 from .progress import printable
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ _NOT_FORWARDED = {
 def job_arguments(args: Namespace) -> list[str]:
     """The command line of this run without ``--submit``, paths absolute:
     every option ``configure_parser`` knows is forwarded as it was given."""
-    from .cli import configure_parser
-
     parser = ArgumentParser(add_help=False)
     configure_parser(parser)
     argv: list[str] = []
@@ -137,7 +136,6 @@ def refuse_active(args: Namespace, home: Path) -> None:
     """The job inherits ``CONDA_PREFIX`` (``--export=ALL``), so the run in it
     would refuse the environment active here; say so now, not after the
     job waited in the queue."""
-    from .cli import command_line
     from .discover import examine, under
     from .options import Options
     from .workflow import refuse_active as refuse
@@ -251,8 +249,6 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
         document = {"job_id": job_id, "command": command, "output": str(output)}
         print(json.dumps(document, indent=2), file=stdout)
         return 0
-    from .cli import program
-
     typed = shlex.join([*program(), *job_arguments(args)])
     print(
         printable(f"Submitted batch job {job_id}: {typed}"),

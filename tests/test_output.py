@@ -8,7 +8,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
+import pytest
 from conftest import requires_conda
 from test_stops import console_script, run_on_terminal
 from test_workflow import assert_in_order
@@ -103,8 +105,17 @@ def test_quiet_still_names_the_log(scratch, home, migrate):
     assert "\nLog: " in out and "Copy took" not in out
 
 
-def test_log_names_the_command_engine_phases_and_exit_code(scratch, home):
-    command = [*console_script(), "-d", str(scratch.envs_dir), *RELOCATE]
+@pytest.mark.parametrize("started", ["console-script", "python-m"])
+def test_log_names_the_command_engine_phases_and_exit_code(scratch, home, started):
+    """``python -m conda_migrate_plugin`` is how a ``--submit`` job runs the
+    command: its log names the command as users type it, never the
+    module's ``__main__.py``, whether or not the console script is there."""
+    program = (
+        console_script()
+        if started == "console-script"
+        else [sys.executable, "-m", "conda_migrate_plugin"]
+    )
+    command = [*program, "-d", str(scratch.envs_dir), *RELOCATE]
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     (log,) = (home / ".conda" / "migrate" / "logs").glob("*.log")
