@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backends.records import read_conda_meta
 from .exceptions import MigrateError, UsageError
+from .records import read_conda_meta
 from .safety.statedir import ensure_private
 
 if TYPE_CHECKING:

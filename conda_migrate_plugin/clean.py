@@ -10,37 +10,16 @@ environment's files would dangle; conda's own clean only warns about it.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.registry import read_registry
+from .records import softlinked_packages
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
-
-#: conda's ``LinkType.softlink``, as its package records store it.
-SOFTLINK = 2
-
-
-def softlinked_packages(prefixes: Iterable[Path]) -> set[Path]:
-    """The extracted package directories that these environments' records
-    say were linked by symlink."""
-    linked = set()
-    for prefix in prefixes:
-        for path in Path(prefix, "conda-meta").glob("*.json"):
-            try:
-                record = json.loads(path.read_bytes())
-            except (OSError, ValueError):
-                continue
-            link = record.get("link") if isinstance(record, dict) else None
-            if isinstance(link, dict) and link.get("type") in (SOFTLINK, "softlink"):
-                for source in (link.get("source"), record.get("extracted_package_dir")):
-                    if isinstance(source, str) and source:
-                        linked.add(Path(source))
-    return linked
+    from collections.abc import Collection
 
 
 def _package_name(path: str) -> str:

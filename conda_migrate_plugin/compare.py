@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .backends import Backend
-    from .backends.records import EnvContents
+    from .records import EnvContents
 
 
 def compare_contents(old: EnvContents, new: EnvContents) -> list[str]:

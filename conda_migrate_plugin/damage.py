@@ -11,23 +11,23 @@ them (conda records the ones it compiled as ``pyc_file``).
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backends.records import (
+from .records import (
     _distribution,
     channel_name,
     python_records_gone,
+    read_path_records,
+    read_record,
     site_packages,
 )
-from .relocation.prefix import read_path_records
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .relocation.prefix import PathRecord
+    from .records import PathRecord
 
 
 @dataclass
@@ -149,7 +149,7 @@ def find_damage(prefix: Path, present: set[str], symlinks: set[str]) -> Damage:
 
 
 def _conda_spec(record_path: Path) -> tuple[str, str]:
-    record = json.loads(record_path.read_bytes())
+    record = read_record(record_path)
     spec = f"{record['name']}=={record['version']}={record['build']}"
     return spec, channel_name(record.get("channel") or "")
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ruamel.yaml import YAML
 
-from .backends.records import EnvContents, channel_name, read_conda_meta
+from .records import EnvContents, channel_name, read_conda_meta
 from .safety.atomic import write_atomically
 
 if TYPE_CHECKING:

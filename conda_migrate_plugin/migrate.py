@@ -23,7 +23,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from .backends.records import portable_contents
 from .compare import compare_contents, differences_from
 from .damage import Damage, count_files, find_damage
 from .discover import HISTORY
@@ -50,6 +49,7 @@ from .preflight import (
     measure,
 )
 from .progress import PHASES, CopyProgress, Tee, duration, printable, size
+from .records import portable_contents
 from .safety import journal
 from .safety.atomic import fsync_directory
 from .safety.durable import flush_tree
@@ -67,11 +67,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from .backends import Backend
-    from .backends.records import EnvContents
     from .discover import Candidate
     from .options import Options
     from .preflight import Footprint, Stamp
     from .quota import Need, Room
+    from .records import EnvContents
     from .relocation.share import Written
 
 
@@ -542,7 +542,7 @@ def _plan_repair(outcome: MigrationResult) -> list[str]:
     damage = outcome.damage
     if damage is None or not damage.conda:
         return []
-    from .relocation.prefix import read_path_records
+    from .records import read_path_records
     from .relocation.repair import restore_missing
 
     lost = [rel for files in damage.conda.values() for rel in files]

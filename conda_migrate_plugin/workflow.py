@@ -506,7 +506,7 @@ def still_needed(
     lack files of (the one place those files may come back from), and those
     that the environments found here link to, registered with conda or not
     (a softlinked environment the user did not pick would dangle)."""
-    from .clean import softlinked_packages
+    from .records import softlinked_packages
 
     lacking = {
         package

@@ -584,7 +584,7 @@ def test_softlinked_packages_are_read_from_the_records(make_env, tmp_path):
     data["extracted_package_dir"] = str(cached)
     record.write_text(json.dumps(data))
     other = make_env(tmp_path / "scratch" / "copied", ["demo-text"])
-    from conda_migrate_plugin.clean import softlinked_packages
+    from conda_migrate_plugin.records import softlinked_packages
 
     assert softlinked_packages([env, other]) == {cached}
 

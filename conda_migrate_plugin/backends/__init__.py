@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
     from pathlib import Path
 
-    from .records import EnvContents
+    from ..records import EnvContents
 
 
 class Backend(Protocol):

@@ -7,10 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import MigrateError
-from ..safety.interrupt import check
-from . import registry
-from .portable import PortableBackend
-from .records import (
+from ..records import (
     CondaPackage,
     EnvContents,
     PipPackage,
@@ -18,6 +15,9 @@ from .records import (
     python_records_gone,
     read_conda_meta,
 )
+from ..safety.interrupt import check
+from . import registry
+from .portable import PortableBackend
 
 if TYPE_CHECKING:
     from collections.abc import Collection

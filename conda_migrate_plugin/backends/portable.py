@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CloneUnavailable
 from ..export import portable_yaml
+from ..records import EnvContents, portable_contents
 from . import registry
-from .records import EnvContents, portable_contents
 
 if TYPE_CHECKING:
     from collections.abc import Collection

@@ -9,11 +9,9 @@ Nothing here imports conda: relocation must work where conda cannot run.
 from __future__ import annotations
 
 import codecs
-import json
 import os
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
 
@@ -32,121 +30,11 @@ ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 #: in package files, and to a ``/bin/sh`` trampoline in Python entry points.
 MAX_SHEBANG = 127
 
-#: conda's records of entry points it generated at link time.
-ENTRY_POINT_TYPES = {"unix_python_entry_point", "windows_python_entry_point_script"}
-
 #: A character that continues a path name: ``/scratch/envs/abc`` must not match
 #: inside ``/scratch/envs/abc2``, a sibling environment.
 _NAME_CHAR = rb"[\w.+~-]"
 _SHEBANG = re.compile(rb"#![ ]*(/(?:\\ |[^ \n\r\t])*)(.*)")
 _PYTHON = re.compile(rb"python[0-9.]*")
-
-
-@dataclass(frozen=True)
-class PathRecord:
-    """One path of one installed package, as ``conda-meta/*.json`` lists it."""
-
-    path: str
-    path_type: str
-    record_file: str
-    sha256: str | None = None
-    size: int | None = None
-    placeholder: str | None = None
-    file_mode: str | None = None
-    #: ``_path`` as the record writes it, when that is not ``path``.
-    record_path: str | None = None
-
-    @property
-    def carries_prefix(self) -> bool:
-        return self.prefixed is not None
-
-    @property
-    def prefixed(self) -> tuple[str, str] | None:
-        """``(file_mode, placeholder)`` of a file conda wrote the prefix into."""
-        if self.placeholder is None or self.file_mode not in ("text", "binary"):
-            return None
-        return self.file_mode, self.placeholder
-
-    @property
-    def entry_point(self) -> bool:
-        return self.path_type in ENTRY_POINT_TYPES
-
-
-def _is_noarch_python(record: dict[str, Any]) -> bool:
-    noarch = record.get("noarch")
-    if isinstance(noarch, dict):
-        noarch = noarch.get("type")
-    return noarch == "python" or record.get("package_type") == "noarch_python"
-
-
-def _installed_paths(record: dict[str, Any], prefix: Path) -> dict[str, str]:
-    """Where the files of a ``noarch: python`` package were installed, by the
-    path its ``paths_data`` gives.
-
-    conda writes the package's own paths there (``site-packages/...``,
-    ``python-scripts/...``) and the installed ones only in ``files``; the
-    site-packages directory is the one ``files`` names (conda-pack's
-    ``managed_file`` makes the same translation).
-    """
-    site = next(
-        (
-            f[: f.index("/site-packages/") + len("/site-packages")]
-            for f in record.get("files", ())
-            if "/site-packages/" in f
-        ),
-        None,
-    )
-    if site is None:
-        found = sorted(prefix.glob("lib/python*/site-packages"))
-        site = str(found[0].relative_to(prefix)) if found else None
-    translated = {}
-    for entry in record["paths_data"]["paths"]:
-        path = entry["_path"]
-        if path.startswith("site-packages/") and site:
-            translated[path] = f"{site}/{path[len('site-packages/') :]}"
-        elif path.startswith("python-scripts/"):
-            translated[path] = f"bin/{path[len('python-scripts/') :]}"
-    return translated
-
-
-def read_path_records(prefix: Path) -> dict[str, PathRecord]:
-    """Every path conda installed into ``prefix``, by relative path.
-
-    The hash is the one of the file as installed (``sha256_in_prefix``) when
-    the record has it, else the package's, which is the same for files that
-    carry no prefix. Paths are the installed ones, also for ``noarch:
-    python`` packages, whose records name package paths.
-    """
-    records: dict[str, PathRecord] = {}
-    meta = prefix / "conda-meta"
-    if not meta.is_dir():
-        return records
-    for record_path in sorted(meta.glob("*.json")):
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RelocateError(f"cannot read the record {record_path}: {exc}") from exc
-        paths = (record.get("paths_data") or {}).get("paths")
-        installed: dict[str, str] = {}
-        if paths is None:
-            paths = [
-                {"_path": p, "path_type": "hardlink"} for p in record.get("files", [])
-            ]
-        elif _is_noarch_python(record):
-            installed = _installed_paths(record, prefix)
-        for entry in paths:
-            path = installed.get(entry["_path"], entry["_path"])
-            records[path] = PathRecord(
-                path=path,
-                path_type=entry.get("path_type", "hardlink"),
-                record_file=record_path.name,
-                sha256=entry.get("sha256_in_prefix") or entry.get("sha256"),
-                size=entry.get("size_in_bytes"),
-                placeholder=entry.get("prefix_placeholder"),
-                file_mode=entry.get("file_mode"),
-                record_path=entry["_path"] if path != entry["_path"] else None,
-            )
-    return records
 
 
 def old_spellings(prefix: Path, scripts: Iterable[str] = ()) -> list[str]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -53,15 +52,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..clean import SOFTLINK
 from ..damage import missing_files
 from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
 from ..preflight import measure
+from ..records import read_path_records, update_records
 from . import xattrs
 from .prefix import (
-    PathRecord,
     PrefixRewrite,
     conda_bookkeeping,
     is_utf8_text,
@@ -69,7 +67,6 @@ from .prefix import (
     old_spellings,
     patched_chunks,
     read_chunks,
-    read_path_records,
 )
 from .repair import restore_missing
 from .share import SharedFile, SharedFiles, Written
@@ -79,6 +76,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from ..progress import Progress
+    from ..records import PathRecord
 
 _PROGRESS_EVERY = 0.2
 
@@ -87,9 +85,6 @@ _PROGRESS_EVERY = 0.2
 BUFFER = 1 << 18
 
 Listing = dict[str, list[tuple[str, os.stat_result]]]
-
-#: conda's ``LinkType.copy``, as package records store it.
-COPY = 3
 
 
 @dataclass
@@ -303,7 +298,9 @@ class _Copier:
                 os.link(self._dst(first), self._dst(other))
                 outcome.files += 1
             self._restore(listing, outcome)
-            self._update_records(outcome.rewritten, outcome.delinked)
+            update_records(
+                self.staging, self.records, outcome.rewritten, outcome.delinked
+            )
             self._append_history()
             # Last, as the files made inside them move their times.
             for part in gather(pool, self._finish_directory, directories):
@@ -766,63 +763,6 @@ class _Copier:
             problem = record_disagrees(record, have)
             if problem:
                 outcome.problems.append(f"{rel}: {problem}")
-
-    def _update_records(
-        self, rewritten: dict[str, str], delinked: dict[str, str]
-    ) -> None:
-        """Give rewritten files their new ``sha256_in_prefix``, so that conda
-        verifying the new environment sees the bytes it holds; files that
-        were links into a package cache and are files now are recorded so,
-        and their package no longer as linked (conda's clean may take it)."""
-        digests: dict[str, dict[str, str]] = {}
-        for rel, digest in rewritten.items():
-            record = self.records.get(rel)
-            if record is not None:
-                digests.setdefault(record.record_file, {})[
-                    record.record_path or rel
-                ] = digest
-        files: dict[str, set[str]] = {}
-        for rel in delinked:
-            if os.path.isfile(self._dst(rel)) and not os.path.islink(self._dst(rel)):
-                record = self.records[rel]
-                files.setdefault(record.record_file, set()).add(
-                    record.record_path or rel
-                )
-        still_linked = {self.records[rel].record_file for rel in delinked} - {
-            self.records[rel].record_file
-            for rel in delinked
-            if os.path.isfile(self._dst(rel)) and not os.path.islink(self._dst(rel))
-        }
-        # With links into the cache gone, no record of the copy is linked
-        # (conda softlinks every package alike; files it rewrites are copies).
-        unlinked = (
-            {p.name for p in (self.staging / "conda-meta").glob("*.json")}
-            - still_linked
-            if delinked
-            else set()
-        )
-        for name in digests.keys() | files.keys() | unlinked:
-            path = self.staging / "conda-meta" / name
-            st = path.stat()
-            record = json.loads(path.read_text(encoding="utf-8"))
-            new_hashes, own = digests.get(name, {}), files.get(name, set())
-            for entry in record.get("paths_data", {}).get("paths", []):
-                if entry["_path"] in new_hashes:
-                    entry["sha256_in_prefix"] = new_hashes[entry["_path"]]
-                if entry["_path"] in own:
-                    entry["path_type"] = "hardlink"
-            link = record.get("link")
-            relinked = (
-                name in unlinked
-                and isinstance(link, dict)
-                and link.get("type") == SOFTLINK
-            )
-            if relinked:
-                link["type"] = COPY
-            elif not (new_hashes or own):
-                continue
-            path.write_text(json.dumps(record, indent=2), encoding="utf-8")
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     def _append_history(self) -> None:
         history = self.staging / "conda-meta" / "history"

@@ -31,7 +31,7 @@ from .prefix import PrefixRewrite, patched_chunks, read_chunks
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from .prefix import PathRecord
+    from ..records import PathRecord
 
 #: What conda calls the two package formats, newest first.
 EXTENSIONS = (".conda", ".tar.bz2")

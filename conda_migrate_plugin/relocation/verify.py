@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
+from ..records import read_path_records
 from . import xattrs
 from .prefix import (
     CHUNK,
@@ -48,14 +49,13 @@ from .prefix import (
     old_spellings,
     patched_chunks,
     read_chunks,
-    read_path_records,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from .prefix import PathRecord
+    from ..records import PathRecord
 
 _FILE_TYPES = {"softlink": "symlink", "directory": "directory"}
 
