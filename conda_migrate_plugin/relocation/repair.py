@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import RelocateError
+from ..records import read_record
 from .prefix import PrefixRewrite, patched_chunks, read_chunks
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _restore_package(
     repair: Repair,
 ) -> None:
     """``wanted`` maps the package's own paths to where they are installed."""
-    record = json.loads(record_path.read_bytes())
+    record = read_record(record_path)
     installed = {
         entry["_path"]: entry
         for entry in (record.get("paths_data") or {}).get("paths", [])
