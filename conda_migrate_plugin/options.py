@@ -66,32 +66,12 @@ class Options:
     @classmethod
     def from_args(cls, args: Namespace, home: Path) -> Options:
         """Refuses what the command line alone shows to be wrong."""
-        jobs, jobs_from = args.jobs, "--jobs"
-        if jobs is None and os.environ.get(JOBS_VARIABLE):
-            jobs_from = JOBS_VARIABLE
-            try:
-                jobs = int(os.environ[JOBS_VARIABLE])
-            except ValueError:
-                jobs = 0
-        if jobs is not None and jobs < 1:
-            raise UsageError(
-                f"{jobs_from} must be at least 1, not "
-                f"{args.jobs if args.jobs is not None else os.environ[JOBS_VARIABLE]}."
-            )
+        jobs, jobs_from = _jobs(args)
         select_all = args.all or args.yes
         if args.json and not select_all:
             raise UsageError("--json never prompts, so it needs --all.")
-        array_share, record = None, None
-        if args.task_of_array:
-            from .array import Plan, task_id
-
-            plan, task = Plan(args.task_of_array), task_id()
-            array_share, record = plan.share(task), plan.record_of(task)
-        directory, one = args.directory, False
-        if args.env_name is not None:
-            directory, one = named_environment(args.env_name), True
-        elif args.env_prefix is not None:
-            directory, one = args.env_prefix, True
+        array_share, record = _array_task(args)
+        directory, one = _where(args)
         return cls(
             dest_root=(args.dest or home / ".conda" / "envs").expanduser().absolute(),
             yaml_dir=(args.yaml_dir or home / ".conda" / "yaml")
@@ -117,6 +97,43 @@ class Options:
             array_share=array_share,
             record=record,
         )
+
+
+def _jobs(args: Namespace) -> tuple[int | None, str]:
+    """``--jobs``, else ``JOBS_VARIABLE``, and which of them said it."""
+    jobs, jobs_from = args.jobs, "--jobs"
+    if jobs is None and os.environ.get(JOBS_VARIABLE):
+        jobs_from = JOBS_VARIABLE
+        try:
+            jobs = int(os.environ[JOBS_VARIABLE])
+        except ValueError:
+            jobs = 0
+    if jobs is not None and jobs < 1:
+        raise UsageError(
+            f"{jobs_from} must be at least 1, not "
+            f"{args.jobs if args.jobs is not None else os.environ[JOBS_VARIABLE]}."
+        )
+    return jobs, jobs_from
+
+
+def _array_task(args: Namespace) -> tuple[frozenset[Path] | None, Path | None]:
+    """A task of a job array: its share of the plan, and its record."""
+    if not args.task_of_array:
+        return None, None
+    from .array_plan import Plan, task_id
+
+    plan, task = Plan(args.task_of_array), task_id()
+    return plan.share(task), plan.record_of(task)
+
+
+def _where(args: Namespace) -> tuple[Path | None, bool]:
+    """``-d``, ``-n`` or ``-p``: the directory to scan, and whether it is
+    the one environment to migrate."""
+    if args.env_name is not None:
+        return named_environment(args.env_name), True
+    if args.env_prefix is not None:
+        return args.env_prefix, True
+    return args.directory, False
 
 
 def canonical(path: Path) -> Path:

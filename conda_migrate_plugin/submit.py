@@ -1,135 +1,33 @@
 """``--submit``: the same command as a Slurm batch job that stops safely at
-its time limit.
-
-Slurm signals a batch job's shell, not the commands the shell runs: with
-``sbatch --wrap "conda migrate ..."`` the shell dies at the SIGTERM and Slurm
-SIGKILLs the run a moment later, before it can remove a partial copy (or,
-under ``proctrack/linuxproc``, loses track of it and lets it run on). So the
-job script ``exec``s the command, which makes the run the batch shell itself
-(``scancel`` reaches it), and asks Slurm for the SIGTERM ahead of the limit
-(``--signal=B:TERM@...``, by ``deadline.stop_ahead`` of the ``-t`` given),
-more than the ``KillWait`` between Slurm's SIGTERM and its SIGKILL; the run
-also keeps its own time (``deadline``). ``--dependency=singleton`` queues a second
-submission behind a running one, and ``--export=ALL`` gives the job the
-environment the command has here (HOME, SCRATCH, CONDA_*), whatever
-``SBATCH_EXPORT`` a site sets.
-"""
+its time limit (how, in ``sbatch``); ``--tasks`` makes it a job array
+(``array``). What the job would refuse is refused here, before it waits in
+the queue."""
 
 from __future__ import annotations
 
 import json
 import os
 import shlex
-import subprocess
-import sys
-from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .deadline import stop_ahead
-from .exceptions import MigrateError, UsageError
+from .exceptions import UsageError
 from .names import LOGS, state_dir
-from .parser import command_line, configure_parser, program
+from .parser import command_line, program
 from .progress import printable
+from .sbatch import (
+    job_arguments,
+    job_command,
+    job_script,
+    run_sbatch,
+    sbatch_command,
+    time_limit,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from argparse import Namespace
     from typing import TextIO
-
-JOB_NAME = "conda-migrate"
-#: Options that make no sense inside the job.
-_NOT_FORWARDED = {
-    "submit",
-    "dry_run",
-    "help",
-    "tasks",
-    "task_of_array",
-    "end_of_array",
-}
-
-
-def job_arguments(args: Namespace) -> list[str]:
-    """The command line of this run without ``--submit``, paths absolute:
-    every option ``configure_parser`` knows is forwarded as it was given."""
-    parser = ArgumentParser(add_help=False)
-    configure_parser(parser)
-    argv: list[str] = []
-    for action in parser._actions:
-        value = getattr(args, action.dest, None)
-        if action.dest in _NOT_FORWARDED or value in (None, False, action.default):
-            continue
-        flag = action.option_strings[0]
-        if action.nargs == 0 and isinstance(value, bool):
-            argv.append(flag)
-        elif action.nargs == 0:
-            argv += [flag] * value
-        elif isinstance(value, Path):
-            argv += [flag, str(value.expanduser().absolute())]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def time_limit(options: list[str]) -> int | None:
-    """Seconds of the last ``-t``/``--time`` among sbatch options; None when
-    there is none (the partition's default applies) or it is unlimited."""
-    value = None
-    for option, following in zip(options, [*options[1:], ""]):
-        if option in ("-t", "--time"):
-            value = following
-        elif option.startswith("--time="):
-            value = option.removeprefix("--time=")
-        elif option.startswith("-t") and not option.startswith("--"):
-            value = option[2:]
-    if value is None:
-        return None
-    # Slurm's forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; 0 is no limit.
-    days, _, clock = value.rpartition("-")
-    try:
-        parts = [int(part) for part in clock.split(":")]
-        if days:
-            hours, minutes, seconds = [*parts, 0, 0][:3]
-            hours += int(days) * 24
-        elif len(parts) <= 2:
-            hours, minutes, seconds = 0, *[*parts, 0][:2]
-        else:
-            hours, minutes, seconds = parts
-    except ValueError:
-        return None
-    return ((hours * 60 + minutes) * 60 + seconds) or None
-
-
-def job_script(command: list[str]) -> str:
-    return (
-        "#!/bin/sh\n"
-        "# Written by conda-migrate --submit. exec makes the run the job's own\n"
-        "# process, so that Slurm's SIGTERM reaches it and it can stop safely.\n"
-        f"exec {shlex.join(command)}\n"
-    )
-
-
-def sbatch_command(
-    options: list[str],
-    logs: Path,
-    *,
-    output: str = "slurm-%j.out",
-    dependency: str = "singleton",
-    ours: Sequence[str] = (),
-) -> list[str]:
-    """Ours first: sbatch takes the last of a repeated option, so the user's
-    win (but it joins every ``--dependency``)."""
-    return [
-        "sbatch",
-        "--parsable",
-        f"--job-name={JOB_NAME}",
-        f"--dependency={dependency}",
-        f"--signal=B:TERM@{stop_ahead(time_limit(options))}",
-        f"--output={logs / output}",
-        "--open-mode=append",
-        "--export=ALL",
-        *ours,
-        *options,
-    ]
 
 
 def refuse_active(args: Namespace, home: Path) -> None:
@@ -193,31 +91,6 @@ def take_our_options(args: Namespace) -> None:
     args.submit = sbatch
 
 
-def run_sbatch(sbatch: list[str], script: str) -> str:
-    """The job id sbatch gives the script."""
-    try:
-        # The script carries paths as their bytes, UTF-8 or not.
-        result = subprocess.run(
-            sbatch,
-            input=script.encode("utf-8", "surrogateescape"),
-            capture_output=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise MigrateError(
-            "sbatch was not found, so no job was submitted.",
-            hint="Run --submit where Slurm's commands are (a login node), or run without it.",
-        ) from None
-    answer = result.stdout.decode(errors="replace").strip()
-    if result.returncode != 0:
-        complaint = result.stderr.decode(errors="replace").strip()
-        raise MigrateError(
-            f"sbatch refused the job: {complaint or answer}",
-            hint="Nothing was submitted and nothing was migrated.",
-        )
-    return answer.split(";")[0]
-
-
 def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     take_our_options(args)
     if not (args.all or args.yes):
@@ -230,8 +103,12 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
         from .array import submit_array
 
         return submit_array(args, home=home, stdout=stdout)
+    return _submit_job(args, home, stdout)
+
+
+def _submit_job(args: Namespace, home: Path, stdout: TextIO) -> int:
     logs = state_dir(home) / LOGS
-    command = [sys.executable, "-m", "conda_migrate_plugin", *job_arguments(args)]
+    command = job_command(args)
     script = job_script(command)
     sbatch = sbatch_command(args.submit, logs)
     if args.dry_run:
@@ -249,6 +126,11 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
         document = {"job_id": job_id, "command": command, "output": str(output)}
         print(json.dumps(document, indent=2), file=stdout)
         return 0
+    _say_submitted(args, job_id, output, stdout)
+    return 0
+
+
+def _say_submitted(args: Namespace, job_id: str, output: Path, stdout: TextIO) -> None:
     typed = shlex.join([*program(), *job_arguments(args)])
     print(
         printable(f"Submitted batch job {job_id}: {typed}"),
@@ -260,4 +142,3 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
         sep="\n",
         file=stdout,
     )
-    return 0

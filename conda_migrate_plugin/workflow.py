@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
-from .array import record, record_end
+from .array_plan import record, record_end
 from .backends import load_backend
 from .backends.portable import PortableBackend
 from .discover import HISTORY, examine, scan_directory, scratch_environments, under
@@ -372,7 +372,7 @@ class Settle:
                 if outcome.status in (Status.MIGRATED, Status.KEPT):
                     journal.clear(options.state_dir, outcome.dest)
             if options.record is not None:
-                record(options.record, outcomes)
+                record(options.record, [o.to_json() for o in outcomes])
 
 
 def moved_earlier(options: Options, skip: set[Path]) -> list[MigrationResult]:
@@ -518,6 +518,22 @@ def still_needed(
     return lacking | {path.name for path in softlinked_packages(on_disk)}
 
 
+def clean_caches(
+    backend: Backend, *, dry_run: bool, keep: set[str]
+) -> tuple[dict[str, Any] | None, str]:
+    """conda's clean, and the line that says what it freed: a run's and the
+    job array's last job say it alike."""
+    cleaned = backend.clean(dry_run=dry_run, keep=keep)
+    if cleaned is None:
+        return None, "conda is not installed here, so conda's clean was skipped."
+    verb = "Would remove" if dry_run else "Removed"
+    items = sum(len(v) for v in cleaned.values() if isinstance(v, list))
+    return (
+        cleaned,
+        f"{verb} {items} items ({size(cleaned['bytes'])}) from conda's caches.",
+    )
+
+
 def open_log(state_dir: Path) -> tuple[TextIO, Path]:
     """0600 (``mkstemp``) in a 0700 directory: rc-file lines and error
     messages may hold what others must not read."""
@@ -646,17 +662,10 @@ def _run(
     cleaned = None
     if options.clean and any(o.status in SUCCEEDED for o in outcomes):
         out.phase("clean")
-        cleaned = backend.clean(
-            dry_run=options.dry_run, keep=still_needed(outcomes, candidates)
+        cleaned, said = clean_caches(
+            backend, dry_run=options.dry_run, keep=still_needed(outcomes, candidates)
         )
-        if cleaned is None:
-            out.info("conda is not installed here, so conda's clean was skipped.")
-        else:
-            verb = "Would remove" if options.dry_run else "Removed"
-            items = sum(len(v) for v in cleaned.values() if isinstance(v, list))
-            out.info(
-                f"{verb} {items} items ({size(cleaned['bytes'])}) from conda's caches."
-            )
+        out.info(said)
         out.phase(None)
     after = None
     if room is not None and room.before is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_migrate_plugin.array import parse_tasks, share_out, weight
+from conda_migrate_plugin.array_plan import parse_tasks, share_out, weight
 from conda_migrate_plugin.exceptions import UsageError
 
 README = Path(__file__).parent.parent / "README.md"
