@@ -44,8 +44,8 @@ def plan_shares(options: Options, tasks: int) -> list[list[Path]]:
     journal, in at most ``tasks`` shares. Environments of the same name go
     to one task, which refuses them together as a run does."""
     from .backends import load_backend
+    from .candidates import discover, nothing_to_migrate
     from .safety import journal
-    from .workflow import discover, nothing_to_migrate
 
     candidates = discover(options, load_backend())
     prefixes = [c.prefix for c in candidates if c.valid]
@@ -168,7 +168,8 @@ def finish(plan_path: Path, options: Options, *, stdout: TextIO) -> int:
 def _clean(options: Options) -> str:
     """conda's clean, keeping what environments left here link to."""
     from .backends import load_backend
-    from .workflow import clean_caches, discover, still_needed
+    from .caches import clean_caches, still_needed
+    from .candidates import discover
 
     backend = load_backend()
     try:

@@ -36,7 +36,7 @@ def refuse_active(args: Namespace, home: Path) -> None:
     job waited in the queue."""
     from .discover import examine, under
     from .options import Options
-    from .workflow import refuse_active as refuse
+    from .refusals import refuse_active as refuse
 
     active = os.environ.get("CONDA_PREFIX")
     if not active:

@@ -1,0 +1,134 @@
+"""What a run says at its end: the summary, the quota, and what ``--json``
+adds up."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .migrate import EXPLAINED, MigrationResult, Output, Status
+from .progress import duration, size
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .quota import Quota, Room
+
+
+#: What ``--json`` and the summary add up: written, shared and freed.
+COUNTED = (
+    "written_files",
+    "written_bytes",
+    "shared_files",
+    "shared_bytes",
+    "freed_files",
+    "freed_bytes",
+)
+
+
+def totals(outcomes: list[MigrationResult]) -> dict[str, int]:
+    return {key: sum(getattr(o, key) or 0 for o in outcomes) for key in COUNTED}
+
+
+def _moved(numbers: dict[str, int], dry_run: bool) -> str:
+    """Written, shared and freed, as one line of the summary."""
+    verb = (
+        ("would write", "would share", "would free")
+        if dry_run
+        else ("written", "shared", "freed")
+    )
+    return (
+        f"{verb[0]} {numbers['written_files']} files, {size(numbers['written_bytes'])}; "
+        f"{verb[1]} {numbers['shared_files']} files, {size(numbers['shared_bytes'])}; "
+        f"{verb[2]} on the source {numbers['freed_files']} files, "
+        f"{size(numbers['freed_bytes'])}"
+    )
+
+
+def quota_line(room: Room, when: str, after: Quota | None = None) -> str:
+    """The quota the run found (``after``: as it ends), or that it found
+    none to ask."""
+    if room.before is None:
+        asked = (
+            f"no quota tool answered (asked: {', '.join(room.tried)})"
+            if room.tried
+            else "no quota tool is installed here (lfs, mmlsquota, beegfs-ctl, quota)"
+        )
+        return (
+            f"Quota on {room.root}: {asked}; only the filesystem's free space is "
+            "checked, which on a network home is not your quota."
+        )
+    quota = room.before if after is None else after
+    return f"Quota on {room.root} {when}: {quota.describe()}"
+
+
+def quota_json(room: Room | None, after: Quota | None) -> dict[str, Any] | None:
+    if room is None or room.before is None:
+        return None
+    return {
+        "tool": room.before.tool,
+        "before": _quota_numbers(room.before),
+        "after": _quota_numbers(after) if after else None,
+    }
+
+
+def _quota_numbers(quota: Quota) -> dict[str, int | None]:
+    return {
+        "used_bytes": quota.used_bytes,
+        "limit_bytes": quota.limit_bytes,
+        "used_files": quota.used_files,
+        "limit_files": quota.limit_files,
+    }
+
+
+def summarize(
+    outcomes: list[MigrationResult], out: Output, seconds: float, dry_run: bool = False
+) -> None:
+    out.important("Summary:")
+    for status in Status:
+        group = [o for o in outcomes if o.status == status]
+        if group:
+            label = "already migrated" if status == Status.ALREADY else status
+            out.important(f"  {label}: {len(group)}")
+            for o in group:
+                notes = [f"YAML: {o.yaml}"] if o.yaml else []
+                if o.seconds is not None and status != Status.PLANNED:
+                    notes.append(duration(o.seconds))
+                more = f" ({'; '.join(notes)})" if notes else ""
+                out.important(f"    {o.name}: {o.source} -> {o.dest}{more}")
+                if o.written_files is not None:
+                    out.important(f"      {_moved(totals([o]), dry_run)}")
+                if status in EXPLAINED and o.message:
+                    out.important(f"      {o.message.splitlines()[0]}")
+                if o.missing:
+                    out.important(
+                        f"      files lost to the purge and missing: {len(o.missing)} "
+                        "(see above for what restores them)"
+                    )
+    if any(o.written_files is not None for o in outcomes):
+        out.important(f"  total: {_moved(totals(outcomes), dry_run)}")
+    out.important(f"Total time: {duration(seconds)}")
+
+
+def json_report(
+    outcomes: list[MigrationResult],
+    *,
+    success: bool,
+    dry_run: bool,
+    quota: dict[str, Any] | None,
+    rc_files: list[dict[str, Any]],
+    clean: dict[str, Any] | None,
+    log: Path | None,
+) -> str:
+    """The one document ``--json`` prints, at the end."""
+    document = {
+        "success": success,
+        "dry_run": dry_run,
+        "environments": [o.to_json() for o in outcomes],
+        "totals": totals(outcomes),
+        "quota": quota,
+        "rc_files": rc_files,
+        "clean": clean,
+        "log": str(log) if log else None,
+    }
+    return json.dumps(document, indent=2)
