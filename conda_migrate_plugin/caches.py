@@ -10,7 +10,7 @@ from .progress import size
 if TYPE_CHECKING:
     from .backends import Backend
     from .discover import Candidate
-    from .migrate import MigrationResult
+    from .result import MigrationResult
 
 
 def still_needed(

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 
 from .discover import HISTORY, examine, scan_directory, scratch_environments, under
 from .exceptions import MigrateError, UsageError
-from .migrate import MigrationResult, Output, Status
+from .result import MigrationResult, Status
 from .safety import journal
 
 if TYPE_CHECKING:
     from .backends import Backend
     from .discover import Candidate
     from .options import Options
+    from .output import Output
 
 
 def discover(options: Options, backend: Backend) -> list[Candidate]:

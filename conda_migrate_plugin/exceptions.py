@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .progress import printable
+from .text import printable
 
 try:
     from conda.exceptions import CondaError as _Base

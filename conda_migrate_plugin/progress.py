@@ -20,13 +20,6 @@ if TYPE_CHECKING:
 #: How often the progress line is rewritten, in seconds.
 EVERY = 0.2
 
-PHASES = {
-    "copy": "Copy",
-    "verify": "Verify",
-    "remove": "Remove",
-    "clean": "Clean",
-}
-
 
 def duration(seconds: float) -> str:
     if seconds < 10:
@@ -157,10 +150,3 @@ class Tee(io.TextIOBase):
 
     def isatty(self) -> bool:
         return self.stream is not None and self.stream.isatty()
-
-
-def printable(line: str) -> str:
-    """Names are bytes: one that is not UTF-8 reaches Python with its bytes
-    as surrogates (``surrogateescape``), which no terminal encoding takes;
-    it is shown with those bytes escaped (``r\\xe9sultats``)."""
-    return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from .candidates import active_among
 from .discover import under
 from .exceptions import MigrateError, UsageError
-from .migrate import MigrationResult
 from .names import LOGS
+from .result import MigrationResult
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .migrate import EXPLAINED, MigrationResult, Output, Status
 from .progress import duration, size
+from .result import EXPLAINED, MigrationResult, Status
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .output import Output
     from .quota import Quota, Room
 
 

@@ -15,58 +15,46 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import MigrateError
-from .migrate import (
-    MigrationResult,
-    Status,
-    commit,
-    copy_changes,
-    discard,
-    remove_old,
-    with_jobs,
-)
 from .names import MARKER, removing_aside
+from .result import MigrationResult, Phase, Status
 from .safety import journal
 from .safety.lock import hold_all, is_held
 from .safety.remove import finish_removal
+from .transaction import Migration, commit, copy_changes, discard, remove_old
 
 if TYPE_CHECKING:
     from .backends import Backend
-    from .migrate import Output
     from .options import Options
+    from .output import Output
 
 
 def _finish_verified(
     entry: journal.Entry, options: Options, backend: Backend, out: Output
 ) -> MigrationResult | None:
+    """The copy was verified: commit it again and remove the source, once
+    both are shown to be what they were."""
     source, dest = Path(entry.source), Path(entry.dest)
-    outcome = MigrationResult(entry.name, source, dest, engine=entry.method)
-    staging = Path(entry.staging) if entry.staging else None
-    copy = dest
-    if (
-        staging
-        and not dest.exists()
-        and journal.is_our_copy(entry, staging, verified=True)
-    ):
-        copy = staging
-    if not journal.is_our_copy(entry, copy, verified=True):
+    copy = _verified_copy(entry)
+    if copy is None:
         journal.clear(options.state_dir, dest)
         out.info(
             f"An interrupted run had copied {source} to {dest}, but that copy is no "
             f"longer there as it was made; {source} was left as it is."
         )
         return None
-    options = with_jobs(options, outcome, out)
+    outcome = MigrationResult(entry.name, source, dest, engine=entry.method)
+    run = Migration.start(options, backend, out, outcome)
     verified = journal.load_stamps(options.state_dir, dest, journal.COPY)
     changed = (
         ["there is no record of it as it was verified"]
         if verified is None
-        else copy_changes(verified, copy, options.jobs)
+        else copy_changes(verified, copy, run.options.jobs)
     )
     if changed:
         return _not_the_copy(outcome, copy, changed, options, out)
     # Killed anywhere in the commit (before the rename, or before conda's
     # registry was written): each step is done again.
-    commit(entry, copy, options, backend)
+    commit(run, entry, copy)
     if finish_removal(source) or not source.exists():
         backend.unregister(source)
         journal.clear(options.state_dir, dest)
@@ -79,17 +67,26 @@ def _finish_verified(
     out.info(
         f"A run had copied and verified {source} to {dest}, and not finished "
         "removing it; finishing it."
-        if entry.phase == journal.REMOVING
+        if entry.phase == Phase.REMOVING
         else f"An interrupted run had copied and verified {source} to {dest}; finishing it."
     )
-    return remove_old(
-        outcome,
-        entry,
-        options,
-        backend,
-        out,
-        journal.load_stamps(options.state_dir, dest),
-    )
+    return remove_old(run, entry, journal.load_stamps(options.state_dir, dest))
+
+
+def _verified_copy(entry: journal.Entry) -> Path | None:
+    """Where the verified copy is, if it still is the directory the run made:
+    at the destination, or still at its staging name where a kill came
+    before the rename."""
+    dest = Path(entry.dest)
+    staging = Path(entry.staging) if entry.staging else None
+    copy = dest
+    if (
+        staging
+        and not dest.exists()
+        and journal.is_our_copy(entry, staging, verified=True)
+    ):
+        copy = staging
+    return copy if journal.is_our_copy(entry, copy, verified=True) else None
 
 
 def _not_the_copy(
@@ -165,7 +162,7 @@ def resume(options: Options, backend: Backend, out: Output) -> list[MigrationRes
             continue
         try:
             with hold_all(options.state_dir, source, dest):
-                if entry.phase == journal.DONE:
+                if entry.phase == Phase.DONE:
                     outcomes.append(
                         MigrationResult(
                             entry.name,
@@ -176,7 +173,7 @@ def resume(options: Options, backend: Backend, out: Output) -> list[MigrationRes
                             engine=entry.method,
                         )
                     )
-                elif entry.phase in (journal.VERIFIED, journal.REMOVING):
+                elif entry.phase in (Phase.VERIFIED, Phase.REMOVING):
                     finished = _finish_verified(entry, options, backend, out)
                     outcomes += [finished] if finished else []
                 else:

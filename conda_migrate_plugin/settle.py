@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from .array_plan import record
 from .discover import scan_directory
-from .migrate import MOVED, MigrationResult, Output, Status
 from .progress import size
+from .result import MOVED, MigrationResult, Status
 from .safety import journal
 from .safety.lock import serialized
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .options import Options
+    from .output import Output
     from .rcfiles import DirMove, RcEdit
 
 

@@ -15,7 +15,6 @@ from .deadline import stop_ahead
 from .exceptions import UsageError
 from .names import LOGS, state_dir
 from .parser import command_line, program
-from .progress import printable
 from .sbatch import (
     job_arguments,
     job_command,
@@ -24,6 +23,7 @@ from .sbatch import (
     sbatch_command,
     time_limit,
 )
+from .text import printable
 
 if TYPE_CHECKING:
     from argparse import Namespace

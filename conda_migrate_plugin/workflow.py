@@ -19,13 +19,9 @@ from .backends.portable import PortableBackend
 from .caches import clean_caches, still_needed
 from .candidates import discover, moved_earlier, nothing_to_migrate, report_discovery
 from .exceptions import Interrupted, MigrateError, UsageError
-from .migrate import (
-    SUCCEEDED,
-    MigrationResult,
-    Output,
-    migrate_all,
-)
+from .migrate import migrate_all
 from .names import LOGS
+from .output import Output
 from .quota import start
 from .refusals import (
     check_home_writable,
@@ -34,6 +30,7 @@ from .refusals import (
     refuse_duplicate_names,
 )
 from .report import json_report, quota_json, quota_line, summarize
+from .result import SUCCEEDED, MigrationResult, Phase
 from .resume import resume
 from .safety.statedir import ensure_private
 from .selection import prompt_selection
@@ -254,7 +251,7 @@ def _clean(
     """conda's clean, once something moved; what it removed, for ``--json``."""
     if not options.clean or not any(o.status in SUCCEEDED for o in outcomes):
         return None
-    out.phase("clean")
+    out.phase(Phase.CLEANING)
     cleaned, said = clean_caches(
         backend, dry_run=options.dry_run, keep=still_needed(outcomes, candidates)
     )

@@ -24,6 +24,7 @@ from helpers import child_env, faultpoint, registered
 from conda_migrate_plugin.discover import examine
 from conda_migrate_plugin.exceptions import MigrateError
 from conda_migrate_plugin.names import REMOVING_SUFFIX
+from conda_migrate_plugin.result import Phase
 from conda_migrate_plugin.safety import journal
 from conda_migrate_plugin.safety.remove import check_removable
 
@@ -341,7 +342,7 @@ def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
     aside = scratch.envs_dir / f".abc{REMOVING_SUFFIX}"
     assert aside.is_dir() and not scratch.abc.exists()
     (entry,) = journal.entries(home / ".conda/migrate")
-    assert entry.phase == journal.REMOVING
+    assert entry.phase == Phase.REMOVING
     copy = tree_snapshot(home / ".conda/envs/abc")
 
     rerun = subprocess.run(
@@ -381,7 +382,7 @@ def test_a_run_finishing_a_killed_one_reports_the_engine_that_copied(scratch, ho
     )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     (entry,) = journal.entries(home / ".conda/migrate")
-    assert entry.phase == journal.REMOVING
+    assert entry.phase == Phase.REMOVING
 
     rerun = subprocess.run(
         [sys.executable, "-m", "conda_migrate_plugin", *args, "--json"],

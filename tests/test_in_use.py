@@ -19,6 +19,7 @@ import pytest
 from conftest import USER, chown_tree, tree_snapshot
 from helpers import run_cli
 
+from conda_migrate_plugin.result import Phase
 from conda_migrate_plugin.safety import journal
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
@@ -340,7 +341,7 @@ def test_copy_replaced_before_the_rerun_keeps_the_source(
     code, out, err = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=fault)
     assert code == -signal.SIGKILL, out + err
     (entry,) = journal.entries(home / ".conda/migrate")
-    assert entry.phase == journal.REMOVING
+    assert entry.phase == Phase.REMOVING
     aside = scratch.envs_dir / ".abc.conda-migrate-removing"
     left = scratch.abc if stopped == "before the removal" else aside
     assert left.is_dir()

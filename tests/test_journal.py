@@ -8,12 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from conda_migrate_plugin.names import MARKER, STAGING_PREFIX
+from conda_migrate_plugin.result import Phase
 from conda_migrate_plugin.safety import journal, lock
 
 
 def entry(tmp_path, **fields) -> journal.Entry:
     source, dest = tmp_path / "scratch" / "abc", tmp_path / "envs" / "abc"
-    made = journal.Entry("abc", str(source), str(dest), journal.COPYING, "relocate")
+    made = journal.Entry("abc", str(source), str(dest), Phase.COPYING, "relocate")
     return replace(made, run="f" * 32, **fields)
 
 
@@ -33,7 +34,7 @@ def test_a_recorded_entry_is_read_back_and_cleared_with_its_stamps(tmp_path):
 def test_a_later_phase_replaces_the_entry(tmp_path):
     state = tmp_path / "state"
     journal.record(state, entry(tmp_path))
-    journal.record(state, entry(tmp_path, phase=journal.VERIFIED))
+    journal.record(state, entry(tmp_path, phase=Phase.VERIFIED))
     assert [e.phase for e in journal.entries(state)] == ["verified"]
 
 

@@ -31,6 +31,7 @@ from conda_migrate_plugin.names import MARKER, STAGING_PREFIX
 from conda_migrate_plugin.relocation.clone import carry_omitted
 from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
+from conda_migrate_plugin.result import Phase
 from conda_migrate_plugin.safety import journal
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
@@ -228,7 +229,7 @@ def test_root_default_discovery_ignores_other_homes(scratch, home, tmp_path, mig
 def entry_for(home: Path, source: Path, **fields) -> journal.Entry:
     dest = home / ".conda/envs" / source.name
     entry = journal.Entry(
-        source.name, str(source), str(dest), journal.COPYING, "relocate", "0" * 32
+        source.name, str(source), str(dest), Phase.COPYING, "relocate", "0" * 32
     )
     return replace(entry, **fields)
 
@@ -361,7 +362,7 @@ def test_edit_after_a_failed_removal_keeps_both(scratch, home):
     out = killed.communicate(timeout=120)[0]
     assert killed.returncode == -signal.SIGKILL, out
     (entry,) = journal.entries(home / ".conda/migrate")
-    assert entry.phase == journal.REMOVING
+    assert entry.phase == Phase.REMOVING
     conf = scratch.abc / "etc/demo/demo.conf"
     conf.write_text("edited after the copy\n")
     (scratch.abc / "share/new-file.txt").write_text("made after the copy\n")
@@ -651,7 +652,7 @@ def test_other_environments_sharing_its_files_do_not_count_as_changes(scratch, h
 
 
 def test_tokens_and_passwords_in_urls_are_redacted():
-    from conda_migrate_plugin.migrate import redact
+    from conda_migrate_plugin.output import redact
 
     line = (
         "conda's clone failed: https://conda.example.org/t/abc-123_XYZ/site/linux-64 "

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, get_args
+from typing import TYPE_CHECKING, Final
 
 from ..names import JOURNAL, MARKER, MOVES, STAGING_PREFIX, keyed_file
+from ..result import JOURNALED, Phase
 from .atomic import write_atomically
 from .lock import alone, sharing
 from .statedir import owned_file
@@ -29,26 +30,16 @@ from .statedir import owned_file
 if TYPE_CHECKING:
     from ..preflight import Stamp
 
-#: Where one migration stands, recorded before each of its steps.
-Phase = Literal["copying", "verified", "removing", "done"]
-#: the copy at dest, if any, is unverified
-COPYING: Final = "copying"
-#: dest is verified and registered; source may remain
-VERIFIED: Final = "verified"
-#: the source's removal began and may have failed midway: what is left of it
-#: goes once shown to be nothing but a part of what was copied
-REMOVING: Final = "removing"
-#: source removed (or kept on request); rc files not yet updated
-DONE: Final = "done"
-PHASES: Final = get_args(Phase)
-
 
 @dataclass(frozen=True)
 class Entry:
+    """Where one migration stands, recorded before each of its steps."""
+
     name: str
     source: str
     dest: str
-    phase: str
+    #: One of ``JOURNALED``.
+    phase: Phase
     #: The engine making the copy ("relocate" or "clone", never the "auto"
     #: a user may leave the choice at): what a later run finishing the
     #: migration reports.
@@ -80,13 +71,13 @@ def valid(entry: Entry) -> bool:
     types = {f.name: f.type for f in fields(Entry)}
     for key, value in asdict(entry).items():
         want = int if types[key] in ("int", int) else str
-        if type(value) is not want:
+        if not isinstance(value, want) or isinstance(value, bool):
             return False
     return (
         _plain_name(entry.name)
         and _normal_path(entry.source, entry.name)
         and _normal_path(entry.dest, entry.name)
-        and entry.phase in PHASES
+        and entry.phase in JOURNALED
         and entry.source != entry.dest
         and (
             not entry.staging
@@ -139,7 +130,7 @@ def entries(state_dir: Path) -> list[Entry]:
         except (OSError, ValueError, TypeError):
             continue
         if valid(entry) and path == path_for(state_dir, Path(entry.dest)):
-            found.append(entry)
+            found.append(replace(entry, phase=Phase(entry.phase)))
     return found
 
 

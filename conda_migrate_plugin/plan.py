@@ -1,0 +1,61 @@
+"""``--dry-run``: what a run would do to one environment, and the room it
+would take, found without writing or downloading anything."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .progress import size
+from .purge import plan_repair
+from .result import Status
+
+if TYPE_CHECKING:
+    from .preflight import Footprint
+    from .quota import Need
+    from .result import MigrationResult
+    from .transaction import Migration
+
+
+def plan(run: Migration, footprint: Footprint, wanted: Need) -> MigrationResult:
+    """What the run would do, with the room it would take: what the
+    environments planned before this one hold counts once."""
+    from .quota import freed
+
+    options, outcome, room = run.options, run.outcome, run.room
+    outcome.status = Status.PLANNED
+    removal = "" if options.keep_old else f" and remove {outcome.source}"
+    outcome.written_files, outcome.written_bytes = wanted.files, wanted.bytes
+    outcome.shared_files, outcome.shared_bytes = (
+        wanted.shared_files,
+        wanted.shared_bytes,
+    )
+    writes = f"{wanted.files} files and directories, {size(wanted.bytes)}"
+    lines = [
+        f"Packages: {outcome.packages}",
+        f"Files: {outcome.files}",
+        f"Size: {size(outcome.bytes or 0)}",
+        f"Would write: {writes} in whole blocks",
+    ]
+    if wanted.shared_files:
+        lines.append(
+            f"Would share with environments before it: {wanted.shared_files} files, "
+            f"{size(wanted.shared_bytes)}"
+        )
+    if not options.keep_old:
+        outcome.freed_files, outcome.freed_bytes = freed(footprint)
+        lines.append(
+            f"Would free on the source: {outcome.freed_files} files and directories, "
+            f"{size(outcome.freed_bytes)}"
+        )
+    if room is not None:
+        room.plan(footprint, wanted)
+    lines += plan_repair(outcome)
+    run.out.info(
+        *lines,
+        f"Would write {options.yaml_dir / (outcome.name + '.yml')}, copy, compare{removal}",
+        "",
+    )
+    return outcome
+
+
+# END
