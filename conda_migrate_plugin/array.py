@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING
 from .array_plan import Plan, parse_tasks, share_out, summary, weight, write_plan
 from .exceptions import UsageError
 from .names import LOGS, state_dir
-from .options import Options
+from .parser import options_from_args
 from .safety.statedir import ensure_private
 from .sbatch import job_command, job_script, run_sbatch, sbatch_command
 
 if TYPE_CHECKING:
     from argparse import Namespace
     from typing import TextIO
+
+    from .options import Options
 
 
 def _refuse_own_array(options: list[str]) -> None:
@@ -67,7 +69,7 @@ def submit_array(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     the tasks read it as they start."""
     tasks, at_once = parse_tasks(args.tasks)
     _refuse_own_array(args.submit)
-    shares = plan_shares(Options.from_args(args, home), tasks)
+    shares = plan_shares(options_from_args(args, home), tasks)
     logs = state_dir(home) / LOGS
     indices = f"0-{len(shares) - 1}" + (f"%{at_once}" if at_once else "")
     array = sbatch_command(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import Interrupted, MigrateError, UsageError
-from .parser import command_line, configure_parser
+from .parser import command_line, configure_parser, options_from_args
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -29,17 +29,15 @@ def execute(args: Namespace) -> int:
         raise UsageError("--tasks spreads a --submit over a job array: add --submit.")
     if args.end_of_array is not None:
         from .array import finish
-        from .options import Options
 
         return finish(
-            args.end_of_array, Options.from_args(args, _home()), stdout=sys.stdout
+            args.end_of_array, options_from_args(args, _home()), stdout=sys.stdout
         )
     from .deadline import stop_before_time_limit
-    from .options import Options
     from .safety.interrupt import stop_on_signals
     from .workflow import run
 
-    options = Options.from_args(args, _home())
+    options = options_from_args(args, _home())
     try:
         with stop_on_signals(), stop_before_time_limit():
             return run(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .deadline import stop_ahead
 from .exceptions import UsageError
 from .names import LOGS, state_dir
-from .parser import command_line, program
+from .parser import command_line, options_from_args, program
 from .sbatch import (
     job_arguments,
     job_command,
@@ -35,13 +35,12 @@ def refuse_active(args: Namespace, home: Path) -> None:
     would refuse the environment active here; say so now, not after the
     job waited in the queue."""
     from .discover import examine, under
-    from .options import Options
     from .refusals import refuse_active as refuse
 
     active = os.environ.get("CONDA_PREFIX")
     if not active:
         return
-    options = Options.from_args(args, home)
+    options = options_from_args(args, home)
     prefix, root = Path(active), options.scanned
     inside = (
         root.resolve() in (prefix.resolve(), prefix.resolve().parent)
