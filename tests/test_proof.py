@@ -27,8 +27,8 @@ from conftest import (
 )
 from helpers import child_env, faultpoint, registered
 
+from conda_migrate_plugin.backends.clone import carry_omitted
 from conda_migrate_plugin.names import MARKER, STAGING_PREFIX
-from conda_migrate_plugin.relocation.clone import carry_omitted
 from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
 from conda_migrate_plugin.result import Phase

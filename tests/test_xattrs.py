@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import USER, chown_tree, requires_conda
 
-from conda_migrate_plugin.relocation.clone import carry_omitted
+from conda_migrate_plugin.backends.clone import carry_omitted
 from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
 

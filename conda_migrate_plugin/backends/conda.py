@@ -16,8 +16,8 @@ from ..records import (
     read_conda_meta,
 )
 from ..safety.interrupt import check
-from . import registry
 from .portable import PortableBackend
+from .registry import changing, environments_txt, read_registry
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -73,7 +73,7 @@ class CondaBackend:
         return exporter.export(environment)
 
     def clone(self, source: Path, dest: Path, *, quiet: bool) -> None:
-        from ..relocation.clone import carry_omitted, clone
+        from .clone import carry_omitted, clone
 
         clone(source, dest, quiet=quiet)
         carry_omitted(source, dest)
@@ -87,7 +87,7 @@ class CondaBackend:
         if os.geteuid() == 0:
             return PortableBackend().known_prefixes()
         known = [Path(prefix) for prefix in list_all_known_prefixes()]
-        return known + registry.read_registry()
+        return known + read_registry()
 
     def protected_prefixes(self) -> list[Path]:
         from conda.base.context import context
@@ -102,22 +102,22 @@ class CondaBackend:
 
         # conda rewrites the file in place without a sync: a power cut would
         # bring it back empty, losing every registered environment.
-        with registry.changing():
+        with changing():
             register_env(str(prefix))
-            flush_file(registry.environments_txt())
+            flush_file(environments_txt())
 
     def unregister(self, prefix: Path) -> None:
         from conda.core.envs_manager import unregister_env
 
         from ..safety.durable import flush_file
 
-        with registry.changing():
+        with changing():
             unregister_env(str(prefix))
-            flush_file(registry.environments_txt())
+            flush_file(environments_txt())
 
     def clean(
         self, *, dry_run: bool, keep: Collection[str] = ()
     ) -> dict[str, Any] | None:
-        from ..clean import clean
+        from .clean import clean
 
         return clean(dry_run=dry_run, keep=keep)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import CloneUnavailable
 from ..export import portable_yaml
 from ..records import EnvContents, portable_contents
-from . import registry
+from .registry import read_registry, register, unregister
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -33,7 +33,7 @@ class PortableBackend:
         )
 
     def known_prefixes(self) -> list[Path]:
-        prefixes = registry.read_registry()
+        prefixes = read_registry()
         for var in ("CONDA_ENVS_PATH", "CONDA_ENVS_DIRS"):
             for envs_dir in filter(None, os.environ.get(var, "").split(os.pathsep)):
                 if os.path.isdir(envs_dir):
@@ -47,10 +47,10 @@ class PortableBackend:
         return [Path(sys.prefix), *([Path(active)] if active else [])]
 
     def register(self, prefix: Path) -> None:
-        registry.register(prefix)
+        register(prefix)
 
     def unregister(self, prefix: Path) -> None:
-        registry.unregister(prefix)
+        unregister(prefix)
 
     def clean(
         self, *, dry_run: bool, keep: Collection[str] = ()

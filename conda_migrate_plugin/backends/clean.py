@@ -15,8 +15,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backends.registry import read_registry
-from .records import softlinked_packages
+from ..records import softlinked_packages
+from .registry import read_registry
 
 if TYPE_CHECKING:
     from collections.abc import Collection

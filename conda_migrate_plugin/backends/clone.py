@@ -12,11 +12,15 @@ import secrets
 import shutil
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..exceptions import CloneUnavailable
+from ..relocation import xattrs
+from ..relocation.prefix import PrefixRewrite
 from ..safety.interrupt import check
-from . import xattrs
-from .prefix import PrefixRewrite
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def clone(source: Path, dest: Path, *, quiet: bool) -> None:
@@ -69,46 +73,20 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
     carried: list[str] = []
     attributed: list[str] = []
     directories: list[tuple[str, int]] = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        with os.scandir(source / rel_dir if rel_dir else source) as it:
-            entries = list(it)
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            old, new = Path(entry.path), dest / rel
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                if not os.path.lexists(new):
-                    os.mkdir(new, 0o700)
-                    carried.append(rel)
-                directories.append((rel, stat.S_IMODE(st.st_mode)))
-                stack.append(rel)
-            elif stat.S_ISLNK(st.st_mode):
-                target = rewrite.retarget(os.readlink(old))
-                if new.is_symlink() and os.readlink(new) != target:
-                    new.unlink()
-                if not os.path.lexists(new):
-                    os.symlink(target, new)
-                    carried.append(rel)
-            elif stat.S_ISREG(st.st_mode) and not os.path.lexists(new):
-                data = old.read_bytes()
-                if rewrite.names_old(data) and b"\0" not in data:
-                    try:
-                        data.decode()
-                    except UnicodeDecodeError:
-                        pass
-                    else:
-                        data = rewrite.substitute(data)
-                new.write_bytes(data)
-                shutil.copystat(old, new)
+    for rel, old, st in _walk(source):
+        new = dest / rel
+        if stat.S_ISDIR(st.st_mode):
+            if not os.path.lexists(new):
+                os.mkdir(new, 0o700)
                 carried.append(rel)
-            elif stat.S_ISREG(st.st_mode) and not new.is_symlink():
-                # Entry points conda wrote again get conda's mode.
-                if stat.S_IMODE(new.stat().st_mode) != stat.S_IMODE(st.st_mode):
-                    os.chmod(new, stat.S_IMODE(st.st_mode))
-            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-                attributed.append(rel)
+            directories.append((rel, stat.S_IMODE(st.st_mode)))
+        elif stat.S_ISLNK(st.st_mode):
+            if _carry_symlink(old, new, rewrite):
+                carried.append(rel)
+        elif stat.S_ISREG(st.st_mode) and _carry_file(old, new, st, rewrite):
+            carried.append(rel)
+        if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+            attributed.append(rel)
     for rel in KEPT_FROM_SOURCE:
         if (source / rel).is_file() and not (source / rel).is_symlink():
             shutil.copy2(source / rel, dest / rel)
@@ -118,6 +96,54 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
         os.chmod(dest / rel, mode)
     os.chmod(dest, stat.S_IMODE(os.lstat(source).st_mode))
     return sorted(carried)
+
+
+def _walk(source: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """Every path below ``source``, a directory before what it holds."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(source / rel_dir if rel_dir else source) as it:
+            entries = list(it)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            st = entry.stat(follow_symlinks=False)
+            yield rel, Path(entry.path), st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(rel)
+
+
+def _carry_symlink(old: Path, new: Path, rewrite: PrefixRewrite) -> bool:
+    target = rewrite.retarget(os.readlink(old))
+    if new.is_symlink() and os.readlink(new) != target:
+        new.unlink()
+    if os.path.lexists(new):
+        return False
+    os.symlink(target, new)
+    return True
+
+
+def _carry_file(
+    old: Path, new: Path, st: os.stat_result, rewrite: PrefixRewrite
+) -> bool:
+    if os.path.lexists(new):
+        # Entry points conda wrote again get conda's mode.
+        if not new.is_symlink() and stat.S_IMODE(new.stat().st_mode) != stat.S_IMODE(
+            st.st_mode
+        ):
+            os.chmod(new, stat.S_IMODE(st.st_mode))
+        return False
+    data = old.read_bytes()
+    if rewrite.names_old(data) and b"\0" not in data:
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            pass
+        else:
+            data = rewrite.substitute(data)
+    new.write_bytes(data)
+    shutil.copystat(old, new)
+    return True
 
 
 def carry_attributes(old: Path, new: Path) -> None:
