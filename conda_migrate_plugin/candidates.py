@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .discover import HISTORY, examine, scan_directory, scratch_environments, under
+from .discover import examine, scan_directory, scratch_environments, under
 from .exceptions import MigrateError, UsageError
+from .names import HISTORY
 from .result import MigrationResult, Status
 from .safety import journal
 

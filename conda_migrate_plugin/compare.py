@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .classify import is_environment
 from .exceptions import MigrateError
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def differences_from(source: Path, dest: Path, backend: Backend) -> list[str]:
     What only the copy has is allowed: it may have been used since."""
     from .relocation.verify import verify_files
 
-    if dest.is_symlink() or not (dest / "conda-meta" / "history").is_file():
+    if dest.is_symlink() or not is_environment(dest):
         return ["it is not a conda environment"]
     try:
         differences = compare_contents(backend.contents(source), backend.contents(dest))

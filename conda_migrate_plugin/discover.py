@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .classify import Kind, classify, is_environment
 from .names import REMOVING_SUFFIX
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-HISTORY = Path("conda-meta", "history")
 
 
 @dataclass(frozen=True)
@@ -34,13 +33,6 @@ class Candidate:
     @property
     def valid(self) -> bool:
         return not self.reason
-
-
-def _looks_like_package_cache(path: Path) -> bool:
-    if (path / "urls.txt").exists() or (path / "urls").exists():
-        return True
-    with os.scandir(path) as entries:
-        return any(entry.name.endswith((".conda", ".tar.bz2")) for entry in entries)
 
 
 #: Control characters and the Unicode line and paragraph separators, on
@@ -119,7 +111,8 @@ def examine(prefix: Path) -> Candidate:
             )
         if not prefix.is_dir():
             return Candidate(name, prefix, "not a directory")
-        if (prefix / HISTORY).is_file() and not _utf8(str(prefix)):
+        kind = classify(prefix)
+        if kind is Kind.ENVIRONMENT and not _utf8(str(prefix)):
             where = "name" if not _utf8(name) else "path"
             return Candidate(
                 name,
@@ -128,9 +121,9 @@ def examine(prefix: Path) -> Candidate:
                 "cannot record; rename it to migrate it, e.g.: "
                 f"mv {_shell_bytes(prefix)} {shlex.quote(str(_latin1(prefix)))}",
             )
-        if (prefix / HISTORY).is_file():
+        if kind is Kind.ENVIRONMENT:
             return Candidate(name, prefix)
-        if _looks_like_package_cache(prefix):
+        if kind is Kind.PACKAGE_CACHE:
             return Candidate(name, prefix, "a package cache, not an environment")
         if (prefix / "conda-meta").is_dir():
             return Candidate(name, prefix, "conda-meta/history is missing")
@@ -146,7 +139,7 @@ def scan_directory(directory: Path) -> list[Candidate]:
     when it is an environment (``-d`` may name one environment, valid or not:
     a symlink to one is reported as such, not as its subdirectories)."""
     itself = examine(directory)
-    if itself.valid or (directory / HISTORY).is_file():
+    if itself.valid or is_environment(directory):
         return [itself]
     with os.scandir(directory) as entries:
         children = sorted(

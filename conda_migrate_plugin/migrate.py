@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from .compare import compare_contents, differences_from
 from .damage import count_files
-from .discover import HISTORY
 from .engine import copy_verified, filled
 from .exceptions import Interrupted, MigrateError
 from .export import write_yaml
+from .names import HISTORY
 from .plan import plan
 from .preflight import (
     changes_since,

@@ -1,12 +1,20 @@
-"""Every name conda-migrate gives to something on disk, in one place: what
+"""Every name on disk that conda-migrate gives or goes by, in one place: what
 one module writes, another finds, removes or refuses to trust, and a later
-run (or another version) reads again."""
+run (or another version) reads again; and conda's own marks it tells
+environments and package caches by."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 from typing import Final
+
+#: conda's mark of an environment (``PREFIX_MAGIC_FILE``): a prefix without
+#: it is no environment to conda.
+HISTORY: Final = Path("conda-meta", "history")
+#: conda's mark of a package cache (``PACKAGE_CACHE_MAGIC_FILE``), written
+#: when it creates one; without it conda takes a directory for no cache.
+PACKAGE_CACHE_MARK: Final = "urls.txt"
 
 #: The run's own state, below ``$HOME``: journal, locks and logs.
 STATE_DIR: Final = Path(".conda", "migrate")

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .classify import Kind, classify
 from .discover import under
 from .exceptions import MigrateError
 from .jobs import default_jobs, gather
@@ -136,13 +137,6 @@ def mount_points(root: str) -> set[str]:
     return points
 
 
-def _is_package_cache(names: set[str]) -> bool:
-    return "urls.txt" in names and (
-        bool(names & {"urls", "cache"})
-        or any(name.endswith((".conda", ".tar.bz2")) for name in names)
-    )
-
-
 def measure(prefix: Path, jobs: int | None = None) -> Footprint:
     """Walk the environment once (``lstat`` only, no reads), for the space
     it needs, what would make its removal wrong (other users' files, other
@@ -247,10 +241,7 @@ def _list_directory(
     finally:
         os.close(fd)
     names = {name for name, _ in entries}
-    is_nested = bool(rel_dir) and (
-        ("conda-meta" in names and os.path.isfile(f"{path}/conda-meta/history"))
-        or _is_package_cache(names)
-    )
+    is_nested = bool(rel_dir) and classify(path, names) is not Kind.OTHER
     found = []
     for name, st in entries:
         entry_path = f"{path}/{name}"

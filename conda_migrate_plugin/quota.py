@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .classify import Kind, classify
 from .exceptions import MigrateError
 from .preflight import MARGIN_BYTES, MARGIN_FRACTION, MARGIN_INODES
 from .progress import size
@@ -508,8 +509,6 @@ def usage(root: Path) -> tuple[int, int]:
 
 def package_caches(directories: Sequence[Path]) -> list[Path]:
     """The package caches among ``directories`` and directly inside them."""
-    from .preflight import _is_package_cache
-
     found = []
     for directory in directories:
         try:
@@ -518,7 +517,7 @@ def package_caches(directories: Sequence[Path]) -> list[Path]:
             continue
         for candidate in inside:
             try:
-                if _is_package_cache(set(os.listdir(candidate))):
+                if classify(candidate, os.listdir(candidate)) is Kind.PACKAGE_CACHE:
                     found.append(candidate)
             except OSError:
                 continue

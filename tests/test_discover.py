@@ -7,6 +7,7 @@ import os
 import pytest
 
 from conda_migrate_plugin.discover import examine, scan_directory, scratch_environments
+from conda_migrate_plugin.preflight import measure
 
 
 def test_seed_layout_lists_valid_and_invalid(scratch):
@@ -32,7 +33,7 @@ def test_missing_history_and_symlinks_are_invalid(scratch, tmp_path):
     tarballs = tmp_path / "cache-without-urls"
     tarballs.mkdir()
     (tarballs / "demo-1.0-0.conda").write_bytes(b"")
-    assert examine(tarballs).reason == "a package cache, not an environment"
+    assert examine(tarballs).reason == "no conda-meta directory"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every directory")
@@ -72,3 +73,33 @@ def test_scratch_reached_through_a_symlink(scratch, tmp_path):
     link.symlink_to(scratch.root)
     found = scratch_environments([scratch.abc], link)
     assert [c.prefix for c in found] == [scratch.abc]
+
+
+@pytest.mark.parametrize(
+    ("entries", "is_cache"),
+    [
+        # conda's mark of a package cache (``PACKAGE_CACHE_MAGIC_FILE``):
+        # without it conda takes the directory for no cache at all.
+        (["urls.txt"], True),
+        (["urls.txt", "urls"], True),  # as conda creates one
+        (["urls.txt", "demo-1.0-0.conda", "demo-1.0-0"], True),
+        (["demo-1.0-0.conda", "repodata.json"], False),  # a channel's subdir
+        (["urls"], False),
+        ([], False),
+    ],
+)
+def test_discovery_and_preflight_agree_on_what_a_package_cache_is(
+    tmp_path, entries, is_cache
+):
+    """What -d lists as "a package cache" is what an environment holding it
+    is refused for (the removal would take it along), and nothing else."""
+    env = tmp_path / "env"
+    (env / "conda-meta").mkdir(parents=True)
+    (env / "conda-meta" / "history").touch()
+    directory = env / "pkgs"
+    directory.mkdir()
+    for name in entries:
+        (directory / name).touch()
+    listed_as_cache = examine(directory).reason == "a package cache, not an environment"
+    assert listed_as_cache == is_cache
+    assert (str(directory) in measure(env).nested) == is_cache

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..discover import HISTORY, under
+from ..discover import under
 from ..exceptions import InUse, MigrateError
 from ..jobs import default_jobs, gather
-from ..names import removing_aside
+from ..names import HISTORY, removing_aside
 from ..preflight import mount_points
 
 if TYPE_CHECKING:
