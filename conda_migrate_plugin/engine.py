@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .output import Output
-    from .preflight import Footprint
+    from .snapshot import Footprint
     from .transaction import Migration
 
 

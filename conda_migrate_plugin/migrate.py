@@ -24,7 +24,6 @@ from .export import write_yaml
 from .names import HISTORY
 from .plan import plan
 from .preflight import (
-    changes_since,
     check_file_types,
     check_mounts,
     check_nested,
@@ -32,7 +31,6 @@ from .preflight import (
     check_paths,
     check_space,
     check_writable,
-    measure,
 )
 from .progress import size
 from .purge import count_restored, find_purged, report_missing
@@ -41,6 +39,7 @@ from .result import MigrationResult, Phase, Status
 from .safety import journal
 from .safety.interrupt import check, received, uninterruptible
 from .safety.lock import hold_all, name_holder
+from .snapshot import changes_since, measure
 from .transaction import Migration, commit, copy_stamps, provisional, remove_old
 
 if TYPE_CHECKING:
@@ -51,9 +50,9 @@ if TYPE_CHECKING:
     from .discover import Candidate
     from .options import Options
     from .output import Output
-    from .preflight import Footprint
     from .quota import Need, Room
     from .records import EnvContents
+    from .snapshot import Footprint
     from .transaction import Copy
 
 

@@ -10,9 +10,9 @@ from .purge import plan_repair
 from .result import Status
 
 if TYPE_CHECKING:
-    from .preflight import Footprint
     from .quota import Need
     from .result import MigrationResult
+    from .snapshot import Footprint
     from .transaction import Migration
 
 

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .output import Output
-    from .preflight import Footprint
     from .result import MigrationResult
+    from .snapshot import Footprint
     from .transaction import Migration
 
 

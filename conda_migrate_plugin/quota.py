@@ -31,8 +31,8 @@ from .progress import size
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from .preflight import Footprint
     from .relocation.share import SharedFiles
+    from .snapshot import Footprint
 
 #: The site's own command, which wins over the tools: the environment
 #: variable, or this key in a ``.condarc``.

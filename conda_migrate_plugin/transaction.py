@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Final
 from .exceptions import InUse, MigrateError
 from .jobs import jobs_for
 from .names import MARKER, STAGING_PREFIX
-from .preflight import changes_since, left_over, measure
 from .progress import size
 from .result import Phase, Status
 from .safety import journal
@@ -34,6 +33,7 @@ from .safety.remove import (
     remove_environment,
     remove_tree,
 )
+from .snapshot import changes_since, left_over, measure
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,11 +41,11 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .options import Options
     from .output import Output
-    from .preflight import Stamp
     from .quota import Room
     from .relocation.share import Written
     from .result import MigrationResult
     from .safety.remove import User
+    from .snapshot import Stamp
 
 
 @dataclass

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conda_migrate_plugin.discover import examine, scan_directory, scratch_environments
-from conda_migrate_plugin.preflight import measure
+from conda_migrate_plugin.snapshot import measure
 
 
 def test_seed_layout_lists_valid_and_invalid(scratch):

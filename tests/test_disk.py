@@ -18,13 +18,9 @@ import pytest
 from conftest import requires_conda, tree_snapshot
 from helpers import child_env, faultpoint, registered
 
-from conda_migrate_plugin.preflight import (
-    MARGIN_BYTES,
-    MARGIN_FRACTION,
-    MARGIN_INODES,
-    measure,
-)
+from conda_migrate_plugin.preflight import MARGIN_BYTES, MARGIN_FRACTION, MARGIN_INODES
 from conda_migrate_plugin.progress import size
+from conda_migrate_plugin.snapshot import measure
 
 if TYPE_CHECKING:
     from pathlib import Path

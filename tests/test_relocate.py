@@ -16,9 +16,9 @@ import pytest
 from conftest import PLACEHOLDER, SITE_PACKAGES, requires_conda, tree_snapshot
 
 from conda_migrate_plugin.exceptions import RelocateError
-from conda_migrate_plugin.preflight import changes_since, measure
 from conda_migrate_plugin.relocation.relocate import default_jobs, relocate
 from conda_migrate_plugin.relocation.verify import verify_files
+from conda_migrate_plugin.snapshot import changes_since, measure
 
 OWNED_WITH_PREFIX = ("etc/demo/demo.conf", "bin/demo-hello", "bin/demo-app")
 

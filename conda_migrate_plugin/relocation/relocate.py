@@ -56,8 +56,8 @@ from ..damage import missing_files
 from ..exceptions import RelocateError
 from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
-from ..preflight import measure
 from ..records import read_path_records, update_records
+from ..snapshot import measure
 from . import xattrs
 from .prefix import (
     PrefixRewrite,
@@ -187,7 +187,7 @@ def relocate(
     or made empty by the caller but for its marker), with the prefix
     rewritten to ``final_prefix``, where the caller will rename ``staging``
     once nothing is found wrong. ``listing`` is the preflight's walk of the
-    source (``preflight.measure``); without it the source is walked here.
+    source (``snapshot.measure``); without it the source is walked here.
     On failure the partial ``staging`` is left for the caller to remove.
     With ``shared``, files whose source inode an earlier environment of the
     run copied become links to that copy, and the files this copy may give

@@ -28,7 +28,7 @@ from .lock import alone, sharing
 from .statedir import owned_file
 
 if TYPE_CHECKING:
-    from ..preflight import Stamp
+    from ..snapshot import Stamp
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from ..discover import under
 from ..exceptions import InUse, MigrateError
 from ..jobs import default_jobs, gather
 from ..names import HISTORY, removing_aside
-from ..preflight import mount_points
+from ..snapshot import mount_points
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from ..preflight import Stamp
+    from ..snapshot import Stamp
 
 
 def check_removable(
