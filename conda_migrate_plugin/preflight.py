@@ -78,7 +78,7 @@ def _refuse(problem: str, paths: tuple[str, ...], remedy: str) -> None:
         )
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
@@ -87,7 +87,7 @@ def _existing_ancestor(path: Path) -> Path:
 def check_space(footprint: Footprint, dest_root: Path) -> None:
     """Refuse when the destination's filesystem lacks the bytes or the
     inodes (home quotas often limit the file count as well)."""
-    vfs = os.statvfs(_existing_ancestor(dest_root))
+    vfs = os.statvfs(existing_ancestor(dest_root))
     free_bytes = vfs.f_bavail * vfs.f_frsize
     need_bytes = (
         int(footprint.allocated(vfs.f_frsize) * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
@@ -112,7 +112,7 @@ def check_space(footprint: Footprint, dest_root: Path) -> None:
 
 def check_writable(dest_root: Path) -> None:
     """A read-only or foreign destination fails here, not after the export."""
-    target = _existing_ancestor(dest_root)
+    target = existing_ancestor(dest_root)
     if not os.access(target, os.W_OK | os.X_OK):
         raise MigrateError(
             f"The destination {dest_root} cannot be written ({target} is not writable).",

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .output import Output
-    from .quota import Quota, Room
+    from .quota import Room
+    from .quota_tools import Quota
 
 
 #: What ``--json`` and the summary add up: written, shared and freed.

@@ -111,26 +111,45 @@ def _data_bytes(path: str, st: os.stat_result) -> int:
     return st.st_size if hole >= st.st_size else st.st_blocks * 512
 
 
-def mount_points(root: str) -> set[str]:
-    """Mount points strictly below ``root`` (a real path), as the kernel
-    lists them for this process. A bind mount from the same filesystem has
-    the same device number as its surroundings: only this list shows it."""
-    inside = root.rstrip("/") + "/"
+@dataclass(frozen=True)
+class Mount:
+    point: str
+    source: str
+    fstype: str
+
+
+def mounts() -> list[Mount]:
+    """Every mount as the kernel lists it for this process
+    (``/proc/self/mountinfo``); none where that cannot be read."""
     try:
-        table = open("/proc/self/mountinfo", "rb").read()
+        with open("/proc/self/mountinfo", "rb") as info:
+            table = info.read()
     except OSError:
-        return set()
-    points = set()
+        return []
+    found = []
     for line in table.splitlines():
-        fields = line.split()
+        left, _, right = line.partition(b" - ")
+        fields = left.split()
         if len(fields) < 5:
             continue
-        # Spaces, tabs, newlines and backslashes are written as octal escapes.
-        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4])
-        path = os.fsdecode(point)
-        if path.startswith(inside):
-            points.add(path)
-    return points
+        fstype, source = [*right.split(), b"", b""][:2]
+        found.append(
+            Mount(_unescape(fields[4]), _unescape(source), os.fsdecode(fstype))
+        )
+    return found
+
+
+def _unescape(field: bytes) -> str:
+    """Spaces, tabs, newlines and backslashes are written as octal escapes."""
+    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), field))
+
+
+def mount_points(root: str) -> set[str]:
+    """Mount points strictly below ``root`` (a real path). A bind mount
+    from the same filesystem has the same device number as its
+    surroundings: only the kernel's list shows it."""
+    inside = root.rstrip("/") + "/"
+    return {mount.point for mount in mounts() if mount.point.startswith(inside)}
 
 
 def measure(prefix: Path, jobs: int | None = None) -> Footprint:

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .discover import Candidate
     from .options import Options
-    from .quota import Quota, Room
+    from .quota import Room
+    from .quota_tools import Quota
 
 
 def open_log(state_dir: Path) -> tuple[TextIO, Path]:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import tree_snapshot
 
-from conda_migrate_plugin.quota import Mount, ask
+from conda_migrate_plugin.quota_tools import ask
+from conda_migrate_plugin.snapshot import Mount
 
 if TYPE_CHECKING:
     from pathlib import Path
