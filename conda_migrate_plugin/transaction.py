@@ -218,15 +218,11 @@ def remove_old(
     midway, what is left is nothing but a part of that). A refusal here keeps
     both; a removal that cannot finish puts the rest back and is reported by
     every run until it is gone."""
-    outcome, state_dir = run.outcome, run.options.state_dir
-    kept = f"Copied to {outcome.dest}, but the old environment was not removed"
+    outcome = run.outcome
     try:
         copied, users = _removable(run, entry, stamps)
-    except InUse as err:
-        return run.end(Status.COPIED, f"{kept}: {err}")
     except MigrateError as err:
-        journal.clear(state_dir, outcome.dest)
-        return run.end(Status.COPIED, f"{kept}: {err}")
+        return _kept(run, err)
     for user in users:
         run.out.info(
             f"warning: {user} is using {outcome.source}; it is removed all the same."
@@ -239,13 +235,8 @@ def remove_old(
         )
     try:
         _remove(run, entry, copied)
-    except InUse as err:
-        # Put back whole: the next run finishes it as this one would have.
-        journal.record(state_dir, entry)
-        return run.end(Status.COPIED, f"{kept}: {err}")
     except MigrateError as err:
-        journal.clear(state_dir, outcome.dest)
-        return run.end(Status.COPIED, f"{kept}: {err}")
+        return _kept(run, err, restore=entry)
     except OSError as err:
         return run.end(
             Status.COPIED,
@@ -257,6 +248,23 @@ def remove_old(
     done = "Successfully migrated" if not outcome.missing else "Migrated, damaged,"
     return run.end(
         Status.MIGRATED, f"{done} and removed old environment: {outcome.source}"
+    )
+
+
+def _kept(
+    run: Migration, err: MigrateError, restore: journal.Entry | None = None
+) -> MigrationResult:
+    """Both environments kept. A process using the source (``InUse``) only
+    delays the removal: the entry stays for the next run, put back whole
+    (``restore``) where the removal had begun; any other refusal settles it."""
+    state_dir, dest = run.options.state_dir, run.outcome.dest
+    if not isinstance(err, InUse):
+        journal.clear(state_dir, dest)
+    elif restore is not None:
+        journal.record(state_dir, restore)
+    return run.end(
+        Status.COPIED,
+        f"Copied to {dest}, but the old environment was not removed: {err}",
     )
 
 
