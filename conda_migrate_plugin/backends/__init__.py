@@ -1,8 +1,9 @@
 """The operations that need conda, behind one small interface.
 
 ``CondaBackend`` (``conda.py``) calls conda's APIs in-process
-(``PrefixData``, the ``environment-yaml`` exporter, ``clone_env``, the
-environments registry, clean). ``PortableBackend`` (``portable.py``) does
+(``PrefixData``, the ``environment-yaml`` exporter, the environments
+registry), and conda's clone and clean, each in its module beside it
+(``clone.py``, ``clean.py``). ``PortableBackend`` (``portable.py``) does
 what can be done without conda, from the same on-disk formats, so the whole
 workflow also runs, and is tested, where conda is not installed; it has no
 clone, so relocation is what runs there.
