@@ -195,17 +195,7 @@ def remove_environment(
     aside = removing_aside(prefix)
     os.rename(prefix, aside)
     try:
-        mounted = sorted(mount_points(os.path.realpath(aside)))
-        if mounted:
-            shown = mounted[0].replace(os.path.realpath(aside), str(prefix), 1)
-            raise MigrateError(
-                f"{shown} is a mount point inside {prefix}; the removal never "
-                "crosses one.",
-                hint="Unmount it (umount PATH), then run the same command again.",
-            )
-        if unchanged is not None:
-            unchanged(aside)
-        check_no_writers(aside, named=prefix)
+        _check_aside(prefix, aside, unchanged)
         for rel, stamp in (stamps or {}).items():
             mode = stamp[0]
             if stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
@@ -213,20 +203,41 @@ def remove_environment(
         _delete_tree(str(aside), jobs or default_jobs())
     except (OSError, MigrateError) as err:
         if os.path.lexists(aside):
-            try:
-                os.rename(aside, prefix)
-            except OSError as blocked:
-                # Something made the old name anew meanwhile (a job's
-                # ``mkdir -p $CONDA_PREFIX/var/log``): neither is touched,
-                # and no later run may finish this removal.
-                raise MigrateError(
-                    f"{err}\nWhat is left of the old environment could not be put "
-                    f"back at {prefix} ({blocked.strerror}: something made it "
-                    f"anew meanwhile); it is at {aside}.",
-                    hint=f"Nothing more was deleted. Move {prefix} out of the way, "
-                    f"then move {aside} back to {prefix}.",
-                ) from err
+            _put_back(aside, prefix, err)
         raise
+
+
+def _check_aside(
+    prefix: Path, aside: Path, unchanged: Callable[[Path], None] | None
+) -> None:
+    """What must hold of the renamed tree before anything in it is deleted."""
+    mounted = sorted(mount_points(os.path.realpath(aside)))
+    if mounted:
+        shown = mounted[0].replace(os.path.realpath(aside), str(prefix), 1)
+        raise MigrateError(
+            f"{shown} is a mount point inside {prefix}; the removal never crosses one.",
+            hint="Unmount it (umount PATH), then run the same command again.",
+        )
+    if unchanged is not None:
+        unchanged(aside)
+    check_no_writers(aside, named=prefix)
+
+
+def _put_back(aside: Path, prefix: Path, err: BaseException) -> None:
+    """What is left goes back under its name, for every later run to report."""
+    try:
+        os.rename(aside, prefix)
+    except OSError as blocked:
+        # Something made the old name anew meanwhile (a job's
+        # ``mkdir -p $CONDA_PREFIX/var/log``): neither is touched,
+        # and no later run may finish this removal.
+        raise MigrateError(
+            f"{err}\nWhat is left of the old environment could not be put "
+            f"back at {prefix} ({blocked.strerror}: something made it "
+            f"anew meanwhile); it is at {aside}.",
+            hint=f"Nothing more was deleted. Move {prefix} out of the way, "
+            f"then move {aside} back to {prefix}.",
+        ) from err
 
 
 def _delete_tree(root: str, jobs: int) -> None:
