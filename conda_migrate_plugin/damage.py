@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .records import (
-    _distribution,
     channel_name,
     python_records_gone,
+    read_distribution,
     read_path_records,
     read_record,
     site_packages,
@@ -188,7 +188,7 @@ def _pip_damage(
 def _dist_name(dist_info: Path) -> str:
     """``name version`` from the METADATA when it is there, else from the
     directory's name (``name-version.dist-info``)."""
-    dist = _distribution(dist_info / "METADATA")
+    dist = read_distribution(dist_info / "METADATA")
     if dist is not None:
         return f"{dist.name} {dist.version}"
     name, _, version = dist_info.name.removesuffix(".dist-info").partition("-")

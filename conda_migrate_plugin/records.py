@@ -115,7 +115,11 @@ def site_packages(prefix: Path) -> list[Path]:
     return sorted(p for p in prefix.glob("lib/python*/site-packages") if p.is_dir())
 
 
-def _distribution(metadata_file: Path) -> PipPackage | None:
+def read_distribution(metadata_file: Path) -> PipPackage | None:
+    """The name and version a pip distribution's ``METADATA`` (or
+    ``PKG-INFO``) gives, the name as packaging compares it, so that the
+    spellings of pip and of the damage report agree; None where it cannot be
+    read or lacks either."""
     try:
         headers = HeaderParser().parsestr(metadata_file.read_text(errors="replace"))
     except OSError:
@@ -193,7 +197,7 @@ def portable_contents(prefix: Path) -> EnvContents:
             )
             if str(rel_site / meta_dir.name / metadata.name) in owned:
                 continue
-            dist = _distribution(metadata)
+            dist = read_distribution(metadata)
             if dist:
                 pip.add(dist)
     return EnvContents(conda, tuple(sorted(pip)))
