@@ -241,6 +241,11 @@ def test_readme_recipe_completes_and_a_second_submission_waits(
     )
     logs = home / ".conda" / "migrate" / "logs"
     assert len(list(logs.glob("conda-migrate-*.log"))) == 2
+    for log in logs.glob("conda-migrate-*.log"):
+        # The job runs python -m conda_migrate_plugin: its log still names
+        # the command as users type it, not __main__.py.
+        first = log.read_text().splitlines()[0]
+        assert first.endswith(f": conda-migrate -d {scratch.envs_dir} --all"), first
 
 
 def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
