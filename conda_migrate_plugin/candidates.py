@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .classify import is_environment
 from .discover import examine, scan_directory, scratch_environments, under
 from .exceptions import MigrateError, UsageError
-from .names import HISTORY
 from .result import MigrationResult, Status
 from .safety import journal
 
@@ -94,7 +94,7 @@ def moved_earlier(options: Options, skip: set[Path]) -> list[MigrationResult]:
             if options.given_directory
             else under(source, root)
         )
-        if not inside or source in skip or not (dest / HISTORY).is_file():
+        if not inside or source in skip or not is_environment(dest):
             continue
         if os.path.lexists(source) and examine(source).valid:
             continue  # still there: discovery judges it
