@@ -5,10 +5,10 @@ that has the project's requirements (and conda, for conda's share of the
 work and the clone rows): ``python benchmarks/bench_migrate.py``. Each
 migration runs ``python -m conda_migrate_plugin`` in a subprocess, with this
 checkout first on ``PYTHONPATH``. Everything it needs is in the project:
-the latency filesystem is ``tests/slowfs.c``, built and mounted with
-``tests/slowfs.py`` (cc, pkg-config and libfuse3-dev; Debian's ``fuse3
+the latency filesystem is ``tests/support/slowfs.c``, built and mounted with
+``tests/support/slowfs.py`` (cc, pkg-config and libfuse3-dev; Debian's ``fuse3
 libfuse3-dev pkg-config``), and the array rows start the tests' single-node
-Slurm (``tests/slurm.py``; Debian's ``slurmctld slurmd slurm-client munge``).
+Slurm (``tests/support/slurm.py``; Debian's ``slurmctld slurmd slurm-client munge``).
 What is missing is skipped with the reason.
 
 The environment is a real install. The package trees of ``synthetic.py`` (an
@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 import slowfs
 from synthetic import PACKAGES, build_channel, install_env

@@ -7,7 +7,7 @@ The environments are real installs from one package cache, as conda makes
 them: ``python`` (the running interpreter's standard library, packed as
 conda-build packs it), ``pip`` (``noarch: python``) and ``cmdemo`` (a C
 program and its shared library, built with the system compiler), from a
-local channel built by ``tests/realpkgs.py``, installed with py-rattler,
+local channel built by ``tests/support/realpkgs.py``, installed with py-rattler,
 which hard-links every file it writes no prefix into from the cache, as
 conda does. It prints, as a Markdown table, the allocated bytes and inodes
 (each inode once, as a quota counts) of the environments and of their cache
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import realpkgs  # noqa: E402
 

@@ -9,172 +9,26 @@ files, symlinks and entry points, exactly as conda lays them out.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import shutil
-import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from slowfs import SlowFS, Unavailable, build
+
+from tests.support.channel import PACKAGES, SUBDIR, add_pip_package, build_package
+from tests.support.markers import HAVE_CONDA
+from tests.support.slowfs import SlowFS, Unavailable, build
+from tests.support.users import USER
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
-try:
-    import conda  # noqa: F401
-except ImportError:
-    HAVE_CONDA = False
-else:
-    HAVE_CONDA = True
+if HAVE_CONDA:
     pytest_plugins = ("conda.testing.fixtures",)
-
-#: Long enough for the binary prefix replacement to have room, as conda-build's is.
-PLACEHOLDER = "/opt/conda-migrate-build/" + "placeholder_" * 18
-SUBDIR = "linux-64"
-PY_VER = "3.11"
-SITE_PACKAGES = f"lib/python{PY_VER}/site-packages"
-
-requires_conda = pytest.mark.skipif(
-    not HAVE_CONDA,
-    reason="conda is not importable here (it is not on PyPI); "
-    "these tests run where conda is installed",
-)
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """One file of a test package: ``mode`` is conda's prefix mode, or None."""
-
-    path: str
-    content: bytes = b""
-    mode: str | None = None
-    link_to: str | None = None
-    executable: bool = False
-
-
-def _entry_point(module: str) -> bytes:
-    return (
-        f"#!{PLACEHOLDER}/bin/python\n"
-        f"import sys\nimport {module}\nsys.exit({module}.main())\n"
-    ).encode()
-
-
-PACKAGES: dict[tuple[str, str, str], tuple[list[str], list[FileSpec]]] = {
-    ("python", f"{PY_VER}.0", "0"): (
-        [],
-        [
-            # A stand-in interpreter: enough for shebangs in the env to run.
-            FileSpec(
-                f"bin/python{PY_VER}",
-                f'#!/bin/sh\nPYTHONPATH="{PLACEHOLDER}/{SITE_PACKAGES}" '
-                'exec python3 "$@"\n'.encode(),
-                mode="text",
-                executable=True,
-            ),
-            FileSpec("bin/python", link_to=f"python{PY_VER}"),
-            FileSpec(f"{SITE_PACKAGES}/README.txt", b"site-packages of a test env\n"),
-        ],
-    ),
-    ("demo-text", "1.0", "0"): (
-        [],
-        [
-            FileSpec(
-                "etc/demo/demo.conf",
-                f"root = {PLACEHOLDER}\ndata = {PLACEHOLDER}/share/demo\n".encode(),
-                mode="text",
-            ),
-            FileSpec("share/demo/data.txt", b"plain data, no prefix\n" * 20),
-            FileSpec("share/demo/current.txt", link_to="data.txt"),
-            FileSpec(
-                "bin/demo-hello",
-                f'#!/bin/sh\necho "hello from {PLACEHOLDER}"\n'.encode(),
-                mode="text",
-                executable=True,
-            ),
-        ],
-    ),
-    ("demo-binary", "1.0", "0"): (
-        [],
-        [
-            FileSpec(
-                "lib/libdemo.so",
-                b"\x7fELF\x02\x01\x01\x00"
-                + bytes(range(256))
-                + f"{PLACEHOLDER}/lib\x00".encode()
-                + b"\x00" * 16
-                + f"{PLACEHOLDER}/share/demo\x00tail".encode(),
-                mode="binary",
-            ),
-        ],
-    ),
-    ("demo-app", "2.0", "py311_0"): (
-        [f"python {PY_VER}.*", "demo-text 1.0", "demo-binary 1.0"],
-        [
-            FileSpec(
-                f"{SITE_PACKAGES}/demo_app/__init__.py",
-                b"def main():\n    print('demo-app works')\n    return 0\n",
-            ),
-            FileSpec("bin/demo-app", _entry_point("demo_app"), "text", executable=True),
-        ],
-    ),
-}
-
-
-def _build_package(workdir: Path, out_dir: Path, key, depends, files) -> None:
-    from conda_package_handling import api
-
-    name, version, build = key
-    src = workdir / f"{name}-{version}-{build}"
-    (src / "info").mkdir(parents=True)
-    paths, has_prefix = [], []
-    for spec in files:
-        target = src / spec.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if spec.link_to is not None:
-            target.symlink_to(spec.link_to)
-            paths.append({"_path": spec.path, "path_type": "softlink"})
-            continue
-        target.write_bytes(spec.content)
-        if spec.executable:
-            target.chmod(0o755)
-        entry = {
-            "_path": spec.path,
-            "path_type": "hardlink",
-            "sha256": hashlib.sha256(spec.content).hexdigest(),
-            "size_in_bytes": len(spec.content),
-        }
-        if spec.mode:
-            entry.update(prefix_placeholder=PLACEHOLDER, file_mode=spec.mode)
-            has_prefix.append(f"{PLACEHOLDER} {spec.mode} {spec.path}")
-        paths.append(entry)
-    index = {
-        "name": name,
-        "version": version,
-        "build": build,
-        "build_number": 0,
-        "depends": depends,
-        "subdir": SUBDIR,
-        "arch": "x86_64",
-        "platform": "linux",
-        "license": "BSD-3-Clause",
-        "timestamp": 1700000000000,
-    }
-    info = {
-        "info/index.json": json.dumps(index),
-        "info/paths.json": json.dumps({"paths": paths, "paths_version": 1}),
-        "info/files": "".join(f"{p['_path']}\n" for p in paths),
-    }
-    if has_prefix:
-        info["info/has_prefix"] = "".join(f"{line}\n" for line in has_prefix)
-    for rel, text in info.items():
-        (src / rel).write_text(text)
-    members = [*info, *(spec.path for spec in files)]
-    api.create(str(src), members, str(out_dir / f"{name}-{version}-{build}.tar.bz2"))
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +41,7 @@ def channel(tmp_path_factory) -> Path:
     for subdir in (SUBDIR, "noarch"):
         (root / subdir).mkdir()
     for key, (depends, files) in PACKAGES.items():
-        _build_package(work, root / SUBDIR, key, depends, files)
+        build_package(work, root / SUBDIR, key, depends, files)
     asyncio.run(index_fs(root, write_zst=False, write_shards=False))
     return root
 
@@ -210,36 +64,6 @@ def solve(channel) -> Callable[[Sequence[str]], list]:
         return solved[key]
 
     return _solve
-
-
-def add_pip_package(prefix: Path) -> None:
-    """Files a ``pip install`` leaves behind, which no conda package owns."""
-    site = prefix / SITE_PACKAGES
-    dist = site / "extra_tool-0.3.dist-info"
-    dist.mkdir(parents=True)
-    (site / "extra_tool").mkdir()
-    (site / "extra_tool" / "__init__.py").write_text(
-        "def main():\n    print('extra-tool works')\n    return 0\n"
-    )
-    (dist / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: extra-tool\nVersion: 0.3\n"
-    )
-    (dist / "INSTALLER").write_text("pip\n")
-    (dist / "direct_url.json").write_text(
-        json.dumps({"url": f"file://{prefix}/src/extra_tool", "dir_info": {}})
-    )
-    script = prefix / "bin" / "extra-tool"
-    script.write_text(f"#!{prefix}/bin/python\nimport extra_tool\nextra_tool.main()\n")
-    script.chmod(0o755)
-    (dist / "RECORD").write_text(
-        "extra_tool/__init__.py,,\n"
-        "extra_tool-0.3.dist-info/METADATA,,\n"
-        "extra_tool-0.3.dist-info/INSTALLER,,\n"
-        "extra_tool-0.3.dist-info/direct_url.json,,\n"
-        "extra_tool-0.3.dist-info/RECORD,,\n"
-        "../../../bin/extra-tool,,\n"
-    )
-    (site / "extra_tool.pth").write_text(f"{prefix}/src\n")
 
 
 @pytest.fixture
@@ -346,28 +170,32 @@ def slowfs_mount(slowfs_binary, tmp_path) -> Iterator[Callable[..., Path]]:
         fs.unmount()
 
 
-def tree_snapshot(root: Path) -> dict[str, tuple]:
-    """Every entry below ``root`` with its type, mode and content or target,
-    to prove an environment was left byte for byte as it was."""
-    snapshot = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            rel = str(path.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                snapshot[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                snapshot[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            elif not stat.S_ISREG(st.st_mode):  # a FIFO would block a read
-                snapshot[rel] = ("special", stat.S_IFMT(st.st_mode))
-            else:
-                snapshot[rel] = (
-                    "file",
-                    stat.S_IMODE(st.st_mode),
-                    hashlib.sha256(path.read_bytes()).hexdigest(),
-                )
-    return snapshot
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a tmpfs with the given options; unmounted at teardown."""
+    mounted: list[Path] = []
+
+    def _mount(*options: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command here")
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        run = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", ",".join(options), "cm-test", point],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {run.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield _mount
+    for point in reversed(mounted):
+        if subprocess.run(["umount", point]).returncode:
+            subprocess.run(["umount", "-l", point], check=True)
 
 
 @pytest.fixture
@@ -392,10 +220,6 @@ def migrate(home, capsys, monkeypatch) -> Callable[..., tuple[str, str, int]]:
         return out, err, code
 
     return _migrate
-
-
-#: Users that exist only as numbers: enough for the kernel's permission checks.
-USER, OTHER_USER = 4242, 4343
 
 
 @pytest.fixture
@@ -465,28 +289,14 @@ def unprivileged(tmp_path_factory):
     shutil.rmtree(base)
 
 
-def chown_tree(root: Path, uid: int, gid: int | None = None) -> None:
-    """Give ``root`` to ``uid``; files hardlinked from the package cache get
-    copies of their own first, so that no other environment changes hands."""
-    gid = uid if gid is None else gid
-    os.chown(root, uid, gid, follow_symlinks=False)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-                shutil.copy2(path, path + ".unshared")
-                os.replace(path + ".unshared", path)
-            os.chown(path, uid, gid, follow_symlinks=False)
-
-
 @pytest.fixture(scope="session")
 def real_channel(tmp_path_factory) -> Path:
     """A channel of realistic packages (see ``realpkgs``): the running
     CPython as ``python``, pip as ``noarch: python``, and ``cmdemo``, a C
     program; built and indexed once per session."""
-    import realpkgs
     from rattler.index import index_fs
+
+    from tests.support import realpkgs
 
     root = tmp_path_factory.mktemp("real-channel")
     work = tmp_path_factory.mktemp("real-build")

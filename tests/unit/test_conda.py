@@ -1,0 +1,122 @@
+"""``conda migrate`` inside a real conda: the plugin hook, conda's clone, and
+the fallback to relocation when clone cannot obtain the packages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+
+import pytest
+
+from tests.support.channel import SUBDIR
+from tests.support.markers import requires_conda
+
+pytestmark = requires_conda
+
+
+def test_conda_lists_the_subcommand(conda_cli):
+    out, err, code = conda_cli("--help", raises=SystemExit)
+    assert "migrate" in out
+
+
+def test_conda_migrate_clones_in_process(scratch, home, conda_cli):
+    out, err, code = conda_cli(
+        "migrate", "-d", scratch.envs_dir, "--all", "--method", "clone", "--json"
+    )
+    assert code == 0, out + err
+    document = json.loads(out)
+    engines = {e["name"]: e["engine"] for e in document["environments"]}
+    assert engines == {"abc": "clone", "amd": "clone"}
+    new_abc = home / ".conda" / "envs" / "abc"
+    from conda.core.prefix_data import PrefixData
+
+    names = sorted(
+        r.name
+        for r in PrefixData(str(new_abc), interoperability=True).reload().iter_records()
+    )
+    assert names == ["demo-app", "demo-binary", "demo-text", "extra-tool", "python"]
+    assert str(new_abc) in (home / ".conda" / "environments.txt").read_text()
+    assert not scratch.abc.exists()
+    assert sorted(document["clean"]) == [
+        "bytes",
+        "index_cache",
+        "logfiles",
+        "packages",
+        "tarballs",
+    ]
+
+
+def test_auto_relocates_when_the_channel_and_cache_are_gone(
+    channel, tmp_path, home, conda_cli
+):
+    """The cache sat on the purged scratch and the channel is unreachable:
+    conda's clone could not work, relocation, the default, needs neither."""
+    import rattler
+
+    gone = tmp_path / "gone-channel"
+    shutil.copytree(channel, gone)
+    records = asyncio.run(
+        rattler.solve([gone.as_uri()], ["demo-app"], platforms=[SUBDIR, "noarch"])
+    )
+    source = tmp_path / "scratch" / "envs" / "abc"
+    cache = tmp_path / "scratch" / "pkgs"
+    asyncio.run(rattler.install(records, source, cache_dir=cache, show_progress=False))
+    shutil.rmtree(gone)
+    shutil.rmtree(cache)
+    out, err, code = conda_cli("migrate", "-d", source, "--all")
+    assert code == 0, out + err
+    assert "conda's clone" not in out
+    assert len(re.findall("^Files: ", out, re.M)) == 1
+    assert len(re.findall("^Packages: ", out, re.M)) == 1
+    new = home / ".conda" / "envs" / "abc"
+    assert f"root = {new}\n" in (new / "etc/demo/demo.conf").read_text()
+    assert not source.exists()
+
+
+def test_clone_method_does_not_fall_back(channel, tmp_path, home, conda_cli):
+    import rattler
+
+    gone = tmp_path / "gone-channel"
+    shutil.copytree(channel, gone)
+    records = asyncio.run(
+        rattler.solve([gone.as_uri()], ["demo-text"], platforms=[SUBDIR, "noarch"])
+    )
+    source = tmp_path / "scratch" / "envs" / "amd"
+    asyncio.run(
+        rattler.install(
+            records, source, cache_dir=tmp_path / "cache", show_progress=False
+        )
+    )
+    shutil.rmtree(gone)
+    shutil.rmtree(tmp_path / "cache")
+    out, err, code = conda_cli("migrate", "-d", source, "--all", "--method", "clone")
+    assert code == 1
+    assert "--method relocate" in out
+    assert (source / "conda-meta" / "history").is_file()
+    assert not (home / ".conda" / "envs" / "amd").exists()
+
+
+@pytest.mark.parametrize("flag", ["--dry-run"])
+def test_dry_run_through_conda(scratch, home, conda_cli, flag):
+    out, err, code = conda_cli("migrate", "-d", scratch.envs_dir, "--all", flag)
+    assert code == 0
+    assert "Would write" in out
+    assert scratch.abc.exists() and not (home / ".conda" / "envs").exists()
+
+
+def test_clone_keeps_pins_and_environment_variables(scratch, home, conda_cli):
+    """conda's clone alone drops conda-meta/pinned and conda-meta/state."""
+    (scratch.abc / "conda-meta" / "pinned").write_text("demo-text 1.0\n")
+    state = f'{{"env_vars": {{"DEMO_HOME": "{scratch.abc}/share/demo"}}}}\n'
+    (scratch.abc / "conda-meta" / "state").write_text(state)
+    out, err, code = conda_cli(
+        "migrate", "-d", scratch.abc, "--all", "--method", "clone", "--no-clean"
+    )
+    assert code == 0, out + err
+    new = home / ".conda" / "envs" / "abc"
+    assert (new / "conda-meta" / "pinned").read_text() == "demo-text 1.0\n"
+    assert (new / "conda-meta" / "state").read_text() == state.replace(
+        str(scratch.abc), str(new)
+    )

@@ -1,0 +1,595 @@
+"""The rc-file editor, checked byte for byte against golden files.
+
+Golden files under ``tests/data/rcfiles`` spell the test's home directory ``@HOME@``
+(it is a fresh temporary directory per test); everything else is literal bytes. The
+``*.diff`` files were made with ``diff -U0`` (GNU diffutils: changed lines only, no context), so they check our diff
+text against an independent implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from conda_migrate_plugin import rcfiles
+from conda_migrate_plugin.rcfiles import (
+    DirMove,
+    EnvMove,
+    RcEdit,
+    apply_rc_edits,
+    plan_rc_edits,
+)
+
+DATA = Path(__file__).parents[1] / "data" / "rcfiles"
+NOW = datetime(2024, 5, 17, 9, 30, 5)
+STAMP = "20240517-093005"
+SCRATCH = Path("/scratch/u")
+
+
+class Layout(NamedTuple):
+    env_moves: list[EnvMove]
+    dir_moves: list[DirMove]
+    environ: dict[str, str]
+
+
+def site(home: Path) -> Layout:
+    """The site doc's example: envs abc and hdf migrated, abcd and amd left in scratch."""
+    envs = home / ".conda/envs"
+    return Layout(
+        [
+            EnvMove(SCRATCH / "conda-envs/abc", envs / "abc"),
+            EnvMove(SCRATCH / "myenvs/hdf", envs / "hdf"),
+        ],
+        [DirMove(SCRATCH / "conda-envs", envs, home / ".conda/pkgs")],
+        {"SCRATCH": str(SCRATCH)},
+    )
+
+
+def scratch_in_home(home: Path) -> Layout:
+    """A cluster whose $SCRATCH lies under $HOME, so ~ and $HOME spellings name it."""
+    scratch, envs = home / "scratch", home / ".conda/envs"
+    return Layout(
+        [EnvMove(scratch / "envs/abc", envs / "abc")],
+        [DirMove(scratch / "envs", envs, home / ".conda/pkgs")],
+        {"SCRATCH": str(scratch)},
+    )
+
+
+def plan(home: Path, layout: Layout | None = None) -> list[RcEdit]:
+    layout = layout or site(home)
+    return plan_rc_edits(layout.env_moves, layout.dir_moves, home, layout.environ)
+
+
+def golden(name: str, home: Path) -> bytes:
+    return (DATA / name).read_bytes().replace(b"@HOME@", os.fsencode(home))
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+GOLDEN_CASES = [
+    ("bashrc_site", ".bashrc", site),
+    ("bash_profile_crlf_latin1", ".bash_profile", site),
+    ("bashrc_old_site_doc", ".bashrc", site),
+    ("zshrc_scratch_in_home", ".zshrc", scratch_in_home),
+    ("condarc_block", ".condarc", site),
+    ("condarc_flow_crlf", ".config/conda/condarc", site),
+    ("kernel_abc", ".local/share/jupyter/kernels/abc/kernel.json", site),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "name", "layout"), GOLDEN_CASES, ids=[c[0] for c in GOLDEN_CASES]
+)
+def test_rewrites_file_to_golden_bytes(home, case, name, layout):
+    path = home / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    original = golden(f"{case}.input", home)
+    path.write_bytes(original)
+    path.chmod(0o640)
+
+    edits = plan(home, layout(home))
+
+    assert [(e.path, e.target, e.error) for e in edits] == [(path, path, None)]
+    (edit,) = edits
+    assert edit.old == original
+    assert edit.new == golden(f"{case}.expected", home)
+    assert edit.diff == golden(f"{case}.diff", home).decode()
+    # Planning is the dry run: nothing written, no backup.
+    assert path.read_bytes() == original
+    assert list(path.parent.iterdir()) == [path]
+
+    assert apply_rc_edits(edits, now=NOW) == [edit]
+
+    assert edit.error is None
+    assert path.read_bytes() == edit.new
+    assert mode(path) == 0o640
+    assert edit.backup == path.with_name(f"{path.name}.conda-migrate-{STAMP}")
+    assert edit.backup.read_bytes() == original
+    assert mode(edit.backup) == 0o600
+    # No temporary file is left beside it.
+    assert sorted(path.parent.iterdir()) == sorted([path, edit.backup])
+    assert plan(home, layout(home)) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("conda activate /scratch/u/conda-envs/abc", "conda activate @E/abc"),
+        ("conda activate /scratch/u/conda-envs/abcd", None),
+        ("conda activate /scratch/u/conda-envs/abc-2", None),
+        ("conda activate /scratch/u/conda-envs/abc.old", None),
+        ("ls /scratch/u/conda-envs/abc*", None),
+        ("ls old/scratch/u/conda-envs/abc", None),
+        ("ls $SCRATCH_OLD/conda-envs/abc", None),
+        ("CFLAGS=-I/scratch/u/conda-envs/abc/include", "CFLAGS=-I@E/abc/include"),
+        ("ls {/scratch/u/conda-envs/abc,/tmp}", "ls {@E/abc,/tmp}"),
+        ("ls $SCRATCH/conda-envs/abc/", "ls $HOME/.conda/envs/abc/"),
+        ("ls ${SCRATCH}/conda-envs/abc", "ls ${HOME}/.conda/envs/abc"),
+        ("export CONDA_ENVS_PATH=/scratch/u/myenvs", None),
+        ("MY_CONDA_ENVS_PATH=/scratch/u/conda-envs", None),
+        ("CONDA_ENVS_PATH=/scratch/u/conda-envs_old", None),
+        (
+            "export CONDA_ENVS_PATH=/scratch/u/conda-envs/:$CONDA_ENVS_PATH",
+            "export CONDA_ENVS_PATH=@E:$CONDA_ENVS_PATH",
+        ),
+        (
+            "export CONDA_PKGS_DIRS='/scratch/u/pkgs,${SCRATCH}/conda-envs/pkgs'",
+            "export CONDA_PKGS_DIRS='/scratch/u/pkgs,${HOME}/.conda/pkgs'",
+        ),
+        (
+            "export CONDA_ENVS_PATH=@E:/scratch/u/conda-envs",
+            "export CONDA_ENVS_PATH=@E",
+        ),
+        ("export CONDA_ENVS_PATH=@E:@E", None),
+        ("[ -n x ] && CONDA_PKGS_DIRS=$SCRATCH conda info", None),
+    ],
+)
+def test_rewrites_only_whole_migrated_paths(home, line, expected):
+    def expand(text: str) -> bytes:
+        envs, pkgs = home / ".conda/envs", home / ".conda/pkgs"
+        return f"{text}\n".replace("@E", str(envs)).replace("@P", str(pkgs)).encode()
+
+    (home / ".bashrc").write_bytes(expand(line))
+
+    edits = [e for e in plan(home) if e.new != e.old]
+
+    assert [e.new for e in edits] == ([] if expected is None else [expand(expected)])
+
+
+def test_scratch_spelling_needs_scratch_in_environ(home):
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"conda activate $SCRATCH/conda-envs/abc\n")
+    layout = site(home)._replace(environ={})
+
+    (edit,) = plan(home, layout)
+    assert edit.new == edit.old
+    line = "conda activate $SCRATCH/conda-envs/abc"
+    assert edit.warnings == [
+        f"line 1 still names /scratch/u/conda-envs/abc {UNREWRITTEN}: {line}"
+    ]
+    assert [e.new for e in plan(home)] == [b"conda activate $HOME/.conda/envs/abc\n"]
+
+
+def test_symlinked_bashrc_is_edited_at_its_target(home):
+    dotfiles = home / "dotfiles"
+    dotfiles.mkdir()
+    real = dotfiles / "bashrc"
+    real.write_bytes(b"# kept in git\nconda activate /scratch/u/conda-envs/abc\n")
+    link = home / ".bashrc"
+    link.symlink_to("dotfiles/bashrc")
+
+    edits = plan(home)
+    apply_rc_edits(edits, now=NOW)
+
+    (edit,) = edits
+    assert (edit.path, edit.target, edit.error) == (link, real, None)
+    assert os.readlink(link) == "dotfiles/bashrc"
+    assert (
+        real.read_bytes()
+        == f"# kept in git\nconda activate {home}/.conda/envs/abc\n".encode()
+    )
+    # The backup sits beside the link the user knows, not in the dotfiles repository.
+    assert edit.backup == home / f".bashrc.conda-migrate-{STAMP}"
+    assert not edit.backup.is_symlink()
+    assert (
+        edit.backup.read_bytes()
+        == b"# kept in git\nconda activate /scratch/u/conda-envs/abc\n"
+    )
+    assert list(dotfiles.iterdir()) == [real]
+
+
+def test_read_only_file_is_reported_and_others_still_written(home):
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+    bashrc.chmod(0o444)
+    condarc = home / ".condarc"
+    condarc.write_bytes(b"envs_dirs:\n  - /scratch/u/conda-envs\n")
+
+    edits = plan(home)
+    attempted = apply_rc_edits(edits, now=NOW)
+
+    assert [e.path for e in attempted] == [bashrc, condarc]
+    assert "read-only" in attempted[0].error
+    assert attempted[0].backup is None
+    assert attempted[0].diff  # still shown, so the user can apply it by hand
+    assert bashrc.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\n"
+    assert mode(bashrc) == 0o444
+    assert attempted[1].error is None
+    assert condarc.read_bytes() == f"envs_dirs:\n  - {home}/.conda/envs\n".encode()
+    assert sorted(p.name for p in home.iterdir()) == [
+        ".bashrc",
+        ".condarc",
+        f".condarc.conda-migrate-{STAMP}",
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_owner_is_kept(home):
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+    os.chown(bashrc, 4321, 8765)
+
+    (edit,) = apply_rc_edits(plan(home), now=NOW)
+
+    assert edit.error is None
+    assert (bashrc.stat().st_uid, bashrc.stat().st_gid) == (4321, 8765)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"envs_dirs: [/scratch/u/conda-envs\n", "left unchanged: while parsing"),
+        (b"envs_dirs:\n  - /scratch/u/conda-envs\n\xff\n", "left unchanged: 'utf-8'"),
+        (
+            b"envs_dirs:\n  - &d /scratch/u/conda-envs\npkgs_dirs:\n  - *d\n",
+            "shared through a YAML alias",
+        ),
+        (
+            b"envs_dirs: &d\n  - /scratch/u/conda-envs\nenvs_path: *d\n",
+            "shared through a YAML alias",
+        ),
+    ],
+    ids=["invalid-yaml", "not-utf8", "aliased-entry", "aliased-list"],
+)
+def test_condarc_that_cannot_be_edited_safely_is_reported(home, content, message):
+    condarc = home / ".condarc"
+    condarc.write_bytes(content)
+
+    edits = plan(home)
+
+    assert [(e.path, e.old, e.new, e.diff) for e in edits] == [
+        (condarc, content, content, "")
+    ]
+    assert message in edits[0].error
+    assert apply_rc_edits(edits, now=NOW) == []
+    assert condarc.read_bytes() == content
+    assert list(home.iterdir()) == [condarc]
+
+
+def test_unreadable_file_is_reported(home):
+    (home / ".profile").symlink_to("dotfiles/missing")
+
+    edits = plan(home)
+
+    assert [(e.path, e.old, e.new) for e in edits] == [(home / ".profile", b"", b"")]
+    assert edits[0].error.startswith("cannot be read:")
+    assert apply_rc_edits(edits, now=NOW) == []
+
+
+def test_every_condarc_location_is_edited_once(home, tmp_path):
+    condarc = b"envs_dirs: [/scratch/u/conda-envs]\n"
+    site_condarc = tmp_path / "site" / "condarc"
+    xdg = tmp_path / "xdg"
+    for path in (
+        home / ".condarc",
+        home / ".conda/condarc",
+        site_condarc,
+        xdg / "conda/.condarc",
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(condarc)
+    (home / ".config/conda").mkdir(parents=True)
+    (home / ".config/conda/condarc").symlink_to(home / ".condarc")
+    layout = site(home)
+    layout.environ.update(CONDARC=str(site_condarc), XDG_CONFIG_HOME=str(xdg))
+
+    edits = plan(home, layout)
+
+    assert [e.path for e in edits] == [
+        xdg / "conda/.condarc",
+        home / ".config/conda/condarc",
+        home / ".conda/condarc",
+        site_condarc,
+    ]
+    assert {e.new for e in edits} == {f"envs_dirs: [{home}/.conda/envs]\n".encode()}
+
+
+def test_kernels_in_every_jupyter_data_dir_that_use_a_moved_env(home, tmp_path):
+    def kernel(directory: Path, name: str, spec: str) -> Path:
+        path = directory / "kernels" / name / "kernel.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(spec)
+        return path
+
+    data_dir, first, second = tmp_path / "data", tmp_path / "jp1", tmp_path / "jp2"
+    by_argv = kernel(
+        data_dir, "abc", '{"argv": ["/scratch/u/conda-envs/abc/bin/python"]}'
+    )
+    kernel(first, "abcd", '{"argv": ["/scratch/u/conda-envs/abcd/bin/python"]}')
+    by_env = kernel(
+        second,
+        "r",
+        '{"argv": ["R"], "env": {"R_LIBS": "/scratch/u/myenvs/hdf/lib/R/library"}}',
+    )
+    kernel(second, "label", '{"argv": ["R"], "display_name": "/scratch/u/myenvs/hdf"}')
+    layout = site(home)
+    layout.environ.update(
+        JUPYTER_DATA_DIR=str(data_dir), JUPYTER_PATH=f"{first}{os.pathsep}{second}"
+    )
+
+    edits = plan(home, layout)
+
+    assert [(e.path, e.error) for e in edits] == [(by_argv, None), (by_env, None)]
+    assert (
+        edits[1].new
+        == (
+            f'{{"argv": ["R"], "env": {{"R_LIBS": "{home}/.conda/envs/hdf/lib/R/library"}}}}'
+        ).encode()
+    )
+
+
+def test_kernel_naming_env_in_escaped_form_is_reported(home):
+    path = home / ".local/share/jupyter/kernels/abc/kernel.json"
+    path.parent.mkdir(parents=True)
+    spec = b'{"argv": ["\\/scratch\\/u\\/conda-envs\\/abc\\/bin\\/python"]}'
+    path.write_bytes(spec)
+
+    edits = plan(home)
+
+    assert [(e.path, e.new) for e in edits] == [(path, spec)]
+    assert "cannot be rewritten" in edits[0].error
+
+
+def test_file_changed_after_planning_is_left_alone(home):
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+    edits = plan(home)
+    bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\nalias x=y\n")
+
+    (edit,) = apply_rc_edits(edits, now=NOW)
+
+    assert "changed since it was read" in edit.error
+    assert (
+        bashrc.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\nalias x=y\n"
+    )
+    assert list(home.iterdir()) == [bashrc]
+
+
+def test_hard_linked_file_is_left_alone(home, tmp_path):
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+    os.link(bashrc, tmp_path / "dotfiles-bashrc")
+
+    (edit,) = apply_rc_edits(plan(home), now=NOW)
+
+    assert "2 hard links" in edit.error
+    assert bashrc.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\n"
+    assert bashrc.stat().st_nlink == 2
+
+
+def test_failed_write_leaves_file_and_no_temporary(home, monkeypatch):
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+    edits = plan(home)
+
+    def fail(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    (edit,) = apply_rc_edits(edits, now=NOW)
+
+    assert "No space left on device" in edit.error
+    assert bashrc.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\n"
+    assert sorted(home.iterdir()) == [bashrc, edit.backup]
+
+
+def test_backup_never_overwrites_an_earlier_one(home):
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+    earlier = home / f".bashrc.conda-migrate-{STAMP}"
+    earlier.write_bytes(b"an earlier backup\n")
+
+    (edit,) = apply_rc_edits(plan(home), now=NOW)
+
+    assert edit.backup == home / f".bashrc.conda-migrate-{STAMP}.1"
+    assert edit.backup.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\n"
+    assert earlier.read_bytes() == b"an earlier backup\n"
+
+
+def test_files_without_migrated_paths_are_not_listed(home):
+    (home / ".bashrc").write_bytes(
+        b'eval "$(/scratch/u/miniconda3/bin/conda shell.bash hook)"\n'
+        b"conda activate /scratch/u/conda-envs/amd\n"
+    )
+    (home / ".condarc").write_bytes(b"envs_dirs:\n  - /scratch/u/myenvs\n")
+
+    assert plan(home) == []
+
+
+def test_backup_is_private_whatever_the_umask(home):
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+    edits = plan(home)
+
+    previous = os.umask(0o277)
+    try:
+        (edit,) = apply_rc_edits(edits, now=NOW)
+    finally:
+        os.umask(previous)
+
+    assert mode(edit.backup) == 0o600
+
+
+def test_condarc_destination_is_quoted_where_plain_would_not_parse(home):
+    condarc = home / ".condarc"
+    condarc.write_bytes(b"envs_dirs:\n  - /scratch/u/conda-envs  # note\n")
+    layout = site(home)
+    layout.dir_moves[:] = [
+        DirMove(SCRATCH / "conda-envs", home / "my envs #1", home / "pkgs")
+    ]
+
+    (edit,) = plan(home, layout)
+
+    assert edit.new == f"envs_dirs:\n  - '{home}/my envs #1'  # note\n".encode()
+
+
+def test_condarc_edit_that_would_change_anything_else_is_refused(home, monkeypatch):
+    condarc = home / ".condarc"
+    content = b"envs_dirs:\n  - /scratch/u/conda-envs\nchannels: [conda-forge]\n"
+    condarc.write_bytes(content)
+    monkeypatch.setattr(rcfiles, "_yaml_scalar", lambda value, style: "[/x]")
+
+    (edit,) = plan(home)
+
+    assert (edit.old, edit.new) == (content, content)
+    assert "without changing other settings" in edit.error
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("/scratch/u/conda-envs", "@E"),
+        ("'/scratch/u/conda-envs'", "'@E'"),
+        ('"/scratch/u/conda-envs"', '"@E"'),
+        ("!!str /scratch/u/conda-envs", "!!str @E"),
+        ("&envs '/scratch/u/conda-envs/'", "&envs '@E'"),
+        ("$SCRATCH/conda-envs", "$HOME/.conda/envs"),
+        ("${SCRATCH}/conda-envs", "${HOME}/.conda/envs"),
+    ],
+)
+def test_condarc_entry_keeps_its_style(home, entry, expected):
+    condarc = home / ".condarc"
+    condarc.write_text(f"envs_dirs:\n- {entry}\n")
+
+    (edit,) = plan(home)
+
+    envs = str(home / ".conda/envs")
+    assert edit.new == f"envs_dirs:\n- {expected.replace('@E', envs)}\n".encode()
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"# nothing yet\n", b"- /scratch/u/conda-envs\n", b"envs\n"]
+)
+def test_condarc_without_settings_is_not_listed(home, content):
+    (home / ".condarc").write_bytes(content)
+
+    assert plan(home) == []
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            ["export MY_ENV=/scratch/$USER/conda-envs/abc"],
+            ["export MY_ENV=$HOME/.conda/envs/abc"],
+        ),
+        (
+            ['conda activate "$SCRATCH"/conda-envs/abc'],
+            ['conda activate "$HOME"/.conda/envs/abc'],
+        ),
+        (
+            ['PATH="${SCRATCH}"/conda-envs/abc/bin:$PATH'],
+            ['PATH="${HOME}"/.conda/envs/abc/bin:$PATH'],
+        ),
+        (
+            ['source "/scratch/${USER}/conda-envs/abc/etc/x.sh"  # env vars'],
+            ['source "${HOME}/.conda/envs/abc/etc/x.sh"  # env vars'],
+        ),
+        (
+            ["conda activate '/scratch/u/conda-envs'/abc"],
+            ["conda activate '@E/abc'"],
+        ),
+        (
+            ["conda activate $SCRATCH/'conda-envs/abc'/bin"],
+            ["conda activate $HOME'/.conda/envs/abc'/bin"],
+        ),
+        (
+            ["ENVS=$SCRATCH/conda-envs", "conda activate $ENVS/abc"],
+            ["ENVS=$SCRATCH/conda-envs", "conda activate $HOME/.conda/envs/abc"],
+        ),
+        (
+            ['ENVS="$SCRATCH/conda-envs"; conda activate "$ENVS/abc"'],
+            ['ENVS="$SCRATCH/conda-envs"; conda activate "$HOME/.conda/envs/abc"'],
+        ),
+    ],
+)
+def test_variables_and_quotes_are_read_as_the_shell_reads_them(home, lines, expected):
+    """``$USER`` inside a path, a quoted ``"$SCRATCH"``, a variable the file
+    itself sets: each expands to the old prefix when the shell reads it, so
+    it is rewritten, in the same manner, and no other byte changes."""
+    envs = home / ".conda/envs"
+    layout = site(home)
+    layout = layout._replace(environ={**layout.environ, "USER": "u"})
+    before = (
+        "# .bashrc\n" + "".join(f"{line}\n" for line in lines) + "alias ll='ls -l'\n"
+    )
+    (home / ".bashrc").write_text(before)
+
+    (edit,) = plan(home, layout)
+
+    assert (
+        edit.new.decode()
+        == "# .bashrc\n"
+        + "".join(f"{line}\n".replace("@E", str(envs)) for line in expected)
+        + "alias ll='ls -l'\n"
+    )
+    assert edit.warnings == []
+
+
+UNREWRITTEN = "in a form this run does not rewrite"
+
+
+def test_a_line_still_naming_the_old_prefix_is_a_warning_with_its_line(home):
+    """A variable this run cannot know (set by a module, or after the
+    line): the line would still name the removed prefix once the shell
+    expands it, so it is listed with its file and line number."""
+    bashrc = home / ".bashrc"
+    bashrc.write_text(
+        "# .bashrc\n"
+        "conda activate $MYSCR/conda-envs/abc\n"
+        "conda activate /scratch/u/conda-envs/abc\n"
+        "ls ${SCRATCH:-/tmp}/myenvs/hdf/bin\n"
+        "echo /scratch/u/conda-envs/abcd\n"
+    )
+
+    (edit,) = plan(home)
+
+    assert edit.new.decode().splitlines()[2] == (
+        f"conda activate {home}/.conda/envs/abc"
+    )
+    abc, hdf = "/scratch/u/conda-envs/abc", "/scratch/u/myenvs/hdf"
+    assert edit.warnings == [
+        f"line 2 still names {abc} {UNREWRITTEN}: conda activate $MYSCR/conda-envs/abc",
+        f"line 4 still names {hdf} {UNREWRITTEN}: ls ${{SCRATCH:-/tmp}}/myenvs/hdf/bin",
+    ]
+
+
+def test_a_file_with_only_warnings_is_listed_and_left_as_it_is(home):
+    bashrc = home / ".bashrc"
+    bashrc.write_text('conda activate "$MYSCR/conda-envs/abc"\n')
+
+    (edit,) = plan(home)
+
+    assert edit.new == edit.old and edit.diff == "" and edit.error is None
+    assert [w.split(":")[0] for w in edit.warnings] == [
+        f"line 1 still names /scratch/u/conda-envs/abc {UNREWRITTEN}"
+    ]
+    assert apply_rc_edits([edit], now=NOW) == []
+    assert bashrc.read_text() == 'conda activate "$MYSCR/conda-envs/abc"\n'
