@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import pytest
 
-from conda_migrate_plugin import rcfiles
 from conda_migrate_plugin.rcfiles import (
     DirMove,
     EnvMove,
@@ -24,6 +23,7 @@ from conda_migrate_plugin.rcfiles import (
     apply_rc_edits,
     plan_rc_edits,
 )
+from conda_migrate_plugin.rcfiles import condarc as condarc_text
 
 DATA = Path(__file__).parents[1] / "data" / "rcfiles"
 NOW = datetime(2024, 5, 17, 9, 30, 5)
@@ -454,7 +454,7 @@ def test_condarc_edit_that_would_change_anything_else_is_refused(home, monkeypat
     condarc = home / ".condarc"
     content = b"envs_dirs:\n  - /scratch/u/conda-envs\nchannels: [conda-forge]\n"
     condarc.write_bytes(content)
-    monkeypatch.setattr(rcfiles, "_yaml_scalar", lambda value, style: "[/x]")
+    monkeypatch.setattr(condarc_text, "_yaml_scalar", lambda value, style: "[/x]")
 
     (edit,) = plan(home)
 

@@ -1,0 +1,244 @@
+"""Step 5: point the user's startup files, condarc files and Jupyter kernels at migrated envs.
+
+After a migration the old prefixes are gone, so every line that still names them
+breaks the next login, and a condarc or ``CONDA_ENVS_PATH`` that still names the
+scanned scratch directory makes conda create new environments there again.
+
+Files are edited as bytes and only the matched paths change, because these are
+hand-kept files: comments, CRLF line ends, Latin-1 bytes and a missing final newline
+must survive. Paths are matched in the spellings users write them in: absolute, ``~/``,
+``$HOME/``, ``${HOME}/`` (when the old path lies under the home directory) and
+``$SCRATCH/``, ``${SCRATCH}/`` (when ``SCRATCH`` is set in the given environment). A
+path written relative to home keeps that spelling, since it expands the same way
+wherever the old one did; one written with ``$SCRATCH`` or ``${SCRATCH}`` is written
+with ``$HOME`` or ``${HOME}``; an absolute one stays absolute. Occurrences in comments and heredocs are
+rewritten too: a commented-out ``conda activate`` is usually switched back on later.
+
+A file that is read-only or hard-linked is reported and left as it is, with its diff
+still shown: the user made it so on purpose, or a rename would split the links.
+
+This package must not import conda: it runs, and is tested, without it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from ruamel.yaml.error import YAMLError
+
+from ..names import BACKUP_SUFFIX
+from ..safety.atomic import write_atomically, write_new
+from .condarc import rewrite_condarc
+from .rewrite import DirMove, EnvMove, Rewriter, Unsafe, split_lines
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+__all__ = [
+    "CONDARC_FILES",
+    "SHELL_FILES",
+    "DirMove",
+    "EnvMove",
+    "RcEdit",
+    "RcKind",
+    "apply_rc_edits",
+    "diff_head",
+    "plan_rc_edits",
+]
+
+#: The kinds of file rewritten, each by its own rules.
+RcKind = Literal["shell", "condarc", "kernel"]
+
+SHELL_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc")
+
+#: The user-level files of conda's own search path, in its order.
+CONDARC_FILES = (
+    ".config/conda/.condarc",
+    ".config/conda/condarc",
+    ".conda/.condarc",
+    ".conda/condarc",
+    ".condarc",
+)
+
+
+@dataclass
+class RcEdit:
+    path: Path  # the file as found (may be a symlink)
+    target: Path  # the real file that is written
+    old: bytes
+    new: bytes
+    diff: str  # unified diff text, ready to print
+    error: str | None = None  # unreadable, unparsable or refused; then unwritten
+    backup: Path | None = None  # set by apply_rc_edits
+    #: Lines that still name an old prefix in a form not rewritten.
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_rc_edits(
+    env_moves: Sequence[EnvMove],
+    dir_moves: Sequence[DirMove],
+    home: Path,
+    environ: Mapping[str, str],
+) -> list[RcEdit]:
+    """Reads the candidate files, computes the new bytes; writes nothing.
+
+    Returns only files that change, that had an error or that still name an old
+    prefix in a form not rewritten (``warnings``), so the caller can print every
+    diff before (or, for ``--dry-run``, instead of) applying them.
+    """
+    scratch = _environ_path(environ, "SCRATCH")
+    rewriter = Rewriter(env_moves, dir_moves, home, scratch, environ)
+    rewrite: dict[RcKind, Callable[[bytes], bytes]] = {
+        "shell": rewriter.shell,
+        "condarc": partial(rewrite_condarc, relocate=rewriter.relocate),
+        "kernel": rewriter.kernel,
+    }
+    edits = []
+    for path, kind in _candidates(home, environ):
+        target = Path(os.path.realpath(path))
+        try:
+            old = target.read_bytes()
+        except OSError as error:
+            edits.append(RcEdit(path, target, b"", b"", "", f"cannot be read: {error}"))
+            continue
+        try:
+            new = rewrite[kind](old)
+        except (Unsafe, YAMLError, ValueError) as error:
+            edits.append(RcEdit(path, target, old, old, "", f"left unchanged: {error}"))
+            continue
+        warnings = rewriter.unrewritten(new) if kind == "shell" else []
+        if new != old or warnings:
+            diff = _diff(path, old, new) if new != old else ""
+            edits.append(RcEdit(path, target, old, new, diff, warnings=warnings))
+    return edits
+
+
+def apply_rc_edits(
+    edits: Sequence[RcEdit],
+    now: datetime | None = None,
+    backups: dict[Path, Path] | None = None,
+) -> list[RcEdit]:
+    """Back up and atomically rewrite each planned change; return the edits attempted.
+
+    Each returned edit has ``backup`` set (written) or ``error`` set (untouched, or
+    backed up but not replaced); one failing file does not stop the others.
+    ``backups`` maps the files already backed up earlier in the run to their backup,
+    which they keep: a run edits a file once per environment, and the backup a user
+    wants back is the file as it was before the run.
+    """
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    backups = {} if backups is None else backups
+    attempted = [e for e in edits if e.error is None and e.old != e.new]
+    for edit in attempted:
+        try:
+            _apply(edit, stamp, backups)
+        except (Unsafe, OSError) as error:
+            edit.error = f"not changed: {error}"
+    return attempted
+
+
+def _apply(edit: RcEdit, stamp: str, backups: dict[Path, Path]) -> None:
+    status = os.stat(edit.target)
+    if not status.st_mode & 0o222:
+        # A file the user made read-only is theirs to change; the printed diff says how.
+        raise Unsafe("the file is read-only")
+    if status.st_nlink > 1:
+        raise Unsafe(
+            f"the file has {status.st_nlink} hard links, which a rename would split"
+        )
+    if edit.target.read_bytes() != edit.old:
+        raise Unsafe("the file changed since it was read")
+    edit.backup = backups.get(edit.target) or _write_backup(edit.path, edit.old, stamp)
+    backups[edit.target] = edit.backup
+    # Written beside the target and renamed over it: a crash leaves old or new.
+    write_atomically(edit.target, edit.new, like=status)
+
+
+def _write_backup(path: Path, data: bytes, stamp: str) -> Path:
+    """Next to the file as the user knows it, so a symlinked dotfile's repo stays clean.
+
+    Never over another file, so that two runs in one second never overwrite
+    an earlier backup.
+    """
+    base = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}")
+    backup, number = base, 0
+    while True:
+        try:
+            write_new(backup, data, mode=0o600)
+            return backup
+        except FileExistsError:
+            number += 1
+            backup = base.with_name(f"{base.name}.{number}")
+
+
+def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKind]]:
+    """Existing files in the order conda/the shell read them, each real file once."""
+    condarcs = [home / name for name in CONDARC_FILES]
+    xdg_config = _environ_path(environ, "XDG_CONFIG_HOME")
+    if xdg_config is not None:
+        condarcs[:0] = [xdg_config / "conda/.condarc", xdg_config / "conda/condarc"]
+    if (condarc := _environ_path(environ, "CONDARC")) is not None:
+        condarcs.append(condarc)
+    data_dirs = [home / ".local/share/jupyter"]
+    if (xdg_data := _environ_path(environ, "XDG_DATA_HOME")) is not None:
+        data_dirs.append(xdg_data / "jupyter")
+    if (jupyter_data := _environ_path(environ, "JUPYTER_DATA_DIR")) is not None:
+        data_dirs.append(jupyter_data)
+    jupyter_path = environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    data_dirs += [Path(p) for p in jupyter_path if p.startswith("/")]
+    found: list[tuple[Path, RcKind]] = [
+        *((home / name, "shell") for name in SHELL_FILES),
+        *((path, "condarc") for path in condarcs),
+        *(
+            (path, "kernel")
+            for d in data_dirs
+            for path in sorted(d.glob("kernels/*/kernel.json"))
+        ),
+    ]
+    unique: dict[str, tuple[Path, RcKind]] = {}
+    for path, kind in found:
+        if os.path.lexists(path):
+            unique.setdefault(os.path.realpath(path), (path, kind))
+    return list(unique.values())
+
+
+def _environ_path(environ: Mapping[str, str], name: str) -> Path | None:
+    value = environ.get(name, "")
+    return Path(value) if value.startswith("/") else None
+
+
+def _diff(path: Path, old: bytes, new: bytes) -> str:
+    """diff -u's text; undecodable bytes are shown escaped so printing cannot fail."""
+    name = os.fsencode(path)
+    lines = difflib.diff_bytes(
+        difflib.unified_diff, split_lines(old), split_lines(new), name, name, n=0
+    )
+    text = b"".join(
+        line if line.endswith(b"\n") else line + b"\n\\ No newline at end of file\n"
+        for line in lines
+    )
+    return text.decode("utf-8", "backslashreplace")
+
+
+def diff_head(edit: RcEdit, limit: int) -> tuple[str, int]:
+    """The diff of the first ``limit`` changed lines, and how many lines
+    changed: a ``.bashrc`` of a million repeated lines must not flood a
+    terminal or a job's output. Shell files keep their line count (only
+    paths change), so the first changes are those of the leading lines."""
+    old, new = split_lines(edit.old), split_lines(edit.new)
+    if len(old) != len(new):  # a condarc entry dropped as a duplicate
+        lines = edit.diff.splitlines(keepends=True)
+        body = [line[:1] for line in lines[2:]]
+        changed = max(body.count("-"), body.count("+"))
+        return "".join(lines[: 2 + 2 * limit]), changed
+    changes = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    if len(changes) <= limit:
+        return edit.diff, len(changes)
+    end = changes[limit]
+    return _diff(edit.path, b"".join(old[:end]), b"".join(new[:end])), len(changes)

@@ -1,0 +1,296 @@
+"""The rules that rewrite a run's old prefixes in the user's files: each
+path in the manner it was written (absolute, ``~``, ``$HOME``, ``$SCRATCH``,
+quoted or cut by variables), directory lists without duplicates, kernel
+specs only where they use a moved environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .shell import Shell, requote
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+#: conda splits ``CONDA_PKGS_DIRS`` on commas but the envs variables on ``os.pathsep``.
+_DIR_VARIABLES = {
+    b"CONDA_ENVS_PATH": ("envs", b":"),
+    b"CONDA_ENVS_DIRS": ("envs", b":"),
+    b"CONDA_PKGS_DIRS": ("pkgs", b","),
+}
+
+_HOME_SPELLINGS = ("~", "$HOME", "${HOME}")
+_SCRATCH_SPELLINGS = ("$SCRATCH", "${SCRATCH}")
+_HOME_FOR_SCRATCH = {"$SCRATCH": "$HOME", "${SCRATCH}": "${HOME}"}
+
+# A path starts a word after a shell/list delimiter, or behind a one-letter option
+# (``-L/x/lib``); after a letter, ``/``, ``~`` or ``}`` it is the tail of another path.
+_PATH_START = rb"(?<![^\s\"'`=:;,|&<>(\[{])(-[A-Za-z])?"
+# Anything but ``/`` or a delimiter after the prefix means a longer name (``abcd``).
+_PATH_END = rb"(?![^/\s\"'`:;,|&<>()\[\]{}])"
+
+_ASSIGNMENT = re.compile(
+    rb"(?<![^\s;&|(])(" + b"|".join(_DIR_VARIABLES) + rb")="
+    rb"(\"[^\"\n]*\"|'[^'\n]*'|[^\s;&|()\"'`]*)(?![^\s;&|)])"
+)
+
+
+@dataclass(frozen=True)
+class EnvMove:
+    source: Path  # old prefix, e.g. /scratch/u/conda-envs/abc
+    dest: Path  # new prefix, e.g. /home/u/.conda/envs/abc
+
+
+@dataclass(frozen=True)
+class DirMove:
+    source: Path  # the scanned scratch directory, e.g. /scratch/u/conda-envs
+    envs_dest: Path  # e.g. /home/u/.conda/envs
+    pkgs_dest: Path  # e.g. /home/u/.conda/pkgs
+
+
+class Unsafe(Exception):
+    """A file left as it is, with the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class Rewriter:
+    """The rules for one run, shared by the three kinds of file (a condarc's
+    through ``relocate``)."""
+
+    env_moves: Sequence[EnvMove]
+    dir_moves: Sequence[DirMove]
+    home: Path
+    scratch: Path | None
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+    def shell(self, data: bytes) -> bytes:
+        return _ASSIGNMENT.sub(self._assignment, self.expanded(self.prefixes(data)))
+
+    def expanded(self, data: bytes) -> bytes:
+        """Rewrite the old prefixes the shell reads out of variables and
+        quotes (``/scratch/$USER/envs/abc``, ``"$SCRATCH"/envs/abc``, a
+        variable the file itself sets), each in the manner it was written;
+        only those spans change."""
+        lines = split_lines(data)
+        shell = Shell(self._variables_known())
+        # A file of repeated lines is read once per distinct line, while no
+        # assignment changed what they expand to.
+        done: dict[tuple[bytes, int], bytes] = {}
+        for number, line in enumerate(lines):
+            key = (line, shell.generation)
+            if key in done:
+                lines[number] = done[key]
+                continue
+            text = line.decode("utf-8", "surrogateescape")
+            if self._may_name_prefix(text):
+                spans = [
+                    (start, end, self._respell(text[start:end], dest, before, after))
+                    for start, end, dest, before, after in self._expansions(shell, text)
+                ]
+                for start, end, new in sorted(spans, reverse=True):
+                    text = text[:start] + new + text[end:]
+                lines[number] = _encode(text)
+            shell.read_assignments(text)
+            if shell.generation == key[1]:
+                done[key] = lines[number]
+        return b"".join(lines)
+
+    def unrewritten(self, data: bytes) -> list[str]:
+        """The lines that, as the shell reads them, still name an old prefix
+        (a variable this run cannot know, ``${VAR:-default}``, a prefix cut
+        by a variable): listed for the user, never guessed at."""
+        found = []
+        shell = Shell(self._variables_known())
+        named: dict[tuple[bytes, int], list[Path]] = {}
+        for number, line in enumerate(split_lines(data), 1):
+            key = (line, shell.generation)
+            text = line.decode("utf-8", "surrogateescape")
+            if key not in named:
+                sources = []
+                if self._may_name_prefix(text):
+                    sources = list(self._still_named(shell, text))
+                shell.read_assignments(text)
+                if shell.generation == key[1]:
+                    named[key] = sources
+            else:
+                sources = named[key]
+            found += [
+                f"line {number} still names {source} in a form this run "
+                f"does not rewrite: {text.rstrip()}"
+                for source in sources
+            ]
+        return found
+
+    def _variables_known(self) -> dict[str, str]:
+        return {**self.environ, "HOME": str(self.home)}
+
+    def _may_name_prefix(self, text: str) -> bool:
+        """Only a line with a variable, a quote or an escape can hide a
+        prefix from the plain rewrite, and it ends in the environment's name."""
+        return any(c in text for c in "$\"'\\") and any(
+            move.source.name in text for move in self.env_moves
+        )
+
+    def _expansions(
+        self, shell: Shell, text: str
+    ) -> Iterator[tuple[int, int, Path, str, str]]:
+        """Spans of ``text`` that expand to an old prefix as a whole path,
+        with the new prefix and the quoting in force at either end."""
+        for word in shell.words(text):
+            for move in self.env_moves:
+                for span in word.spans_of(str(move.source)):
+                    start, end, before, after = span
+                    original = text[start:end]
+                    if "$" in original or any(q in original for q in "\"'\\"):
+                        yield start, end, move.dest, before, after
+
+    def _still_named(self, shell: Shell, text: str) -> Iterator[Path]:
+        for word in shell.words(text):
+            for move in self.env_moves:
+                tail = f"/{move.source.parent.name}/{move.source.name}"
+                if word.names(str(move.source)) or word.names_after_unknown(tail):
+                    yield move.source
+
+    def _respell(self, original: str, dest: Path, before: str, after: str) -> str:
+        """``dest`` for a span that starts inside quote ``before`` and must
+        end inside quote ``after``: spelled with ``$HOME`` (``${HOME}``)
+        where the old one used a variable, absolute otherwise."""
+        if "$" in original and self.home in dest.parents:
+            variable = "${HOME}" if "${" in original else "$HOME"
+            head, quote = variable, before
+            if before == "'":  # no expansion inside single quotes
+                head, quote = "'" + variable, ""
+            return head + requote(quote, after) + f"/{dest.relative_to(self.home)}"
+        return str(dest) + requote(before, after)
+
+    def prefixes(self, data: bytes) -> bytes:
+        """Replace every spelling of every old prefix that stands as a whole path."""
+        pattern, spellings = self._prefix_pattern
+        return pattern.sub(lambda m: (m[1] or b"") + spellings[m[2]], data)
+
+    @cached_property
+    def _prefix_pattern(self) -> tuple[re.Pattern[bytes], dict[bytes, bytes]]:
+        spellings = {
+            old: new
+            for move in self.env_moves
+            for old, new in self._spellings(move.source, move.dest)
+        }
+        # Longest first, so a prefix nested in another one cannot take its match.
+        alternatives = b"|".join(
+            re.escape(s) for s in sorted(spellings, key=len, reverse=True)
+        )
+        # With no moves, "(?!)" is a group that never matches.
+        group = b"(" + (alternatives or b"(?!)") + b")"
+        return re.compile(_PATH_START + group + _PATH_END), spellings
+
+    def _spellings(self, source: Path, dest: Path) -> Iterator[tuple[bytes, bytes]]:
+        yield os.fsencode(source), os.fsencode(dest)
+        for variable, base in self._variables():
+            if base is not None and base in source.parents:
+                old = f"{variable}/{source.relative_to(base)}"
+                yield _encode(old), _encode(self._spell(dest, old))
+
+    def _variables(self) -> Iterator[tuple[str, Path | None]]:
+        yield from ((spelling, self.home) for spelling in _HOME_SPELLINGS)
+        yield from ((spelling, self.scratch) for spelling in _SCRATCH_SPELLINGS)
+
+    def _assignment(self, match: re.Match[bytes]) -> bytes:
+        kind, separator = _DIR_VARIABLES[match[1]]
+        value = match[2]
+        quote = value[:1] if value[:1] in (b'"', b"'") else b""
+        inner = value[len(quote) : len(value) - len(quote)]
+        entries = [e.decode("utf-8", "surrogateescape") for e in inner.split(separator)]
+        relocated = self.relocate(entries, kind)
+        if relocated == entries:
+            return match[0]
+        kept = separator.join(_encode(e) for e in relocated if e is not None)
+        return match[1] + b"=" + quote + kept + quote
+
+    def relocate(self, entries: Sequence[str], kind: str) -> list[str | None]:
+        """New spelling of each directory entry; None drops it.
+
+        An entry is dropped when it duplicates an earlier one and either of them was
+        relocated, so "replaced" never means "listed twice", while the first entry (the
+        one conda creates new environments in) keeps its position.
+        """
+        result: list[str | None] = []
+        seen: dict[Path, bool] = {}
+        for entry in entries:
+            path = self._expand(entry)
+            if path is None:
+                result.append(entry)
+                continue
+            move = next((m for m in self.dir_moves if _is_within(path, m.source)), None)
+            if move is not None:
+                path = move.envs_dest if kind == "envs" else move.pkgs_dest
+            if path in seen and (move is not None or seen[path]):
+                result.append(None)
+                continue
+            seen.setdefault(path, move is not None)
+            result.append(entry if move is None else self._spell(path, entry))
+        return result
+
+    def _expand(self, entry: str) -> Path | None:
+        for variable, base in self._variables():
+            if base is not None and _spelled_with(entry, variable):
+                entry = str(base) + entry[len(variable) :]
+                break
+        if not entry.startswith("/") or "$" in entry:
+            return None
+        return Path(os.path.normpath(entry))
+
+    def _spell(self, dest: Path, old: str) -> str:
+        """The new path in the old one's manner: a path the user spelled with
+        a variable keeps one (``$SCRATCH/x`` becomes ``$HOME/.conda/envs/x``,
+        ``${SCRATCH}`` becomes ``${HOME}``), which reads as what it is."""
+        if self.home in dest.parents:
+            for variable in (*_HOME_SPELLINGS, *_SCRATCH_SPELLINGS):
+                if _spelled_with(old, variable):
+                    home = _HOME_FOR_SCRATCH.get(variable, variable)
+                    return f"{home}/{dest.relative_to(self.home)}"
+        return str(dest)
+
+    def kernel(self, data: bytes) -> bytes:
+        """Touch a kernel spec only when its command or environment uses a moved env."""
+        if not self._kernel_uses_prefix(json.loads(data)):
+            return data
+        new = self.prefixes(data)
+        if self._kernel_uses_prefix(json.loads(new)):
+            raise Unsafe(
+                "names a migrated environment in a form that cannot be rewritten"
+            )
+        return new
+
+    def _kernel_uses_prefix(self, spec: object) -> bool:
+        if not isinstance(spec, dict):
+            return False
+        argv, env = spec.get("argv"), spec.get("env")
+        strings = [
+            *(argv if isinstance(argv, list) else ()),
+            *(env.values() if isinstance(env, dict) else ()),
+        ]
+        pattern, _ = self._prefix_pattern
+        return any(isinstance(s, str) and pattern.search(_encode(s)) for s in strings)
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+def _spelled_with(entry: str, variable: str) -> bool:
+    return entry == variable or entry.startswith(variable + "/")
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    return re.findall(rb"[^\n]*\n|[^\n]+", data)
