@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
+import sys
 
 from tests.support.runs import ROOT
 
@@ -39,3 +41,26 @@ def test_readme_names_every_package_setup_installs():
     assert packages
     for package in packages.group(1).split():
         assert package in README, package
+
+
+def test_the_test_command_runs_the_slow_tests_too():
+    """``slow`` marks the tests that wait for a Slurm time limit; ``-m 'not
+    slow'`` leaves them out by hand, README's command never does."""
+    command = shlex.split(command_after("Run the tests").split(" && ")[1])
+    collected = subprocess.run(
+        [sys.executable, *command[1:], "--collect-only", "-m", "slow"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    slow = [line for line in collected.splitlines() if "::test_" in line]
+    assert len(slow) >= 3, collected
+    everything = subprocess.run(
+        [sys.executable, *command[1:], "--collect-only"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert set(slow) <= set(everything.splitlines()), "deselected by default"

@@ -248,6 +248,7 @@ def test_readme_recipe_completes_and_a_second_submission_waits(
         assert first.endswith(f": conda-migrate -d {scratch.envs_dir} --all"), first
 
 
+@pytest.mark.slow
 def test_time_limit_stops_the_run_safely_and_a_resubmission_finishes(
     slurm, site, home, migrate
 ):
@@ -367,6 +368,7 @@ def test_two_jobs_at_once_migrate_each_environment_once(
     assert sorted(p.name for p in envs.iterdir()) == ["pkgs", "pyt"]
 
 
+@pytest.mark.slow
 def test_the_site_guides_wrap_recipe_stops_ahead_of_the_limit(
     slurm, site, home, migrate
 ):
