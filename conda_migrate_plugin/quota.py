@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .classify import Kind, classify
 from .exceptions import MigrateError
+from .names import PACKAGE_CACHE_MARK
 from .preflight import MARGIN_BYTES, MARGIN_FRACTION, MARGIN_INODES, existing_ancestor
 from .progress import size
 from .quota_tools import Quota, ask
@@ -181,8 +182,14 @@ def usage(root: Path) -> tuple[int, int]:
     return sum(seen.values()), len(seen)
 
 
+#: What conda creates a package cache with: a cache holding nothing else
+#: has nothing conda would download again.
+_EMPTY_CACHE = {PACKAGE_CACHE_MARK, "urls"}
+
+
 def package_caches(directories: Sequence[Path]) -> list[Path]:
-    """The package caches among ``directories`` and directly inside them."""
+    """The package caches among ``directories`` and directly inside them
+    that hold more than an empty one."""
     found = []
     for directory in directories:
         try:
@@ -191,10 +198,14 @@ def package_caches(directories: Sequence[Path]) -> list[Path]:
             continue
         for candidate in inside:
             try:
-                if classify(candidate, os.listdir(candidate)) is Kind.PACKAGE_CACHE:
-                    found.append(candidate)
+                names = os.listdir(candidate)
             except OSError:
                 continue
+            if (
+                classify(candidate, names) is Kind.PACKAGE_CACHE
+                and set(names) - _EMPTY_CACHE
+            ):
+                found.append(candidate)
     return found
 
 
