@@ -1,11 +1,13 @@
 """What an environment's ``conda-meta`` says, read and written in one place.
 
-Every reader of the package records (``conda-meta/*.json``) goes through
-``_load``: what the comparison needs (``read_conda_meta``,
+Every reader of the package records (``conda-meta/*.json``) is here, and
+reads them through ``read_record``, which refuses a record that cannot be
+parsed: what the comparison needs (``read_conda_meta``,
 ``portable_contents``), the path by path view relocation and verification
-work from (``read_path_records``), the packages an environment links to by
-symlink (``softlinked_packages``, which conda's clean must keep), and the
-one writer, which updates a relocated copy's records (``update_records``).
+work from (``read_path_records``), the one writer, which updates a
+relocated copy's records (``update_records``); only the packages an
+environment links to by symlink (``softlinked_packages``, which conda's
+clean must keep) pass over what cannot be parsed.
 Where conda is installed its ``PrefixData`` reads the contents instead (see
 ``backends/conda.py``); the file formats are conda's and Python's packaging
 standards.
@@ -69,8 +71,9 @@ def _parse(path: Path) -> object:
     return json.loads(path.read_bytes())
 
 
-def _load(path: Path) -> dict[str, Any]:
-    """One package record, as conda wrote it.
+def read_record(path: Path) -> dict[str, Any]:
+    """One package record (``conda-meta/NAME-VERSION-BUILD.json``), as conda
+    wrote it.
 
     A record that cannot be parsed makes the environment unmigratable: its
     copy could not be verified.
@@ -91,14 +94,9 @@ def _load(path: Path) -> dict[str, Any]:
     return record
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """The record at ``path`` (``conda-meta/NAME-VERSION-BUILD.json``)."""
-    return _load(path)
-
-
 def read_conda_meta(prefix: Path) -> list[dict[str, Any]]:
     """Every package record of the environment, as conda wrote it."""
-    return [_load(path) for path in _record_files(prefix)]
+    return [read_record(path) for path in _record_files(prefix)]
 
 
 def channel_name(channel: str) -> str:
@@ -280,7 +278,7 @@ def read_path_records(prefix: Path) -> dict[str, PathRecord]:
     """
     records: dict[str, PathRecord] = {}
     for record_path in _record_files(prefix):
-        record = _load(record_path)
+        record = read_record(record_path)
         paths = (record.get("paths_data") or {}).get("paths")
         installed: dict[str, str] = {}
         if paths is None:
@@ -373,7 +371,7 @@ def _rewrite_record(
 ) -> None:
     """``new_hashes`` and ``own`` are by the path the record writes."""
     st = path.stat()
-    record = _load(path)
+    record = read_record(path)
     for entry in record.get("paths_data", {}).get("paths", []):
         if entry["_path"] in new_hashes:
             entry["sha256_in_prefix"] = new_hashes[entry["_path"]]
