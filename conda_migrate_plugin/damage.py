@@ -120,9 +120,10 @@ def missing_files(records: dict[str, PathRecord], present: set[str]) -> list[str
 def find_damage(prefix: Path, present: set[str], symlinks: set[str]) -> Damage:
     """The files the records of ``prefix`` list that are not in
     ``present`` (every relative path the environment holds, from the
-    preflight's walk: no file is looked up twice on a network filesystem),
-    and the ``symlinks`` among them that link to a file gone from outside
-    the environment (a softlinked environment's purged package cache)."""
+    source's snapshot, ``snapshot.measure``: no file is looked up twice on
+    a network filesystem), and the ``symlinks`` among them that link to a
+    file gone from outside the environment (a softlinked environment's
+    purged package cache)."""
     damage = Damage()
     # A record pip replaced lists pip's old files, gone by pip's hand.
     replaced = {name for name, by_pip in python_records_gone(prefix).items() if by_pip}
