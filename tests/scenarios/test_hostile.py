@@ -326,12 +326,12 @@ def test_stale_staging_is_neither_used_nor_deleted(scratch, home, migrate):
     assert (stale / "planted.txt").read_text() == "from a dead run\n"
 
 
-def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
-    """Killed inside the deletion of the renamed-aside old environment (the
-    run's second ``rmdir``; the first removes the emptied staging directory):
-    the same command run again deletes the rest and reports it migrated."""
+def killed_in_the_removal(home, args: list) -> dict[str, str]:
+    """Run the command, killed inside the deletion of the renamed-aside old
+    environment (its second ``rmdir``; the first removes the emptied staging
+    directory), which the journal records; the environment to run it again
+    with."""
     env = child_env(home)
-    args = ["-d", scratch.envs_dir, *RELOCATE]
     killed = subprocess.run(
         faultpoint("kill", "2", "rmdir", args=args),
         env=env,
@@ -340,10 +340,18 @@ def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
         timeout=120,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    aside = scratch.envs_dir / f".abc{REMOVING_SUFFIX}"
-    assert aside.is_dir() and not scratch.abc.exists()
     (entry,) = journal.entries(home / ".conda/migrate")
     assert entry.phase == Phase.REMOVING
+    return env
+
+
+def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
+    """Killed inside the deletion of the old environment: the same command
+    run again deletes the rest and reports it migrated."""
+    args = ["-d", scratch.envs_dir, *RELOCATE]
+    env = killed_in_the_removal(home, args)
+    aside = scratch.envs_dir / f".abc{REMOVING_SUFFIX}"
+    assert aside.is_dir() and not scratch.abc.exists()
     copy = tree_snapshot(home / ".conda/envs/abc")
 
     rerun = subprocess.run(
@@ -372,18 +380,8 @@ def test_a_run_finishing_a_killed_one_reports_the_engine_that_copied(scratch, ho
     """``--method auto`` (the default) picks an engine for each environment:
     the run that finishes what a killed one began reports in ``--json`` the
     engine that made the copy, never the choice it was left ("auto")."""
-    env = child_env(home)
     args = ["-d", scratch.envs_dir, "--all", "--no-clean"]
-    killed = subprocess.run(
-        faultpoint("kill", "2", "rmdir", args=args),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    (entry,) = journal.entries(home / ".conda/migrate")
-    assert entry.phase == Phase.REMOVING
+    env = killed_in_the_removal(home, args)
 
     rerun = subprocess.run(
         [sys.executable, "-m", "conda_migrate_plugin", *args, "--json"],
