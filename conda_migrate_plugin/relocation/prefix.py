@@ -8,20 +8,16 @@ Nothing here imports conda: relocation must work where conda cannot run.
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
+from . import chunks
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
-
-#: Large enough that per-call overhead vanishes, small enough that memory stays
-#: flat however large the file is.
-CHUNK = 1 << 20
 
 #: conda replaces a placeholder in all of these, in this order (portability.py).
 ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
@@ -136,34 +132,6 @@ def conda_bookkeeping(rel: str) -> bool:
     )
 
 
-def read_chunks(fd: int, offset: int = 0) -> Iterator[bytes]:
-    """The file behind ``fd`` from ``offset`` on, a bounded piece at a time."""
-    while True:
-        chunk = os.pread(fd, CHUNK, offset)
-        if not chunk:
-            return
-        offset += len(chunk)
-        yield chunk
-
-
-def is_utf8_text(fd: int) -> bool:
-    """Text, for files no package describes: UTF-8 without NUL bytes.
-
-    conda's clone decides by UTF-8 alone; refusing NULs as well keeps a binary
-    that happens to decode from being rewritten with a different length.
-    """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        for chunk in read_chunks(fd):
-            if b"\0" in chunk:
-                return False
-            decoder.decode(chunk)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 class PrefixRewrite:
     """Replaces the old prefix with the new one, as conda replaces a placeholder.
 
@@ -223,14 +191,6 @@ class PrefixRewrite:
         if self._new_holds_old:
             data = data.replace(self.new_bytes, b"")
         return self._old_utf8.search(data) is not None
-
-    def stream_names_old(self, chunks: Iterable[bytes]) -> bool:
-        tail = b""
-        for chunk in chunks:
-            if self.names_old(tail + chunk):
-                return True
-            tail = chunk[-self.keep :]
-        return False
 
     def substitute(self, data: bytes) -> bytes:
         if any(old in data for old in self.olds_bytes):
@@ -314,15 +274,15 @@ class PrefixRewrite:
             spellings = [old.encode(encoding) for old in self.olds]
             covered: list[tuple[int, int]] = []
             for search in spellings:
-                for start in _find_all(fd, search):
+                for start in chunks.find_all(fd, search):
                     if any(lo <= start < hi for lo, hi in covered):
                         continue
                     if encoding == "utf-8":
                         after = os.pread(fd, 1, start + len(search))
                         if after and re.match(_NAME_CHAR, after):
                             continue
-                    end = _find_from(fd, zero, start + len(search))
-                    if end < 0 or end - start > CHUNK:
+                    end = chunks.find_from(fd, zero, start + len(search))
+                    if end < 0 or end - start > chunks.CHUNK:
                         # No C string (conda's pattern would not match either).
                         continue
                     end += len(zero)
@@ -362,48 +322,3 @@ class PrefixRewrite:
             room += string.count(search) * (len(placeholder) - len(search))
             string = string.replace(search, replacement)
         return None if len(string) - original > room else string
-
-
-def patched_chunks(fd: int, patches: list[tuple[int, bytes]]) -> Iterator[bytes]:
-    """The file behind ``fd`` with ``patches`` laid over it, streamed."""
-    offset = 0
-    pending = list(patches)
-    for chunk in read_chunks(fd):
-        end = offset + len(chunk)
-        if pending and pending[0][0] < end:
-            buf = bytearray(chunk)
-            while pending and pending[0][0] < end:
-                at, data = pending[0]
-                lo = max(at, offset)
-                hi = min(at + len(data), end)
-                buf[lo - offset : hi - offset] = data[lo - at : hi - at]
-                if at + len(data) > end:
-                    break
-                pending.pop(0)
-            chunk = bytes(buf)
-        offset = end
-        yield chunk
-
-
-def _find_all(fd: int, needle: bytes, offset: int = 0) -> Iterator[int]:
-    """Every offset of ``needle`` in the file, chunk by chunk; consecutive
-    chunks overlap by one byte less than the needle so none is missed twice
-    or split."""
-    overlap = len(needle) - 1
-    while True:
-        chunk = os.pread(fd, CHUNK, offset)
-        if len(chunk) < len(needle):
-            return
-        at = chunk.find(needle)
-        while at != -1:
-            yield offset + at
-            at = chunk.find(needle, at + 1)
-        if len(chunk) < CHUNK:
-            return
-        offset += len(chunk) - overlap
-
-
-def _find_from(fd: int, needle: bytes, offset: int) -> int:
-    for at in _find_all(fd, needle, offset):
-        return at
-    return -1

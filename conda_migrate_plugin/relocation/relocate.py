@@ -45,7 +45,6 @@ import os
 import shutil
 import stat
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -59,14 +58,20 @@ from ..names import MARKER
 from ..records import read_path_records, update_records
 from ..snapshot import measure
 from . import xattrs
+from .chunks import (
+    is_utf8_text,
+    kernel_copy,
+    names_old,
+    patched_chunks,
+    read_chunks,
+    scan,
+    sha256,
+)
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
-    is_utf8_text,
     link_out,
     old_spellings,
-    patched_chunks,
-    read_chunks,
 )
 from .repair import restore_missing
 from .share import SharedFile, SharedFiles, Written
@@ -79,10 +84,6 @@ if TYPE_CHECKING:
     from ..records import PathRecord
 
 _PROGRESS_EVERY = 0.2
-
-#: Bytes a worker moves per read: each thread keeps one buffer for all its
-#: files, so memory stays flat however large a file or however many threads.
-BUFFER = 1 << 18
 
 Listing = dict[str, list[tuple[str, os.stat_result]]]
 
@@ -126,15 +127,6 @@ class _Entry:
     def sparse(self) -> bool:
         """Fewer blocks than bytes: it may have holes, to be kept as holes."""
         return self.st.st_blocks * 512 < self.st.st_size
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """What streaming one file found in its bytes."""
-
-    sha256: str | None
-    names_old: bool
-    has_nul: bool
 
 
 @dataclass
@@ -270,7 +262,6 @@ class _Copier:
         self.rewrite = rewrite
         self.src_root = str(source)
         self.dst_root = str(staging)
-        self.buffers = threading.local()
         self.umask = _umask()
         #: What a purge took and the package cache gave back.
         self.restored: set[str] = set()
@@ -487,10 +478,10 @@ class _Copier:
             # Text: checked for this environment's prefix, as a copy is.
             fd = os.open(item.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dst_dir)
             try:
-                names_old = self.rewrite.stream_names_old(read_chunks(fd))
+                if names_old(fd, self.rewrite):
+                    self._still_names_old(item, outcome)
             finally:
                 os.close(fd)
-            self._still_names_old(item, _Seen(None, names_old, False), outcome)
         outcome.shared_files += 1
         outcome.shared_bytes += item.st.st_size
         return True
@@ -555,9 +546,9 @@ class _Copier:
                 # conda's bookkeeping and compiled .pyc: no record to hold
                 # them to, so the kernel copies them without a pass through
                 # Python.
-                _kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
+                kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
                 return None
-            seen = self._stream(src, dst, hashing=True)
+            seen = scan(src, self.rewrite, copy_to=dst, hashing=True)
             if self.shared is not None and item.st.st_nlink > 1 and seen.sha256:
                 written = os.fstat(dst)
                 outcome.written.append(
@@ -579,16 +570,17 @@ class _Copier:
                     f"{item.rel}: the source already differs from its record "
                     f"in conda-meta/{record.record_file} (edited?)"
                 )
-            self._still_names_old(item, seen, outcome)
+            if seen.old_in_text:
+                self._still_names_old(item, outcome)
             return None
         if item.kind == "text":
             return self._write_text(src, dst, launcher=False)
         if item.kind == "binary":
             patches = self.rewrite.binary_patches(src, item.placeholder, item.rel)
             if not patches:
-                _kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
+                kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
                 return None
-            return _write_hashed(dst, patched_chunks(src, patches))
+            return sha256(patched_chunks(src, patches), write_to=dst)
         return self._write_scanned(item, src, dst, outcome)
 
     def _write_scanned(
@@ -596,18 +588,13 @@ class _Copier:
     ) -> str | None:
         """A file nothing describes: copied while looking for the prefix,
         and written again with it rewritten when it is found in text."""
-        if item.sparse:
-            if not self.rewrite.stream_names_old(read_chunks(src)):
-                _kernel_copy(src, dst, item.st.st_size, sparse=True)
-                return None
-            # Fewer blocks than bytes is holes, or a compressing filesystem:
-            # the bytes say which, as they do for a file copied whole.
-            has_nul = any(b"\0" in chunk for chunk in read_chunks(src))
-            seen = _Seen(None, True, has_nul)
-        else:
-            seen = self._stream(src, dst, hashing=False)
-            if not seen.names_old:
-                return None
+        # Fewer blocks than bytes is holes, or a compressing filesystem: the
+        # bytes say which, as they do for a file copied whole.
+        seen = scan(src, self.rewrite, copy_to=None if item.sparse else dst)
+        if not seen.names_old:
+            if item.sparse:
+                kernel_copy(src, dst, item.st.st_size, sparse=True)
+            return None
         if is_utf8_text(src):
             os.ftruncate(dst, 0)
             os.lseek(dst, 0, os.SEEK_SET)
@@ -629,42 +616,15 @@ class _Copier:
                 "RUNPATH, patchelf --set-rpath) if it uses that path"
             )
         if item.sparse:
-            _kernel_copy(src, dst, item.st.st_size, sparse=True)
-        self._still_names_old(item, seen, outcome)
+            kernel_copy(src, dst, item.st.st_size, sparse=True)
+        if seen.old_in_text:
+            self._still_names_old(item, outcome)
         return None
 
-    def _still_names_old(self, item: _Entry, seen: _Seen, outcome: _Outcome) -> None:
-        """Text (no NUL byte) that names the old prefix, copied as it is,
-        would send the new environment back to the old one."""
-        if seen.names_old and not seen.has_nul:
-            outcome.problems.append(
-                f"{item.rel}: still names the old prefix {self.rewrite.old}"
-            )
-
-    def _stream(self, src: int, dst: int, *, hashing: bool) -> _Seen:
-        """Copy through this thread's buffer, hashing and scanning each
-        piece as it passes."""
-        buf = getattr(self.buffers, "buf", None)
-        if buf is None:
-            buf = self.buffers.buf = bytearray(BUFFER)
-        view = memoryview(buf)
-        digest = hashlib.sha256() if hashing else None
-        olds, keep = self.rewrite.olds_bytes, self.rewrite.keep
-        names_old = has_nul = False
-        tail = b""
-        while n := os.readv(src, [buf]):
-            piece = view[:n]
-            if digest is not None:
-                digest.update(piece)
-            _write_all(dst, piece)
-            has_nul = has_nul or buf.find(b"\0", 0, n) != -1
-            if not names_old and any(
-                buf.find(old, 0, n) != -1 or old in tail + bytes(view[: min(n, keep)])
-                for old in olds
-            ):
-                names_old = self.rewrite.names_old(tail + bytes(piece))
-            tail = bytes(view[max(0, n - keep) : n])
-        return _Seen(digest.hexdigest() if digest else None, names_old, has_nul)
+    def _still_names_old(self, item: _Entry, outcome: _Outcome) -> None:
+        outcome.problems.append(
+            f"{item.rel}: still names the old prefix {self.rewrite.old}"
+        )
 
     def _write_text(self, src: int, dst: int, *, launcher: bool) -> str | None:
         """The source with the prefix substituted; its sha256 when that
@@ -676,7 +636,9 @@ class _Copier:
                 source.update(chunk)
                 yield chunk
 
-        digest = _write_hashed(dst, self.rewrite.text_chunks(read(), launcher=launcher))
+        digest = sha256(
+            self.rewrite.text_chunks(read(), launcher=launcher), write_to=dst
+        )
         return None if digest == source.hexdigest() else digest
 
     def _into_package_cache(self, rel: str, target: str) -> bool:
@@ -733,7 +695,7 @@ class _Copier:
             )
             return
         with open(target, "rb") as src, open(dest, "xb") as dst:
-            digest = _write_hashed(dst.fileno(), read_chunks(src.fileno()))
+            digest = sha256(read_chunks(src.fileno()), write_to=dst.fileno())
         shutil.copymode(target, dest)
         outcome.rewritten[rel] = digest
         outcome.files += 1
@@ -810,78 +772,6 @@ def _umask() -> int | None:
     except (OSError, ValueError):
         pass
     return None
-
-
-_kernel_copy_works = True
-
-
-def _kernel_copy(src: int, dst: int, size: int, *, sparse: bool = False) -> None:
-    """Copy without passing the bytes through Python, to the end of the file
-    (one that grew while being copied is copied whole): copy_file_range lets
-    the filesystem share extents (XFS, btrfs reflinks) or copy server-side
-    (NFS 4.2); sendfile is the fallback across filesystems."""
-    global _kernel_copy_works
-    if sparse and _copy_data_only(src, dst, size):
-        return
-    while _kernel_copy_works:
-        try:
-            if not os.copy_file_range(src, dst, 1 << 30):
-                return
-        except OSError as exc:
-            if exc.errno not in (
-                errno.EXDEV,
-                errno.ENOSYS,
-                errno.EINVAL,
-                errno.EOPNOTSUPP,
-            ):
-                raise
-            _kernel_copy_works = False
-    while os.sendfile(dst, src, None, 1 << 30):
-        pass
-
-
-def _copy_data_only(src: int, dst: int, size: int) -> bool:
-    """Copy a file with holes as one with the same holes (a copy filled with
-    zeros could need far more room than the preflight counted); False where
-    the filesystem cannot say where the data is."""
-    offset = 0
-    try:
-        while offset < size:
-            try:
-                start = os.lseek(src, offset, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno != errno.ENXIO:  # ENXIO: only a hole is left
-                    raise
-                break
-            end = os.lseek(src, start, os.SEEK_HOLE)
-            for chunk in read_chunks(src, start):
-                chunk = chunk[: end - start]
-                os.pwrite(dst, chunk, start)
-                start += len(chunk)
-                if start >= end:
-                    break
-            offset = end
-    except OSError as exc:
-        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP) and offset == 0:
-            return False
-        raise
-    os.ftruncate(dst, size)
-    return True
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _write_hashed(dst: int, chunks: Iterable[bytes]) -> str:
-    """Write ``chunks``; the sha256 of what was written."""
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-        _write_all(dst, chunk)
-    return digest.hexdigest()
 
 
 class _Progress:

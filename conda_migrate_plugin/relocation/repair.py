@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import RelocateError
 from ..records import read_record
-from .prefix import PrefixRewrite, patched_chunks, read_chunks
+from .chunks import patched_chunks, read_chunks, sha256
+from .prefix import PrefixRewrite
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -249,48 +250,53 @@ def _link(
     into ``new_prefix``; False when the cached file is not the package's
     (purged or altered in the cache too). No ``staging``: only check."""
     if entry.get("path_type") == "softlink":
-        if not cached.is_symlink():
-            return False
-        if staging is None:
-            return True
-        dest = staging / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(os.readlink(cached), dest)
-        return True
+        return _link_symlink(cached, staging, rel)
     try:
         src = os.open(cached, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return False
     try:
-        digest = hashlib.sha256()
-        for chunk in read_chunks(src):
-            digest.update(chunk)
-        if digest.hexdigest() != entry.get("sha256"):
+        if sha256(read_chunks(src)) != entry.get("sha256"):
             return False
         if staging is None:
             return True
+        chunks = _as_linked(src, rel, entry, new_prefix)
+        if chunks is None:
+            return False
         dest = staging / rel
-        mode = stat.S_IMODE(os.fstat(src).st_mode)
-        placeholder, file_mode = entry.get("prefix_placeholder"), entry.get("file_mode")
-        rewrite = PrefixRewrite(placeholder or "", new_prefix)
-        if placeholder and file_mode == "text":
-            chunks = rewrite.text_chunks(read_chunks(src))
-        elif placeholder and file_mode == "binary":
-            try:
-                patches = rewrite.binary_patches(src, placeholder, rel)
-            except RelocateError:
-                return False
-            chunks = patched_chunks(src, patches)
-        else:
-            chunks = read_chunks(src)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        written = hashlib.sha256()
         with open(dest, "xb") as out:
-            for chunk in chunks:
-                written.update(chunk)
-                out.write(chunk)
-        os.chmod(dest, mode)
-        repair.digests[rel] = written.hexdigest()
+            repair.digests[rel] = sha256(chunks, write_to=out.fileno())
+        os.chmod(dest, stat.S_IMODE(os.fstat(src).st_mode))
         return True
     finally:
         os.close(src)
+
+
+def _link_symlink(cached: Path, staging: Path | None, rel: str) -> bool:
+    if not cached.is_symlink():
+        return False
+    if staging is not None:
+        dest = staging / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.readlink(cached), dest)
+    return True
+
+
+def _as_linked(
+    src: int, rel: str, entry: dict[str, Any], new_prefix: str
+) -> Iterator[bytes] | None:
+    """The cached file's bytes with the prefix written in as conda links it
+    (``entry`` is its ``paths.json`` entry); None when the new prefix does
+    not fit in a binary file."""
+    placeholder, file_mode = entry.get("prefix_placeholder"), entry.get("file_mode")
+    rewrite = PrefixRewrite(placeholder or "", new_prefix)
+    if placeholder and file_mode == "text":
+        return rewrite.text_chunks(read_chunks(src))
+    if placeholder and file_mode == "binary":
+        try:
+            patches = rewrite.binary_patches(src, placeholder, rel)
+        except RelocateError:
+            return None
+        return patched_chunks(src, patches)
+    return read_chunks(src)

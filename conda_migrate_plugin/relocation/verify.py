@@ -28,7 +28,6 @@ second opinion). conda's clone leaves out ``conda-meta/pinned`` and
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -40,19 +39,24 @@ from ..jobs import BATCH, default_jobs, gather
 from ..names import MARKER
 from ..records import read_path_records
 from . import xattrs
-from .prefix import (
+from .chunks import (
     CHUNK,
-    PrefixRewrite,
-    conda_bookkeeping,
+    Scanned,
     is_utf8_text,
-    link_out,
-    old_spellings,
+    names_old,
     patched_chunks,
     read_chunks,
+    scan,
+    sha256,
+)
+from .prefix import (
+    PrefixRewrite,
+    conda_bookkeeping,
+    link_out,
+    old_spellings,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from pathlib import Path
 
     from ..records import PathRecord
@@ -73,16 +77,6 @@ class FileCheck:
         self.notes.extend(other.notes)
         self.files_checked += other.files_checked
         self.unsupported.extend(other.unsupported)
-
-
-@dataclass(frozen=True)
-class _Read:
-    """What one pass over a file found."""
-
-    sha256: str
-    names_old: bool
-    has_nul: bool
-    size: int
 
 
 def verify_files(
@@ -326,7 +320,7 @@ class _Checker:
         record = self.records.get(rel)
         copy = self._read(f"{self.copy_root}/{rel}")
         exempt = conda_bookkeeping(rel)
-        if copy.names_old and not copy.has_nul and not exempt:
+        if copy.old_in_text and not exempt:
             check.problems.append(
                 f"{rel}: still names the old prefix {self.rewrite.old}"
             )
@@ -375,21 +369,21 @@ class _Checker:
         rel: str,
         record: PathRecord,
         placeholder: str,
-        copy: _Read,
+        copy: Scanned,
         check: FileCheck,
     ) -> None:
         src_path = f"{self.src_root}/{rel}"
         fd = os.open(src_path, os.O_RDONLY)
         try:
             if record.file_mode == "text":
-                expected = _sha256(self.rewrite.text_chunks(read_chunks(fd)))
+                expected = sha256(self.rewrite.text_chunks(read_chunks(fd)))
             else:
                 try:
                     patches = self.rewrite.binary_patches(fd, placeholder, rel)
                 except RelocateError as exc:
                     check.problems.append(str(exc))
                     return
-                expected = _sha256(patched_chunks(fd, patches))
+                expected = sha256(patched_chunks(fd, patches))
         finally:
             os.close(fd)
         if copy.sha256 == expected:
@@ -400,7 +394,7 @@ class _Checker:
         )
 
     def _written_by_conda(
-        self, rel: str, record: PathRecord | None, copy: _Read
+        self, rel: str, record: PathRecord | None, copy: Scanned
     ) -> bool:
         """What conda's clone makes anew: the ``.pyc`` files it compiles and
         the entry points it generates for ``noarch: python`` packages,
@@ -422,7 +416,7 @@ class _Checker:
         )
 
     def _check_recorded(
-        self, rel: str, record: PathRecord, copy: _Read, check: FileCheck
+        self, rel: str, record: PathRecord, copy: Scanned, check: FileCheck
     ) -> None:
         """The copy's record must give a rewritten file its new hash, or
         conda would report the file as altered."""
@@ -440,40 +434,24 @@ class _Checker:
         prefix replaced and nothing else)."""
         fd = os.open(f"{self.src_root}/{rel}", os.O_RDONLY)
         try:
-            if self.rewrite.stream_names_old(read_chunks(fd)) and is_utf8_text(fd):
+            if names_old(fd, self.rewrite) and is_utf8_text(fd):
                 expected = {
-                    _sha256(self.rewrite.text_chunks(read_chunks(fd), launcher=True))
+                    sha256(self.rewrite.text_chunks(read_chunks(fd), launcher=True))
                 }
                 data = os.pread(fd, CHUNK + 1, 0)
                 if len(data) <= CHUNK:
-                    expected.add(
-                        hashlib.sha256(self.rewrite.substitute(data)).hexdigest()
-                    )
+                    expected.add(sha256([self.rewrite.substitute(data)]))
                 return expected
-            return {_sha256(read_chunks(fd))}
+            return {sha256(read_chunks(fd))}
         finally:
             os.close(fd)
 
-    def _read(self, path: str) -> _Read:
-        digest = hashlib.sha256()
-        names_old = has_nul = False
-        tail = b""
+    def _read(self, path: str) -> Scanned:
         fd = os.open(path, os.O_RDONLY)
         try:
-            offset = 0
-            while True:
-                chunk = os.pread(fd, CHUNK, offset)
-                if not chunk:
-                    break
-                offset += len(chunk)
-                digest.update(chunk)
-                has_nul = has_nul or b"\0" in chunk
-                if not names_old:
-                    names_old = self.rewrite.names_old(tail + chunk)
-                    tail = chunk[-self.rewrite.keep :]
+            return scan(fd, self.rewrite, hashing=True)
         finally:
             os.close(fd)
-        return _Read(digest.hexdigest(), names_old, has_nul, offset)
 
 
 def _bytecode(rel: str) -> bool:
@@ -481,10 +459,3 @@ def _bytecode(rel: str) -> bool:
     compiles anew: Python uses such a file only while the source file it
     was compiled from matches it."""
     return "__pycache__" in rel.split("/")
-
-
-def _sha256(chunks: Iterable[bytes]) -> str:
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    return digest.hexdigest()
