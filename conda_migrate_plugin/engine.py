@@ -115,7 +115,6 @@ def _relocate(run: Migration, copy: Copy, footprint: Footprint) -> None:
             outcome.dest,
             listing=footprint.listing,
             jobs=options.jobs,
-            quiet=options.quiet or options.json,
             progress=progress,
             shared=room.shared if room else None,
         )

@@ -25,11 +25,13 @@ import ctypes
 import os
 import queue
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import Future
     from pathlib import Path
 
 T = TypeVar("T")
@@ -136,6 +138,18 @@ def default_jobs() -> int:
         asked = 0
     cpus = max(1, min(cpus, asked) if asked > 0 else cpus)
     return min(MAX_THREADS, THREADS_PER_CPU * cpus)
+
+
+@contextmanager
+def pool(jobs: int | None = None) -> Iterator[ThreadPoolExecutor]:
+    """The threads of one walk, copy, check or removal: ``jobs`` of them,
+    or ``default_jobs()``. Work still queued when the block is left (a
+    failure, a stop) is cancelled, not started."""
+    executor = ThreadPoolExecutor(max_workers=jobs or default_jobs())
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def gather(

@@ -44,17 +44,16 @@ import hashlib
 import os
 import shutil
 import stat
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..damage import missing_files
 from ..exceptions import RelocateError
-from ..jobs import BATCH, default_jobs, gather
+from ..jobs import BATCH, gather, pool
 from ..names import MARKER
+from ..progress import EVERY, CopyProgress
 from ..records import read_path_records, update_records
 from ..snapshot import measure
 from . import xattrs
@@ -67,6 +66,7 @@ from .chunks import (
     scan,
     sha256,
 )
+from .findings import Findings
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
@@ -83,31 +83,7 @@ if TYPE_CHECKING:
     from ..progress import Progress
     from ..records import PathRecord
 
-_PROGRESS_EVERY = 0.2
-
 Listing = dict[str, list[tuple[str, os.stat_result]]]
-
-
-@dataclass
-class RelocateResult:
-    files: int
-    bytes: int
-    rewritten: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    #: Package files naming the old prefix in binary data their record does
-    #: not describe: copied unchanged, as nothing says how to rewrite them.
-    inexact: list[str] = field(default_factory=list)
-    #: What makes the copy not the environment (a text file that would still
-    #: name the old prefix, a record the files contradict): the copy must
-    #: not replace the source.
-    problems: list[str] = field(default_factory=list)
-    #: Files a later environment of the run may link to once this copy is
-    #: committed (see ``share``).
-    written: list[Written] = field(default_factory=list)
-    #: Files made as links to an earlier environment's copy, and their bytes.
-    shared_files: int = 0
-    shared_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,41 +105,6 @@ class _Entry:
         return self.st.st_blocks * 512 < self.st.st_size
 
 
-@dataclass
-class _Outcome:
-    files: int = 0
-    bytes: int = 0
-    rewritten: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    inexact: list[str] = field(default_factory=list)
-    old_pyc: int = 0
-    #: Entries whose extended attributes the destination refused.
-    unsupported: list[str] = field(default_factory=list)
-    written: list[Written] = field(default_factory=list)
-    #: Symlinks into a package cache (conda's softlinks), by their target:
-    #: replaced by the files themselves once the copy is made.
-    delinked: dict[str, str] = field(default_factory=dict)
-    shared_files: int = 0
-    shared_bytes: int = 0
-
-    def merge(self, other: _Outcome) -> None:
-        self.files += other.files
-        self.bytes += other.bytes
-        self.rewritten.update(other.rewritten)
-        self.warnings.extend(other.warnings)
-        self.notes.extend(other.notes)
-        self.problems.extend(other.problems)
-        self.inexact.extend(other.inexact)
-        self.old_pyc += other.old_pyc
-        self.unsupported.extend(other.unsupported)
-        self.written.extend(other.written)
-        self.delinked.update(other.delinked)
-        self.shared_files += other.shared_files
-        self.shared_bytes += other.shared_bytes
-
-
 def relocate(
     source: Path,
     staging: Path,
@@ -171,10 +112,9 @@ def relocate(
     *,
     listing: Listing | None = None,
     jobs: int | None = None,
-    quiet: bool = True,
     progress: Progress | None = None,
     shared: SharedFiles | None = None,
-) -> RelocateResult:
+) -> Findings:
     """Copy the environment at ``source`` into ``staging`` (created here,
     or made empty by the caller but for its marker), with the prefix
     rewritten to ``final_prefix``, where the caller will rename ``staging``
@@ -183,18 +123,11 @@ def relocate(
     On failure the partial ``staging`` is left for the caller to remove.
     With ``shared``, files whose source inode an earlier environment of the
     run copied become links to that copy, and the files this copy may give
-    to later ones are listed in the result's ``written`` (see ``share``)."""
+    to later ones are listed in the result's ``written`` (see ``share``).
+    ``progress`` is told how far the copy is (nothing is shown without)."""
     source = Path(os.path.abspath(source))
     staging = Path(os.path.abspath(staging))
-    if os.path.lexists(staging) and (
-        staging.is_symlink()
-        or not staging.is_dir()
-        or set(os.listdir(staging)) - {MARKER}
-    ):
-        raise RelocateError(f"the staging path {staging} already exists")
-    if not (source / "conda-meta").is_dir():
-        raise RelocateError(f"{source} is not a conda environment (no conda-meta)")
-    jobs = jobs or default_jobs()
+    _check_places(source, staging)
     if listing is None:
         listing = measure(source, jobs).listing
     scripts = [rel for rel, st in listing.get("bin", ()) if stat.S_ISREG(st.st_mode)]
@@ -210,32 +143,38 @@ def relocate(
         shared,
     )
     staging.mkdir(parents=True, exist_ok=True)
-    # Anything with the same show() and close() may report the progress instead.
-    progress = progress or _Progress(enabled=not quiet and sys.stderr.isatty())
+    progress = progress or CopyProgress(0, 0, None)
     try:
         outcome = copier.run(listing, jobs, progress)
     finally:
         progress.close()
-    notes = sorted(outcome.notes)
+    return _summed_up(outcome)
+
+
+def _check_places(source: Path, staging: Path) -> None:
+    if os.path.lexists(staging) and (
+        staging.is_symlink()
+        or not staging.is_dir()
+        or set(os.listdir(staging)) - {MARKER}
+    ):
+        raise RelocateError(f"the staging path {staging} already exists")
+    if not (source / "conda-meta").is_dir():
+        raise RelocateError(f"{source} is not a conda environment (no conda-meta)")
+
+
+def _summed_up(outcome: Findings) -> Findings:
+    """The findings in a stable order, with what was only counted said."""
+    outcome.notes.sort()
     if outcome.old_pyc:
-        notes.append(
+        outcome.notes.append(
             f"{outcome.old_pyc} .pyc files name the old prefix in co_filename "
             "(harmless: Python uses the path it loads them from)"
         )
     if outcome.unsupported:
         outcome.warnings.append(xattrs.unsupported_warning(sorted(outcome.unsupported)))
-    return RelocateResult(
-        files=outcome.files,
-        bytes=outcome.bytes,
-        rewritten=sorted(outcome.rewritten),
-        warnings=outcome.warnings,
-        notes=notes,
-        inexact=sorted(outcome.inexact),
-        problems=sorted(outcome.problems),
-        written=outcome.written,
-        shared_files=outcome.shared_files,
-        shared_bytes=outcome.shared_bytes,
-    )
+    outcome.inexact.sort()
+    outcome.problems.sort()
+    return outcome
 
 
 class _Copier:
@@ -266,21 +205,20 @@ class _Copier:
         #: What a purge took and the package cache gave back.
         self.restored: set[str] = set()
 
-    def run(self, listing: Listing, jobs: int, progress: Progress) -> _Outcome:
-        outcome = _Outcome()
+    def run(self, listing: Listing, jobs: int | None, progress: Progress) -> Findings:
+        outcome = Findings()
         directories = [("", os.lstat(self.src_root))]
         tasks, links = self._plan(listing, directories, outcome)
-        pool = ThreadPoolExecutor(max_workers=jobs)
-        try:
+        with pool(jobs) as threads:
             for level in _by_depth(directories[1:]):
-                for _ in gather(pool, self._make_directory, level):
+                for _ in gather(threads, self._make_directory, level):
                     pass
             for part in gather(
-                pool,
+                threads,
                 self._copy_batch,
                 tasks,
                 tick=lambda: progress.show(outcome.files, outcome.bytes),
-                every=_PROGRESS_EVERY,
+                every=EVERY,
             ):
                 outcome.merge(part)
                 progress.show(outcome.files, outcome.bytes)
@@ -294,10 +232,8 @@ class _Copier:
             )
             self._append_history()
             # Last, as the files made inside them move their times.
-            for part in gather(pool, self._finish_directory, directories):
+            for part in gather(threads, self._finish_directory, directories):
                 outcome.merge(part)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
         self._check_records(listing, outcome)
         return outcome
 
@@ -311,7 +247,7 @@ class _Copier:
         self,
         listing: Listing,
         directories: list[tuple[str, os.stat_result]],
-        outcome: _Outcome,
+        outcome: Findings,
     ) -> tuple[list[tuple[str, list[_Entry]]], list[tuple[str, str]]]:
         """The listing as tasks of up to ``BATCH`` entries of one directory;
         a file seen before under another name (a hardlink within the
@@ -384,10 +320,10 @@ class _Copier:
         rel, st = item
         os.mkdir(self._dst(rel), _creation_mode(st))
 
-    def _finish_directory(self, item: tuple[str, os.stat_result]) -> _Outcome:
+    def _finish_directory(self, item: tuple[str, os.stat_result]) -> Findings:
         rel, st = item
         path = self._dst(rel)
-        outcome = _Outcome()
+        outcome = Findings()
         # A default ACL set only now: the files made inside keep their own;
         # and before the mode, which may take the owner's write permission.
         self._copy_attributes(rel or ".", self._src(rel), path, outcome)
@@ -398,7 +334,7 @@ class _Copier:
         return outcome
 
     def _copy_attributes(
-        self, rel: str, src: int | str, dst: int | str, outcome: _Outcome
+        self, rel: str, src: int | str, dst: int | str, outcome: Findings
     ) -> None:
         """The source's ``user.*`` attributes and ACLs, read back as they are
         written. The mode set afterwards is the source's, whose group bits
@@ -420,11 +356,11 @@ class _Copier:
         bits the umask took, bits the owner needed meanwhile, set-id bits."""
         return self.umask is None or created & ~self.umask != stat.S_IMODE(st.st_mode)
 
-    def _copy_batch(self, task: tuple[str, list[_Entry]]) -> _Outcome:
+    def _copy_batch(self, task: tuple[str, list[_Entry]]) -> Findings:
         """Names resolve against the two directories, opened once: on a
         network filesystem a full path costs a lookup per component."""
         rel_dir, batch = task
-        outcome = _Outcome()
+        outcome = Findings()
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
         try:
             # No symlink swapped in for a directory since the walk is followed.
@@ -460,7 +396,7 @@ class _Copier:
         return outcome
 
     def _link(
-        self, item: _Entry, target: SharedFile, dst_dir: int, outcome: _Outcome
+        self, item: _Entry, target: SharedFile, dst_dir: int, outcome: Findings
     ) -> bool:
         """Link ``item`` to an earlier environment's copy; False (nothing
         made) where it must be copied instead: another filesystem, too many
@@ -487,7 +423,7 @@ class _Copier:
         return True
 
     def _copy_symlink(
-        self, item: _Entry, src_dir: int, dst_dir: int, outcome: _Outcome
+        self, item: _Entry, src_dir: int, dst_dir: int, outcome: Findings
     ) -> None:
         raw = os.readlink(item.name, dir_fd=src_dir)
         if self._into_package_cache(item.rel, raw):
@@ -510,7 +446,7 @@ class _Copier:
         )
 
     def _copy_file(
-        self, item: _Entry, src_dir: int, dst_dir: int, outcome: _Outcome
+        self, item: _Entry, src_dir: int, dst_dir: int, outcome: Findings
     ) -> None:
         # O_NONBLOCK: what was a file in the listing and is a FIFO now must
         # not hang the copy (the source's stamps then fail the comparison).
@@ -538,7 +474,7 @@ class _Copier:
         finally:
             os.close(src)
 
-    def _write(self, item: _Entry, src: int, dst: int, outcome: _Outcome) -> str | None:
+    def _write(self, item: _Entry, src: int, dst: int, outcome: Findings) -> str | None:
         """Fill ``dst`` and check what was written; return its sha256 when
         the content differs from the source."""
         if item.kind == "plain":
@@ -584,7 +520,7 @@ class _Copier:
         return self._write_scanned(item, src, dst, outcome)
 
     def _write_scanned(
-        self, item: _Entry, src: int, dst: int, outcome: _Outcome
+        self, item: _Entry, src: int, dst: int, outcome: Findings
     ) -> str | None:
         """A file nothing describes: copied while looking for the prefix,
         and written again with it rewritten when it is found in text."""
@@ -621,7 +557,7 @@ class _Copier:
             self._still_names_old(item, outcome)
         return None
 
-    def _still_names_old(self, item: _Entry, outcome: _Outcome) -> None:
+    def _still_names_old(self, item: _Entry, outcome: Findings) -> None:
         outcome.problems.append(
             f"{item.rel}: still names the old prefix {self.rewrite.old}"
         )
@@ -655,7 +591,7 @@ class _Copier:
             and target.endswith("/" + (record.record_path or rel))
         )
 
-    def _restore(self, listing: Listing, outcome: _Outcome) -> None:
+    def _restore(self, listing: Listing, outcome: Findings) -> None:
         """Put back what a purge took, and the files a softlinked
         environment links to, from the package cache or channel, as conda
         links them at the new prefix (see ``repair``)."""
@@ -683,7 +619,7 @@ class _Copier:
         outcome.notes.extend(repair.notes)
         self.restored.update(restored - set(outcome.delinked))
 
-    def _delink_anyway(self, rel: str, target: str, outcome: _Outcome) -> None:
+    def _delink_anyway(self, rel: str, target: str, outcome: Findings) -> None:
         """A link into a package cache that no package's bytes could replace:
         the bytes it shows now, when it shows any. A dangling one is left
         out: purge damage the run reports with its remedy, where a link
@@ -704,7 +640,7 @@ class _Copier:
             "its package's record)"
         )
 
-    def _check_records(self, listing: Listing, outcome: _Outcome) -> None:
+    def _check_records(self, listing: Listing, outcome: Findings) -> None:
         """Every path the records list, against the kind the source holds
         there (the copy holds the same, entry for entry)."""
         kinds = {
@@ -772,26 +708,3 @@ def _umask() -> int | None:
     except (OSError, ValueError):
         pass
     return None
-
-
-class _Progress:
-    """One status line on stderr, rewritten in place, a few times a second."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self.last = 0.0
-        self.shown = False
-
-    def show(self, files: int, nbytes: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self.last < _PROGRESS_EVERY):
-            return
-        self.last = now
-        self.shown = True
-        sys.stderr.write(f"\rrelocating: {files} files, {nbytes / 2**20:.1f} MiB")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

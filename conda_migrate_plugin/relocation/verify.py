@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
-from ..jobs import BATCH, default_jobs, gather
+from ..jobs import BATCH, gather, pool
 from ..names import MARKER
 from ..records import read_path_records
 from . import xattrs
@@ -49,6 +47,7 @@ from .chunks import (
     scan,
     sha256,
 )
+from .findings import Findings
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
@@ -57,26 +56,12 @@ from .prefix import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
     from ..records import PathRecord
 
 _FILE_TYPES = {"softlink": "symlink", "directory": "directory"}
-
-
-@dataclass
-class FileCheck:
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    files_checked: int = 0
-    #: Entries whose extended attributes the copy's filesystem cannot hold.
-    unsupported: list[str] = field(default_factory=list)
-
-    def merge(self, other: FileCheck) -> None:
-        self.problems.extend(other.problems)
-        self.notes.extend(other.notes)
-        self.files_checked += other.files_checked
-        self.unsupported.extend(other.unsupported)
 
 
 def verify_files(
@@ -86,17 +71,17 @@ def verify_files(
     jobs: int | None = None,
     *,
     extra_allowed: bool = False,
-) -> FileCheck:
+) -> Findings:
     """Compare ``copy`` with ``source``, expecting ``source`` renamed to
     ``final_prefix`` inside the files. ``extra_allowed``: paths only the
     copy has are no problem (an environment in use since it was copied)."""
     checker = _Checker(source, copy, final_prefix, extra_allowed)
-    check = FileCheck()
-    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
-        files, seen = checker.walk(pool, check)
+    check = Findings()
+    with pool(jobs) as threads:
+        files, seen = checker.walk(threads, check)
         checker.check_listed(seen, check)
         batches = [files[i : i + BATCH] for i in range(0, len(files), BATCH)]
-        for part in gather(pool, checker.check_batch, batches):
+        for part in gather(threads, checker.check_batch, batches):
             check.merge(part)
     check.problems.sort()
     check.unsupported.sort()
@@ -165,7 +150,7 @@ class _Checker:
         self.copy_records = read_path_records(copy)
 
     def walk(
-        self, pool: ThreadPoolExecutor, check: FileCheck
+        self, threads: ThreadPoolExecutor, check: Findings
     ) -> tuple[list[str], dict[str, str | None]]:
         """Check directories, symlinks and types, one directory per task so
         that the round trips of a network filesystem overlap; return the
@@ -174,7 +159,7 @@ class _Checker:
         files: list[str] = []
         seen: dict[str, str | None] = {}
         for part, _, found, kinds in gather(
-            pool, self._walk_directory, [""], more=lambda result: result[1]
+            threads, self._walk_directory, [""], more=lambda result: result[1]
         ):
             check.merge(part)
             files += found
@@ -183,8 +168,8 @@ class _Checker:
 
     def _walk_directory(
         self, rel_dir: str
-    ) -> tuple[FileCheck, list[str], list[str], dict[str, str | None]]:
-        check = FileCheck()
+    ) -> tuple[Findings, list[str], list[str], dict[str, str | None]]:
+        check = Findings()
         directories: list[str] = []
         files: list[str] = []
         kinds: dict[str, str | None] = {}
@@ -210,7 +195,7 @@ class _Checker:
                     directories.append(rel)
                     self._check_attributes(rel, check)
                 elif kind == "symlink":
-                    check.files_checked += 1
+                    check.files += 1
                     self._check_symlink(rel, check)
                 elif kind == "file":
                     files.append(rel)
@@ -218,7 +203,7 @@ class _Checker:
             self._check_extra(rel_dir, names, check)
         return check, directories, files, kinds
 
-    def _check_extra(self, rel_dir: str, names: set[str], check: FileCheck) -> None:
+    def _check_extra(self, rel_dir: str, names: set[str], check: Findings) -> None:
         """What only the copy has: conda's clone links every file its
         records list, also those pip has since removed from the source."""
         path = f"{self.copy_root}/{rel_dir}" if rel_dir else self.copy_root
@@ -243,7 +228,7 @@ class _Checker:
             return copy_record.path_type == "softlink"
         return os.path.isfile(path) and copy_record.sha256 == self._read(path).sha256
 
-    def check_listed(self, seen: dict[str, str | None], check: FileCheck) -> None:
+    def check_listed(self, seen: dict[str, str | None], check: Findings) -> None:
         """Every path the records list must be in the copy, with its type;
         what the walk saw is not asked of the filesystem again."""
         for rel, record in self.records.items():
@@ -270,7 +255,7 @@ class _Checker:
                 if problem:
                     check.problems.append(f"{rel}: {problem}")
 
-    def _check_symlink(self, rel: str, check: FileCheck) -> None:
+    def _check_symlink(self, rel: str, check: Findings) -> None:
         raw = os.readlink(f"{self.src_root}/{rel}")
         target = self.rewrite.retarget(raw)
         actual = os.readlink(f"{self.copy_root}/{rel}")
@@ -279,7 +264,7 @@ class _Checker:
         if actual != target and actual != link_out(self.src_root, rel, raw):
             check.problems.append(f"{rel}: symlink to {actual!r}, expected {target!r}")
 
-    def _check_attributes(self, rel: str, check: FileCheck) -> None:
+    def _check_attributes(self, rel: str, check: Findings) -> None:
         """The source's ``user.*`` attributes and ACLs, in the copy too; one
         its filesystem cannot hold at all is said, not held against it."""
         want = xattrs.read(f"{self.src_root}/{rel}")
@@ -305,18 +290,18 @@ class _Checker:
             self.support[kind] = xattrs.supported(self.copy_root, name)
         return self.support[kind]
 
-    def check_batch(self, batch: list[str]) -> FileCheck:
-        check = FileCheck()
+    def check_batch(self, batch: list[str]) -> Findings:
+        check = Findings()
         for rel in batch:
             try:
                 self._check_attributes(rel, check)
                 self._check_file(rel, check)
             except OSError as exc:
                 check.problems.append(f"{rel}: cannot be read: {exc.strerror or exc}")
-            check.files_checked += 1
+            check.files += 1
         return check
 
-    def _check_file(self, rel: str, check: FileCheck) -> None:
+    def _check_file(self, rel: str, check: Findings) -> None:
         record = self.records.get(rel)
         copy = self._read(f"{self.copy_root}/{rel}")
         exempt = conda_bookkeeping(rel)
@@ -370,7 +355,7 @@ class _Checker:
         record: PathRecord,
         placeholder: str,
         copy: Scanned,
-        check: FileCheck,
+        check: Findings,
     ) -> None:
         src_path = f"{self.src_root}/{rel}"
         fd = os.open(src_path, os.O_RDONLY)
@@ -416,7 +401,7 @@ class _Checker:
         )
 
     def _check_recorded(
-        self, rel: str, record: PathRecord, copy: Scanned, check: FileCheck
+        self, rel: str, record: PathRecord, copy: Scanned, check: Findings
     ) -> None:
         """The copy's record must give a rewritten file its new hash, or
         conda would report the file as altered."""

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conda_migrate_plugin.exceptions import RelocateError
-from conda_migrate_plugin.relocation.relocate import default_jobs, relocate
+from conda_migrate_plugin.jobs import default_jobs
+from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
 from conda_migrate_plugin.snapshot import changes_since, measure
 from tests.support.channel import PLACEHOLDER, SITE_PACKAGES
@@ -241,9 +242,9 @@ def test_default_jobs_follows_cpu_affinity():
     assert default_jobs() == min(32, 8 * len(os.sched_getaffinity(0)))
 
 
-def test_progress_is_silent_when_quiet(env, tmp_path, capfd):
+def test_relocation_given_no_progress_prints_nothing(env, tmp_path, capfd):
     final = tmp_path / "home" / "abc"
-    relocate(env, _staging(final), final, quiet=True)
+    relocate(env, _staging(final), final)
     assert capfd.readouterr() == ("", "")
 
 
