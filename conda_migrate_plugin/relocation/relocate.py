@@ -39,13 +39,11 @@ left in it, and every path the records list against what the source holds.
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,52 +55,25 @@ from ..progress import EVERY, CopyProgress
 from ..records import read_path_records, update_records
 from ..snapshot import measure
 from . import xattrs
-from .chunks import (
-    is_utf8_text,
-    kernel_copy,
-    names_old,
-    patched_chunks,
-    read_chunks,
-    scan,
-    sha256,
-)
+from .chunks import read_chunks, sha256
+from .copyfiles import Entry, FileCopier, copy_attributes
 from .findings import Findings
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
-    link_out,
     old_spellings,
 )
 from .repair import restore_missing
-from .share import SharedFile, SharedFiles, Written
 from .verify import kind_of, record_disagrees
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
     from ..progress import Progress
     from ..records import PathRecord
+    from .share import SharedFiles
 
 Listing = dict[str, list[tuple[str, os.stat_result]]]
-
-
-@dataclass(frozen=True)
-class _Entry:
-    rel: str
-    name: str
-    st: os.stat_result
-    kind: str  # "symlink", "plain", "text", "binary" or "scan"
-    placeholder: str = ""
-    #: The sha256 the package record gives for the file's bytes, when the
-    #: file should hold them as they are.
-    expected: str | None = None
-    #: The committed copy of the same source inode to link to instead.
-    share: SharedFile | None = None
-
-    @property
-    def sparse(self) -> bool:
-        """Fewer blocks than bytes: it may have holes, to be kept as holes."""
-        return self.st.st_blocks * 512 < self.st.st_size
 
 
 def relocate(
@@ -202,6 +173,7 @@ class _Copier:
         self.src_root = str(source)
         self.dst_root = str(staging)
         self.umask = _umask()
+        self.files = FileCopier(self.src_root, self.dst_root, records, rewrite, shared)
         #: What a purge took and the package cache gave back.
         self.restored: set[str] = set()
 
@@ -215,7 +187,7 @@ class _Copier:
                     pass
             for part in gather(
                 threads,
-                self._copy_batch,
+                self.files.copy_batch,
                 tasks,
                 tick=lambda: progress.show(outcome.files, outcome.bytes),
                 every=EVERY,
@@ -248,22 +220,22 @@ class _Copier:
         listing: Listing,
         directories: list[tuple[str, os.stat_result]],
         outcome: Findings,
-    ) -> tuple[list[tuple[str, list[_Entry]]], list[tuple[str, str]]]:
+    ) -> tuple[list[tuple[str, list[Entry]]], list[tuple[str, str]]]:
         """The listing as tasks of up to ``BATCH`` entries of one directory;
         a file seen before under another name (a hardlink within the
         environment) becomes a link, made once the files are there."""
         inodes: dict[tuple[int, int], str] = {}
         links: list[tuple[str, str]] = []
-        tasks: list[tuple[str, list[_Entry]]] = []
+        tasks: list[tuple[str, list[Entry]]] = []
         for rel_dir in sorted(listing):
-            batch: list[_Entry] = []
+            batch: list[Entry] = []
             for rel, st in listing[rel_dir]:
                 mode = st.st_mode
                 if stat.S_ISDIR(mode):
                     directories.append((rel, st))
                     continue
                 if stat.S_ISLNK(mode):
-                    batch.append(_Entry(rel, _name(rel), st, "symlink"))
+                    batch.append(Entry(rel, _name(rel), st, "symlink"))
                 elif stat.S_ISREG(mode):
                     if st.st_nlink > 1:
                         key = (st.st_dev, st.st_ino)
@@ -284,17 +256,17 @@ class _Copier:
                 tasks.append((rel_dir, batch))
         return tasks, links
 
-    def _classify(self, rel: str, st: os.stat_result) -> _Entry:
+    def _classify(self, rel: str, st: os.stat_result) -> Entry:
         record = self.records.get(rel)
         if conda_bookkeeping(rel):
-            return _Entry(rel, _name(rel), st, "plain")
+            return Entry(rel, _name(rel), st, "plain")
         if record is None:
-            return _Entry(rel, _name(rel), st, "scan")
+            return Entry(rel, _name(rel), st, "scan")
         if record.prefixed is not None:
             kind, placeholder = record.prefixed
-            return _Entry(rel, _name(rel), st, kind, placeholder)
+            return Entry(rel, _name(rel), st, kind, placeholder)
         if record.path_type == "pyc_file":
-            return _Entry(rel, _name(rel), st, "plain")
+            return Entry(rel, _name(rel), st, "plain")
         if (
             record.entry_point
             or record.sha256 is None
@@ -302,10 +274,10 @@ class _Copier:
         ):
             # Generated at link time (entry points) or edited since: the
             # package says nothing about what it holds now.
-            return _Entry(rel, _name(rel), st, "scan")
-        return _Entry(rel, _name(rel), st, "plain", expected=record.sha256)
+            return Entry(rel, _name(rel), st, "scan")
+        return Entry(rel, _name(rel), st, "plain", expected=record.sha256)
 
-    def _shareable(self, entry: _Entry) -> _Entry:
+    def _shareable(self, entry: Entry) -> Entry:
         """A package file kept as it is, whose source inode an earlier
         environment of the run copied with the bytes its record names."""
         if self.shared is None or entry.kind != "plain" or entry.sparse:
@@ -326,270 +298,17 @@ class _Copier:
         outcome = Findings()
         # A default ACL set only now: the files made inside keep their own;
         # and before the mode, which may take the owner's write permission.
-        self._copy_attributes(rel or ".", self._src(rel), path, outcome)
+        copy_attributes(rel or ".", self._src(rel), path, outcome)
         # The top was made by the caller, private until the copy is whole.
         if not rel or self._needs_chmod(st, _creation_mode(st)):
             os.chmod(path, stat.S_IMODE(st.st_mode))
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         return outcome
 
-    def _copy_attributes(
-        self, rel: str, src: int | str, dst: int | str, outcome: Findings
-    ) -> None:
-        """The source's ``user.*`` attributes and ACLs, read back as they are
-        written. The mode set afterwards is the source's, whose group bits
-        are its ACL's mask: the ACL stays as the source has it."""
-        want = xattrs.read(src)
-        if not want:
-            return
-        refused = xattrs.write(dst, want)
-        if refused:
-            outcome.unsupported.append(f"{rel}: {', '.join(refused)}")
-        kept = {name: value for name, value in want.items() if name not in refused}
-        for name in xattrs.differing(kept, xattrs.read(dst)):
-            outcome.problems.append(
-                f"{rel}: extended attribute {name} differs in the copy"
-            )
-
     def _needs_chmod(self, st: os.stat_result, created: int) -> bool:
         """Whether a directory made with ``created`` lacks the source's mode:
         bits the umask took, bits the owner needed meanwhile, set-id bits."""
         return self.umask is None or created & ~self.umask != stat.S_IMODE(st.st_mode)
-
-    def _copy_batch(self, task: tuple[str, list[_Entry]]) -> Findings:
-        """Names resolve against the two directories, opened once: on a
-        network filesystem a full path costs a lookup per component."""
-        rel_dir, batch = task
-        outcome = Findings()
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-        try:
-            # No symlink swapped in for a directory since the walk is followed.
-            src_dir = os.open(self._src(rel_dir), flags)
-        except OSError as exc:
-            raise RelocateError(
-                f"cannot read {rel_dir or '.'}: {exc.strerror or exc}"
-            ) from exc
-        try:
-            dst_dir = os.open(self._dst(rel_dir), flags)
-            try:
-                for item in batch:
-                    try:
-                        if item.kind == "symlink":
-                            self._copy_symlink(item, src_dir, dst_dir, outcome)
-                            continue
-                        if item.share is None or not self._link(
-                            item, item.share, dst_dir, outcome
-                        ):
-                            self._copy_file(item, src_dir, dst_dir, outcome)
-                    except RelocateError:
-                        raise
-                    except OSError as exc:
-                        raise RelocateError(
-                            f"cannot copy {item.rel}: {exc.strerror or exc}"
-                        ) from exc
-                    outcome.files += 1
-                    outcome.bytes += item.st.st_size
-            finally:
-                os.close(dst_dir)
-        finally:
-            os.close(src_dir)
-        return outcome
-
-    def _link(
-        self, item: _Entry, target: SharedFile, dst_dir: int, outcome: Findings
-    ) -> bool:
-        """Link ``item`` to an earlier environment's copy; False (nothing
-        made) where it must be copied instead: another filesystem, too many
-        links, or a target that is no longer the file the run wrote."""
-        try:
-            os.link(target.path, item.name, dst_dir_fd=dst_dir, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno in (errno.EDQUOT, errno.ENOSPC):
-                raise
-            return False
-        if not target.is_target(os.lstat(item.name, dir_fd=dst_dir)):
-            os.unlink(item.name, dir_fd=dst_dir)
-            return False
-        if not target.written.has_nul:
-            # Text: checked for this environment's prefix, as a copy is.
-            fd = os.open(item.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dst_dir)
-            try:
-                if names_old(fd, self.rewrite):
-                    self._still_names_old(item, outcome)
-            finally:
-                os.close(fd)
-        outcome.shared_files += 1
-        outcome.shared_bytes += item.st.st_size
-        return True
-
-    def _copy_symlink(
-        self, item: _Entry, src_dir: int, dst_dir: int, outcome: Findings
-    ) -> None:
-        raw = os.readlink(item.name, dir_fd=src_dir)
-        if self._into_package_cache(item.rel, raw):
-            outcome.delinked[item.rel] = raw
-            return
-        target = self.rewrite.retarget(raw)
-        outside = link_out(self.src_root, item.rel, raw)
-        if outside is not None:
-            target = outside
-            outcome.notes.append(
-                f"{item.rel}: its relative target {raw} leaves the environment; "
-                f"it now links to {outside}, where that led"
-            )
-        os.symlink(target, item.name, dir_fd=dst_dir)
-        os.utime(
-            item.name,
-            ns=(item.st.st_atime_ns, item.st.st_mtime_ns),
-            dir_fd=dst_dir,
-            follow_symlinks=False,
-        )
-
-    def _copy_file(
-        self, item: _Entry, src_dir: int, dst_dir: int, outcome: Findings
-    ) -> None:
-        # O_NONBLOCK: what was a file in the listing and is a FIFO now must
-        # not hang the copy (the source's stamps then fail the comparison).
-        src = os.open(
-            item.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=src_dir
-        )
-        try:
-            dst = os.open(
-                item.name,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                0o600,
-                dir_fd=dst_dir,
-            )
-            try:
-                digest = self._write(item, src, dst, outcome)
-                if digest is not None:
-                    outcome.rewritten[item.rel] = digest
-                # Before the mode: its owner may set user.* only while the
-                # file is writable.
-                self._copy_attributes(item.rel, src, dst, outcome)
-                os.fchmod(dst, stat.S_IMODE(item.st.st_mode))
-                os.utime(dst, ns=(item.st.st_atime_ns, item.st.st_mtime_ns))
-            finally:
-                os.close(dst)
-        finally:
-            os.close(src)
-
-    def _write(self, item: _Entry, src: int, dst: int, outcome: Findings) -> str | None:
-        """Fill ``dst`` and check what was written; return its sha256 when
-        the content differs from the source."""
-        if item.kind == "plain":
-            if item.expected is None or item.sparse:
-                # conda's bookkeeping and compiled .pyc: no record to hold
-                # them to, so the kernel copies them without a pass through
-                # Python.
-                kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
-                return None
-            seen = scan(src, self.rewrite, copy_to=dst, hashing=True)
-            if self.shared is not None and item.st.st_nlink > 1 and seen.sha256:
-                written = os.fstat(dst)
-                outcome.written.append(
-                    Written(
-                        item.rel,
-                        (item.st.st_dev, item.st.st_ino),
-                        item.st.st_size,
-                        item.st.st_mtime_ns,
-                        item.st.st_mode,
-                        written.st_dev,
-                        written.st_ino,
-                        seen.sha256,
-                        seen.has_nul,
-                    )
-                )
-            if seen.sha256 != item.expected:
-                record = self.records[item.rel]
-                outcome.notes.append(
-                    f"{item.rel}: the source already differs from its record "
-                    f"in conda-meta/{record.record_file} (edited?)"
-                )
-            if seen.old_in_text:
-                self._still_names_old(item, outcome)
-            return None
-        if item.kind == "text":
-            return self._write_text(src, dst, launcher=False)
-        if item.kind == "binary":
-            patches = self.rewrite.binary_patches(src, item.placeholder, item.rel)
-            if not patches:
-                kernel_copy(src, dst, item.st.st_size, sparse=item.sparse)
-                return None
-            return sha256(patched_chunks(src, patches), write_to=dst)
-        return self._write_scanned(item, src, dst, outcome)
-
-    def _write_scanned(
-        self, item: _Entry, src: int, dst: int, outcome: Findings
-    ) -> str | None:
-        """A file nothing describes: copied while looking for the prefix,
-        and written again with it rewritten when it is found in text."""
-        # Fewer blocks than bytes is holes, or a compressing filesystem: the
-        # bytes say which, as they do for a file copied whole.
-        seen = scan(src, self.rewrite, copy_to=None if item.sparse else dst)
-        if not seen.names_old:
-            if item.sparse:
-                kernel_copy(src, dst, item.st.st_size, sparse=True)
-            return None
-        if is_utf8_text(src):
-            os.ftruncate(dst, 0)
-            os.lseek(dst, 0, os.SEEK_SET)
-            return self._write_text(src, dst, launcher=True)
-        if item.rel.endswith(".pyc"):
-            outcome.old_pyc += 1
-        elif item.rel in self.records:
-            outcome.inexact.append(item.rel)
-            outcome.warnings.append(
-                f"{item.rel}: binary file of a package naming the old prefix "
-                f"{self.rewrite.old}, copied unchanged; its record does not "
-                "say where (only conda's clone can redo it)"
-            )
-        else:
-            outcome.warnings.append(
-                f"{item.rel}: binary file naming the old prefix "
-                f"{self.rewrite.old}, copied unchanged; no package describes "
-                "it, so rebuild it in the new environment (or, for a "
-                "RUNPATH, patchelf --set-rpath) if it uses that path"
-            )
-        if item.sparse:
-            kernel_copy(src, dst, item.st.st_size, sparse=True)
-        if seen.old_in_text:
-            self._still_names_old(item, outcome)
-        return None
-
-    def _still_names_old(self, item: _Entry, outcome: Findings) -> None:
-        outcome.problems.append(
-            f"{item.rel}: still names the old prefix {self.rewrite.old}"
-        )
-
-    def _write_text(self, src: int, dst: int, *, launcher: bool) -> str | None:
-        """The source with the prefix substituted; its sha256 when that
-        changed anything."""
-        source = hashlib.sha256()
-
-        def read() -> Iterator[bytes]:
-            for chunk in read_chunks(src):
-                source.update(chunk)
-                yield chunk
-
-        digest = sha256(
-            self.rewrite.text_chunks(read(), launcher=launcher), write_to=dst
-        )
-        return None if digest == source.hexdigest() else digest
-
-    def _into_package_cache(self, rel: str, target: str) -> bool:
-        """A package file linked from the extracted package (conda's
-        ``allow_softlinks``/``always_softlink``): an absolute target outside
-        the environment, at the package's own path for the file. On scratch
-        the cache is purged like the rest, so the copy holds the file."""
-        record = self.records.get(rel)
-        return (
-            record is not None
-            and record.path_type in ("softlink", "hardlink")
-            and target.startswith("/")
-            and self.rewrite.retarget(target) == target
-            and target.endswith("/" + (record.record_path or rel))
-        )
 
     def _restore(self, listing: Listing, outcome: Findings) -> None:
         """Put back what a purge took, and the files a softlinked
