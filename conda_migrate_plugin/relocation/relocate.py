@@ -148,7 +148,7 @@ def _summed_up(outcome: Findings) -> Findings:
     return outcome
 
 
-class _Copier:
+class _Copier(FileCopier):
     """One pass over the source: each file is read once, and what is written
     is checked as it is written, against the package's record or against
     the source with its prefix rewritten; no second walk or read follows.
@@ -165,15 +165,10 @@ class _Copier:
         rewrite: PrefixRewrite,
         shared: SharedFiles | None = None,
     ) -> None:
+        super().__init__(str(source), str(staging), records, rewrite, shared)
         self.source = source
-        self.shared = shared
         self.staging = staging
-        self.records = records
-        self.rewrite = rewrite
-        self.src_root = str(source)
-        self.dst_root = str(staging)
         self.umask = _umask()
-        self.files = FileCopier(self.src_root, self.dst_root, records, rewrite, shared)
         #: What a purge took and the package cache gave back.
         self.restored: set[str] = set()
 
@@ -187,7 +182,7 @@ class _Copier:
                     pass
             for part in gather(
                 threads,
-                self.files.copy_batch,
+                self.copy_batch,
                 tasks,
                 tick=lambda: progress.show(outcome.files, outcome.bytes),
                 every=EVERY,
@@ -208,12 +203,6 @@ class _Copier:
                 outcome.merge(part)
         self._check_records(listing, outcome)
         return outcome
-
-    def _src(self, rel: str) -> str:
-        return f"{self.src_root}/{rel}" if rel else self.src_root
-
-    def _dst(self, rel: str) -> str:
-        return f"{self.dst_root}/{rel}" if rel else self.dst_root
 
     def _plan(
         self,
