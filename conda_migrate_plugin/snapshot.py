@@ -12,12 +12,11 @@ import os
 import pwd
 import re
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .classify import Kind, classify
-from .jobs import default_jobs, gather
+from .jobs import gather, pool
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -215,9 +214,9 @@ def _walk(
     and the environments and package caches nested inside."""
     listed: dict[str, list[_Listed]] = {}
     nested: list[str] = []
-    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
+    with pool(jobs) as threads:
         for rel_dir, is_nested, entries in gather(
-            pool,
+            threads,
             lambda rel: _list_directory(root, rel),
             [""],
             more=lambda result: [

@@ -13,14 +13,13 @@ import errno
 import os
 import shutil
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..discover import under
 from ..exceptions import InUse, MigrateError
-from ..jobs import default_jobs, gather
+from ..jobs import gather, pool
 from ..names import HISTORY, removing_aside
 from ..snapshot import mount_points
 
@@ -200,7 +199,7 @@ def remove_environment(
             mode = stamp[0]
             if stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
                 os.chmod(aside / rel if rel else aside, stat.S_IMODE(mode) | 0o700)
-        _delete_tree(str(aside), jobs or default_jobs())
+        _delete_tree(str(aside), jobs)
     except (OSError, MigrateError) as err:
         if os.path.lexists(aside):
             _put_back(aside, prefix, err)
@@ -240,7 +239,7 @@ def _put_back(aside: Path, prefix: Path, err: BaseException) -> None:
         ) from err
 
 
-def _delete_tree(root: str, jobs: int) -> None:
+def _delete_tree(root: str, jobs: int | None) -> None:
     """On a network filesystem every unlink is a round trip to the server, so
     a serial ``rmtree`` is paced by latency, not work: each directory is
     emptied of its files by one of ``jobs`` threads as soon as its parent has
@@ -248,9 +247,12 @@ def _delete_tree(root: str, jobs: int) -> None:
     stops the removal and is raised."""
     depth: dict[str, int] = {root: 0}
     device = os.lstat(root).st_dev
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with pool(jobs) as threads:
         for parent, children in gather(
-            pool, lambda path: _empty_files(path, device), [root], more=lambda r: r[1]
+            threads,
+            lambda path: _empty_files(path, device),
+            [root],
+            more=lambda r: r[1],
         ):
             for child in children:
                 depth[child] = depth[parent] + 1
@@ -258,7 +260,7 @@ def _delete_tree(root: str, jobs: int) -> None:
         for path, level in depth.items():
             levels.setdefault(level, []).append(path)
         for level in sorted(levels, reverse=True):
-            for _ in gather(pool, os.rmdir, levels[level]):
+            for _ in gather(threads, os.rmdir, levels[level]):
                 pass
 
 
