@@ -42,7 +42,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "engines": (
         *("backends", "backends.clean", "backends.clone", "backends.conda"),
         *("backends.portable", "backends.registry", "export"),
-        *("relocation", "relocation.prefix", "relocation.relocate"),
+        *("relocation", "relocation.chunks", "relocation.copyfiles"),
+        *("relocation.findings", "relocation.prefix", "relocation.relocate"),
         *("relocation.repair", "relocation.share", "relocation.verify"),
         "relocation.xattrs",
     ),

@@ -3,14 +3,13 @@ file becomes when the prefix moves, however the file is cut into chunks."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
 
 from conda_migrate_plugin.exceptions import RelocateError
 from conda_migrate_plugin.relocation import prefix
-from conda_migrate_plugin.relocation.chunks import CHUNK, patched_chunks, scan
+from conda_migrate_plugin.relocation.chunks import patched_chunks
 from conda_migrate_plugin.relocation.prefix import PrefixRewrite
 
 OLD = "/scratch/u/envs/abc"
@@ -167,41 +166,3 @@ def test_binary_string_across_a_chunk_boundary(tmp_path, monkeypatch, offset):
 )
 def test_condas_bookkeeping_is_its_records_and_history_only(rel, kept):
     assert prefix.conda_bookkeeping(rel) is kept
-
-
-def scan_file(tmp_path, data: bytes, **kw):
-    path = tmp_path / "file"
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return scan(fd, PrefixRewrite(OLD, NEW), **kw)
-    finally:
-        os.close(fd)
-
-
-@pytest.mark.parametrize("at", [-len(OLD), -5, -1, 0])
-def test_scan_finds_the_prefix_across_its_read_boundary(tmp_path, at):
-    """The prefix starting just before, or at, the end of the first read."""
-    data = b"x" * (CHUNK + at) + OLD.encode() + b"/lib\n" + b"y" * 10
-    seen = scan_file(tmp_path, data, hashing=True)
-    assert seen.names_old and not seen.has_nul and seen.old_in_text
-    assert seen.size == len(data)
-    assert seen.sha256 == hashlib.sha256(data).hexdigest()
-
-
-def test_scan_tells_a_siblings_name_across_the_boundary(tmp_path):
-    data = b"x" * (CHUNK - 5) + OLD.encode() + b"2/lib\n"
-    assert not scan_file(tmp_path, data).names_old
-
-
-def test_scan_copies_every_byte_and_finds_a_nul_anywhere(tmp_path):
-    data = b"a" * (2 * CHUNK + 7) + b"\0" + OLD.encode() + b"\n"
-    out = tmp_path / "copy"
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT)
-    try:
-        seen = scan_file(tmp_path, data, copy_to=fd)
-    finally:
-        os.close(fd)
-    assert out.read_bytes() == data
-    assert seen.names_old and seen.has_nul and not seen.old_in_text
-    assert seen.sha256 is None
