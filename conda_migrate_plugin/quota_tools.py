@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ from .progress import size
 from .snapshot import Mount, mounts
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
 #: The site's own command, which wins over the tools: the environment
 #: variable, or this key in a ``.condarc``.
@@ -73,7 +74,7 @@ class Quota:
 #: file limit (a limit of None: none is set).
 Numbers = tuple[int, int | None, int, int | None]
 #: A tool to ask: its name as the run reports it, its command, its parser.
-Tool = tuple[str, list[str], "Callable[[str], Numbers | None]"]
+Tool = tuple[str, list[str], Callable[[str], Numbers | None]]
 
 
 def _limit(soft: int, hard: int) -> int | None:
