@@ -16,12 +16,12 @@ from contextlib import nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .classify import is_environment
 from .compare import compare_contents, differences_from
 from .damage import count_files
 from .engine import copy_verified, filled
 from .exceptions import Interrupted, MigrateError
 from .export import write_yaml
-from .names import HISTORY
 from .plan import plan
 from .preflight import (
     check_file_types,
@@ -136,9 +136,7 @@ def migrate_one(
 
 def _migrated_meanwhile(outcome: MigrationResult) -> bool:
     """Another run, started alongside, moved it after this one found it."""
-    return (
-        not (outcome.source / HISTORY).is_file() and (outcome.dest / HISTORY).is_file()
-    )
+    return not is_environment(outcome.source) and is_environment(outcome.dest)
 
 
 def _migrated_by_other(run: Migration, holder: str) -> MigrationResult:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..classify import is_environment
 from ..discover import under
 from ..exceptions import InUse, MigrateError
 from ..jobs import gather, pool
-from ..names import HISTORY, removing_aside
+from ..names import removing_aside
 from ..snapshot import mount_points
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def check_removable(
             f"{prefix} is a symlink; conda-migrate never removes through one.",
             hint=keep,
         )
-    if not remains and not (prefix / HISTORY).is_file():
+    if not remains and not is_environment(prefix):
         raise MigrateError(
             f"{prefix} no longer looks like an environment (no conda-meta/history).",
             hint=keep,
