@@ -71,10 +71,11 @@ class Migration:
         outcome: MigrationResult,
         room: Room | None = None,
     ) -> Migration:
-        """With ``--jobs`` (or ``CONDA_MIGRATE_JOBS``), or the default for the
-        filesystems this environment moves between (see ``jobs``), each
-        environment on its own: the log says which and why, since the right
-        count differs many times between them."""
+        """The migration of ``outcome``'s environment, with ``--jobs`` threads
+        (or ``CONDA_MIGRATE_JOBS``), or the default for the filesystems it
+        moves between (see ``jobs``), chosen for each environment on its own:
+        the log says how many and why, since the right count differs many
+        times between them."""
         if options.jobs is not None:
             out.log_only(f"threads: {options.jobs} ({options.jobs_from})")
         else:
