@@ -40,7 +40,7 @@ class OldPrefix(Protocol):
     #: Bytes kept from one piece to the next, so no match is split.
     keep: int
 
-    def names_old(self, data: bytes) -> bool: ...
+    def names_old(self, data: bytes, *, more: bool = False) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,12 @@ def scan(
             buf.find(old, 0, n) != -1 or old in tail + bytes(view[: min(n, keep)])
             for old in olds
         ):
-            names_old = rewrite.names_old(tail + bytes(piece))
+            names_old = rewrite.names_old(tail + bytes(piece), more=True)
             if names_old and until_old:
                 break
-        tail = bytes(view[max(0, n - keep) : n])
+        tail = bytes(view[n - keep : n]) if n >= keep else (tail + piece)[-keep:]
+    # A name the last read ended with, undecided until now: nothing follows.
+    names_old = names_old or rewrite.names_old(tail)
     return Scanned(digest.hexdigest() if digest else None, names_old, has_nul, offset)
 
 

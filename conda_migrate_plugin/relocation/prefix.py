@@ -183,14 +183,19 @@ class PrefixRewrite:
                 return self.new + target[len(old) :]
         return target
 
-    def names_old(self, data: bytes) -> bool:
+    def names_old(self, data: bytes, *, more: bool = False) -> bool:
         """Whether ``data`` still names the old prefix (as a path, not as
-        part of the new prefix or of a sibling's name)."""
+        part of the new prefix or of a sibling's name). ``more``: bytes
+        follow ``data`` (it is a piece of a file), so a name ending ``data``
+        is not decided yet: the byte after it may make it a sibling's."""
         if not any(old in data for old in self.olds_bytes):
             return False
         if self._new_holds_old:
             data = data.replace(self.new_bytes, b"")
-        return self._old_utf8.search(data) is not None
+        return any(
+            not more or match.end() < len(data)
+            for match in self._old_utf8.finditer(data)
+        )
 
     def substitute(self, data: bytes) -> bytes:
         if any(old in data for old in self.olds_bytes):

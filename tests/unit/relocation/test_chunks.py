@@ -35,9 +35,19 @@ def test_scan_finds_the_prefix_across_its_read_boundary(tmp_path, at):
     assert seen.sha256 == hashlib.sha256(data).hexdigest()
 
 
-def test_scan_tells_a_siblings_name_across_the_boundary(tmp_path):
-    data = b"x" * (CHUNK - 5) + OLD.encode() + b"2/lib\n"
+@pytest.mark.parametrize("at", [-len(OLD), -5, 0])
+@pytest.mark.parametrize("sibling", ["2/lib", ".old/lib"])
+def test_scan_tells_a_siblings_name_across_the_boundary(tmp_path, at, sibling):
+    """A read that ends right after the prefix does not say what follows
+    it: a sibling environment's name there is not the prefix."""
+    data = b"x" * (CHUNK + at) + OLD.encode() + sibling.encode() + b"\n"
     assert not scan_file(tmp_path, data).names_old
+
+
+@pytest.mark.parametrize("size", [CHUNK, CHUNK + 3])
+def test_scan_finds_the_prefix_ending_the_file(tmp_path, size):
+    data = b"x" * (size - len(OLD)) + OLD.encode()
+    assert scan_file(tmp_path, data).names_old
 
 
 def test_scan_copies_every_byte_and_finds_a_nul_anywhere(tmp_path):

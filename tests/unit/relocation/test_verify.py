@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from conda_migrate_plugin.relocation.chunks import CHUNK
 from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
 
@@ -30,6 +31,19 @@ def test_a_faithful_copy_verifies(moved):
     assert check.problems == []
     assert check.notes == []
     assert check.files > 10
+
+
+def test_a_siblings_name_where_a_read_ends_is_not_the_old_prefix(moved):
+    """Text naming a sibling environment (``abc2``) with the prefix's last
+    byte the last of a read: the byte after it, in the next read, says it is
+    another name; the copy, unchanged, is not still naming the source."""
+    source, staging, final = moved
+    start = CHUNK - len(str(source))
+    data = b"x" * start + str(source).encode() + b"2/share/notes\n"
+    for root in (source, staging):
+        (root / "share/sibling.txt").write_bytes(data)
+    check = verify_files(source, staging, final)
+    assert check.problems == []
 
 
 def test_catches_a_corrupted_byte(moved):
