@@ -3,16 +3,21 @@
 Each thread gathers the findings of its task in one of these and the caller
 merges them as tasks finish, so no lock is taken per file. The relocate
 engine fills every field; the check of conda's clone only the problems,
-notes, unsupported attributes and the files it checked.
+notes, unsupported attributes and the files it checked. Both hold what
+a path holds to what conda's records list there by the same rule.
 """
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..records import PathRecord
     from .share import Written
+
+_FILE_TYPES = {"softlink": "symlink", "directory": "directory"}
 
 
 @dataclass
@@ -57,3 +62,23 @@ class Findings:
                 mine.extend(theirs)
             else:
                 mine.update(theirs)
+
+
+def kind_of(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "special file"
+
+
+def record_disagrees(record: PathRecord, have: str) -> str | None:
+    """What is wrong with a path conda lists, found as a ``have``; a file
+    may be a symlink (conda links from the package cache with ``softlink``
+    where it can)."""
+    want = _FILE_TYPES.get(record.path_type, "file")
+    if have != want and not (want == "file" and have == "symlink"):
+        return f"a {have} in the copy, conda lists a {want}"
+    return None

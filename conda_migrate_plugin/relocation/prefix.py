@@ -26,6 +26,10 @@ ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 #: in package files, and to a ``/bin/sh`` trampoline in Python entry points.
 MAX_SHEBANG = 127
 
+#: The furthest a NUL may follow the prefix for the bytes between to be
+#: taken as one C string (the bound of what is read to patch one).
+LONGEST_STRING = 1 << 20
+
 #: A character that continues a path name: ``/scratch/envs/abc`` must not match
 #: inside ``/scratch/envs/abc2``, a sibling environment.
 _NAME_CHAR = rb"[\w.+~-]"
@@ -287,7 +291,7 @@ class PrefixRewrite:
                         if after and re.match(_NAME_CHAR, after):
                             continue
                     end = chunks.find_from(fd, zero, start + len(search))
-                    if end < 0 or end - start > chunks.CHUNK:
+                    if end < 0 or end - start > LONGEST_STRING:
                         # No C string (conda's pattern would not match either).
                         continue
                     end += len(zero)

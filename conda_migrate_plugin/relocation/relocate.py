@@ -57,14 +57,13 @@ from ..snapshot import measure
 from . import xattrs
 from .chunks import read_chunks, sha256
 from .copyfiles import Entry, FileCopier, copy_attributes
-from .findings import Findings
+from .findings import Findings, kind_of, record_disagrees
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
     old_spellings,
 )
 from .repair import restore_missing
-from .verify import kind_of, record_disagrees
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -29,7 +29,6 @@ second opinion). conda's clone leaves out ``conda-meta/pinned`` and
 from __future__ import annotations
 
 import os
-import stat
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
@@ -38,7 +37,6 @@ from ..names import MARKER
 from ..records import read_path_records
 from . import xattrs
 from .chunks import (
-    CHUNK,
     Scanned,
     is_utf8_text,
     names_old,
@@ -47,7 +45,7 @@ from .chunks import (
     scan,
     sha256,
 )
-from .findings import Findings
+from .findings import Findings, kind_of, record_disagrees
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
@@ -61,7 +59,9 @@ if TYPE_CHECKING:
 
     from ..records import PathRecord
 
-_FILE_TYPES = {"softlink": "symlink", "directory": "directory"}
+#: The largest script also held whole to conda's clone's rewrite, which
+#: substitutes the prefix and nothing else; scripts are far smaller.
+_WHOLE_SCRIPT = 1 << 20
 
 
 def verify_files(
@@ -86,26 +86,6 @@ def verify_files(
     check.problems.sort()
     check.unsupported.sort()
     return check
-
-
-def kind_of(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISREG(mode):
-        return "file"
-    return "special file"
-
-
-def record_disagrees(record: PathRecord, have: str) -> str | None:
-    """What is wrong with a path conda lists, found as a ``have``; a file
-    may be a symlink (conda links from the package cache with ``softlink``
-    where it can)."""
-    want = _FILE_TYPES.get(record.path_type, "file")
-    if have != want and not (want == "file" and have == "symlink"):
-        return f"a {have} in the copy, conda lists a {want}"
-    return None
 
 
 def _scan(path: str) -> list[os.DirEntry[str]]:
@@ -423,8 +403,8 @@ class _Checker:
                 expected = {
                     sha256(self.rewrite.text_chunks(read_chunks(fd), launcher=True))
                 }
-                data = os.pread(fd, CHUNK + 1, 0)
-                if len(data) <= CHUNK:
+                data = os.pread(fd, _WHOLE_SCRIPT + 1, 0)
+                if len(data) <= _WHOLE_SCRIPT:
                     expected.add(sha256([self.rewrite.substitute(data)]))
                 return expected
             return {sha256(read_chunks(fd))}
