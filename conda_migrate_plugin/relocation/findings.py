@@ -10,7 +10,7 @@ a path holds to what conda's records list there by the same rule.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,11 +53,14 @@ class Findings:
 
     def merge(self, other: Findings) -> None:
         """Add ``other``'s findings to these: counts add up, lists extend,
-        mappings update."""
-        for each in fields(self):
-            mine, theirs = getattr(self, each.name), getattr(other, each.name)
+        mappings update. Most of a task's fields are empty, and are skipped:
+        the main thread merges a result per directory."""
+        for name, theirs in vars(other).items():
+            if not theirs:
+                continue
+            mine = getattr(self, name)
             if isinstance(mine, int):
-                setattr(self, each.name, mine + theirs)
+                setattr(self, name, mine + theirs)
             elif isinstance(mine, list):
                 mine.extend(theirs)
             else:
