@@ -1,4 +1,5 @@
-"""Step 1: which directories are environments, and why the others are not."""
+"""Discovery, before the README's steps: which directories are environments,
+and why the others are not."""
 
 from __future__ import annotations
 
