@@ -18,6 +18,10 @@ import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+# tests/support, on the path bench_migrate.py sets: the tests' channel writes
+# a package's files and info/ the same way.
+from channel import stage_file, write_info
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -170,20 +174,16 @@ def build_channel(channel: Path, stage_root: Path) -> None:
         paths = []
         has_prefix = []
         for file in package_files(rng, name, FILES_PER_PACKAGE):
-            target = stage / file.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(file.data)
-            target.chmod(0o755 if file.executable else 0o644)
-            entry = {
-                "_path": file.path,
-                "path_type": "hardlink",
-                "sha256": hashlib.sha256(file.data).hexdigest(),
-                "size_in_bytes": len(file.data),
-            }
-            if file.mode:
-                entry.update(prefix_placeholder=PLACEHOLDER, file_mode=file.mode)
-                has_prefix.append(f"{PLACEHOLDER} {file.mode} {file.path}\n")
+            entry, line = stage_file(
+                stage,
+                file.path,
+                file.data,
+                executable=file.executable,
+                mode=file.mode,
+                placeholder=PLACEHOLDER,
+            )
             paths.append(entry)
+            has_prefix += [line] if line else []
         index = {
             "name": name,
             "version": "1.0",
@@ -196,17 +196,7 @@ def build_channel(channel: Path, stage_root: Path) -> None:
             "license": "BSD-3-Clause",
             "timestamp": 1700000000000,
         }
-        info = {
-            "info/index.json": json.dumps(index, indent=2),
-            "info/paths.json": json.dumps(
-                {"paths": paths, "paths_version": 1}, indent=2
-            ),
-            "info/files": "".join(f"{e['_path']}\n" for e in paths),
-            "info/has_prefix": "".join(has_prefix),
-        }
-        (stage / "info").mkdir()
-        for rel, text in info.items():
-            (stage / rel).write_text(text)
+        info = write_info(stage, index, paths, has_prefix)
         api.create(
             str(stage),
             [*info, *(e["_path"] for e in paths)],

@@ -98,33 +98,74 @@ PACKAGES: dict[tuple[str, str, str], tuple[list[str], list[FileSpec]]] = {
 }
 
 
+def stage_file(
+    stage: Path,
+    path: str,
+    data: bytes,
+    *,
+    executable: bool,
+    mode: str | None,
+    placeholder: str = PLACEHOLDER,
+) -> tuple[dict[str, object], str | None]:
+    """One file of a package being built, written under ``stage`` with a
+    mode that does not depend on the builder's umask; its ``paths.json``
+    entry and, where it carries ``placeholder``, its ``has_prefix`` line."""
+    target = stage / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    target.chmod(0o755 if executable else 0o644)
+    entry: dict[str, object] = {
+        "_path": path,
+        "path_type": "hardlink",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_in_bytes": len(data),
+    }
+    if not mode:
+        return entry, None
+    entry.update(prefix_placeholder=placeholder, file_mode=mode)
+    return entry, f"{placeholder} {mode} {path}"
+
+
+def write_info(
+    stage: Path,
+    index: dict[str, object],
+    paths: list[dict[str, object]],
+    has_prefix: list[str],
+) -> list[str]:
+    """The package's ``info/`` as conda reads it; the members written."""
+    info = {
+        "info/index.json": json.dumps(index),
+        "info/paths.json": json.dumps({"paths": paths, "paths_version": 1}),
+        "info/files": "".join(f"{entry['_path']}\n" for entry in paths),
+    }
+    if has_prefix:
+        info["info/has_prefix"] = "".join(f"{line}\n" for line in has_prefix)
+    (stage / "info").mkdir(exist_ok=True)
+    for rel, text in info.items():
+        (stage / rel).write_text(text)
+    return list(info)
+
+
 def build_package(workdir: Path, out_dir: Path, key, depends, files) -> None:
     from conda_package_handling import api
 
     name, version, build = key
     src = workdir / f"{name}-{version}-{build}"
     (src / "info").mkdir(parents=True)
-    paths, has_prefix = [], []
+    paths: list[dict[str, object]] = []
+    has_prefix: list[str] = []
     for spec in files:
-        target = src / spec.path
-        target.parent.mkdir(parents=True, exist_ok=True)
         if spec.link_to is not None:
+            target = src / spec.path
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(spec.link_to)
             paths.append({"_path": spec.path, "path_type": "softlink"})
             continue
-        target.write_bytes(spec.content)
-        if spec.executable:
-            target.chmod(0o755)
-        entry = {
-            "_path": spec.path,
-            "path_type": "hardlink",
-            "sha256": hashlib.sha256(spec.content).hexdigest(),
-            "size_in_bytes": len(spec.content),
-        }
-        if spec.mode:
-            entry.update(prefix_placeholder=PLACEHOLDER, file_mode=spec.mode)
-            has_prefix.append(f"{PLACEHOLDER} {spec.mode} {spec.path}")
+        entry, line = stage_file(
+            src, spec.path, spec.content, executable=spec.executable, mode=spec.mode
+        )
         paths.append(entry)
+        has_prefix += [line] if line else []
     index = {
         "name": name,
         "version": version,
@@ -137,15 +178,7 @@ def build_package(workdir: Path, out_dir: Path, key, depends, files) -> None:
         "license": "BSD-3-Clause",
         "timestamp": 1700000000000,
     }
-    info = {
-        "info/index.json": json.dumps(index),
-        "info/paths.json": json.dumps({"paths": paths, "paths_version": 1}),
-        "info/files": "".join(f"{p['_path']}\n" for p in paths),
-    }
-    if has_prefix:
-        info["info/has_prefix"] = "".join(f"{line}\n" for line in has_prefix)
-    for rel, text in info.items():
-        (src / rel).write_text(text)
+    info = write_info(src, index, paths, has_prefix)
     members = [*info, *(spec.path for spec in files)]
     api.create(str(src), members, str(out_dir / f"{name}-{version}-{build}.tar.bz2"))
 
