@@ -63,19 +63,20 @@ class Entry:
 
 def copy_attributes(
     rel: str, src: int | str, dst: int | str, outcome: Findings
-) -> None:
+) -> bool:
     """The source's ``user.*`` attributes and ACLs, read back as they are
-    written. The mode set afterwards is the source's, whose group bits
-    are its ACL's mask: the ACL stays as the source has it."""
+    written; whether it had any. The mode set afterwards is the source's,
+    whose group bits are its ACL's mask: the ACL stays as the source has it."""
     want = xattrs.read(src)
     if not want:
-        return
+        return False
     refused = xattrs.write(dst, want)
     if refused:
         outcome.unsupported.append(f"{rel}: {', '.join(refused)}")
     kept = {name: value for name, value in want.items() if name not in refused}
     for name in xattrs.differing(kept, xattrs.read(dst)):
         outcome.problems.append(f"{rel}: extended attribute {name} differs in the copy")
+    return True
 
 
 class FileCopier:
@@ -202,20 +203,26 @@ class FileCopier:
             item.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=src_dir
         )
         try:
+            # Made with the source's mode where the umask (or a default ACL)
+            # lets it, so that most files need no chmod: a round trip each on
+            # a network filesystem, where the fstat is answered from the
+            # attributes the create returned.
             dst = os.open(
                 item.name,
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                0o600,
+                item.st.st_mode & 0o777 | 0o600,
                 dir_fd=dst_dir,
             )
             try:
+                created = stat.S_IMODE(os.fstat(dst).st_mode)
                 digest = self._write(item, src, dst, outcome)
                 if digest is not None:
                     outcome.rewritten[item.rel] = digest
                 # Before the mode: its owner may set user.* only while the
-                # file is writable.
-                copy_attributes(item.rel, src, dst, outcome)
-                os.fchmod(dst, stat.S_IMODE(item.st.st_mode))
+                # file is writable; an ACL written sets the mode's bits too.
+                mode = stat.S_IMODE(item.st.st_mode)
+                if copy_attributes(item.rel, src, dst, outcome) or created != mode:
+                    os.fchmod(dst, mode)
                 os.utime(dst, ns=(item.st.st_atime_ns, item.st.st_mtime_ns))
             finally:
                 os.close(dst)

@@ -74,15 +74,16 @@ def test_help_says_what_cpus_buy(migrate):
     assert "conda's clone does not use them" in text
 
 
-def fchmods_to_copy(make_env, tmp_path: Path, specs, pip: bool) -> int:
-    """How many files a relocation of such an environment sets modes on."""
+def stamps_set_migrating(make_env, tmp_path: Path, specs, pip: bool) -> int:
+    """How many stamps a relocation of such an environment sets: on
+    each entry copied, each record rewritten and each directory."""
     prefix = make_env(tmp_path / "count" / "envs" / "env", specs, pip=pip)
     home = tmp_path / "count" / "home"
     home.mkdir()
     code, out, err = run_cli(
         home,
         *("-d", prefix, "--all", "--method", "relocate", "--no-clean"),
-        fault=("count", "0", "fchmod"),
+        fault=("count", "0", "utime"),
     )
     assert code == 0, out + err
     return int(err.split("faultpoint-count ")[1].split()[0])
@@ -101,12 +102,10 @@ def test_a_stopped_run_leaves_rc_files_naming_what_is_where(
         f"conda activate {scratch.abc}\nconda activate {scratch.amd}\n"
     )
     condarc.write_text(f"envs_dirs:\n  - {envs}\n")
-    abc_files = fchmods_to_copy(make_env, tmp_path, ["demo-app"], pip=True)
+    abc_stamps = stamps_set_migrating(make_env, tmp_path, ["demo-app"], pip=True)
     args = ("-d", envs, "--all", "--method", "relocate", "--no-clean")
-    # Then two for ~/.bashrc (its backup, its new bytes), then amd's files.
-    code, out, err = run_cli(
-        home, *args, fault=("term", str(abc_files + 2 + 3), "fchmod")
-    )
+    # Then amd's entries: rewriting ~/.bashrc sets no stamps.
+    code, out, err = run_cli(home, *args, fault=("term", str(abc_stamps + 3), "utime"))
     assert code == 128 + signal.SIGTERM, out + err
     assert "Stopped by SIGTERM while copying amd" in out + err
     assert not (scratch.abc).exists() and (dest / "abc").is_dir()
@@ -143,7 +142,7 @@ def test_two_jobs_at_once_each_say_who_migrated_what(scratch, home, make_env, tm
     first = run_cli(
         home,
         *args,
-        fault=("stop", "3", "fchmod"),
+        fault=("stop", "3", "utime"),
         env={"SLURM_JOB_ID": "4242"},
         wait=False,
     )
@@ -189,7 +188,7 @@ def test_a_held_environment_names_its_holder(scratch, home, job):
         "--method",
         "relocate",
         "--no-clean",
-        fault=("stop", "1", "fchmod"),
+        fault=("stop", "1", "utime"),
         env=env,
         wait=False,
     )

@@ -55,10 +55,10 @@ def left_in(point: Path) -> list[str]:
 
 
 def run_struck(home: Path, action: str, nth: int, *args) -> tuple[int, str]:
-    """Run the command in a child, struck at its ``nth`` ``fchmod``: the
-    copy sets each file's mode once the file is written."""
+    """Run the command in a child, struck at its ``nth`` ``utime``: the
+    copy sets each entry's stamps once the entry is written."""
     run = subprocess.run(
-        faultpoint(action, str(nth), "fchmod", args=args),
+        faultpoint(action, str(nth), "utime", args=args),
         env=child_env(home),
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -173,10 +173,11 @@ def test_sigkill_anywhere_loses_nothing(layout, kind, index):
 
 @pytest.mark.parametrize("nth_file", [3, 15])
 def test_sigterm_mid_copy_stops_cleanly(layout, nth_file):
-    """Slurm's time limit: the copy sets each file's mode once it is written."""
+    """Slurm's time limit: the copy sets each entry's stamps once it is
+    written."""
     layout.build()
     code, out, err = run_cli(
-        layout.home, *layout.args(), fault=("term", str(nth_file), "fchmod")
+        layout.home, *layout.args(), fault=("term", str(nth_file), "utime")
     )
     assert code == 128 + signal.SIGTERM, out + err
     assert "Stopped by SIGTERM while copying" in out + err
@@ -196,7 +197,7 @@ def test_two_runs_at_once_one_refuses(layout):
         "relocate",
         "--no-clean",
     ]
-    first = run_cli(layout.home, *args, fault=("stop", "5", "fchmod"), wait=False)
+    first = run_cli(layout.home, *args, fault=("stop", "5", "utime"), wait=False)
     try:
         wait_until_stopped(first)
         code, out, err = run_cli(layout.home, *args)

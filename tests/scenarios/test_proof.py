@@ -396,7 +396,7 @@ def test_change_during_the_copy_keeps_the_source(scratch, home):
     """A conda install into the source while it is being copied: the run is
     held still mid-copy, a file is added, and the run must not remove it."""
     before_files = set(tree_snapshot(scratch.abc))
-    held = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=("stop", "3", "fchmod"))
+    held = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=("stop", "3", "utime"))
     wait_until_stopped(held)
     conf = scratch.abc / "etc/demo/demo.conf"
     os.utime(conf, ns=(0, 0))  # what no file check sees: only the stamps do
@@ -628,7 +628,7 @@ def test_other_environments_sharing_its_files_do_not_count_as_changes(scratch, h
     ctimes, not its content; abc still migrates."""
     shared = scratch.abc / "share/demo/data.txt"
     assert shared.stat().st_nlink > 1, "the layout shares no files"
-    held = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=("stop", "3", "fchmod"))
+    held = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=("stop", "3", "utime"))
     wait_until_stopped(held)
     os.unlink(scratch.amd / "share/demo/data.txt")
     os.link(shared, scratch.root / "another-env-data.txt")

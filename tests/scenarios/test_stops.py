@@ -60,7 +60,7 @@ def assert_stopped_cleanly(scratch, home, before, code, text, action) -> None:
 def test_signal_during_relocation_stops_the_run(scratch, home, method, action):
     before = {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)}
     args = ["-d", scratch.envs_dir, "--all", "--method", method, "--no-clean"]
-    code, text = strike(action, 4, "fchmod", *args)
+    code, text = strike(action, 4, "utime", *args)
     assert_stopped_cleanly(scratch, home, before, code, text, action)
 
 
@@ -127,7 +127,7 @@ def test_closing_the_terminal_mid_copy_stops_and_logs_129(scratch, home):
     pid, fd = pty.fork()
     if pid == 0:
         args = ["-d", scratch.envs_dir, "--all", "--method", "relocate"]
-        command = faultpoint("stop", "4", "fchmod", args=args)
+        command = faultpoint("stop", "4", "utime", args=args)
         os.execve(command[0], command, child_env())
     deadline = time.monotonic() + 60
     while open(f"/proc/{pid}/stat").read().split()[2] != "T":

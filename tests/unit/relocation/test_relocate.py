@@ -428,11 +428,15 @@ def test_a_directory_swapped_for_a_symlink_is_not_followed(env, tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_modes_are_the_sources_whatever_the_umask(env, tmp_path, umask):
-    """Directories are made with the source's mode where the umask lets
-    them and changed after where it does not: the copy's modes match."""
+    """Directories and files are made with the source's mode where the
+    umask lets them and changed after where it does not: the copy's modes
+    match."""
     read_only = env / "etc/read-only.txt"
     read_only.write_text("read only\n")
     read_only.chmod(0o444)
+    for name, mode in (("setuid-tool", 0o4755), ("others-only", 0o604)):
+        (env / "bin" / name).write_text("#!/bin/sh\n")
+        (env / "bin" / name).chmod(mode)
     shared = env / "share/shared"
     shared.mkdir()
     shared.chmod(0o2775)
