@@ -123,7 +123,7 @@ def _relocate(run: Migration, copy: Copy, footprint: Footprint) -> None:
         if full is None:
             raise
         raise _destination_full(run, full, progress.done) from err
-    copy.written = result.written
+    copy.written, copy.stamps = result.written, result.stamps
     outcome.written_files = result.files - result.shared_files
     outcome.written_bytes = result.bytes - result.shared_bytes
     outcome.shared_files, outcome.shared_bytes = (

@@ -191,7 +191,7 @@ def _copy_and_commit(
         journal.save_stamps(
             options.state_dir,
             outcome.dest,
-            copy_stamps(copy.path, options.jobs),
+            copy_stamps(copy.path, options.jobs, copy.stamps),
             journal.COPY,
         )
         commit(run, verified, copy.path)

@@ -330,13 +330,14 @@ def update_records(
     records: dict[str, PathRecord],
     rewritten: dict[str, str],
     delinked: Collection[str],
-) -> None:
+) -> list[str]:
     """Give the files of the copy at ``prefix`` that relocation rewrote
     their new ``sha256_in_prefix``, so that conda verifying the new
     environment sees the bytes it holds; files that were links into a
     package cache and are files now are recorded so, and their package no
     longer as linked (conda's clean may take it). ``records``:
-    ``read_path_records`` of the source, by relative path."""
+    ``read_path_records`` of the source, by relative path. Returns the
+    records it may have rewritten, by relative path."""
     digests: dict[str, dict[str, str]] = {}
     for rel, digest in rewritten.items():
         record = records.get(rel)
@@ -357,13 +358,15 @@ def update_records(
         if delinked
         else set()
     )
-    for name in digests.keys() | files.keys() | unlinked:
+    names = digests.keys() | files.keys() | unlinked
+    for name in names:
         _rewrite_record(
             prefix / "conda-meta" / name,
             digests.get(name, {}),
             files.get(name, set()),
             unlinked=name in unlinked,
         )
+    return [f"conda-meta/{name}" for name in names]
 
 
 def _rewrite_record(

@@ -80,7 +80,8 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def _stamp(st: os.stat_result) -> Stamp:
+def stamp_of(st: os.stat_result) -> Stamp:
+    """An entry's stamp from its ``lstat`` (or the ``fstat`` of it open)."""
     return (
         st.st_mode,
         st.st_size,
@@ -163,7 +164,7 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
     real = os.path.realpath(root)
     boundary = _Boundary(top.st_dev, real, frozenset(mount_points(real)))
     listed, nested = _walk(root, jobs, boundary)
-    tally = _Tally(os.geteuid(), stamps={"": _stamp(top)})
+    tally = _Tally(os.geteuid(), stamps={"": stamp_of(top)})
     if top.st_uid != tally.euid:
         tally.foreign.append(f"{root} (owner: {_user(top.st_uid)})")
     listing: dict[str, list[tuple[str, os.stat_result]]] = {}
@@ -250,7 +251,7 @@ class _Tally:
     def add(
         self, path: str, rel: str, st: os.stat_result, data_bytes: int, *, mounted: bool
     ) -> None:
-        self.stamps[rel] = _stamp(st)
+        self.stamps[rel] = stamp_of(st)
         self.inodes += 1
         if mounted:
             self.mounts.append(f"{path} (a mount point)")

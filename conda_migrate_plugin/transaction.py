@@ -112,6 +112,9 @@ class Copy:
     path: Path
     #: What later environments of the run may link to once this is committed.
     written: list[Written] = field(default_factory=list)
+    #: Its entries' stamps as the relocate engine took them while it wrote
+    #: them; None where only a walk of the copy can tell (conda's clone).
+    stamps: dict[str, Stamp] | None = None
 
     @classmethod
     def make(cls, entry: journal.Entry, staged: bool, state_dir: Path) -> Copy:
@@ -180,16 +183,30 @@ def provisional(run: Migration, copy: Copy) -> Iterator[None]:
 _UNSTAMPED: Final = ("", MARKER)
 
 
-def copy_stamps(path: Path, jobs: int | None) -> dict[str, Stamp]:
+def copy_stamps(
+    path: Path, jobs: int | None, taken: dict[str, Stamp] | None = None
+) -> dict[str, Stamp]:
     """The verified copy as it is committed. A later run finishing the
     removal deletes the source only if the copy is still this: a user may
     have emptied the directory (same device and inode) and made another
-    environment in it meanwhile."""
-    return {
-        rel: stamp
-        for rel, stamp in measure(path, jobs).stamps.items()
-        if rel not in _UNSTAMPED
-    }
+    environment in it meanwhile.
+
+    Without ``taken`` the copy is walked for them (an ``lstat`` per entry:
+    a round trip each on a network filesystem). The relocate engine takes
+    them as it writes instead: each entry's own ``fstat`` or ``lstat`` after
+    its last change by the engine, which is what the walk would see, as
+    nothing else writes into the copy before the commit (whose own changes,
+    the marker and the top directory, are never stamped). The shortcut can
+    only err towards keeping both environments: an entry stamped before a
+    later change of its inode carries an older ``ctime`` and no more links,
+    which the check of a resumed run (``copy_changes``) can find differing
+    where a walk's stamp would match, never the reverse; an entry missed
+    shows as added, one in excess as removed; and a change made to the copy
+    between its copy and its commit, which the walk would have taken as
+    part of the verified copy, shows as a change."""
+    if taken is None:
+        taken = measure(path, jobs).stamps
+    return {rel: stamp for rel, stamp in taken.items() if rel not in _UNSTAMPED}
 
 
 def copy_changes(stamps: dict[str, Stamp], path: Path, jobs: int | None) -> list[str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
+from ..snapshot import stamp_of
 from . import xattrs
 from .chunks import (
     is_utf8_text,
@@ -156,9 +157,11 @@ class FileCopier:
             if exc.errno in (errno.EDQUOT, errno.ENOSPC):
                 raise
             return False
-        if not target.is_target(os.lstat(item.name, dir_fd=dst_dir)):
+        linked = os.lstat(item.name, dir_fd=dst_dir)
+        if not target.is_target(linked):
             os.unlink(item.name, dir_fd=dst_dir)
             return False
+        outcome.stamps[item.rel] = stamp_of(linked)
         if not target.written.has_nul:
             # Text: checked for this environment's prefix, as a copy is.
             fd = os.open(item.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dst_dir)
@@ -193,6 +196,9 @@ class FileCopier:
             dir_fd=dst_dir,
             follow_symlinks=False,
         )
+        # Answered from the attributes the change of times returned, where a
+        # network filesystem returns them.
+        outcome.stamps[item.rel] = stamp_of(os.lstat(item.name, dir_fd=dst_dir))
 
     def _copy_file(
         self, item: Entry, src_dir: int, dst_dir: int, outcome: Findings
@@ -224,6 +230,9 @@ class FileCopier:
                 if copy_attributes(item.rel, src, dst, outcome) or created != mode:
                     os.fchmod(dst, mode)
                 os.utime(dst, ns=(item.st.st_atime_ns, item.st.st_mtime_ns))
+                # After the last change the copy makes to the file: its stamp
+                # as the commit records it (see ``transaction.copy_stamps``).
+                outcome.stamps[item.rel] = stamp_of(os.fstat(dst))
             finally:
                 os.close(dst)
         finally:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..records import PathRecord
+    from ..snapshot import Stamp
     from .share import Written
 
 _FILE_TYPES = {"softlink": "symlink", "directory": "directory"}
@@ -50,6 +51,9 @@ class Findings:
     #: Files made as links to an earlier environment's copy, and their bytes.
     shared_files: int = 0
     shared_bytes: int = 0
+    #: Each entry made, by relative path, stamped after the copy's last
+    #: change to it (see ``transaction.copy_stamps``).
+    stamps: dict[str, Stamp] = field(default_factory=dict)
 
     def merge(self, other: Findings) -> None:
         """Add ``other``'s findings to these: counts add up, lists extend,

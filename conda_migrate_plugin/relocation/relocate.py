@@ -53,7 +53,7 @@ from ..jobs import BATCH, gather, pool
 from ..names import MARKER
 from ..progress import EVERY, CopyProgress
 from ..records import read_path_records, update_records
-from ..snapshot import measure
+from ..snapshot import measure, stamp_of
 from . import xattrs
 from .chunks import read_chunks, sha256
 from .copyfiles import Entry, FileCopier, copy_attributes
@@ -192,16 +192,36 @@ class _Copier(FileCopier):
             for first, other in links:
                 os.link(self._dst(first), self._dst(other))
                 outcome.files += 1
-            self._restore(listing, outcome)
-            update_records(
+            late = [name for pair in links for name in pair]
+            late += self._restore(listing, outcome)
+            late += update_records(
                 self.staging, self.records, outcome.rewritten, outcome.delinked
             )
-            self._append_history()
+            late.append(self._append_history())
             # Last, as the files made inside them move their times.
             for part in gather(threads, self._finish_directory, directories):
                 outcome.merge(part)
+        self._stamp_late(late, listing, outcome)
         self._check_records(listing, outcome)
         return outcome
+
+    def _stamp_late(self, late: list[str], listing: Listing, outcome: Findings) -> None:
+        """Stamp again what changed after its batch stamped it, or was made
+        after the batches (a second link moves the first name's ``nlink``
+        and ``ctime``), and the directories a restore made, once nothing
+        changes them any more."""
+        listed = {rel for entries in listing.values() for rel, _ in entries}
+        todo = set(late)
+        for rel in late:
+            parent = rel.rpartition("/")[0]
+            while parent and parent not in listed:
+                todo.add(parent)
+                parent = parent.rpartition("/")[0]
+        for rel in todo:
+            try:
+                outcome.stamps[rel] = stamp_of(os.lstat(self._dst(rel)))
+            except FileNotFoundError:
+                pass  # a file nothing could restore: not in the copy
 
     def _plan(
         self,
@@ -291,6 +311,8 @@ class _Copier(FileCopier):
         if not rel or self._needs_chmod(st, _creation_mode(st)):
             os.chmod(path, stat.S_IMODE(st.st_mode))
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if rel:  # the top is renamed when committed: never stamped
+            outcome.stamps[rel] = stamp_of(os.lstat(path))
         return outcome
 
     def _needs_chmod(self, st: os.stat_result, created: int) -> bool:
@@ -298,10 +320,11 @@ class _Copier(FileCopier):
         bits the umask took, bits the owner needed meanwhile, set-id bits."""
         return self.umask is None or created & ~self.umask != stat.S_IMODE(st.st_mode)
 
-    def _restore(self, listing: Listing, outcome: Findings) -> None:
+    def _restore(self, listing: Listing, outcome: Findings) -> list[str]:
         """Put back what a purge took, and the files a softlinked
         environment links to, from the package cache or channel, as conda
-        links them at the new prefix (see ``repair``)."""
+        links them at the new prefix (see ``repair``); what it may have
+        written."""
         present = {rel for entries in listing.values() for rel, _ in entries}
         missing = [
             rel
@@ -309,7 +332,7 @@ class _Copier(FileCopier):
             if not conda_bookkeeping(rel)
         ]
         if not missing and not outcome.delinked:
-            return
+            return []
         repair = restore_missing(
             self.source,
             self.staging,
@@ -325,6 +348,7 @@ class _Copier(FileCopier):
         outcome.rewritten.update(repair.digests)
         outcome.notes.extend(repair.notes)
         self.restored.update(restored - set(outcome.delinked))
+        return [*missing, *outcome.delinked]
 
     def _delink_anyway(self, rel: str, target: str, outcome: Findings) -> None:
         """A link into a package cache that no package's bytes could replace:
@@ -369,8 +393,10 @@ class _Copier(FileCopier):
             if problem:
                 outcome.problems.append(f"{rel}: {problem}")
 
-    def _append_history(self) -> None:
-        history = self.staging / "conda-meta" / "history"
+    def _append_history(self) -> str:
+        """One line saying where the copy came from; the file's path."""
+        rel = "conda-meta/history"
+        history = self.staging / rel
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         line = (
             f"# conda-migrate: relocated from {self.rewrite.old} "
@@ -381,6 +407,7 @@ class _Copier(FileCopier):
             if existing and not existing.endswith(b"\n"):
                 fh.write(b"\n")
             fh.write(line.encode())
+        return rel
 
 
 def _name(rel: str) -> str:
