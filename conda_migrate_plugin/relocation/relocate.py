@@ -167,7 +167,8 @@ class _Copier(FileCopier):
         super().__init__(str(source), str(staging), records, rewrite, shared)
         self.source = source
         self.staging = staging
-        self.umask = _umask()
+        #: Each directory's mode as made, by its path in the copy.
+        self.made: dict[str, int] = {}
         #: What a purge took and the package cache gave back.
         self.restored: set[str] = set()
 
@@ -296,9 +297,13 @@ class _Copier(FileCopier):
     def _make_directory(self, item: tuple[str, os.stat_result]) -> None:
         """Made with the source's mode where the umask lets it (the staging
         directory keeps the copy private until it is whole), so that most
-        need no ``chmod`` later: a round trip each on a network filesystem."""
+        need no ``chmod`` later: a round trip each on a network filesystem.
+        The mode made is read back (from the attributes the mkdir returned):
+        a default ACL or a set-group-ID parent decides it as much as the umask."""
         rel, st = item
-        os.mkdir(self._dst(rel), _creation_mode(st))
+        path = self._dst(rel)
+        os.mkdir(path, _creation_mode(st))
+        self.made[rel] = stat.S_IMODE(os.lstat(path).st_mode)
 
     def _finish_directory(self, item: tuple[str, os.stat_result]) -> Findings:
         rel, st = item
@@ -308,17 +313,12 @@ class _Copier(FileCopier):
         # and before the mode, which may take the owner's write permission.
         copy_attributes(rel or ".", self._src(rel), path, outcome)
         # The top was made by the caller, private until the copy is whole.
-        if not rel or self._needs_chmod(st, _creation_mode(st)):
+        if not rel or self.made[rel] != stat.S_IMODE(st.st_mode):
             os.chmod(path, stat.S_IMODE(st.st_mode))
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         if rel:  # the top is renamed when committed: never stamped
             outcome.stamps[rel] = stamp_of(os.lstat(path))
         return outcome
-
-    def _needs_chmod(self, st: os.stat_result, created: int) -> bool:
-        """Whether a directory made with ``created`` lacks the source's mode:
-        bits the umask took, bits the owner needed meanwhile, set-id bits."""
-        return self.umask is None or created & ~self.umask != stat.S_IMODE(st.st_mode)
 
     def _restore(self, listing: Listing, outcome: Findings) -> list[str]:
         """Put back what a purge took, and the files a softlinked
@@ -429,16 +429,3 @@ def _creation_mode(st: os.stat_result) -> int:
     """A directory's permission bits, with what its owner needs while the
     copy is filled: to enter it and write into it."""
     return (st.st_mode & 0o777) | 0o700
-
-
-def _umask() -> int | None:
-    """The process's umask, read where setting it to learn it would race
-    with the other threads creating files; None where it cannot be read."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return None

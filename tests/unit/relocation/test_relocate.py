@@ -454,3 +454,16 @@ def test_modes_are_the_sources_whatever_the_umask(env, tmp_path, umask):
             continue
         copy = _staging(final) / path.relative_to(env)
         assert copy.stat().st_mode == path.stat().st_mode, path
+
+
+def test_a_set_group_id_destination_leaves_the_sources_modes(env, tmp_path):
+    """Directories made below a set-group-ID directory inherit the bit:
+    the copy's directories still end with their source's mode."""
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o2775)
+    final = home / "abc"
+    relocate(env, _staging(final), final)
+    for path in [env, *env.rglob("*")]:
+        copy = _staging(final) / path.relative_to(env)
+        assert copy.lstat().st_mode == path.lstat().st_mode, path

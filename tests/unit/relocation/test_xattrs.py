@@ -179,3 +179,37 @@ def test_read_only_files_and_directories_keep_theirs_as_their_owner(
         assert os.getxattr(copy / "share/frozen", "user.project") == b"paper-2026"
         assert (copy / "share/frozen").stat().st_mode & 0o777 == 0o555
         assert (copy / "share/frozen/result.dat").stat().st_mode & 0o777 == 0o444
+
+
+#: Others may not read new files or directories below it (a default ACL a
+#: site sets on home directories).
+DEFAULT_OTHERS_NONE = acl(
+    (0x01, 7, OBJ), (0x04, 5, OBJ), (0x08, 5, 4343), (0x10, 5, OBJ), (0x20, 0, OBJ)
+)
+#: Everyone may do everything: the mode made is then the one asked for.
+DEFAULT_OPEN = acl((0x01, 7, OBJ), (0x04, 7, OBJ), (0x10, 7, OBJ), (0x20, 7, OBJ))
+
+
+@pytest.mark.parametrize(
+    "default", [DEFAULT_OTHERS_NONE, DEFAULT_OPEN], ids=["others-none", "open"]
+)
+def test_a_default_acl_on_the_destination_leaves_the_sources_modes(
+    make_env, tmp_path, default
+):
+    """A default ACL above the copy takes the umask's place at each create:
+    every file and directory still ends with its source's mode."""
+    source = make_env(tmp_path / "scratch" / "abc", ["demo-app"])
+    (source / "share" / "private").mkdir(mode=0o700)
+    for name, mode in (("setuid-tool", 0o4755), ("read-only", 0o444)):
+        (source / "bin" / name).write_text("#!/bin/sh\n")
+        (source / "bin" / name).chmod(mode)
+    home = tmp_path / "home"
+    home.mkdir()
+    os.setxattr(home, "system.posix_acl_default", default)
+    final = home / "abc"
+    staging = final.with_name("abc.partial")
+    relocate(source, staging, final)
+    assert verify_files(source, staging, final).problems == []
+    for path in [source, *source.rglob("*")]:
+        copy = staging / path.relative_to(source)
+        assert copy.lstat().st_mode == path.lstat().st_mode, path
