@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     from .share import SharedFiles
 
 Listing = dict[str, list[tuple[str, os.stat_result]]]
+#: A directory to make (its ``lstat``), or a batch of its entries to copy.
+_Work = tuple[str, os.stat_result | list[Entry]]
 
 
 def relocate(
@@ -176,19 +178,22 @@ class _Copier(FileCopier):
         outcome = Findings()
         directories = [("", os.lstat(self.src_root))]
         tasks, links = self._plan(listing, directories, outcome)
+        inside = _inside(directories[1:], tasks)
         with pool(jobs) as threads:
-            for level in _by_depth(directories[1:]):
-                for _ in gather(threads, self._make_directory, level):
-                    pass
-            for part in gather(
+            for _, part in gather(
                 threads,
-                self.copy_batch,
-                tasks,
+                self._step,
+                inside.pop("", []),
+                more=lambda done: (
+                    inside.pop(done[0], []) if done[0] is not None else ()
+                ),
                 tick=lambda: progress.show(outcome.files, outcome.bytes),
                 every=EVERY,
             ):
                 outcome.merge(part)
                 progress.show(outcome.files, outcome.bytes)
+            if inside:  # a listing whose directories do not make one tree
+                raise RelocateError(f"{min(inside)}: not reached from {self.source}")
             progress.show(outcome.files, outcome.bytes, force=True)
             for first, other in links:
                 os.link(self._dst(first), self._dst(other))
@@ -293,6 +298,15 @@ class _Copier(FileCopier):
             return entry
         target = self.shared.target(entry.st, entry.expected)
         return entry if target is None else replace(entry, share=target)
+
+    def _step(self, work: _Work) -> tuple[str | None, Findings]:
+        """Make a directory, named in the result for its work to be queued;
+        or copy a batch of entries."""
+        rel, what = work
+        if isinstance(what, os.stat_result):
+            self._make_directory((rel, what))
+            return rel, Findings()
+        return None, self.copy_batch((rel, what))
 
     def _make_directory(self, item: tuple[str, os.stat_result]) -> None:
         """Made with the source's mode where the umask lets it (the staging
@@ -414,15 +428,20 @@ def _name(rel: str) -> str:
     return rel.rpartition("/")[2]
 
 
-def _by_depth(
+def _inside(
     directories: Iterable[tuple[str, os.stat_result]],
-) -> list[list[tuple[str, os.stat_result]]]:
-    """Directories grouped by depth, shallowest first: each group can be
-    made at once, its parents being made already."""
-    levels: dict[int, list[tuple[str, os.stat_result]]] = {}
-    for item in directories:
-        levels.setdefault(item[0].count("/"), []).append(item)
-    return [levels[depth] for depth in sorted(levels)]
+    tasks: Iterable[tuple[str, list[Entry]]],
+) -> dict[str, list[_Work]]:
+    """The work a directory's creation makes possible, by its path: its
+    subdirectories, then its batches. Siblings, made one at a time on a
+    network filesystem (the kernel locks their parent during each round
+    trip), are made among other work, not a tree level while the pool waits."""
+    inside: dict[str, list[_Work]] = {}
+    for rel, st in directories:
+        inside.setdefault(rel.rpartition("/")[0], []).append((rel, st))
+    for rel_dir, batch in tasks:
+        inside.setdefault(rel_dir, []).append((rel_dir, batch))
+    return inside
 
 
 def _creation_mode(st: os.stat_result) -> int:

@@ -411,6 +411,19 @@ def test_copies_what_the_preflight_walk_saw(env, tmp_path):
     assert "share/late.txt: added" in changes_since(footprint.stamps, env)
 
 
+def test_a_directory_the_listing_does_not_reach_fails_the_copy(env, tmp_path):
+    """Directories are made, and their entries queued, from their parent's
+    listing down: entries under a directory no parent lists are not left
+    out of the copy in silence."""
+    footprint = measure(env)
+    footprint.listing["etc"] = [
+        (rel, st) for rel, st in footprint.listing["etc"] if rel != "etc/demo"
+    ]
+    final = tmp_path / "home" / "abc"
+    with pytest.raises(RelocateError, match="etc/demo: not reached from"):
+        relocate(env, _staging(final), final, listing=footprint.listing)
+
+
 def test_a_directory_swapped_for_a_symlink_is_not_followed(env, tmp_path):
     """Swapped after the walk for a link to elsewhere: the copy stops rather
     than take in what the link points at."""
