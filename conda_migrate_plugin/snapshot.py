@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 #: mode, size, mtime, ctime, uid, ino, nlink
 Stamp = tuple[int, int, int, int, int, int, int]
 
+#: Each directory's entries with their ``lstat``, by relative path of the
+#: directory.
+Listing = dict[str, list[tuple[str, os.stat_result]]]
+
 
 @dataclass(frozen=True)
 class Footprint:
@@ -48,12 +52,12 @@ class Footprint:
     #: Per regular file (hardlinks once): bytes of data, the holes left out.
     data_bytes: tuple[int, ...] = field(default=(), compare=False)
     directories: int = 0
-    #: Each directory's entries with their ``lstat``, by relative path of the
-    #: directory: what the relocate engine copies, so the source is walked
-    #: once for the checks and the copy.
-    listing: dict[str, list[tuple[str, os.stat_result]]] = field(
-        default_factory=dict, compare=False
-    )
+    #: What the relocate engine copies, so the source is walked once for the
+    #: checks and the copy; and what the removal deletes.
+    listing: Listing = field(default_factory=dict, compare=False)
+    #: The device of the environment's own directory: with its inode (in
+    #: ``stamps``), what the removal knows it by.
+    device: int = field(default=0, compare=False)
 
     def allocated(self, block: int) -> int:
         """Bytes the copy takes on a filesystem of ``block``-sized blocks:
@@ -152,22 +156,24 @@ def mount_points(root: str) -> set[str]:
     return {mount.point for mount in mounts() if mount.point.startswith(inside)}
 
 
-def measure(prefix: Path, jobs: int | None = None) -> Footprint:
+def measure(prefix: Path, jobs: int | None = None, *, sizes: bool = True) -> Footprint:
     """Walk the environment once (``lstat`` only, no reads), for the space
     it needs, what would make its removal wrong (other users' files, other
     environments inside it) and the stamps its removal is checked against.
     A file hardlinked within it is counted once, as it is copied once. The
     directories are listed across ``jobs`` threads: on a network filesystem
-    each ``lstat`` is a round trip, and they overlap."""
+    each ``lstat`` is a round trip, and they overlap. Without ``sizes`` the
+    data of sparse-looking files is not measured (an open and a close each,
+    round trips too), for walks that only compare stamps."""
     root = str(prefix)
     top = os.lstat(root)
     real = os.path.realpath(root)
     boundary = _Boundary(top.st_dev, real, frozenset(mount_points(real)))
-    listed, nested = _walk(root, jobs, boundary)
+    listed, nested = _walk(root, jobs, boundary, sizes)
     tally = _Tally(os.geteuid(), stamps={"": stamp_of(top)})
     if top.st_uid != tally.euid:
         tally.foreign.append(f"{root} (owner: {_user(top.st_uid)})")
-    listing: dict[str, list[tuple[str, os.stat_result]]] = {}
+    listing: Listing = {}
     for rel_dir in sorted(listed):
         listing[rel_dir] = [(rel, st) for rel, _, st, _ in listed[rel_dir]]
         for rel, path, st, data_bytes in listed[rel_dir]:
@@ -184,6 +190,7 @@ def measure(prefix: Path, jobs: int | None = None) -> Footprint:
         tuple(tally.data),
         tally.directories + 1,
         listing,
+        top.st_dev,
     )
 
 
@@ -209,7 +216,7 @@ class _Boundary:
 
 
 def _walk(
-    root: str, jobs: int | None, boundary: _Boundary
+    root: str, jobs: int | None, boundary: _Boundary, sizes: bool
 ) -> tuple[dict[str, list[_Listed]], list[str]]:
     """Every directory's entries, by relative path, never entering a mount;
     and the environments and package caches nested inside."""
@@ -218,7 +225,7 @@ def _walk(
     with pool(jobs) as threads:
         for rel_dir, is_nested, entries in gather(
             threads,
-            lambda rel: _list_directory(root, rel),
+            lambda rel: _list_directory(root, rel, sizes),
             [""],
             more=lambda result: [
                 rel
@@ -274,7 +281,9 @@ class _Tally:
         self.data.append(data_bytes)
 
 
-def _list_directory(root: str, rel_dir: str) -> tuple[str, bool, list[_Listed]]:
+def _list_directory(
+    root: str, rel_dir: str, sizes: bool
+) -> tuple[str, bool, list[_Listed]]:
     """One directory's entries with their ``lstat``, and whether it is an
     environment or a package cache of its own. Each ``lstat`` is made
     relative to the directory, opened once (``fstatat``): on a network
@@ -295,7 +304,8 @@ def _list_directory(root: str, rel_dir: str) -> tuple[str, bool, list[_Listed]]:
     found = []
     for name, st in entries:
         entry_path = f"{path}/{name}"
-        data_bytes = _data_bytes(entry_path, st) if stat.S_ISREG(st.st_mode) else 0
+        sized = sizes and stat.S_ISREG(st.st_mode)
+        data_bytes = _data_bytes(entry_path, st) if sized else 0
         rel = f"{rel_dir}/{name}" if rel_dir else name
         found.append((rel, entry_path, st, data_bytes))
     return rel_dir, is_nested, found
@@ -333,19 +343,13 @@ def _changed(
     ]
 
 
-def changes_since(
-    before: dict[str, Stamp],
-    prefix: Path,
-    jobs: int | None = None,
-    *,
-    ignore: Collection[str] = (),
+def changes(
+    before: dict[str, Stamp], now: dict[str, Stamp], *, ignore: Collection[str] = ()
 ) -> list[str]:
-    """What differs in ``prefix`` from the stamps taken before it was
-    copied: an edit, a new or removed file, a ``conda install`` meanwhile.
-    Entries in ``ignore`` (relative paths) are not compared."""
-    now = measure(prefix, jobs).stamps
-    for rel in ignore:
-        now.pop(rel, None)
+    """What differs in ``now`` from the stamps taken before the copy: an
+    edit, a new or removed file, a ``conda install`` meanwhile. Entries in
+    ``ignore`` (relative paths) are not compared."""
+    now = {rel: stamp for rel, stamp in now.items() if rel not in ignore}
     removed = [
         f"{rel or '.'}: removed"
         for rel in before
@@ -354,10 +358,19 @@ def changes_since(
     return sorted(_changed(before, now) + removed)
 
 
-def left_over(
-    before: dict[str, Stamp], prefix: Path, jobs: int | None = None
+def changes_since(
+    before: dict[str, Stamp],
+    prefix: Path,
+    jobs: int | None = None,
+    *,
+    ignore: Collection[str] = (),
 ) -> list[str]:
-    """What in the remains of a removal that stopped midway is not part of
-    what was copied: anything added or changed since (directories excepted,
-    whose stamps the removal itself moved)."""
-    return sorted(_changed(before, measure(prefix, jobs).stamps, directories=False))
+    """``changes`` of ``prefix`` as it is now."""
+    return changes(before, measure(prefix, jobs, sizes=False).stamps, ignore=ignore)
+
+
+def left_over(before: dict[str, Stamp], now: dict[str, Stamp]) -> list[str]:
+    """What in the remains of a removal that stopped midway (``now``) is not
+    part of what was copied: anything added or changed since (directories
+    excepted, whose stamps the removal itself moved)."""
+    return sorted(_changed(before, now, directories=False))

@@ -33,7 +33,7 @@ from .safety.remove import (
     remove_environment,
     remove_tree,
 )
-from .snapshot import changes_since, left_over, measure
+from .snapshot import changes, changes_since, left_over, measure
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -205,7 +205,7 @@ def copy_stamps(
     between its copy and its commit, which the walk would have taken as
     part of the verified copy, shows as a change."""
     if taken is None:
-        taken = measure(path, jobs).stamps
+        taken = measure(path, jobs, sizes=False).stamps
     return {rel: stamp for rel, stamp in taken.items() if rel not in _UNSTAMPED}
 
 
@@ -316,9 +316,9 @@ def _remove(run: Migration, entry: journal.Entry, stamps: dict[str, Stamp]) -> N
     outcome, options = run.outcome, run.options
     again = entry.phase == Phase.REMOVING
 
-    def unchanged(aside: Path) -> None:
+    def unchanged(now: dict[str, Stamp]) -> None:
         """Checked once renamed aside, where nothing can write to it by name."""
-        changed = (left_over if again else changes_since)(stamps, aside, options.jobs)
+        changed = (left_over if again else changes)(stamps, now)
         if changed:
             raise MigrateError(
                 f"{outcome.source} changed since it was copied to {outcome.dest}:\n  "
@@ -331,7 +331,7 @@ def _remove(run: Migration, entry: journal.Entry, stamps: dict[str, Stamp]) -> N
     try:
         with uninterruptible():
             journal.record(options.state_dir, replace(entry, phase=Phase.REMOVING))
-            remove_environment(outcome.source, stamps, options.jobs, unchanged)
+            remove_environment(outcome.source, options.jobs, unchanged)
             run.backend.unregister(outcome.source)
             journal.record(options.state_dir, replace(entry, phase=Phase.DONE))
     except (MigrateError, OSError):

@@ -22,12 +22,12 @@ from ..discover import under
 from ..exceptions import InUse, MigrateError
 from ..jobs import gather, pool
 from ..names import removing_aside
-from ..snapshot import mount_points
+from ..snapshot import measure, mount_points
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from ..snapshot import Stamp
+    from ..snapshot import Footprint, Listing, Stamp
 
 
 def check_removable(
@@ -179,28 +179,29 @@ def check_no_writers(
 
 def remove_environment(
     prefix: Path,
-    stamps: dict[str, Stamp] | None = None,
     jobs: int | None = None,
-    unchanged: Callable[[Path], None] | None = None,
+    unchanged: Callable[[dict[str, Stamp]], None] | None = None,
 ) -> None:
-    """Rename aside, then delete across ``jobs`` threads; symlinks are
-    unlinked, never followed out of the environment. What is checked before
-    the deletion is checked on the renamed tree, which no one can reach by
-    its old name any more: ``unchanged`` (raising if it is not as copied)
-    and the processes writing into it; a write made before the rename
-    cannot slip between the check and the deletion. Directories the owner
-    made read-only (``chmod -w``, a Julia depot) are made writable first, as
-    conda's own removal does. If a check or the deletion fails, what is
-    left is put back under the original name and the error raised."""
+    """Rename aside, walk the renamed tree, check it, then delete what the
+    walk listed, across ``jobs`` threads. What is checked is checked on the
+    renamed tree, which no one can reach by its old name any more:
+    ``unchanged`` (given its stamps as walked, raising if they are not as
+    copied) and the processes writing into it; a write made before the
+    rename cannot slip between the check and the deletion, and one made
+    after the walk (by a process still in it) is not deleted: its
+    directory is found not empty and the removal stops. Directories the
+    owner made read-only (``chmod -w``, a Julia depot) are made writable
+    first, as conda's own removal does. If a check or the deletion fails,
+    what is left is put back under the original name and the error raised."""
     aside = removing_aside(prefix)
     os.rename(prefix, aside)
     try:
-        _check_aside(prefix, aside, unchanged)
-        for rel, stamp in (stamps or {}).items():
+        walked = _check_aside(prefix, aside, jobs, unchanged)
+        for rel, stamp in walked.stamps.items():
             mode = stamp[0]
             if stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
                 os.chmod(aside / rel if rel else aside, stat.S_IMODE(mode) | 0o700)
-        _delete_tree(str(aside), jobs)
+        _delete_walked(str(aside), walked, jobs)
     except (OSError, MigrateError) as err:
         if os.path.lexists(aside):
             _put_back(aside, prefix, err)
@@ -208,19 +209,28 @@ def remove_environment(
 
 
 def _check_aside(
-    prefix: Path, aside: Path, unchanged: Callable[[Path], None] | None
-) -> None:
-    """What must hold of the renamed tree before anything in it is deleted."""
-    mounted = sorted(mount_points(os.path.realpath(aside)))
+    prefix: Path,
+    aside: Path,
+    jobs: int | None,
+    unchanged: Callable[[dict[str, Stamp]], None] | None,
+) -> Footprint:
+    """What must hold of the renamed tree before anything in it is deleted;
+    its walk, which the deletion works from."""
+    walked = measure(aside, jobs, sizes=False)
+    real = os.path.realpath(aside)
+    mounted = sorted(mount_points(real)) + [
+        f"{real}/{rel}" for rel in _unwalked(walked.listing)
+    ]
     if mounted:
-        shown = mounted[0].replace(os.path.realpath(aside), str(prefix), 1)
+        shown = mounted[0].replace(real, str(prefix), 1)
         raise MigrateError(
             f"{shown} is a mount point inside {prefix}; the removal never crosses one.",
             hint="Unmount it (umount PATH), then run the same command again.",
         )
     if unchanged is not None:
-        unchanged(aside)
+        unchanged(walked.stamps)
     check_no_writers(aside, named=prefix)
+    return walked
 
 
 def _put_back(aside: Path, prefix: Path, err: BaseException) -> None:
@@ -240,55 +250,146 @@ def _put_back(aside: Path, prefix: Path, err: BaseException) -> None:
         ) from err
 
 
-def _delete_tree(root: str, jobs: int | None) -> None:
-    """On a network filesystem every unlink is a round trip to the server, so
-    a serial ``rmtree`` is paced by latency, not work: each directory is
-    emptied of its files by one of ``jobs`` threads as soon as its parent has
-    listed it, then the directories go, the deepest first. The first error
-    stops the removal and is raised."""
-    depth: dict[str, int] = {root: 0}
-    device = os.lstat(root).st_dev
-    with pool(jobs) as threads:
-        for parent, children in gather(
-            threads,
-            lambda path: _empty_files(path, device),
-            [root],
-            more=lambda r: r[1],
-        ):
-            for child in children:
-                depth[child] = depth[parent] + 1
-        levels: dict[int, list[str]] = {}
-        for path, level in depth.items():
-            levels.setdefault(level, []).append(path)
-        for level in sorted(levels, reverse=True):
-            for _ in gather(threads, os.rmdir, levels[level]):
-                pass
+def _unwalked(listing: Listing) -> list[str]:
+    """Directories the walk did not enter: another filesystem mounted there."""
+    return [
+        rel
+        for entries in listing.values()
+        for rel, st in entries
+        if stat.S_ISDIR(st.st_mode) and rel not in listing
+    ]
 
 
-def _empty_files(path: str, device: int) -> tuple[str, list[str]]:
-    """Unlink what ``path`` holds but its subdirectories, which it returns;
-    names are resolved against the directory, opened once and never through
-    a symlink. A subdirectory on another ``device`` (a filesystem mounted
-    there since the check) stops the removal before anything of it goes."""
-    children = []
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+def _delete_walked(root: str, walked: Footprint, jobs: int | None) -> None:
+    """Delete what the walk listed, and nothing else. On a network filesystem
+    every request is a round trip, so no directory is listed again: each is
+    opened (``O_PATH``: no open request) by its path below the root, known
+    as the same directory the walk listed by its device and inode, and its
+    files are unlinked by name, across ``jobs`` threads, in the order the
+    walk listed them, while the kernel still holds the names it looked up;
+    its subdirectories are opened once it is emptied of its files, as each
+    unlink makes the kernel ask for its attributes again. A directory goes
+    as soon as it is empty, with no wait for the rest of its level: a
+    directory of many subdirectories removes them one at a time, as the
+    kernel allows, while the others go on. An entry made since the walk is
+    not deleted: its directory is not empty, and the removal stops there.
+    The first error stops the removal and is raised."""
+    deletion = _Deletion.of(root, walked)
     try:
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.stat(follow_symlinks=False).st_dev != device:
-                        raise OSError(
-                            errno.EXDEV,
-                            "another filesystem is mounted here; the removal "
-                            "never crosses one",
-                            f"{path}/{entry.name}",
-                        )
-                    children.append(f"{path}/{entry.name}")
-                else:
-                    os.unlink(entry.name, dir_fd=fd)
+        with pool(jobs) as threads:
+            for _ in gather(
+                threads, deletion.step, [("files", "")], more=deletion.next
+            ):
+                pass
     finally:
-        os.close(fd)
-    return path, children
+        os.close(deletion.top)
+    os.rmdir(root)
+
+
+#: A step of the deletion: ("files", directory) unlinks its files,
+#: ("rmdir", directory) removes it, emptied.
+_Step = tuple[str, str]
+
+
+@dataclass
+class _Deletion:
+    """The walked tree being deleted: what each directory waits for before
+    it is empty (its files, and each of its subdirectories)."""
+
+    root: str
+    top: int
+    listing: Listing
+    #: Each directory's device and inode, as walked.
+    known: dict[str, tuple[int, int]]
+    subdirectories: dict[str, list[str]]
+    waiting: dict[str, int]
+
+    @classmethod
+    def of(cls, root: str, walked: Footprint) -> _Deletion:
+        known = {
+            rel: (st.st_dev, st.st_ino)
+            for entries in walked.listing.values()
+            for rel, st in entries
+            if stat.S_ISDIR(st.st_mode)
+        }
+        known[""] = (walked.device, walked.stamps[""][5])
+        subdirectories: dict[str, list[str]] = {}
+        for rel in known:
+            if rel:
+                subdirectories.setdefault(rel.rpartition("/")[0], []).append(rel)
+        waiting = {rel: 1 + len(subdirectories.get(rel, ())) for rel in known}
+        top = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            _same_directory(top, root, known[""])
+        except OSError:
+            os.close(top)
+            raise
+        return cls(root, top, walked.listing, known, subdirectories, waiting)
+
+    def step(self, step: _Step) -> _Step:
+        """One step, in a thread of the pool."""
+        kind, rel = step
+        if kind == "files":
+            fd = self._open(rel)
+            try:
+                for entry, st in self.listing[rel]:
+                    if not stat.S_ISDIR(st.st_mode):
+                        os.unlink(entry.rpartition("/")[2], dir_fd=fd)
+            finally:
+                os.close(fd)
+        else:
+            parent, _, name = rel.rpartition("/")
+            fd = self._open(parent)
+            try:
+                os.rmdir(name, dir_fd=fd)
+            finally:
+                os.close(fd)
+        return step
+
+    def next(self, done: _Step) -> list[_Step]:
+        """The steps ``done`` makes possible (in the gathering thread)."""
+        kind, rel = done
+        after = []
+        if kind == "files":
+            after = [("files", sub) for sub in self.subdirectories.get(rel, ())]
+        else:
+            rel = rel.rpartition("/")[0]
+        self.waiting[rel] -= 1
+        if rel and not self.waiting[rel]:
+            after.append(("rmdir", rel))
+        return after
+
+    def _open(self, rel: str) -> int:
+        """The directory ``rel``, as the walk listed it: a name that is a
+        symlink now is not followed (``O_NOFOLLOW``), and one above it
+        swapped for a symlink leads to another directory, refused."""
+        if not rel:
+            return os.dup(self.top)
+        fd = os.open(rel, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self.top)
+        try:
+            _same_directory(fd, f"{self.root}/{rel}", self.known[rel])
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _same_directory(fd: int, path: str, known: tuple[int, int]) -> None:
+    """Refuse a directory that is not the one the walk listed: a filesystem
+    mounted there since, or a symlink swapped in above it."""
+    st = os.fstat(fd)
+    if st.st_dev != known[0]:
+        raise OSError(
+            errno.EXDEV,
+            "another filesystem is mounted here; the removal never crosses one",
+            path,
+        )
+    if st.st_ino != known[1]:
+        raise OSError(
+            errno.ESTALE,
+            "not the directory that was checked; nothing in it was deleted",
+            path,
+        )
 
 
 def finish_removal(source: Path) -> bool:

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from conda_migrate_plugin import snapshot
 from conda_migrate_plugin.discover import REMOVING_SUFFIX
 from conda_migrate_plugin.exceptions import MigrateError
 from conda_migrate_plugin.safety import remove
@@ -56,12 +57,13 @@ def test_parallel_removal_failing_puts_the_rest_back(tmp_path):
     assert os.listdir(tmp_path / "envs") == ["env"]
 
 
-@pytest.mark.parametrize("kind", ["bind", "tmpfs unlisted"])
+@pytest.mark.parametrize("kind", ["bind", "tmpfs unlisted", "tmpfs after the check"])
 def test_removal_never_crosses_a_mount(tmp_path, monkeypatch, kind):
     """Defence in depth, under the preflight's refusal: a directory mounted
     inside the environment keeps the whole environment, and its own files;
-    also one the mount table did not show (mounted after the check), by its
-    device number."""
+    one the mount table does not show is found by its device number, before
+    anything is deleted; and one mounted after the check, by the device of
+    the directory the deletion opens."""
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting needs root and mount(8)")
     env = tmp_path / "envs/env"
@@ -70,26 +72,78 @@ def test_removal_never_crosses_a_mount(tmp_path, monkeypatch, kind):
     project.mkdir()
     point = env / "d3/project"
     point.mkdir()
+    tmpfs = ["-t", "tmpfs", "-o", "size=1m", "cm-test"]
+    unchanged = None
+    says = f"{point} is a mount point"
     if kind == "bind":
         args = ["--bind", project, point]
-        says = f"{point} is a mount point"
-    else:
-        args = ["-t", "tmpfs", "-o", "size=1m", "cm-test", point]
-        says = "another filesystem is mounted here"
+    elif kind == "tmpfs unlisted":
+        args = [*tmpfs, point]
+        monkeypatch.setattr(snapshot, "mount_points", lambda root: set())
         monkeypatch.setattr(remove, "mount_points", lambda root: set())
+    else:
+        args = ["--version"]
+        aside = tmp_path / f"envs/.env{REMOVING_SUFFIX}"
+
+        def unchanged(now):
+            subprocess.run(["mount", *tmpfs, aside / "d3/project"], check=True)
+            (aside / "d3/project/paper.tex").write_text("results\n")
+
+        says = "another filesystem is mounted here"
     run = subprocess.run(["mount", *args], capture_output=True)
     if run.returncode:
         pytest.skip(f"cannot mount here: {run.stderr.decode().strip()}")
-    (point / "paper.tex").write_text("results\n")
+    if unchanged is None:
+        (point / "paper.tex").write_text("results\n")
     try:
         with pytest.raises((MigrateError, OSError), match=says):
-            remove_environment(env, jobs=8)
+            remove_environment(env, jobs=8, unchanged=unchanged)
         assert (point / "paper.tex").read_text() == "results\n"
     finally:
         subprocess.run(["umount", "-l", point], check=True)
     assert os.listdir(tmp_path / "envs") == ["env"]
-    if kind == "bind":  # refused before anything went
+    if unchanged is None:  # refused before anything went
         assert (env / "d7/e1/f").read_bytes() == b"x" * 7
+
+
+def test_entry_made_after_the_check_is_not_deleted(tmp_path):
+    """A process still in the renamed tree writes a file after the walk that
+    was checked: it is not deleted unseen, the removal stops and puts the
+    rest back."""
+    env = tmp_path / "envs/env"
+    _tree(env)
+    aside = tmp_path / f"envs/.env{REMOVING_SUFFIX}"
+
+    def unchanged(now):
+        (aside / "d5/e2/result.txt").write_text("written late\n")
+
+    with pytest.raises(OSError, match="not empty"):
+        remove_environment(env, jobs=8, unchanged=unchanged)
+    assert os.listdir(tmp_path / "envs") == ["env"]
+    assert (env / "d5/e2/result.txt").read_text() == "written late\n"
+
+
+def test_directory_swapped_for_a_symlink_after_the_check(tmp_path):
+    """A directory of the renamed tree replaced after the check by a symlink
+    to one outside, holding the same names: nothing outside is deleted."""
+    env = tmp_path / "envs/env"
+    _tree(env)
+    outside = tmp_path / "outside"
+    (outside / "e2").mkdir(parents=True)
+    (outside / "e2/f").write_text("keep")
+    (outside / "top").write_text("keep")
+    aside = tmp_path / f"envs/.env{REMOVING_SUFFIX}"
+
+    def unchanged(now):
+        (aside / "d5").rename(tmp_path / "d5-moved")
+        (aside / "d5").symlink_to(outside)
+
+    with pytest.raises(OSError):
+        remove_environment(env, jobs=8, unchanged=unchanged)
+    assert (outside / "e2/f").read_text() == "keep"
+    assert (outside / "top").read_text() == "keep"
+    assert (env / "d5").is_symlink()
+    assert (tmp_path / "d5-moved/e2/f").read_bytes() == b"x" * 5
 
 
 def test_old_name_made_anew_during_the_check_keeps_both(tmp_path):
