@@ -264,9 +264,12 @@ def test_power_cut_to_home_midway_loses_nothing(site, make_env, engine, moment):
     source = site.build(make_env)
     abc = args(site.envs_dir / "abc", engine, "--no-clean")
     # Where to strike, from a run that copies and keeps the source: halfway
-    # through its calls, or well into the deletion that follows them.
+    # through the calls it makes after a dry run's (the checks), or well
+    # into the deletion that follows them.
     if moment == "copying":
-        fault = ("kill", str(site.count(*abc, "--keep-old") // 2))
+        checked = site.count(*abc, "--dry-run")
+        copied = site.count(*abc, "--keep-old")
+        fault = ("kill", str(checked + (copied - checked) // 2))
     else:
         before = site.count(*abc, "--keep-old", only=("unlink",))
         fault = ("kill", str(before + MODULES["abc"] // 2), "unlink")
