@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import MigrateError
+from .jobs import gather
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
+    from concurrent.futures import ThreadPoolExecutor
 
 #: conda's records of entry points it generated at link time.
 ENTRY_POINT_TYPES = {"unix_python_entry_point", "windows_python_entry_point_script"}
@@ -330,6 +332,7 @@ def update_records(
     records: dict[str, PathRecord],
     rewritten: dict[str, str],
     delinked: Collection[str],
+    threads: ThreadPoolExecutor,
 ) -> list[str]:
     """Give the files of the copy at ``prefix`` that relocation rewrote
     their new ``sha256_in_prefix``, so that conda verifying the new
@@ -337,7 +340,9 @@ def update_records(
     package cache and are files now are recorded so, and their package no
     longer as linked (conda's clean may take it). ``records``:
     ``read_path_records`` of the source, by relative path. Returns the
-    records it may have rewritten, by relative path."""
+    records it may have rewritten, by relative path. Each record is a few
+    round trips on a network filesystem: they are rewritten across
+    ``threads``."""
     digests: dict[str, dict[str, str]] = {}
     for rel, digest in rewritten.items():
         record = records.get(rel)
@@ -359,13 +364,17 @@ def update_records(
         else set()
     )
     names = digests.keys() | files.keys() | unlinked
-    for name in names:
-        _rewrite_record(
+    for _ in gather(
+        threads,
+        lambda name: _rewrite_record(
             prefix / "conda-meta" / name,
             digests.get(name, {}),
             files.get(name, set()),
             unlinked=name in unlinked,
-        )
+        ),
+        names,
+    ):
+        pass
     return [f"conda-meta/{name}" for name in names]
 
 

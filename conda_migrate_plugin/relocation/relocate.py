@@ -201,7 +201,7 @@ class _Copier(FileCopier):
             late = [name for pair in links for name in pair]
             late += self._restore(listing, outcome)
             late += update_records(
-                self.staging, self.records, outcome.rewritten, outcome.delinked
+                self.staging, self.records, outcome.rewritten, outcome.delinked, threads
             )
             late.append(self._append_history())
             # Last, as the files made inside them move their times.
