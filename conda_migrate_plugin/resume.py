@@ -19,7 +19,7 @@ from .names import MARKER, removing_aside
 from .result import MigrationResult, Phase, Status
 from .safety import journal
 from .safety.lock import hold_all, is_held
-from .safety.remove import finish_removal
+from .safety.remove import put_back_remains
 from .transaction import Migration, commit, copy_changes, discard, remove_old
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _finish_verified(
     # Killed anywhere in the commit (before the rename, or before conda's
     # registry was written): each step is done again.
     commit(run, entry, copy)
-    if finish_removal(source) or not source.exists():
+    if not put_back_remains(source) and not source.exists():
         backend.unregister(source)
         journal.clear(options.state_dir, dest)
         outcome.status = Status.MIGRATED

@@ -392,9 +392,12 @@ def _same_directory(fd: int, path: str, known: tuple[int, int]) -> None:
         )
 
 
-def finish_removal(source: Path) -> bool:
-    """Delete what a killed run had renamed aside from ``source``, when it is
-    the user's own; returns whether there was anything."""
+def put_back_remains(source: Path) -> bool:
+    """Put what a killed run had renamed aside from ``source`` back under its
+    name, when it is the user's own, for the removal to check it against the
+    copy's stamps as it checks any source before it deletes anything: the
+    kill may have come before that check was done, after a write into the
+    environment it would have found. Returns whether there was anything."""
     aside = removing_aside(source)
     try:
         st = os.lstat(aside)
@@ -405,5 +408,11 @@ def finish_removal(source: Path) -> bool:
             f"{aside} is not a directory of yours; it was left as it is.",
             hint="Look at what it is, and remove it by hand if it is yours to remove.",
         )
-    shutil.rmtree(aside)
+    if os.path.lexists(source):
+        raise MigrateError(
+            f"{aside} is what is left of the old environment, and {source} was "
+            "made anew meanwhile; neither was touched.",
+            hint=f"Move {source} out of the way, then move {aside} back to {source}.",
+        )
+    os.rename(aside, source)
     return True

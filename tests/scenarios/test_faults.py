@@ -229,7 +229,8 @@ def test_rerun_on_the_environment_itself_finishes_an_interrupted_removal(layout)
     assert (layout.envs_dir / ".abc.conda-migrate-removing").exists()
     code, out, err = run_cli(layout.home, *args, "--no-clean")
     assert code == 0, out + err
-    assert "Finished the removal of" in out
+    assert "not finished removing it; finishing it." in out
+    assert f"removed old environment: {layout.envs_dir / 'abc'}" in out
     assert sorted(p.name for p in layout.envs_dir.iterdir()) == ["amd"]
     assert layout.state() == {
         "scratch/amd": layout.before["scratch/amd"],

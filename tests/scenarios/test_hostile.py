@@ -369,8 +369,9 @@ def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
         timeout=120,
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "and not finished removing it; finishing it.\n" in rerun.stdout
     assert (
-        f"Finished the removal of {scratch.abc} that an interrupted run had begun."
+        f"Successfully migrated and removed old environment: {scratch.abc}\n"
         in rerun.stdout
     )
     assert "Selected environments:\namd:" in rerun.stdout, "never the remains"
@@ -381,6 +382,34 @@ def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
     known = registered(home)
     assert known.count(str(home / ".conda/envs/abc")) == 1
     assert str(scratch.abc) not in known
+
+
+def test_remains_changed_since_the_copy_are_kept_by_the_next_run(scratch, home):
+    """Killed once the old environment was renamed aside, before its removal
+    was done: what is left still holds a write the removal's check was to
+    find (a job's result). The next run checks the remains against the copy
+    as it checks any source: it puts them back under their name, keeps them
+    and says why, instead of deleting them unchecked."""
+    args = ["-d", scratch.envs_dir, *RELOCATE]
+    env = killed_in_the_removal(home, args)
+    aside = scratch.envs_dir / f".abc{REMOVING_SUFFIX}"
+    result = aside / "job-result.txt"
+    result.write_text("written before the rename aside\n")
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "conda_migrate_plugin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rerun.returncode == 1, rerun.stdout + rerun.stderr
+    assert f"{scratch.abc} changed since it was copied" in rerun.stdout
+    assert "job-result.txt: added" in rerun.stdout
+    assert not aside.exists()
+    kept = scratch.abc / "job-result.txt"
+    assert kept.read_text() == "written before the rename aside\n"
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
 
 
 def test_a_run_finishing_a_killed_one_reports_the_engine_that_copied(scratch, home):
