@@ -31,7 +31,6 @@ from .preflight import (
     check_paths,
     check_space,
     check_writable,
-    read_and_measure,
 )
 from .progress import size
 from .purge import count_restored, find_purged, report_missing
@@ -40,7 +39,7 @@ from .result import MigrationResult, Phase, Status
 from .safety import journal
 from .safety.interrupt import check, received, uninterruptible
 from .safety.lock import hold_all, name_holder
-from .snapshot import changes_since
+from .snapshot import changes_since, measure
 from .transaction import Migration, commit, copy_stamps, provisional, remove_old
 
 if TYPE_CHECKING:
@@ -310,7 +309,8 @@ def _preflight(run: Migration) -> tuple[EnvContents, Footprint, Need]:
 
     options, outcome, room = run.options, run.outcome, run.room
     check_paths(outcome.source, outcome.dest)
-    old, footprint = read_and_measure(run.backend, outcome.source, options.jobs)
+    old = run.backend.contents(outcome.source)
+    footprint = measure(outcome.source, options.jobs)
     check_file_types(footprint)
     check_nested(footprint)
     check_mounts(footprint)

@@ -4,21 +4,15 @@ succeed fails at once with numbers, not halfway through with a full quota."""
 from __future__ import annotations
 
 import os
-import queue
 from typing import TYPE_CHECKING
 
 from .discover import under
-from .exceptions import Interrupted, MigrateError
-from .jobs import pool
+from .exceptions import MigrateError
 from .progress import size
-from .snapshot import measure
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
     from pathlib import Path
 
-    from .backends import Backend
-    from .records import EnvContents
     from .snapshot import Footprint
 
 #: Room kept free beyond the environment's own size: metadata, the YAML, rc
@@ -26,34 +20,6 @@ if TYPE_CHECKING:
 MARGIN_BYTES = 64 * 2**20
 MARGIN_FRACTION = 0.05
 MARGIN_INODES = 1000
-
-
-def read_and_measure(
-    backend: Backend, source: Path, jobs: int | None
-) -> tuple[EnvContents, Footprint]:
-    """The environment's packages, and its walk (``snapshot.measure``).
-    Where the walk has threads (a network filesystem: they wait on round
-    trips), the packages are read meanwhile, by one more: conda's reading is
-    mostly parsing, done while the walk waits. With one thread (a local
-    filesystem) both would only contend for Python's lock: one after the
-    other. A record that cannot be read refuses the environment first,
-    whatever the walk met, as when it was read before the walk."""
-    if jobs == 1:
-        return backend.contents(source), measure(source, jobs)
-    # Waited for in a queue's get, in C: a stop's signal raised inside
-    # Future.result's Condition.wait would leave its lock broken.
-    done: queue.SimpleQueue[Future[EnvContents]] = queue.SimpleQueue()
-    with pool(1) as reader:
-        reading = reader.submit(backend.contents, source)
-        reading.add_done_callback(done.put)
-        try:
-            footprint = measure(source, jobs)
-        except Interrupted:
-            raise
-        except BaseException:
-            done.get().result()
-            raise
-        return done.get().result(), footprint
 
 
 def check_file_types(footprint: Footprint) -> None:

@@ -59,34 +59,27 @@ def assert_failed_alone(scratch, home, out: str, code: int, name: str, before) -
     ],
     ids=["truncated-to-empty", "json-list"],
 )
-@pytest.mark.parametrize("jobs", ["1", "4"])
 def test_unreadable_record_fails_that_environment_alone(
-    scratch, home, migrate, content, why, jobs
+    scratch, home, migrate, content, why
 ):
-    """With threads, the records are read while the walk runs (see
-    ``preflight.read_and_measure``): the same refusal."""
     record = scratch.amd / "conda-meta" / "demo-text-1.0-0.json"
     record.write_bytes(content)
     before = tree_snapshot(scratch.amd)
-    out, err, code = migrate("-d", scratch.envs_dir, "--jobs", jobs, *RELOCATE)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
     assert_failed_alone(scratch, home, out, code, "amd", before)
     assert f"{record} {why}" in out
 
 
 @requires_conda
-@pytest.mark.parametrize("jobs", ["1", "4"])
-def test_record_conda_rejects_fails_that_environment_alone(
-    scratch, home, migrate, jobs
-):
+def test_record_conda_rejects_fails_that_environment_alone(scratch, home, migrate):
     """JSON with a name, version and build, but without a field conda's
-    record model requires: conda's reader refuses it, and so does the run,
-    whether it reads the records before the walk or alongside it."""
+    record model requires: conda's reader refuses it, and so does the run."""
     record = scratch.amd / "conda-meta" / "demo-text-1.0-0.json"
     data = json.loads(record.read_text())
     del data["build_number"]
     record.write_text(json.dumps(data))
     before = tree_snapshot(scratch.amd)
-    out, err, code = migrate("-d", scratch.envs_dir, "--jobs", jobs, *RELOCATE)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
     assert_failed_alone(scratch, home, out, code, "amd", before)
     assert f"conda cannot read the environment {scratch.amd}" in out
     assert "ERROR REPORT" not in out + err
