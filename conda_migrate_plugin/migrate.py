@@ -22,6 +22,7 @@ from .damage import count_files
 from .engine import copy_verified, filled
 from .exceptions import Interrupted, MigrateError
 from .export import write_yaml
+from .gc_pause import collector_paused
 from .plan import plan
 from .preflight import (
     check_file_types,
@@ -125,7 +126,8 @@ def migrate_one(
         with locks as holder:
             if holder is not None and _migrated_meanwhile(outcome):
                 return _migrated_by_other(run, holder)
-            outcome = _migrate_locked(run)
+            with collector_paused():
+                outcome = _migrate_locked(run)
             report_missing(outcome, out)
             return outcome
     except Interrupted:

@@ -31,7 +31,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         *("safety", "safety.atomic", "safety.durable", "safety.interrupt"),
         *("safety.lock", "safety.statedir"),
         # options: what the user asked for, read by every step; imports nothing.
-        *("deadline", "jobs", "options", "progress"),
+        *("deadline", "gc_pause", "jobs", "options", "progress"),
     ),
     "readers": (
         *("classify", "damage", "records", "snapshot"),
