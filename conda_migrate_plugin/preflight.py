@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .discover import under
 from .exceptions import MigrateError
 from .progress import size
 
@@ -123,7 +122,10 @@ def check_writable(dest_root: Path) -> None:
 def check_paths(source: Path, dest: Path) -> None:
     """A destination inside the source (or the reverse) would copy into itself
     or delete the copy with the original."""
-    if dest.resolve() == source.resolve() or under(dest, source) or under(source, dest):
+    # Each resolved once: on a network filesystem every missing component
+    # of the destination is a lookup the server answers again each time.
+    real_source, real_dest = source.resolve(), dest.resolve()
+    if real_dest.is_relative_to(real_source) or real_source.is_relative_to(real_dest):
         raise MigrateError(
             f"The destination {dest} and the source {source} overlap.",
             hint="Nothing was done. Choose a destination outside the environment with --dest.",

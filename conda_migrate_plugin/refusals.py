@@ -9,7 +9,6 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .candidates import active_among
-from .discover import under
 from .exceptions import MigrateError, UsageError
 from .names import LOGS
 from .result import MigrationResult
@@ -24,7 +23,8 @@ if TYPE_CHECKING:
 def check_not_same(directory: Path, dest_root: Path) -> None:
     """Scanning the destination itself would "migrate" each environment onto
     itself (and meet its own lock)."""
-    if directory.resolve() == dest_root.resolve() or under(directory, dest_root):
+    # Each resolved once (see preflight.check_paths).
+    if directory.resolve().is_relative_to(dest_root.resolve()):
         raise UsageError(
             f"The source {directory} and the destination {dest_root} are the same: "
             "environments there are already where they would go. Nothing was touched.",
@@ -45,7 +45,8 @@ def check_home_writable(options: Options, home: Path) -> None:
     ]
     for place, purpose in places:
         blocker = place
-        while not blocker.exists() and not blocker.is_symlink():
+        # One lstat a level: a symlink, dangling or not, stops the climb.
+        while not os.path.lexists(blocker):
             blocker = blocker.parent
         if not blocker.is_dir():
             problem = f"{blocker} is not a directory"

@@ -42,15 +42,29 @@ def ensure_private(state_dir: Path, *, create: bool = True) -> None:
         state_dir,
         *(state_dir / part for part in (JOURNAL, LOCKS, LOGS, MOVES)),
     ):
+        if create:
+            _make(path)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
-            if not create:
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.mkdir(path, 0o700)
-            st = os.lstat(path)
+            if create:
+                raise
+            continue
         _check(path, st)
+
+
+def _make(path: Path) -> None:
+    """``mkdir`` first, whatever is there (it never follows a symlink): a
+    directory that is missing is made without first being looked up as
+    missing, a round trip each on a network filesystem that does not cache
+    absences; what was there is checked after, as what was made is."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, 0o700)
 
 
 def owned_file(path: Path) -> bool:

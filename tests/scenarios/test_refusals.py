@@ -133,6 +133,18 @@ def test_d_pointing_at_the_destination_is_refused(scratch, home, migrate):
     assert tree_snapshot(dest) == before
 
 
+def test_dest_inside_the_environment_is_refused(scratch, home, migrate):
+    dest_root = scratch.abc / "moved"
+    before = tree_snapshot(scratch.abc)
+    out, err, code = migrate("-d", scratch.abc, "--dest", dest_root, *RELOCATE)
+    assert code == 1, out + err
+    assert (
+        f"The destination {dest_root / 'abc'} and the source {scratch.abc} overlap."
+        in out
+    )
+    assert tree_snapshot(scratch.abc) == before
+
+
 def test_missing_d_does_not_exist(scratch, home, migrate):
     missing = scratch.root / "conda-env"
     out, err, code = migrate("-d", missing, *RELOCATE)
