@@ -11,6 +11,7 @@ never flushed comes back as zero-length files, or no files at all.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from typing import TYPE_CHECKING
 
 import pytest
@@ -137,16 +139,27 @@ class Site:
         command = (
             [FAULTPOINT, *fault, "--"] if fault else ["-m", "conda_migrate_plugin"]
         )
-        run = subprocess.run(
-            [sys.executable, *map(str, command), *map(str, args)],
-            cwd=self.base,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return run.returncode, run.stdout + run.stderr
+        with tempfile.TemporaryFile("w+") as output:
+            run = subprocess.Popen(
+                [sys.executable, *map(str, command), *map(str, args)],
+                cwd=self.base,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            try:
+                code = run.wait(timeout=120)
+            finally:
+                # A power cut takes every process of the run: the workers
+                # conda's clone spawns to extract packages outlive a kill of
+                # the run alone.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(run.pid, signal.SIGKILL)
+            output.seek(0)
+            return code, output.read()
 
     def count(self, *args, only: tuple[str, ...] = ()) -> int:
         code, out = self.run(*args, fault=("count", "0", *only))
