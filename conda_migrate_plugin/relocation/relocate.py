@@ -70,9 +70,9 @@ if TYPE_CHECKING:
 
     from ..progress import Progress
     from ..records import PathRecord
+    from ..snapshot import Listing
     from .share import SharedFiles
 
-Listing = dict[str, list[tuple[str, os.stat_result]]]
 #: A directory to make (its ``lstat``), or a batch of its entries to copy.
 _Work = tuple[str, os.stat_result | list[Entry]]
 
@@ -179,6 +179,7 @@ class _Copier(FileCopier):
         directories = [("", os.lstat(self.src_root))]
         tasks, links = self._plan(listing, directories, outcome)
         inside = _inside(directories[1:], tasks)
+        present = {rel for entries in listing.values() for rel, _ in entries}
         with pool(jobs) as threads:
             for _, part in gather(
                 threads,
@@ -199,7 +200,7 @@ class _Copier(FileCopier):
                 os.link(self._dst(first), self._dst(other))
                 outcome.files += 1
             late = [name for pair in links for name in pair]
-            late += self._restore(listing, outcome)
+            late += self._restore(present, outcome)
             late += update_records(
                 self.staging, self.records, outcome.rewritten, outcome.delinked, threads
             )
@@ -207,16 +208,15 @@ class _Copier(FileCopier):
             # Last, as the files made inside them move their times.
             for part in gather(threads, self._finish_directory, directories):
                 outcome.merge(part)
-        self._stamp_late(late, listing, outcome)
+        self._stamp_late(late, present, outcome)
         self._check_records(listing, outcome)
         return outcome
 
-    def _stamp_late(self, late: list[str], listing: Listing, outcome: Findings) -> None:
+    def _stamp_late(self, late: list[str], listed: set[str], outcome: Findings) -> None:
         """Stamp again what changed after its batch stamped it, or was made
         after the batches (a second link moves the first name's ``nlink``
-        and ``ctime``), and the directories a restore made, once nothing
-        changes them any more."""
-        listed = {rel for entries in listing.values() for rel, _ in entries}
+        and ``ctime``), and the directories a restore made (not ``listed``
+        in the source), once nothing changes them any more."""
         todo = set(late)
         for rel in late:
             parent = rel.rpartition("/")[0]
@@ -334,12 +334,11 @@ class _Copier(FileCopier):
             outcome.stamps[rel] = stamp_of(os.lstat(path))
         return outcome
 
-    def _restore(self, listing: Listing, outcome: Findings) -> list[str]:
-        """Put back what a purge took, and the files a softlinked
-        environment links to, from the package cache or channel, as conda
-        links them at the new prefix (see ``repair``); what it may have
-        written."""
-        present = {rel for entries in listing.values() for rel, _ in entries}
+    def _restore(self, present: set[str], outcome: Findings) -> list[str]:
+        """Put back what a purge took (what the records list but is not
+        ``present`` in the source), and the files a softlinked environment
+        links to, from the package cache or channel, as conda links them at
+        the new prefix (see ``repair``); what it may have written."""
         missing = [
             rel
             for rel in missing_files(self.records, present)
