@@ -345,6 +345,17 @@ def killed_in_the_removal(home, args: list) -> dict[str, str]:
     return env
 
 
+def run_again(args: list, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The same command, run again as a user would after the kill."""
+    return subprocess.run(
+        [sys.executable, "-m", "conda_migrate_plugin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
     """Killed inside the deletion of the old environment: the same command
     run again deletes the rest and reports it migrated."""
@@ -354,13 +365,7 @@ def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):
     assert aside.is_dir() and not scratch.abc.exists()
     copy = tree_snapshot(home / ".conda/envs/abc")
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "conda_migrate_plugin", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = run_again(args, env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "and not finished removing it; finishing it.\n" in rerun.stdout
     assert (
@@ -389,13 +394,7 @@ def test_remains_changed_since_the_copy_are_kept_by_the_next_run(scratch, home):
     result = aside / "job-result.txt"
     result.write_text("written before the rename aside\n")
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "conda_migrate_plugin", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = run_again(args, env)
     assert rerun.returncode == 1, rerun.stdout + rerun.stderr
     assert f"{scratch.abc} changed since it was copied" in rerun.stdout
     assert "job-result.txt: added" in rerun.stdout
@@ -412,13 +411,7 @@ def test_a_run_finishing_a_killed_one_reports_the_engine_that_copied(scratch, ho
     args = ["-d", scratch.envs_dir, "--all", "--no-clean"]
     env = killed_in_the_removal(home, args)
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "conda_migrate_plugin", *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = run_again([*args, "--json"], env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     reported = json.loads(rerun.stdout)["environments"]
     assert {e["name"]: (e["status"], e["engine"]) for e in reported} == {
