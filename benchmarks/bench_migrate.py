@@ -31,7 +31,9 @@ Each round starts every run from a fresh copy of the environment and times,
 interleaved (the order of the migrations reverses every round), ``cp -a``
 scratch to home then ``rm -rf`` of scratch, the migration with ``--method
 relocate`` at each ``--jobs``, and with ``--method clone`` (only where ``import
-conda`` works here; otherwise the reason is printed). It prints min, median and
+conda`` works here; otherwise the reason is printed); on the tmpfs also
+``floor.py``, the calls a relocation cannot do without in a bare loop, with
+the tool's start-up and conda's reading of the records. It prints min, median and
 max seconds, the median ratio to ``cp -a`` + ``rm -rf`` of the same round, the
 metadata system calls per file (``strace -c -f``, on the tmpfs: they do not
 depend on latency) and the peak resident memory of the process tree; then the
@@ -83,6 +85,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOW_PACKAGES = 24
 BASELINE = "cp -a + rm -rf"
 CLONE = "clone"
+FLOOR = "floor: the calls alone"
 START = time.monotonic()
 METADATA = {
     "open", "openat", "openat2", "creat", "close", "close_range", "stat",
@@ -171,7 +174,7 @@ class Site:
 
     def migrate(self, run: str) -> tuple[list[str], dict]:
         """The console script for a row name: ``clone``, or ``relocate, N
-        jobs`` / ``relocate, default jobs``."""
+        jobs`` / ``relocate, default jobs``; or ``floor.py`` for ``FLOOR``."""
         home = self.view / "home"
         env = dict(
             os.environ,
@@ -180,6 +183,15 @@ class Site:
             PYTHONPATH=str(ROOT),
         )
         env.pop("SLURM_CPUS_PER_TASK", None)
+        if run == FLOOR:
+            source = self.view / "scratch/envs/env"
+            dest = home / ".conda/envs/env"
+            return [
+                sys.executable,
+                str(ROOT / "benchmarks/floor.py"),
+                str(source),
+                str(dest),
+            ], env
         argv = [sys.executable, "-m", "conda_migrate_plugin"]
         argv += ["-d", str(self.view / "scratch/envs"), "--all", "--yes"]
         argv += ["--no-clean", "--no-rc"]
@@ -442,10 +454,10 @@ def main() -> int:
         _progress(f"channel: {PACKAGES} packages")
         site = make_site(tmp, tmp, channel, PACKAGES, tmp / "rattler-cache")
         _progress(f"tmpfs: {site.files} files")
-        rows = measure(site, runs, _rounds(args, None), "tmpfs")
+        rows = measure(site, [*runs, FLOOR], _rounds(args, None), "tmpfs")
         table += [("tmpfs", name, row) for name, row in rows.items()]
         if shutil.which("strace"):
-            per_file = syscalls(site, runs)
+            per_file = syscalls(site, [*runs, FLOOR])
             _progress("tmpfs: system calls counted")
         memory = peak_memory(site)
         _progress("tmpfs: 1 GiB file migrated")
