@@ -38,7 +38,8 @@ def write_atomically(
 ) -> None:
     """Replace ``path`` with ``data``. ``like`` is the file being replaced
     (an rc file): the new one gets its owner and exactly its mode, whatever
-    the umask; otherwise ``mode``, less the umask."""
+    the umask (see ``_owned_like`` for a group the user cannot give);
+    otherwise ``mode``, less the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
     fd = os.open(
@@ -47,10 +48,7 @@ def write_atomically(
     try:
         _write(fd, data)
         if like is not None:
-            written = os.fstat(fd)
-            if (written.st_uid, written.st_gid) != (like.st_uid, like.st_gid):
-                os.fchown(fd, like.st_uid, like.st_gid)
-            os.fchmod(fd, stat.S_IMODE(like.st_mode))
+            os.fchmod(fd, _owned_like(fd, like))
         os.fsync(fd)
     except BaseException:
         os.unlink(partial)
@@ -63,6 +61,27 @@ def write_atomically(
         os.unlink(partial)
         raise
     fsync_directory(path.parent)
+
+
+def _owned_like(fd: int, like: os.stat_result) -> int:
+    """Give the new file ``like``'s owner and group; return the mode it
+    gets. A file root made for the user (a home's skeleton copied with
+    group root) has a group the user is not in and cannot give: the new
+    file keeps the user's own group then, and of the group's permissions
+    only those everyone has, so that no member of that group gains access.
+    Failing instead would leave an rc file activating an environment that
+    was just removed."""
+    mode = stat.S_IMODE(like.st_mode)
+    written = os.fstat(fd)
+    if (written.st_uid, written.st_gid) == (like.st_uid, like.st_gid):
+        return mode
+    try:
+        os.fchown(fd, like.st_uid, like.st_gid)
+    except PermissionError:
+        if written.st_uid != like.st_uid:
+            raise
+        return mode & ~(0o070 & ~((mode & 0o007) << 3))
+    return mode
 
 
 def write_new(path: Path, data: bytes, *, mode: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +25,7 @@ from conda_migrate_plugin.rcfiles import (
     plan_rc_edits,
 )
 from conda_migrate_plugin.rcfiles import condarc as condarc_text
+from tests.support.users import OTHER_USER, USER, as_user, user_home
 
 DATA = Path(__file__).parents[1] / "data" / "rcfiles"
 NOW = datetime(2024, 5, 17, 9, 30, 5)
@@ -240,6 +242,60 @@ def test_owner_is_kept(home):
 
     assert edit.error is None
     assert (bashrc.stat().st_uid, bashrc.stat().st_gid) == (4321, 8765)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+@pytest.mark.parametrize(
+    ("before", "after"), [(0o644, 0o644), (0o640, 0o600), (0o664, 0o644)]
+)
+def test_a_group_the_user_cannot_give_becomes_theirs_and_opens_nothing(before, after):
+    """An rc file root made for the user (group root): the user cannot give
+    the new file that group, so it gets theirs, with no more access for it
+    than everyone has. Left unchanged, it would activate at every login an
+    environment the run has just removed."""
+    with tempfile.TemporaryDirectory() as base:
+        os.chmod(base, 0o755)
+        home = user_home(Path(base))
+        bashrc = home / ".bashrc"
+        bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+        os.chown(bashrc, USER, 0)
+        bashrc.chmod(before)
+        edits = plan(home)
+
+        def apply() -> None:
+            (edit,) = apply_rc_edits(edits, now=NOW)
+            assert edit.error is None, edit.error
+
+        assert as_user(apply) == 0
+        assert (
+            bashrc.read_bytes() == f"conda activate {home}/.conda/envs/abc\n".encode()
+        )
+        status = bashrc.stat()
+        assert (status.st_uid, status.st_gid, mode(bashrc)) == (USER, USER, after)
+        backup = home / f".bashrc.conda-migrate-{STAMP}"
+        assert backup.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_a_file_of_another_user_is_not_taken_over():
+    """Only the user's own file gets their group: another user's file that
+    this one may write is left as it is, not replaced by one of theirs."""
+    with tempfile.TemporaryDirectory() as base:
+        os.chmod(base, 0o755)
+        home = user_home(Path(base))
+        bashrc = home / ".bashrc"
+        bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
+        os.chown(bashrc, OTHER_USER, 0)
+        bashrc.chmod(0o666)
+        edits = plan(home)
+
+        def apply() -> None:
+            (edit,) = apply_rc_edits(edits, now=NOW)
+            assert edit.error == "not changed: [Errno 1] Operation not permitted"
+
+        assert as_user(apply) == 0
+        assert bashrc.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\n"
+        assert bashrc.stat().st_uid == OTHER_USER
 
 
 @pytest.mark.parametrize(
