@@ -187,25 +187,30 @@ def usage(root: Path) -> tuple[int, int]:
 _EMPTY_CACHE = {PACKAGE_CACHE_MARK, "urls"}
 
 
-def package_caches(directories: Sequence[Path]) -> list[Path]:
-    """The package caches among ``directories`` and directly inside them
-    that hold more than an empty one."""
-    found = []
+def package_caches(
+    directories: Sequence[Path], named: Sequence[Path] = ()
+) -> list[Path]:
+    """The package caches among ``directories`` and directly inside them,
+    and those ``named`` (by an rc file; their insides are extracted packages,
+    not looked into), that hold more than an empty one, each once."""
+    candidates = []
     for directory in directories:
         try:
             inside = [directory, *(p for p in directory.iterdir() if p.is_dir())]
         except OSError:
             continue
-        for candidate in inside:
-            try:
-                names = os.listdir(candidate)
-            except OSError:
-                continue
-            if (
-                classify(candidate, names) is Kind.PACKAGE_CACHE
-                and set(names) - _EMPTY_CACHE
-            ):
-                found.append(candidate)
+        candidates += inside
+    found = []
+    for candidate in dict.fromkeys([*candidates, *named]):
+        try:
+            names = os.listdir(candidate)
+        except OSError:
+            continue
+        if (
+            classify(candidate, names) is Kind.PACKAGE_CACHE
+            and set(names) - _EMPTY_CACHE
+        ):
+            found.append(candidate)
     return found
 
 

@@ -136,12 +136,13 @@ def _show_edits(
             out.info(f"{edit.path} was left as it is: {edit.error}")
         elif edit.diff:
             show_diff(edit, out)
-    if any(_moves_package_cache(edit.diff) for edit in edits):
+    caches = [cache for edit in edits for cache in edit.caches]
+    if caches:
         verb = "would move" if options.dry_run else "moves"
         out.info(
             f"Note: conda's package cache {verb} into {home / '.conda' / 'pkgs'}: the "
             "packages conda downloads from now on count against your home quota "
-            "(conda clean --all frees them)." + _cache_sizes(dir_moves, home)
+            "(conda clean --all frees them)." + _cache_sizes(dir_moves, caches, home)
         )
 
 
@@ -165,13 +166,16 @@ def show_diff(edit: RcEdit, out: Output) -> None:
     )
 
 
-def _cache_sizes(dir_moves: Sequence[DirMove], home: Path) -> str:
-    """What the caches being replaced hold, which conda downloads again into
-    $HOME as environments need it, and what the one in $HOME holds now."""
+def _cache_sizes(
+    dir_moves: Sequence[DirMove], caches: Sequence[Path], home: Path
+) -> str:
+    """What the caches being replaced hold (in the scanned directories, and
+    those the rc files named), which conda downloads again into $HOME as
+    environments need it, and what the one in $HOME holds now."""
     from .quota import package_caches, usage
 
     said = []
-    for cache in package_caches([move.source for move in dir_moves]):
+    for cache in package_caches([move.source for move in dir_moves], caches):
         nbytes, files = usage(cache)
         said.append(
             f" The cache it replaces, {cache}, holds {size(nbytes)} in {files} files."
@@ -181,13 +185,3 @@ def _cache_sizes(dir_moves: Sequence[DirMove], home: Path) -> str:
         nbytes, files = usage(mine)
         said.append(f" {mine} holds {size(nbytes)} in {files} files now.")
     return "".join(said)
-
-
-def _moves_package_cache(diff: str) -> bool:
-    """A changed ``pkgs_dirs`` or ``CONDA_PKGS_DIRS`` line now names $HOME."""
-    return any(
-        line.startswith("+")
-        and not line.startswith("+++")
-        and ("pkgs_dirs" in line or "CONDA_PKGS_DIRS" in line or "/.conda/pkgs" in line)
-        for line in diff.splitlines()
-    )

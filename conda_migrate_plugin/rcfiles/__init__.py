@@ -34,7 +34,7 @@ from ruamel.yaml.error import YAMLError
 
 from ..names import BACKUP_SUFFIX
 from ..safety.atomic import write_atomically, write_new
-from .condarc import rewrite_condarc
+from .condarc import cache_entries, rewrite_condarc
 from .rewrite import DirMove, EnvMove, Rewriter, Unsafe, split_lines
 
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ class RcEdit:
     backup: Path | None = None  # set by apply_rc_edits
     #: Lines that still name an old prefix in a form not rewritten.
     warnings: list[str] = field(default_factory=list)
+    #: The package caches on scratch it names ``~/.conda/pkgs`` instead of.
+    caches: list[Path] = field(default_factory=list)
 
 
 def plan_rc_edits(
@@ -113,10 +115,26 @@ def plan_rc_edits(
             edits.append(RcEdit(path, target, old, old, "", f"left unchanged: {error}"))
             continue
         warnings = rewriter.unrewritten(new) if kind == "shell" else []
+        caches, left = _package_caches(rewriter, kind, old, new)
+        warnings += left
         if new != old or warnings:
             diff = _diff(path, old, new) if new != old else ""
-            edits.append(RcEdit(path, target, old, new, diff, warnings=warnings))
+            edits.append(
+                RcEdit(path, target, old, new, diff, warnings=warnings, caches=caches)
+            )
     return edits
+
+
+def _package_caches(
+    rewriter: Rewriter, kind: RcKind, old: bytes, new: bytes
+) -> tuple[list[Path], list[str]]:
+    """The caches on scratch a file's edit points away from, and the
+    warnings for what of scratch its cache entries still name."""
+    if kind == "kernel":
+        return [], []
+    entries = cache_entries if kind == "condarc" else rewriter.shell_caches
+    moved = rewriter.moved_caches([entry for _, entry in entries(old)])
+    return moved, rewriter.caches_left(entries(new))
 
 
 def apply_rc_edits(

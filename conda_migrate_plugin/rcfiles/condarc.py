@@ -72,6 +72,22 @@ def rewrite_condarc(data: bytes, relocate: Relocate) -> bytes:
     return text.encode("utf-8")
 
 
+def cache_entries(data: bytes) -> list[tuple[int, str]]:
+    """Each ``pkgs_dirs`` entry, with its line: what the run says it moved
+    or could not."""
+    root = YAML(typ="rt").compose(data.decode("utf-8"))
+    if not isinstance(root, MappingNode):
+        return []
+    return [
+        (item.start_mark.line + 1, item.value)
+        for key, value in root.value
+        if isinstance(key, ScalarNode) and _CONDARC_KEYS.get(key.value) == "pkgs"
+        if isinstance(value, SequenceNode)
+        for item in value.value
+        if isinstance(item, ScalarNode)
+    ]
+
+
 def _node_uses(root: Node) -> Counter[int]:
     """How often each node is reached; more than once means it sits behind an alias."""
     uses: Counter[int] = Counter()
@@ -111,8 +127,9 @@ def _replacement(text: str, item: ScalarNode, new: str) -> tuple[int, int, str]:
 def _removal(text: str, sequence: SequenceNode, position: int) -> tuple[int, int, str]:
     """The span to delete for an entry: never the first, which relocation always keeps.
 
-    A block entry takes its line along; were anything else on that line, the check
-    after splicing would notice it gone.
+    A block entry takes its line along, but not the comment after it, which
+    stays on a line of its own: the user's words are theirs. Were anything else
+    on that line, the check after splicing would notice it gone.
     """
     items = sequence.value
     if sequence.flow_style:
@@ -121,7 +138,12 @@ def _removal(text: str, sequence: SequenceNode, position: int) -> tuple[int, int
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     line_end = len(text) if line_end == -1 else line_end + 1
-    return line_start, line_end, ""
+    comment = re.match(r"[ \t]*(#.*)", text[end:line_end], re.DOTALL)
+    if comment is None:
+        return line_start, line_end, ""
+    before = text[line_start:start]
+    indent = before[: len(before) - len(before.lstrip(" \t"))]
+    return line_start, line_end, indent + comment[1]
 
 
 def _yaml_scalar(value: str, style: str | None) -> str:

@@ -203,10 +203,8 @@ class Rewriter:
 
     def _assignment(self, match: re.Match[bytes]) -> bytes:
         kind, separator = _DIR_VARIABLES[match[1]]
-        value = match[2]
-        quote = value[:1] if value[:1] in (b'"', b"'") else b""
-        inner = value[len(quote) : len(value) - len(quote)]
-        entries = [e.decode("utf-8", "surrogateescape") for e in inner.split(separator)]
+        quote, inner = _unquoted(match[2])
+        entries = _decoded(inner, separator)
         relocated = self.relocate(entries, kind)
         if relocated == entries:
             return match[0]
@@ -227,15 +225,77 @@ class Rewriter:
             if path is None:
                 result.append(entry)
                 continue
-            move = next((m for m in self.dir_moves if _is_within(path, m.source)), None)
-            if move is not None:
-                path = move.envs_dest if kind == "envs" else move.pkgs_dest
-            if path in seen and (move is not None or seen[path]):
+            dest = self._destination(path, kind)
+            if dest is not None:
+                path = dest
+            if path in seen and (dest is not None or seen[path]):
                 result.append(None)
                 continue
-            seen.setdefault(path, move is not None)
-            result.append(entry if move is None else self._spell(path, entry))
+            seen.setdefault(path, dest is not None)
+            result.append(entry if dest is None else self._spell(path, entry))
         return result
+
+    def _destination(self, path: Path, kind: str) -> Path | None:
+        """Where an entry moves, None where it stays. A scanned directory the
+        run empties moves with its environments. A package cache anywhere under
+        ``$SCRATCH`` moves with them too: the purge empties it under conda, which
+        then downloads onto scratch again, or links from a package it half-deleted.
+        """
+        for move in self.dir_moves:
+            if _is_within(path, move.source):
+                return move.envs_dest if kind == "envs" else move.pkgs_dest
+        if kind == "pkgs" and self.dir_moves:
+            if any(_is_within(path, root) for root in self._scratch_roots):
+                return self.dir_moves[0].pkgs_dest
+        return None
+
+    @cached_property
+    def _scratch_roots(self) -> tuple[Path, ...]:
+        """``$SCRATCH`` as set and as its symlinks resolve (a file may spell
+        either); never one holding the home directory, whose caches are home's."""
+        if self.scratch is None:
+            return ()
+        roots = {self.scratch, Path(os.path.realpath(self.scratch))}
+        return tuple(r for r in sorted(roots) if not _is_within(self.home, r))
+
+    def moved_caches(self, entries: Sequence[str]) -> list[Path]:
+        """The package caches, among a file's cache entries, that it now
+        names ``~/.conda/pkgs`` instead of: the run says what they hold."""
+        paths = [self._expand(entry) for entry in entries]
+        return [
+            path
+            for path in paths
+            if path is not None and self._destination(path, "pkgs") not in (None, path)
+        ]
+
+    def caches_left(self, found: Sequence[tuple[int, str]]) -> list[str]:
+        """The cache entries (with their line) that still name scratch once
+        the caches moved, in a form this run cannot read (``$SCRATCH/x:$Y``,
+        ``/scratch/u/pkgs-$USER``): conda keeps them, so the user must know."""
+        if not self.dir_moves:
+            return []
+        roots = "|".join(re.escape(str(root)) for root in self._scratch_roots)
+        # ``${SCRATCH:-x}`` too; a root only as a whole path (not ``/scratch/u2``).
+        scratch = re.compile(
+            r"\$\{?SCRATCH\b" + (f"|(?:{roots})(?![^/:])" if roots else "")
+        )
+        return [
+            f"line {number} still names a package cache on scratch in a form "
+            f"this run does not rewrite: {entry}"
+            for number, entry in found
+            if self._expand(entry) is None and scratch.search(entry)
+        ]
+
+    def shell_caches(self, data: bytes) -> list[tuple[int, str]]:
+        """Each ``CONDA_PKGS_DIRS`` entry a shell file sets, with its line."""
+        found = []
+        for match in _ASSIGNMENT.finditer(data):
+            kind, separator = _DIR_VARIABLES[match[1]]
+            if kind == "pkgs":
+                number = data.count(b"\n", 0, match.start()) + 1
+                _, inner = _unquoted(match[2])
+                found += [(number, entry) for entry in _decoded(inner, separator)]
+        return found
 
     def _expand(self, entry: str) -> Path | None:
         for variable, base in self._variables():
@@ -286,6 +346,16 @@ def _is_within(path: Path, directory: Path) -> bool:
 
 def _spelled_with(entry: str, variable: str) -> bool:
     return entry == variable or entry.startswith(variable + "/")
+
+
+def _unquoted(value: bytes) -> tuple[bytes, bytes]:
+    """An assignment's quote (or none) and what it quotes."""
+    quote = value[:1] if value[:1] in (b'"', b"'") else b""
+    return quote, value[len(quote) : len(value) - len(quote)]
+
+
+def _decoded(value: bytes, separator: bytes) -> list[str]:
+    return [e.decode("utf-8", "surrogateescape") for e in value.split(separator)]
 
 
 def _encode(text: str) -> bytes:

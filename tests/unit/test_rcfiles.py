@@ -142,15 +142,23 @@ def test_rewrites_file_to_golden_bytes(home, case, name, layout):
             "export CONDA_ENVS_PATH=@E:$CONDA_ENVS_PATH",
         ),
         (
-            "export CONDA_PKGS_DIRS='/scratch/u/pkgs,${SCRATCH}/conda-envs/pkgs'",
-            "export CONDA_PKGS_DIRS='/scratch/u/pkgs,${HOME}/.conda/pkgs'",
+            "export CONDA_PKGS_DIRS='${SCRATCH}/conda-envs/pkgs,/gpfs/group/pkgs'",
+            "export CONDA_PKGS_DIRS='${HOME}/.conda/pkgs,/gpfs/group/pkgs'",
         ),
+        (
+            "export CONDA_PKGS_DIRS='/scratch/u/pkgs,${SCRATCH}/conda-envs/pkgs'",
+            "export CONDA_PKGS_DIRS='@P'",
+        ),
+        ("export CONDA_PKGS_DIRS=/gpfs/scratch/u/pkgs", None),
         (
             "export CONDA_ENVS_PATH=@E:/scratch/u/conda-envs",
             "export CONDA_ENVS_PATH=@E",
         ),
         ("export CONDA_ENVS_PATH=@E:@E", None),
-        ("[ -n x ] && CONDA_PKGS_DIRS=$SCRATCH conda info", None),
+        (
+            "[ -n x ] && CONDA_PKGS_DIRS=$SCRATCH conda info",
+            "[ -n x ] && CONDA_PKGS_DIRS=$HOME/.conda/pkgs conda info",
+        ),
     ],
 )
 def test_rewrites_only_whole_migrated_paths(home, line, expected):
@@ -177,6 +185,67 @@ def test_scratch_spelling_needs_scratch_in_environ(home):
         f"line 1 still names /scratch/u/conda-envs/abc {UNREWRITTEN}: {line}"
     ]
     assert [e.new for e in plan(home)] == [b"conda activate $HOME/.conda/envs/abc\n"]
+
+
+def test_a_cache_under_scratchs_real_path_moves_and_is_named(home, tmp_path):
+    """``$SCRATCH`` is often a symlink, and a file may spell either path."""
+    real = tmp_path / "gpfs" / "scratch-u"
+    real.mkdir(parents=True)
+    link = tmp_path / "scratch-u"
+    link.symlink_to(real)
+    pkgs = home / ".conda/pkgs"
+    layout = Layout(
+        [EnvMove(link / "envs/abc", home / ".conda/envs/abc")],
+        [DirMove(link / "envs", home / ".conda/envs", pkgs)],
+        {"SCRATCH": str(link)},
+    )
+    (home / ".condarc").write_text(f"pkgs_dirs:\n  - {real}/pkgs\n  - /opt/pkgs\n")
+
+    (edit,) = plan(home, layout)
+
+    assert edit.new == f"pkgs_dirs:\n  - {pkgs}\n  - /opt/pkgs\n".encode()
+    assert edit.caches == [real / "pkgs"]
+    assert edit.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "warned"),
+    [
+        ("$SCRATCH/pkgs-$USER", True),
+        ("${SCRATCH:-/tmp}/pkgs", True),
+        ("/scratch/u/pkgs:$CONDA_PKGS_DIRS", True),
+        ("/scratch/u2/pkgs-$USER", False),
+        ("$SCRATCH_OLD/pkgs", False),
+        ("$MY_CACHE", False),
+        ("/scratch/u/pkgs", False),
+    ],
+)
+def test_a_cache_on_scratch_the_run_cannot_read_is_a_warning(home, entry, warned):
+    (home / ".condarc").write_text(f"# caches\npkgs_dirs:\n  - '{entry}'\n")
+    (home / ".bashrc").write_text(f"export CONDA_PKGS_DIRS='{entry}'\n")
+
+    edits = plan(home)
+
+    left = "still names a package cache on scratch in a form this run does not rewrite"
+    assert {e.path.name: e.warnings for e in edits} == (
+        {
+            ".bashrc": [f"line 1 {left}: {entry}"],
+            ".condarc": [f"line 3 {left}: {entry}"],
+        }
+        if warned
+        else {e.path.name: [] for e in edits}
+    )
+
+
+def test_a_scratch_holding_home_moves_no_cache(home):
+    layout = Layout(
+        [EnvMove(SCRATCH / "conda-envs/abc", home / ".conda/envs/abc")],
+        [DirMove(SCRATCH / "conda-envs", home / ".conda/envs", home / ".conda/pkgs")],
+        {"SCRATCH": str(home.parent)},
+    )
+    (home / ".condarc").write_text(f"pkgs_dirs:\n  - {home}/pkgs\n")
+
+    assert plan(home, layout) == []
 
 
 def test_symlinked_bashrc_is_edited_at_its_target(home):
