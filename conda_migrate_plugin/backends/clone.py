@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,13 +32,14 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
     try:
         # verbose=False: its "Files:" counts only the files no package owns;
         # the caller prints the environment's own counts, as for relocation.
-        clone_env(
-            str(source),
-            str(dest),
-            verbose=False,
-            quiet=quiet,
-            index_args={"channel_urls": list(context.channels)},
-        )
+        with _linking_no_symlinks():
+            clone_env(
+                str(source),
+                str(dest),
+                verbose=False,
+                quiet=quiet,
+                index_args={"channel_urls": list(context.channels)},
+            )
     except CondaError as err:
         # A stop is a stop, never a reason to try relocation instead.
         check(err)
@@ -54,6 +56,32 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
             "without the package cache or the network.",
         ) from err
     check()
+
+
+#: conda's settings that make it link a package's files as symlinks into
+#: the package cache: always, or where its test finds no hard link possible.
+_SOFTLINKING = ("always_softlink", "allow_softlinks")
+
+
+@contextmanager
+def _linking_no_symlinks() -> Iterator[None]:
+    """conda's clone with its softlink settings off, whatever the user's
+    condarc says: the package cache it links from is still the one on
+    scratch (pkgs_dirs moves to $HOME only at the end of the run), and a
+    clone of symlinks into it passes the file check, replaces the old
+    environment and dangles at the next purge. Not ``always_copy``: conda
+    still hard-links where the cache shares the copy's filesystem (a cache
+    in $HOME, one inode for many environments under the quota)."""
+    from conda.base.context import context
+
+    # Set on the instance, each shadows conda's configured value until deleted.
+    for name in _SOFTLINKING:
+        setattr(context, name, False)
+    try:
+        yield
+    finally:
+        for name in _SOFTLINKING:
+            delattr(context, name)
 
 
 #: Written anew by conda's clone, but facts about the environment that a

@@ -29,7 +29,7 @@ from .chunks import (
     scan,
     sha256,
 )
-from .findings import Findings
+from .findings import Findings, into_package_cache
 from .prefix import link_out
 from .share import Written
 
@@ -178,7 +178,7 @@ class FileCopier:
         self, item: Entry, src_dir: int, dst_dir: int, outcome: Findings
     ) -> None:
         raw = os.readlink(item.name, dir_fd=src_dir)
-        if self._into_package_cache(item.rel, raw):
+        if into_package_cache(self.records.get(item.rel), raw, self.rewrite):
             outcome.delinked[item.rel] = raw
             return
         target = self.rewrite.retarget(raw)
@@ -340,17 +340,3 @@ class FileCopier:
             self.rewrite.text_chunks(read(), launcher=launcher), write_to=dst
         )
         return None if digest == source.hexdigest() else digest
-
-    def _into_package_cache(self, rel: str, target: str) -> bool:
-        """A package file linked from the extracted package (conda's
-        ``allow_softlinks``/``always_softlink``): an absolute target outside
-        the environment, at the package's own path for the file. On scratch
-        the cache is purged like the rest, so the copy holds the file."""
-        record = self.records.get(rel)
-        return (
-            record is not None
-            and record.path_type in ("softlink", "hardlink")
-            and target.startswith("/")
-            and self.rewrite.retarget(target) == target
-            and target.endswith("/" + (record.record_path or rel))
-        )

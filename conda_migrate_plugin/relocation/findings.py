@@ -3,8 +3,9 @@
 Each thread gathers the findings of its task in one of these and the caller
 merges them as tasks finish, so no lock is taken per file. The relocate
 engine fills every field; the check of conda's clone only the problems,
-notes, unsupported attributes and the files it checked. Both hold what
-a path holds to what conda's records list there by the same rule.
+notes, unsupported attributes, links into a package cache it found as
+files, and the files it checked. Both hold what a path holds to what
+conda's records list there by the same rule.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..records import PathRecord
     from ..snapshot import Stamp
+    from .prefix import PrefixRewrite
     from .share import Written
 
 _FILE_TYPES = {"softlink": "symlink", "directory": "directory"}
@@ -89,3 +91,20 @@ def record_disagrees(record: PathRecord, have: str) -> str | None:
     if have != want and not (want == "file" and have == "symlink"):
         return f"a {have} in the copy, conda lists a {want}"
     return None
+
+
+def into_package_cache(
+    record: PathRecord | None, target: str, rewrite: PrefixRewrite
+) -> bool:
+    """Whether a symlink of the source to ``target`` is a package file
+    linked from the extracted package (conda's ``allow_softlinks`` or
+    ``always_softlink``): an absolute target outside the environment, at the
+    package's own path for the file. On scratch the cache is purged like the
+    rest, so a copy holds the file itself, never the link."""
+    return (
+        record is not None
+        and record.path_type in ("softlink", "hardlink")
+        and target.startswith("/")
+        and rewrite.retarget(target) == target
+        and target.endswith("/" + (record.record_path or record.path))
+    )

@@ -45,7 +45,7 @@ from .chunks import (
     scan,
     sha256,
 )
-from .findings import Findings, kind_of, record_disagrees
+from .findings import Findings, into_package_cache, kind_of, record_disagrees
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
@@ -167,7 +167,9 @@ class _Checker:
                     check.problems.append(f"{rel}: missing in the copy")
                     continue
                 kinds[rel] = copy_kind
-                if kind != copy_kind:
+                if self._delinked(rel, kind, copy_kind, check):
+                    files.append(rel)
+                elif kind != copy_kind:
                     check.problems.append(
                         f"{rel}: a {copy_kind} in the copy, a {kind} in the source"
                     )
@@ -182,6 +184,18 @@ class _Checker:
         if not self.extra_allowed:
             self._check_extra(rel_dir, names, check)
         return check, directories, files, kinds
+
+    def _delinked(self, rel: str, kind: str, copy_kind: str, check: Findings) -> bool:
+        """A symlink into a package cache that the copy holds as the file:
+        conda's clone links no file as a symlink (see ``backends.clone``),
+        so it is checked as a file, against the bytes the link shows."""
+        if kind != "symlink" or copy_kind != "file":
+            return False
+        target = os.readlink(f"{self.src_root}/{rel}")
+        if not into_package_cache(self.records.get(rel), target, self.rewrite):
+            return False
+        check.delinked[rel] = target
+        return True
 
     def _check_extra(self, rel_dir: str, names: set[str], check: Findings) -> None:
         """What only the copy has: conda's clone links every file its
@@ -230,7 +244,7 @@ class _Checker:
                     f"{rel}: listed in conda-meta/{record.record_file} "
                     "but missing in the copy"
                 )
-            else:
+            elif rel not in check.delinked:
                 problem = record_disagrees(record, have)
                 if problem:
                     check.problems.append(f"{rel}: {problem}")

@@ -10,12 +10,15 @@ import hashlib
 import json
 import os
 import shutil
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.support.channel import SITE_PACKAGES, SUBDIR
 from tests.support.markers import requires_conda
-from tests.support.trees import chown_tree, tree_snapshot
+from tests.support.trees import chown_tree, softlink_by_hand, tree_snapshot
 from tests.support.users import USER
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: One file of each kind the purge takes: text with the prefix, binary with
 #: the prefix, plain data, a pip-installed module.
@@ -375,33 +378,6 @@ def test_the_prefix_its_history_was_created_with(make_env, migrate, home, tmp_pa
 
 
 # -- softlinked environments ------------------------------------------------------
-
-
-def softlink_by_hand(env: Path, cache: Path | None = None) -> list[str]:
-    """Lay ``env`` out as conda's ``always_softlink`` does: each package file
-    conda would not rewrite becomes a symlink into the extracted package
-    (in ``cache``, default the one it was installed from), recorded as
-    ``softlink``, the record's link type 2. Returns the links made."""
-    linked = []
-    for record_path in sorted((env / "conda-meta").glob("*.json")):
-        record = json.loads(record_path.read_text())
-        source = record["extracted_package_dir"]
-        if cache is not None:
-            source = str(cache / Path(source).name)
-        for entry in record["paths_data"]["paths"]:
-            if entry["path_type"] != "hardlink" or "prefix_placeholder" in entry:
-                continue
-            target = env / entry["_path"]
-            target.unlink()
-            target.symlink_to(f"{source}/{entry['_path']}")
-            entry["path_type"] = "softlink"
-            entry.pop("sha256_in_prefix", None)
-            linked.append(entry["_path"])
-        record["link"] = {"source": source, "type": 2}
-        record["extracted_package_dir"] = source
-        record_path.write_text(json.dumps(record))
-    assert linked, "nothing to softlink"
-    return linked
 
 
 def test_a_softlinked_environment_becomes_self_contained(

@@ -145,6 +145,8 @@ CONDA_APIS = {
         "active_prefix",
         "root_prefix",
         "channels",
+        "always_softlink",
+        "allow_softlinks",
     ],
     "conda.cli.main.main": [],
     "conda.cli.main_clean.find_index_cache": [],

@@ -4,6 +4,7 @@ blocks and inodes, its hard links, its owner."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -88,3 +89,30 @@ def inode(path: Path) -> tuple[int, int]:
     """The identity of ``path`` itself (a symlink's own, not its target's)."""
     st = path.lstat()
     return st.st_dev, st.st_ino
+
+
+def softlink_by_hand(env: Path, cache: Path | None = None) -> list[str]:
+    """Lay ``env`` out as conda's ``always_softlink`` does: each package file
+    conda would not rewrite becomes a symlink into the extracted package
+    (in ``cache``, default the one it was installed from), recorded as
+    ``softlink``, the record's link type 2. Returns the links made."""
+    linked = []
+    for record_path in sorted((env / "conda-meta").glob("*.json")):
+        record = json.loads(record_path.read_text())
+        source = record["extracted_package_dir"]
+        if cache is not None:
+            source = str(cache / Path(source).name)
+        for entry in record["paths_data"]["paths"]:
+            if entry["path_type"] != "hardlink" or "prefix_placeholder" in entry:
+                continue
+            target = env / entry["_path"]
+            target.unlink()
+            target.symlink_to(f"{source}/{entry['_path']}")
+            entry["path_type"] = "softlink"
+            entry.pop("sha256_in_prefix", None)
+            linked.append(entry["_path"])
+        record["link"] = {"source": source, "type": 2}
+        record["extracted_package_dir"] = source
+        record_path.write_text(json.dumps(record))
+    assert linked, "nothing to softlink"
+    return linked

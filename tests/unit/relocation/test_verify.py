@@ -10,6 +10,7 @@ import pytest
 from conda_migrate_plugin.relocation.chunks import CHUNK
 from conda_migrate_plugin.relocation.relocate import relocate
 from conda_migrate_plugin.relocation.verify import verify_files
+from tests.support.trees import softlink_by_hand
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -81,6 +82,29 @@ def test_catches_a_changed_symlink(moved):
     problems = verify_files(source, staging, final).problems
     assert any(p.startswith("lib/abs-link: symlink to") for p in problems)
     assert any(p.startswith("bin/python: a file in the copy") for p in problems)
+
+
+def test_a_link_into_the_package_cache_is_checked_as_the_file_it_became(
+    make_env, tmp_path
+):
+    """A softlinked environment's copy holds the files themselves (either
+    engine): each is held to the bytes its link shows."""
+    source = make_env(tmp_path / "scratch" / "envs" / "abc")
+    linked = softlink_by_hand(source)
+    final = tmp_path / "home" / "envs" / "abc"
+    staging = final.with_name("abc.partial")
+    relocate(source, staging, final)
+    assert [rel for rel in linked if (staging / rel).is_symlink()] == []
+    assert verify_files(source, staging, final).problems == []
+    data = staging / "share/demo/data.txt"
+    data.write_bytes(data.read_bytes() + b"more\n")
+    relinked = next(rel for rel in linked if rel != "share/demo/data.txt")
+    (staging / relinked).unlink()
+    (staging / relinked).symlink_to(tmp_path / "elsewhere")
+    problems = verify_files(source, staging, final).problems
+    assert sorted(p.split(":")[0] for p in problems) == sorted(
+        [relinked, "share/demo/data.txt"]
+    )
 
 
 def test_catches_the_old_prefix_left_in_a_text_file(moved):
