@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from .classify import Kind, classify
 from .exceptions import MigrateError
 from .progress import size
 
@@ -36,12 +37,36 @@ def check_file_types(footprint: Footprint) -> None:
 def check_nested(footprint: Footprint) -> None:
     """An environment holding others (a personal miniconda's ``envs/``) or a
     package cache would take them along when it is removed, unselected and
-    unregistered; those must move first, each as an environment of its own."""
+    unregistered. The environments inside move first, each as one of its
+    own; a package cache is no environment and cannot be migrated: it holds
+    what conda downloaded, which it fetches again, so it is moved out of the
+    way. Each remedy is one the user can follow: a package cache told to
+    "migrate first" would be refused again, for ever."""
+    if not footprint.nested:
+        return
+    kinds = {path: classify(path) for path in footprint.nested}
+    parents = sorted(
+        {os.path.dirname(p) for p, kind in kinds.items() if kind is Kind.ENVIRONMENT}
+    )
+    remedies = []
+    if parents:
+        commands = "; ".join(f"conda migrate -d {parent} --all" for parent in parents)
+        remedies.append(f"Migrate the environments first ({commands}), then this one.")
+    if Kind.PACKAGE_CACHE in kinds.values():
+        remedies.append(
+            "A package cache holds only what conda downloaded, which it fetches "
+            "again when needed: move it out of this environment, then run this again."
+        )
     _refuse(
         "The environment holds other environments or package caches",
-        footprint.nested,
-        "Migrate those first (conda migrate -d with each of them), then this one.",
+        tuple(
+            f"{path} ({_KINDS.get(kind, 'gone since')})" for path, kind in kinds.items()
+        ),
+        " ".join(remedies) or "Run this again.",
     )
+
+
+_KINDS = {Kind.ENVIRONMENT: "an environment", Kind.PACKAGE_CACHE: "a package cache"}
 
 
 def check_mounts(footprint: Footprint) -> None:

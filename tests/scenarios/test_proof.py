@@ -171,11 +171,39 @@ def test_environment_holding_another_is_refused_with_the_list(
     out, err, code = migrate("-d", scratch.abc, *RELOCATE)
     assert code == 1, out + err
     assert "holds other environments or package caches" in out
-    assert f"  {inner}\n" in out and f"  {pkgs}\n" in out
-    assert "Migrate those first" in out
+    assert f"  {inner} (an environment)\n" in out
+    assert f"  {pkgs} (a package cache)\n" in out
+    assert (
+        f"Migrate the environments first (conda migrate -d {inner.parent} --all)" in out
+    )
+    assert "move it out of this environment, then run this again" in out
     assert tree_snapshot(scratch.abc) == before
     assert not (home / ".conda/envs/abc").exists()
     assert str(inner) in registered(home)
+
+
+def test_a_package_cache_inside_is_moved_out_and_then_the_environment_moves(
+    scratch, home, migrate, tmp_path
+):
+    """A personal miniconda whose environments moved already: only its pkgs/
+    is left inside, which no ``-d`` can migrate. The hint says what works
+    (move it out, not "migrate it first"), and once that is done the
+    environment moves."""
+    pkgs = scratch.abc / "pkgs"
+    pkgs.mkdir()
+    (pkgs / "urls.txt").write_text("")
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    assert code == 1, out + err
+    assert f"  {pkgs} (a package cache)\n" in out
+    assert "Migrate the environments first" not in out
+    assert "move it out of this environment, then run this again" in out
+
+    pkgs.rename(tmp_path / "old-pkgs")
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+
+    assert code == 0, out + err
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+    assert not scratch.abc.exists()
 
 
 # -- 4. other users' files -----------------------------------------------------
