@@ -19,7 +19,6 @@ from .records import (
     channel_name,
     python_records_gone,
     read_distribution,
-    read_path_records,
     read_record,
     site_packages,
 )
@@ -117,19 +116,25 @@ def missing_files(records: dict[str, PathRecord], present: set[str]) -> list[str
     ]
 
 
-def find_damage(prefix: Path, present: set[str], symlinks: set[str]) -> Damage:
-    """The files the records of ``prefix`` list that are not in
-    ``present`` (every relative path the environment holds, from the
-    source's snapshot, ``snapshot.measure``: no file is looked up twice on
-    a network filesystem), and the ``symlinks`` among them that link to a
-    file gone from outside the environment (a softlinked environment's
-    purged package cache)."""
+def find_damage(
+    prefix: Path,
+    path_records: dict[str, PathRecord],
+    present: set[str],
+    symlinks: set[str],
+) -> Damage:
+    """The files the records of ``prefix`` list (``path_records``, as
+    ``read_path_records`` gives them) that are not in ``present`` (every
+    relative path the environment holds, from the source's snapshot,
+    ``snapshot.measure``: no file is looked up twice on a network
+    filesystem), and the ``symlinks`` among them that link to a file gone
+    from outside the environment (a softlinked environment's purged package
+    cache)."""
     damage = Damage()
     # A record pip replaced lists pip's old files, gone by pip's hand.
     replaced = {name for name, by_pip in python_records_gone(prefix).items() if by_pip}
     records = {
         rel: record
-        for rel, record in read_path_records(prefix).items()
+        for rel, record in path_records.items()
         if record.record_file not in replaced
     }
     dangling = [

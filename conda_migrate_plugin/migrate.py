@@ -35,7 +35,7 @@ from .preflight import (
 )
 from .progress import size
 from .purge import count_restored, find_purged, report_missing
-from .records import portable_contents
+from .records import portable_contents, read_path_records
 from .result import MigrationResult, Phase, Status
 from .safety import journal
 from .safety.interrupt import check, received, uninterruptible
@@ -308,6 +308,7 @@ def _preflight(run: Migration) -> tuple[EnvContents, Footprint, Need]:
     """Everything that can refuse the environment, before anything is
     written; what it needs in the destination, counted after sharing."""
     from .quota import block_size, check_quota, need
+    from .relocation.softlinks import package_cache_links
 
     options, outcome, room = run.options, run.outcome, run.room
     check_paths(outcome.source, outcome.dest)
@@ -322,15 +323,20 @@ def _preflight(run: Migration) -> tuple[EnvContents, Footprint, Need]:
         footprint.files,
         footprint.bytes,
     )
-    find_purged(outcome, footprint)
+    records = read_path_records(outcome.source)
+    find_purged(outcome, footprint, records)
+    linked = package_cache_links(
+        outcome.source, outcome.dest, footprint.listing, records
+    )
     wanted = need(
         footprint,
+        linked,
         block_size(room.dest if room else options.dest_root),
         room.shared if room else None,
     )
     if not options.dry_run:
         check_writable(options.dest_root)
-        check_space(footprint, options.dest_root)
+        check_space(footprint, linked.values(), options.dest_root)
         quota = room.now() if room else None
         if quota is not None:
             check_quota(quota, wanted, options.dest_root)

@@ -11,6 +11,7 @@ from .exceptions import MigrateError
 from .progress import size
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from pathlib import Path
 
     from .snapshot import Footprint
@@ -108,14 +109,16 @@ def existing_ancestor(path: Path) -> Path:
     return path
 
 
-def check_space(footprint: Footprint, dest_root: Path) -> None:
+def check_space(
+    footprint: Footprint, linked: Collection[os.stat_result], dest_root: Path
+) -> None:
     """Refuse when the destination's filesystem lacks the bytes or the
-    inodes (home quotas often limit the file count as well)."""
+    inodes (home quotas often limit the file count as well); the copy holds
+    the ``linked`` files (``relocation.softlinks``) where the source has links."""
     vfs = os.statvfs(existing_ancestor(dest_root))
     free_bytes = vfs.f_bavail * vfs.f_frsize
-    need_bytes = (
-        int(footprint.allocated(vfs.f_frsize) * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
-    )
+    allocated = footprint.allocated(vfs.f_frsize) + whole_blocks(linked, vfs.f_frsize)
+    need_bytes = int(allocated * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     hint = "Nothing was copied and the environment is untouched. Free space in the destination or choose another with --dest."
     # f_blocks is 0 on filesystems that count no size (ramfs).
     if vfs.f_blocks and free_bytes < need_bytes:
@@ -132,6 +135,11 @@ def check_space(footprint: Footprint, dest_root: Path) -> None:
                 f"files and directories (with margin), {vfs.f_favail} are free.",
                 hint=hint,
             )
+
+
+def whole_blocks(files: Collection[os.stat_result], block: int) -> int:
+    """The bytes ``files`` take in ``block``-sized blocks, as copied."""
+    return sum(-(-st.st_size // block) * block for st in files)
 
 
 def check_writable(dest_root: Path) -> None:

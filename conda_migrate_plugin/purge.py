@@ -16,13 +16,16 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .output import Output
+    from .records import PathRecord
     from .result import MigrationResult
     from .snapshot import Footprint
     from .transaction import Migration
 
 
-def find_purged(outcome: MigrationResult, footprint: Footprint) -> None:
-    """What the purge took: files the records list that the walk did not find."""
+def find_purged(
+    outcome: MigrationResult, footprint: Footprint, records: dict[str, PathRecord]
+) -> None:
+    """What the purge took: files the ``records`` list that the walk did not find."""
     present = {rel for entries in footprint.listing.values() for rel, _ in entries}
     symlinks = {
         rel
@@ -30,7 +33,7 @@ def find_purged(outcome: MigrationResult, footprint: Footprint) -> None:
         for rel, st in entries
         if stat.S_ISLNK(st.st_mode)
     }
-    outcome.damage = find_damage(outcome.source, present, symlinks)
+    outcome.damage = find_damage(outcome.source, records, present, symlinks)
     outcome.missing = outcome.damage.files
 
 

@@ -18,12 +18,18 @@ from typing import TYPE_CHECKING
 from .classify import Kind, classify
 from .exceptions import MigrateError
 from .names import PACKAGE_CACHE_MARK
-from .preflight import MARGIN_BYTES, MARGIN_FRACTION, MARGIN_INODES, existing_ancestor
+from .preflight import (
+    MARGIN_BYTES,
+    MARGIN_FRACTION,
+    MARGIN_INODES,
+    existing_ancestor,
+    whole_blocks,
+)
 from .progress import size
 from .quota_tools import Quota, ask
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from .relocation.share import SharedFiles
@@ -112,9 +118,16 @@ def block_size(dest: Path) -> int:
     return frsize if 0 < frsize <= 65536 else 4096
 
 
-def need(footprint: Footprint, block: int, shared: SharedFiles | None) -> Need:
+def need(
+    footprint: Footprint,
+    linked: Mapping[str, os.stat_result],
+    block: int,
+    shared: SharedFiles | None,
+) -> Need:
     """Whole blocks and inodes the copy takes, the files an earlier
-    environment of the run holds left out (they become links)."""
+    environment of the run holds left out (they become links). A link into
+    a package cache that the copy turns into its file (``linked``, by path,
+    the file's ``stat``) takes that file's blocks, in the same inode."""
     shared_bytes = shared_files = 0
     if shared is not None:
         seen = set()
@@ -128,7 +141,9 @@ def need(footprint: Footprint, block: int, shared: SharedFiles | None) -> Need:
     # The environment's own directory, and each hardlinked file once.
     unique_inodes = footprint.inodes + 1 - _extra_names(footprint)
     return Need(
-        footprint.allocated(block) - shared_bytes,
+        footprint.allocated(block)
+        + whole_blocks(linked.values(), block)
+        - shared_bytes,
         unique_inodes - shared_files,
         shared_bytes,
         shared_files,

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from ..records import PathRecord
-    from ..snapshot import Stamp
+    from ..snapshot import Listing, Stamp
     from .prefix import PrefixRewrite
     from .share import Written
 
@@ -108,3 +110,29 @@ def into_package_cache(
         and rewrite.retarget(target) == target
         and target.endswith("/" + (record.record_path or record.path))
     )
+
+
+def check_records(
+    records: dict[str, PathRecord],
+    listing: Listing,
+    restored: Collection[str],
+    outcome: Findings,
+) -> None:
+    """Every path the ``records`` list, against the kind the source holds
+    there (the copy holds the same, entry for entry); a path the source
+    lacks is only noted, unless the copy ``restored`` it."""
+    kinds = {
+        rel: kind_of(st.st_mode) for entries in listing.values() for rel, st in entries
+    }
+    for rel, record in records.items():
+        have = kinds.get(rel)
+        if have is None:
+            if rel not in restored:
+                outcome.notes.append(
+                    f"{rel}: listed in conda-meta/{record.record_file} "
+                    "but missing in the source"
+                )
+            continue
+        problem = record_disagrees(record, have)
+        if problem:
+            outcome.problems.append(f"{rel}: {problem}")

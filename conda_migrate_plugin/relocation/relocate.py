@@ -57,7 +57,7 @@ from ..snapshot import measure, stamp_of
 from . import xattrs
 from .chunks import read_chunks, sha256
 from .copyfiles import Entry, FileCopier, copy_attributes
-from .findings import Findings, kind_of, record_disagrees
+from .findings import Findings, check_records
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
@@ -209,7 +209,7 @@ class _Copier(FileCopier):
             for part in gather(threads, self._finish_directory, directories):
                 outcome.merge(part)
         self._stamp_late(late, present, outcome)
-        self._check_records(listing, outcome)
+        check_records(self.records, listing, self.restored, outcome)
         return outcome
 
     def _stamp_late(self, late: list[str], listed: set[str], outcome: Findings) -> None:
@@ -358,6 +358,7 @@ class _Copier(FileCopier):
             if rel not in restored:
                 self._delink_anyway(rel, target, outcome)
         outcome.files += len(repair.restored)
+        outcome.bytes += repair.bytes
         outcome.rewritten.update(repair.digests)
         outcome.notes.extend(repair.notes)
         self.restored.update(restored - set(outcome.delinked))
@@ -376,6 +377,7 @@ class _Copier(FileCopier):
             return
         with open(target, "rb") as src, open(dest, "xb") as dst:
             digest = sha256(read_chunks(src.fileno()), write_to=dst.fileno())
+            outcome.bytes += os.fstat(src.fileno()).st_size
         shutil.copymode(target, dest)
         outcome.rewritten[rel] = digest
         outcome.files += 1
@@ -383,28 +385,6 @@ class _Copier(FileCopier):
             f"{rel}: copied from {target}, which it linked to (it does not match "
             "its package's record)"
         )
-
-    def _check_records(self, listing: Listing, outcome: Findings) -> None:
-        """Every path the records list, against the kind the source holds
-        there (the copy holds the same, entry for entry)."""
-        kinds = {
-            rel: kind_of(st.st_mode)
-            for entries in listing.values()
-            for rel, st in entries
-        }
-        for rel, record in self.records.items():
-            have = kinds.get(rel)
-            if have is None:
-                if rel in self.restored:
-                    continue
-                outcome.notes.append(
-                    f"{rel}: listed in conda-meta/{record.record_file} "
-                    "but missing in the source"
-                )
-                continue
-            problem = record_disagrees(record, have)
-            if problem:
-                outcome.problems.append(f"{rel}: {problem}")
 
     def _append_history(self) -> str:
         """One line saying where the copy came from; the file's path."""

@@ -45,6 +45,8 @@ class Repair:
     restored: list[str] = field(default_factory=list)
     #: The sha256 of each restored regular file as written.
     digests: dict[str, str] = field(default_factory=dict)
+    #: The bytes of the cached files they were written from.
+    bytes: int = 0
     #: Where each package's files came from, for the log.
     notes: list[str] = field(default_factory=list)
 
@@ -267,7 +269,9 @@ def _link(
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, "xb") as out:
             repair.digests[rel] = sha256(chunks, write_to=out.fileno())
-        os.chmod(dest, stat.S_IMODE(os.fstat(src).st_mode))
+        cached_st = os.fstat(src)
+        os.chmod(dest, stat.S_IMODE(cached_st.st_mode))
+        repair.bytes += cached_st.st_size
         return True
     finally:
         os.close(src)

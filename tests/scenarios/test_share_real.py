@@ -5,12 +5,20 @@ $HOME than they took on scratch, and each still works from its new place."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.trees import assert_no_more_room, inode, usage
+from tests.support.trees import (
+    assert_no_more_room,
+    inode,
+    softlink_by_hand,
+    tree_snapshot,
+    usage,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,8 +26,9 @@ if TYPE_CHECKING:
 NAMES = ("torch-a", "torch-b", "torch-c")
 
 
-@pytest.fixture
-def real_envs(real_channel, tmp_path) -> Path:
+def install(real_channel: Path, tmp_path: Path, names: tuple[str, ...]) -> Path:
+    """``$SCRATCH/envs/NAME`` for each of ``names``, of the same packages,
+    installed from one package cache (``rattler-cache``)."""
     import rattler
 
     records = asyncio.run(
@@ -30,7 +39,7 @@ def real_envs(real_channel, tmp_path) -> Path:
         )
     )
     envs = tmp_path / "scratch" / "envs"
-    for name in NAMES:
+    for name in names:
         asyncio.run(
             rattler.install(
                 records,
@@ -40,6 +49,11 @@ def real_envs(real_channel, tmp_path) -> Path:
             )
         )
     return envs
+
+
+@pytest.fixture
+def real_envs(real_channel, tmp_path) -> Path:
+    return install(real_channel, tmp_path, NAMES)
 
 
 def test_real_environments_from_one_cache_fit_where_they_were(
@@ -85,3 +99,56 @@ def test_a_quota_the_environments_fit_on_scratch_holds_them_in_home(
     )
     assert code == 1, out + err
     assert f"Your quota on {alone} filled up (Disk quota exceeded)" in out
+
+
+# -- softlinked into the package cache (conda's always_softlink) ------------------
+
+
+def linked_files(env: Path, cache: Path) -> tuple[int, int]:
+    """The bytes, and the whole 4 KiB blocks, of the files ``env``'s links
+    into ``cache`` lead to: what its copy, which holds the files, takes
+    beyond the links."""
+    nbytes = blocks = 0
+    for dirpath, _, filenames in os.walk(env):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) and os.readlink(path).startswith(f"{cache}/"):
+                size = os.stat(path).st_size
+                nbytes += size
+                blocks += -(-size // 4096) * 4096
+    return nbytes, blocks
+
+
+def test_a_softlinked_environment_that_cannot_fit_is_refused_before_its_copy(
+    real_channel, tmp_path, home, migrate, monkeypatch
+):
+    """Its links take a few bytes on scratch; its copy holds the files they
+    lead to. A quota with room for the links and not for the files refuses
+    it up front, with the need stated; the dry run and the summary count
+    the files."""
+    envs = install(real_channel, tmp_path, ("linked",))
+    env, cache = envs / "linked", tmp_path / "rattler-cache"
+    softlink_by_hand(env)
+    links, (nbytes, files) = usage(env)[0], linked_files(env, cache)
+    assert files > 2**20, "too little is linked for the test to show anything"
+    out, err, code = migrate("-d", envs, "--all", "--dry-run", "--json")
+    assert code == 0, out + err
+    (planned,) = json.loads(out)["environments"]
+    assert planned["written_bytes"] >= files, (links, files)
+    # Room for the links and half of the files, with the run's margin.
+    room = 64 * 2**20 + int((links + files // 2) * 1.05)
+    command = tmp_path / "site-quota"
+    command.write_text(f"#!/bin/sh\necho bytes_used=0\necho bytes_limit={room}\n")
+    command.chmod(0o755)
+    monkeypatch.setenv("CONDA_MIGRATE_QUOTA_COMMAND", str(command))
+    before = tree_snapshot(env)
+    out, err, code = migrate("-d", envs, "--all")
+    assert code == 1, out + err
+    assert "Migration of linked failed: The environment does not fit your quota" in out
+    assert "Nothing was copied and the environment is untouched" in out
+    assert tree_snapshot(env) == before
+    assert list((home / ".conda" / "envs").glob("*")) == []
+    monkeypatch.delenv("CONDA_MIGRATE_QUOTA_COMMAND")
+    out, err, code = migrate("-d", envs, "--all", "--json")
+    assert code == 0, out + err
+    assert json.loads(out)["totals"]["written_bytes"] >= nbytes

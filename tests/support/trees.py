@@ -95,10 +95,14 @@ def softlink_by_hand(env: Path, cache: Path | None = None) -> list[str]:
     """Lay ``env`` out as conda's ``always_softlink`` does: each package file
     conda would not rewrite becomes a symlink into the extracted package
     (in ``cache``, default the one it was installed from), recorded as
-    ``softlink``, the record's link type 2. Returns the links made."""
+    ``softlink``, the record's link type 2. A ``noarch: python`` package,
+    whose record names package paths, not installed ones, stays as it is.
+    Returns the links made."""
     linked = []
     for record_path in sorted((env / "conda-meta").glob("*.json")):
         record = json.loads(record_path.read_text())
+        if record.get("noarch"):
+            continue
         source = record["extracted_package_dir"]
         if cache is not None:
             source = str(cache / Path(source).name)

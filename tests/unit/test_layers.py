@@ -44,8 +44,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         *("backends.portable", "backends.registry", "export"),
         *("relocation", "relocation.chunks", "relocation.copyfiles"),
         *("relocation.findings", "relocation.prefix", "relocation.relocate"),
-        *("relocation.repair", "relocation.share", "relocation.verify"),
-        "relocation.xattrs",
+        *("relocation.repair", "relocation.share", "relocation.softlinks"),
+        *("relocation.verify", "relocation.xattrs"),
     ),
     "steps": (
         *("array_plan", "caches", "candidates", "compare", "discover", "engine"),

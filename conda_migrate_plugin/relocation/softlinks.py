@@ -1,0 +1,68 @@
+"""Links into a package cache (conda's ``allow_softlinks`` and
+``always_softlink``): which ones the copy turns into the files they lead to,
+and what those files are.
+
+On scratch such a link takes a few bytes and its file lives in the package
+cache, which the purge takes like the rest; the copy holds the file itself.
+The room a copy needs is counted before anything is written, so the
+preflight must see those files as the copy will write them: both decide with
+``findings.into_package_cache``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from .findings import into_package_cache
+from .prefix import PrefixRewrite, old_spellings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..records import PathRecord
+    from ..snapshot import Listing
+
+
+def package_cache_links(
+    source: Path, new_prefix: Path, listing: Listing, records: dict[str, PathRecord]
+) -> dict[str, os.stat_result]:
+    """The symlinks of the environment at ``source`` (its ``listing`` and
+    its ``records``, as ``read_path_records`` gives them) that its copy to
+    ``new_prefix`` turns into files, each with the ``stat`` of the file it
+    leads to. One whose file is gone (a purged cache) is left out: damage,
+    restored from elsewhere if at all (see ``damage``).
+
+    The environment's other spellings are those its history and real path
+    give: the copy also reads its scripts' ``#!`` lines for more, and each
+    one more can only make a link here one the copy keeps as a link, so
+    the room counted is never less than the copy takes."""
+    symlinks = [
+        (rel, st)
+        for entries in listing.values()
+        for rel, st in entries
+        if stat.S_ISLNK(st.st_mode)
+    ]
+    if not symlinks:
+        return {}
+    rewrite = PrefixRewrite(str(source), str(new_prefix), old_spellings(source))
+    found = {}
+    for rel, st in symlinks:
+        record = records.get(rel)
+        # A link's size is its target's length: one no longer than the
+        # package's path for the file cannot end with "/" and that path,
+        # and is not read.
+        if record is None or st.st_size <= len(os.fsencode(record.record_path or rel)):
+            continue
+        try:
+            target = os.readlink(f"{source}/{rel}")
+            if into_package_cache(record, target, rewrite):
+                linked = os.stat(target)
+                if stat.S_ISREG(linked.st_mode):
+                    found[rel] = linked
+        except OSError:
+            # Changed since the walk (the copy's checks see it), or leading
+            # to a file the purge took (damage, see above).
+            continue
+    return found
