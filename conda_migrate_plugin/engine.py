@@ -72,13 +72,14 @@ def _clone(run: Migration, entry: journal.Entry) -> Copy:
             run.backend.clone(run.outcome.source, copy.path, quiet=run.options.quiet)
         run.outcome.engine = "clone"
         run.out.log_only("engine: conda's clone")
-        _verify(run, copy.path)
+        copy.links_out = _verify(run, copy.path)
     return copy
 
 
-def _verify(run: Migration, copy: Path) -> None:
+def _verify(run: Migration, copy: Path) -> dict[str, str]:
     """conda's clone checks nothing it links or copies: the file-by-file
-    check relocation makes as it writes, made after the clone."""
+    check relocation makes as it writes, made after the clone. Returns the
+    copy's symlinks that lead out of it."""
     from .relocation import xattrs
     from .relocation.verify import verify_files
 
@@ -87,6 +88,7 @@ def _verify(run: Migration, copy: Path) -> None:
     if check.unsupported:
         run.out.info(f"warning: {xattrs.unsupported_warning(check.unsupported)}")
     _judge(run.outcome.source, check.problems, check.notes, run.out)
+    return check.links_out
 
 
 def _judge(source: Path, problems: list[str], notes: list[str], out: Output) -> None:
@@ -124,6 +126,7 @@ def _relocate(run: Migration, copy: Copy, footprint: Footprint) -> None:
             raise
         raise _destination_full(run, full, progress.done) from err
     copy.written, copy.stamps = result.written, result.stamps
+    copy.links_out = result.links_out
     outcome.written_files = result.files - result.shared_files
     outcome.written_bytes = result.bytes - result.shared_bytes
     outcome.shared_files, outcome.shared_bytes = (

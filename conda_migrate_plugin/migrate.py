@@ -40,6 +40,7 @@ from .result import MigrationResult, Phase, Status
 from .safety import journal
 from .safety.interrupt import check, received, uninterruptible
 from .safety.lock import hold_all, name_holder
+from .scratch_refs import find_references, warn
 from .snapshot import changes_since, measure
 from .transaction import Migration, commit, copy_stamps, provisional, remove_old
 
@@ -167,7 +168,9 @@ def _migrate_locked(run: Migration) -> MigrationResult:
         raise _stopped(err.signum, run) from None
     except (MigrateError, OSError) as err:
         return _failed(run, err)
-    return _settle_source(run, verified, footprint)
+    settled = _settle_source(run, verified, footprint)
+    warn(settled, run.out)
+    return settled
 
 
 def _copy_and_commit(
@@ -198,6 +201,12 @@ def _copy_and_commit(
         )
         commit(run, verified, copy.path)
         run.phase = Phase.VERIFIED
+    outcome.scratch_refs = [
+        ref.to_json()
+        for ref in find_references(
+            outcome.source, outcome.dest, footprint, copy.links_out, options.jobs
+        )
+    ]
     if run.room is not None and run.room.shared is not None:
         run.room.shared.add(outcome.dest, copy.written)
     return verified

@@ -102,6 +102,11 @@ def summarize(
                     out.important(f"      {_moved(totals([o]), dry_run)}")
                 if status in EXPLAINED and o.message:
                     out.important(f"      {o.message.splitlines()[0]}")
+                if o.scratch_refs:
+                    out.important(
+                        f"      still uses {len(o.scratch_refs)} paths on the "
+                        "filesystem it was moved from (see above)"
+                    )
                 if o.missing:
                     out.important(
                         f"      files lost to the purge and missing: {len(o.missing)} "

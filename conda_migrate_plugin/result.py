@@ -134,6 +134,9 @@ class MigrationResult:
     #: or another environment shares stays).
     freed_files: int | None = None
     freed_bytes: int | None = None
+    #: What the environment, moved, still uses on the filesystem it was moved
+    #: from: each as the file naming it, the path, and how it names it.
+    scratch_refs: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         document = {

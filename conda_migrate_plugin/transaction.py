@@ -115,6 +115,9 @@ class Copy:
     #: Its entries' stamps as the relocate engine took them while it wrote
     #: them; None where only a walk of the copy can tell (conda's clone).
     stamps: dict[str, Stamp] | None = None
+    #: Its symlinks that lead out of it, and where, as the engine found them
+    #: (see ``scratch_refs``).
+    links_out: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def make(cls, entry: journal.Entry, staged: bool, state_dir: Path) -> Copy:

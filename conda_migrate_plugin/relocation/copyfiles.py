@@ -30,7 +30,7 @@ from .chunks import (
     sha256,
 )
 from .findings import Findings, into_package_cache
-from .prefix import link_out
+from .prefix import leads_out, link_out
 from .share import Written
 
 if TYPE_CHECKING:
@@ -190,6 +190,9 @@ class FileCopier:
                 f"it now links to {outside}, where that led"
             )
         os.symlink(target, item.name, dir_fd=dst_dir)
+        out = leads_out(self.rewrite.new, item.rel, target)
+        if out is not None:
+            outcome.links_out[item.rel] = out
         os.utime(
             item.name,
             ns=(item.st.st_atime_ns, item.st.st_mtime_ns),

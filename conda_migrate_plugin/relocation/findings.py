@@ -4,7 +4,7 @@ Each thread gathers the findings of its task in one of these and the caller
 merges them as tasks finish, so no lock is taken per file. The relocate
 engine fills every field; the check of conda's clone only the problems,
 notes, unsupported attributes, links into a package cache it found as
-files, and the files it checked. Both hold what a path holds to what
+files, links out of the copy, and the files it checked. Both hold what a path holds to what
 conda's records list there by the same rule.
 """
 
@@ -49,6 +49,9 @@ class Findings:
     #: Symlinks into a package cache (conda's softlinks), by their target:
     #: replaced by the files themselves once the copy is made.
     delinked: dict[str, str] = field(default_factory=dict)
+    #: Symlinks of the copy that lead out of it, by relative path: where they
+    #: lead (see ``prefix.leads_out``).
+    links_out: dict[str, str] = field(default_factory=dict)
     #: Files a later environment of the run may link to once this copy is
     #: committed (see ``share``).
     written: list[Written] = field(default_factory=list)

@@ -127,6 +127,18 @@ def link_out(root: str, rel: str, target: str) -> str | None:
     return resolved
 
 
+def leads_out(root: str, rel: str, target: str) -> str | None:
+    """Where a symlink at ``rel`` of the environment at ``root``, to
+    ``target``, leads when that is outside it, as an absolute path (resolved
+    by its spelling, with no call to the filesystem: the copy and its check
+    read each link anyway): what the environment uses that a move leaves
+    where it was."""
+    resolved = os.path.normpath(os.path.join(root, os.path.dirname(rel), target))
+    if resolved == root or resolved.startswith(root + "/"):
+        return None
+    return resolved
+
+
 def conda_bookkeeping(rel: str) -> bool:
     """``conda-meta``'s package records and history, which name the old prefix
     by right (the package cache's paths, the commands run): copied as they

@@ -49,6 +49,7 @@ from .findings import Findings, into_package_cache, kind_of, record_disagrees
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
+    leads_out,
     link_out,
     old_spellings,
 )
@@ -257,6 +258,9 @@ class _Checker:
         # rewritten (relocation) or as it was (conda's clone keeps it).
         if actual != target and actual != link_out(self.src_root, rel, raw):
             check.problems.append(f"{rel}: symlink to {actual!r}, expected {target!r}")
+        out = leads_out(self.rewrite.new, rel, actual)
+        if out is not None:
+            check.links_out[rel] = out
 
     def _check_attributes(self, rel: str, check: Findings) -> None:
         """The source's ``user.*`` attributes and ACLs, in the copy too; one

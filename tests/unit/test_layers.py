@@ -51,8 +51,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         *("array_plan", "caches", "candidates", "compare", "discover", "engine"),
         *("migrate", "plan", "preflight", "purge", "quota", "quota_tools"),
         *("rcfiles", "rcfiles.condarc", "rcfiles.rewrite", "rcfiles.shell"),
-        *("refusals", "report", "resume", "safety.remove", "selection"),
-        *("settle", "transaction"),
+        *("refusals", "report", "resume", "safety.remove", "scratch_refs"),
+        *("selection", "settle", "transaction"),
     ),
     "entry": (
         *("__main__", "array", "cli", "parser", "plugin", "sbatch", "submit"),

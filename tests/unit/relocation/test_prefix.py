@@ -166,3 +166,19 @@ def test_binary_string_across_a_chunk_boundary(tmp_path, monkeypatch, offset):
 )
 def test_condas_bookkeeping_is_its_records_and_history_only(rel, kept):
     assert prefix.conda_bookkeeping(rel) is kept
+
+
+@pytest.mark.parametrize(
+    ("rel", "target", "leads"),
+    [
+        ("lib/libz.so", "libz.so.1", None),
+        ("bin/python3", "../bin/python3.12", None),
+        ("share/ref.fa", "../../../data/ref.fa", "/home/u/.conda/data/ref.fa"),
+        ("share/ref.fa", "/scratch/u/data/ref.fa", "/scratch/u/data/ref.fa"),
+        ("share/self", f"{NEW}/share/demo", None),
+        ("share/up", "..", None),
+        ("share/sibling", f"{NEW}-old/x", f"{NEW}-old/x"),
+    ],
+)
+def test_leads_out_names_where_a_link_leaves_the_environment(rel, target, leads):
+    assert prefix.leads_out(NEW, rel, target) == leads

@@ -1,0 +1,190 @@
+"""A migrated environment can still lead back to the scratch it left: an
+editable pip install of code there, a symlink to data there, a conda
+environment variable naming a directory there. The next purge breaks it in
+``$HOME`` with no warning, so the run names each one. Scratch is a tmpfs of
+its own here, ``$HOME`` is not: the run tells them apart by device, as on a
+site (root only, to mount).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.support.channel import SITE_PACKAGES
+from tests.support.markers import requires_conda
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+METHODS = ["relocate", pytest.param("clone", marks=requires_conda)]
+
+
+def editable_install(env: Path, code: Path) -> None:
+    """What ``pip install -e CODE`` leaves in an environment: setuptools'
+    ``__editable__`` path file, the ``direct_url.json`` pip writes, and the
+    older ``setup.py develop`` ``.egg-link``."""
+    site = env / SITE_PACKAGES
+    (site / "__editable__.mycode-0.1.pth").write_text(f"{code}/src\n")
+    dist = site / "mycode-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mycode\nVersion: 0.1\n"
+    )
+    (dist / "direct_url.json").write_text(
+        json.dumps({"url": code.as_uri(), "dir_info": {"editable": True}})
+    )
+    (site / "oldcode.egg-link").write_text(f"{code}/old\n.")
+
+
+def set_env_vars(env: Path, **variables: str) -> None:
+    """``conda env config vars set NAME=VALUE``: conda keeps them here."""
+    (env / "conda-meta/state").write_text(json.dumps({"env_vars": variables}))
+
+
+@pytest.fixture
+def on_scratch(make_env, home, tmpfs) -> tuple[Path, Path]:
+    """An environment on a scratch filesystem of its own, holding references
+    to code and data on that scratch, and others to $HOME and into itself.
+    Returns the environment and the scratch."""
+    scratch = tmpfs("size=64m")
+    env = make_env(scratch / "conda-envs" / "abc", ["demo-app"])
+    code = scratch / "mycode"
+    (code / "src" / "mycode").mkdir(parents=True)
+    (code / "old").mkdir()
+    (code / "src" / "mycode" / "__init__.py").write_text("")
+    data = scratch / "data"
+    data.mkdir()
+    (data / "ref.fa").write_text(">chr1\nACGT\n")
+    editable_install(env, code)
+    (env / "share/ref.fa").symlink_to(data / "ref.fa")
+    # share/ -> abc -> conda-envs -> scratch: a relative link out of it.
+    (env / "share/genome.fa").symlink_to("../../../data/ref.fa")
+    set_env_vars(env, DATA=str(data), OWN=f"{env}/share", MINE=str(home))
+    # In $HOME, and inside the environment: none of them is on scratch.
+    (home / "work" / "src").mkdir(parents=True)
+    (home / "notes.txt").write_text("notes\n")
+    site = env / SITE_PACKAGES
+    (site / "homework.pth").write_text(f"# mine\nimport os\n{home}/work/src\n")
+    (site / "inside.pth").write_text(f"{env}/share\n")
+    (env / "share/notes.txt").symlink_to(home / "notes.txt")
+    (env / "share/inner").symlink_to("demo")
+    return env, scratch
+
+
+def expected(dest: Path, scratch: Path) -> list[dict[str, str]]:
+    site = dest / SITE_PACKAGES
+    data = f"{scratch}/data"
+    return [
+        {
+            "file": f"{dest}/conda-meta/state",
+            "names": data,
+            "via": "conda env config var DATA",
+        },
+        {
+            "file": f"{site}/__editable__.mycode-0.1.pth",
+            "names": f"{scratch}/mycode/src",
+            "via": "a path Python adds to sys.path",
+        },
+        {
+            "file": f"{site}/mycode-0.1.dist-info/direct_url.json",
+            "names": f"{scratch}/mycode",
+            "via": "an editable pip install",
+        },
+        {
+            "file": f"{site}/oldcode.egg-link",
+            "names": f"{scratch}/mycode/old",
+            "via": "an editable install (egg-link)",
+        },
+        {
+            "file": f"{dest}/share/genome.fa",
+            "names": f"{data}/ref.fa",
+            "via": "a symlink",
+        },
+        {"file": f"{dest}/share/ref.fa", "names": f"{data}/ref.fa", "via": "a symlink"},
+    ]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_what_still_leads_to_scratch_is_named_after_the_move(
+    on_scratch, home, migrate, method
+):
+    env, scratch = on_scratch
+    dest = home / ".conda/envs/abc"
+    out, err, code = migrate(
+        "-d", env.parent, "--all", "--json", "--method", method, "--no-clean"
+    )
+    assert code == 0, out + err
+    assert not env.exists()
+    assert (dest / "conda-meta").is_dir()
+    report = json.loads(out)
+    (moved,) = report["environments"]
+    assert moved["status"] == "migrated"
+    found = sorted(moved["scratch_refs"], key=lambda ref: ref["file"])
+    want = expected(dest, scratch)
+    if method == "clone":
+        # conda's clone keeps a relative link as it is: from $HOME it leads
+        # elsewhere, to nothing, and no longer to scratch.
+        want = [ref for ref in want if not ref["file"].endswith("genome.fa")]
+    assert found == want
+    log = open(report["log"]).read()
+    for ref in want:
+        assert f"{ref['file']}: {ref['via']}, {ref['names']}" in log
+
+
+def test_the_run_shows_them_and_the_summary_counts_them(on_scratch, home, migrate):
+    env, scratch = on_scratch
+    dest = home / ".conda/envs/abc"
+    out, err, code = migrate("-d", env.parent, "--all", "--no-clean")
+    assert code == 0, out + err
+    assert (
+        f"warning: abc still uses 6 paths on the filesystem it was moved from "
+        f"({env}); the purge of scratch can delete them and break it:"
+    ) in out
+    for ref in expected(dest, scratch):
+        assert f"  {ref['file']}: {ref['via']}, {ref['names']}" in out
+    assert f"{home}/work" not in out
+    assert f"{home}/notes.txt" not in out
+    summary = out[out.index("Summary:") :]
+    assert (
+        "      still uses 6 paths on the filesystem it was moved from (see above)"
+        in summary
+    )
+
+
+def test_references_into_home_or_itself_give_no_warning(make_env, home, tmpfs, migrate):
+    """The control: the same kinds of reference, all into $HOME or into the
+    environment itself."""
+    scratch = tmpfs("size=64m")
+    env = make_env(scratch / "conda-envs" / "abc", ["demo-app"])
+    code = home / "mycode"
+    (code / "src").mkdir(parents=True)
+    (code / "old").mkdir()
+    editable_install(env, code)
+    (home / "ref.fa").write_text(">chr1\n")
+    (env / "share/ref.fa").symlink_to(home / "ref.fa")
+    set_env_vars(env, DATA=str(home), OWN=f"{env}/share")
+    out, err, code_ = migrate("-d", env.parent, "--all", "--json", "--no-clean")
+    assert code_ == 0, out + err
+    (moved,) = json.loads(out)["environments"]
+    assert moved["status"] == "migrated"
+    assert moved["scratch_refs"] == []
+
+
+def test_one_filesystem_for_both_reports_nothing(make_env, home, tmp_path, migrate):
+    """Scratch and $HOME on one filesystem: nothing tells a path on scratch
+    apart, and nothing is guessed from its spelling."""
+    scratch = tmp_path / "scratch"
+    env = make_env(scratch / "conda-envs" / "abc", ["demo-app"])
+    (scratch / "data").mkdir()
+    (scratch / "data" / "ref.fa").write_text(">chr1\n")
+    (env / "share/ref.fa").symlink_to(scratch / "data" / "ref.fa")
+    set_env_vars(env, DATA=str(scratch / "data"))
+    out, err, code = migrate("-d", env.parent, "--all", "--json", "--no-clean")
+    assert code == 0, out + err
+    (moved,) = json.loads(out)["environments"]
+    assert moved["scratch_refs"] == []
+    assert os.path.exists(home / ".conda/envs/abc/share/ref.fa")
