@@ -216,6 +216,10 @@ class PathRecord:
     file_mode: str | None = None
     #: ``_path`` as the record writes it, when that is not ``path``.
     record_path: str | None = None
+    #: Its package was linked with conda's softlink link type, which
+    #: records every path as a ``softlink`` and copies an executable file
+    #: all the same (its ``$ORIGIN`` would lead into the package cache).
+    softlinked: bool = False
 
     @property
     def carries_prefix(self) -> bool:
@@ -289,6 +293,8 @@ def read_path_records(prefix: Path) -> dict[str, PathRecord]:
             ]
         elif _is_noarch_python(record):
             installed = _installed_paths(record, prefix)
+        link = record.get("link")
+        softlinked = isinstance(link, dict) and link.get("type") == SOFTLINK
         for entry in paths:
             path = installed.get(entry["_path"], entry["_path"])
             records[path] = PathRecord(
@@ -300,6 +306,7 @@ def read_path_records(prefix: Path) -> dict[str, PathRecord]:
                 placeholder=entry.get("prefix_placeholder"),
                 file_mode=entry.get("file_mode"),
                 record_path=entry["_path"] if path != entry["_path"] else None,
+                softlinked=softlinked,
             )
     return records
 
@@ -336,9 +343,10 @@ def update_records(
 ) -> list[str]:
     """Give the files of the copy at ``prefix`` that relocation rewrote
     their new ``sha256_in_prefix``, so that conda verifying the new
-    environment sees the bytes it holds; files that were links into a
-    package cache and are files now are recorded so, and their package no
-    longer as linked (conda's clean may take it). ``records``:
+    environment sees the bytes it holds; the ``delinked`` paths (links into
+    a package cache, and files the records call links) that are files now
+    are recorded so, and their package no longer as linked (conda's clean
+    may take it). ``records``:
     ``read_path_records`` of the source, by relative path. Returns the
     records it may have rewritten, by relative path. Each record is a few
     round trips on a network filesystem: they are rewritten across

@@ -91,11 +91,14 @@ def kind_of(mode: int) -> str:
 def record_disagrees(record: PathRecord, have: str) -> str | None:
     """What is wrong with a path conda lists, found as a ``have``; a file
     may be a symlink (conda links from the package cache with ``softlink``
-    where it can)."""
+    where it can), and a ``softlink`` of a package conda softlinked a file
+    (an executable, which that link type copies)."""
     want = _FILE_TYPES.get(record.path_type, "file")
-    if have != want and not (want == "file" and have == "symlink"):
-        return f"a {have} in the copy, conda lists a {want}"
-    return None
+    if have == want or (want == "file" and have == "symlink"):
+        return None
+    if want == "symlink" and have == "file" and record.softlinked:
+        return None
+    return f"a {have} in the copy, conda lists a {want}"
 
 
 def into_package_cache(

@@ -201,8 +201,9 @@ class _Copier(FileCopier):
                 outcome.files += 1
             late = [name for pair in links for name in pair]
             late += self._restore(present, outcome)
+            own = [*outcome.delinked, *_copied_softlinks(self.records, listing)]
             late += update_records(
-                self.staging, self.records, outcome.rewritten, outcome.delinked, threads
+                self.staging, self.records, outcome.rewritten, own, threads
             )
             late.append(self._append_history())
             # Last, as the files made inside them move their times.
@@ -401,6 +402,19 @@ class _Copier(FileCopier):
                 fh.write(b"\n")
             fh.write(line.encode())
         return rel
+
+
+def _copied_softlinks(records: dict[str, PathRecord], listing: Listing) -> list[str]:
+    """Files where the records say ``softlink``: executables conda's
+    softlink link type copied. The copy's records say they are files."""
+    return [
+        rel
+        for entries in listing.values()
+        for rel, st in entries
+        if stat.S_ISREG(st.st_mode)
+        and rel in records
+        and records[rel].path_type == "softlink"
+    ]
 
 
 def _name(rel: str) -> str:

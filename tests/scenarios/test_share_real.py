@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.markers import requires_conda
 from tests.support.trees import (
     assert_no_more_room,
     inode,
@@ -56,6 +58,19 @@ def real_envs(real_channel, tmp_path) -> Path:
     return install(real_channel, tmp_path, NAMES)
 
 
+def runs_from(prefix: Path) -> None:
+    """Its python and its compiled program start, and know where they are."""
+    run = subprocess.run(
+        [prefix / "bin/python", "-c", "import sys, json; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/nonexistent", "LC_ALL": "C.UTF-8"},
+    )
+    assert run.stdout == f"{prefix}\n", run.stderr
+    run = subprocess.run([prefix / "bin/cmdemo"], capture_output=True, text=True)
+    assert run.stdout.startswith(f"prefix={prefix}\n"), run.stderr
+
+
 def test_real_environments_from_one_cache_fit_where_they_were(
     real_envs, tmp_path, home, migrate
 ):
@@ -70,16 +85,7 @@ def test_real_environments_from_one_cache_fit_where_they_were(
     assert_no_more_room(dest, before, envs_alone)
     assert len({inode(dest / name / rel) for name in NAMES}) == 1
     for name in NAMES:
-        prefix = dest / name
-        run = subprocess.run(
-            [prefix / "bin/python", "-c", "import sys, json; print(sys.prefix)"],
-            capture_output=True,
-            text=True,
-            env={"PATH": "/nonexistent", "LC_ALL": "C.UTF-8"},
-        )
-        assert run.stdout == f"{prefix}\n", run.stderr
-        run = subprocess.run([prefix / "bin/cmdemo"], capture_output=True, text=True)
-        assert run.stdout.startswith(f"prefix={prefix}\n"), run.stderr
+        runs_from(dest / name)
 
 
 def test_a_quota_the_environments_fit_on_scratch_holds_them_in_home(
@@ -152,3 +158,66 @@ def test_a_softlinked_environment_that_cannot_fit_is_refused_before_its_copy(
     out, err, code = migrate("-d", envs, "--all", "--json")
     assert code == 0, out + err
     assert json.loads(out)["totals"]["written_bytes"] >= nbytes
+
+
+@pytest.fixture
+def conda_softlinked(real_channel, tmp_path, home, conda_cli, monkeypatch):
+    """``conda_softlinked(*names)``: environments conda creates on scratch
+    with ``always_softlink``, from one package cache on scratch
+    (``$SCRATCH/pkgs``), conda then configured as before; returns the
+    directory holding them."""
+    from conda.base.context import reset_context
+
+    envs, pkgs = tmp_path / "scratch" / "envs", tmp_path / "scratch" / "pkgs"
+
+    def create(*names: str) -> Path:
+        with monkeypatch.context() as patch:
+            patch.setenv("CONDA_PKGS_DIRS", str(pkgs))
+            patch.setenv("CONDA_ALWAYS_SOFTLINK", "true")
+            # The channel has no pip for conda to add to python.
+            patch.setenv("CONDA_ADD_PIP_AS_PYTHON_DEPENDENCY", "false")
+            reset_context()
+            for name in names:
+                out, err, code = conda_cli(
+                    "create", "-p", envs / name, "--offline", "--override-channels",
+                    "--solver", "classic", "-c", real_channel.as_uri(), "--yes",
+                    "python", "cmdemo",
+                )  # fmt: skip
+                assert code == 0, out + err
+        reset_context()
+        return envs
+
+    yield create
+    reset_context()
+
+
+@requires_conda
+def test_an_environment_conda_softlinked_moves_with_the_executables_it_copied(
+    conda_softlinked, tmp_path, home, migrate
+):
+    """conda's ``always_softlink`` copies an executable all the same (its
+    ``$ORIGIN`` would lead into the cache) and records it as a softlink:
+    a file where its record says ``softlink`` is the package's, and the
+    copy's record says what the copy holds."""
+    envs = conda_softlinked("linked")
+    env = envs / "linked"
+    python = json.loads(next((env / "conda-meta").glob("python-*.json")).read_text())
+    copied = [
+        entry["_path"]
+        for entry in python["paths_data"]["paths"]
+        if entry["path_type"] == "softlink" and not (env / entry["_path"]).is_symlink()
+    ]
+    assert copied, "conda copied no executable"
+    out, err, code = migrate("-d", envs, "--all", "--no-clean")
+    assert code == 0, out + err
+    shutil.rmtree(tmp_path / "scratch")
+    dest = home / ".conda" / "envs" / "linked"
+    runs_from(dest)
+    record = json.loads(next((dest / "conda-meta").glob("python-*.json")).read_text())
+    assert record["link"]["type"] != 2
+    softlinks = [
+        entry["_path"]
+        for entry in record["paths_data"]["paths"]
+        if entry["path_type"] == "softlink"
+    ]
+    assert [rel for rel in softlinks if not (dest / rel).is_symlink()] == []
