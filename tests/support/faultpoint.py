@@ -7,6 +7,8 @@ node crash or Slurm's final kill), ``term`` (SIGTERM, Slurm's time limit),
 ``fill:PATH`` / ``inodes:PATH`` (use up the space or the inodes of the
 filesystem holding PATH). FUNCTION restricts the count to one call, such as
 ``replace``, so that every atomic commit point can be struck in turn.
+An ACTION ending in ``-after`` (``stop-after``) strikes once that call has
+returned instead of before it, to act on what it has just done.
 
 Nothing in the product knows about this: the calls are counted with a
 profile hook on the interpreter, in every thread.
@@ -48,6 +50,9 @@ def main() -> int:
     args = rest[1:]
     lock = threading.Lock()
     state = {"count": 0, "done": False}
+    after = action.endswith("-after")
+    action = action.removesuffix("-after")
+    returning = threading.local()
 
     def strike() -> None:
         if action == "kill":
@@ -67,6 +72,12 @@ def main() -> int:
     filling = action.startswith(("fill:", "inodes:"))
 
     def hook(frame, event, arg) -> None:
+        if event in ("c_return", "c_exception") and arg is vars(returning).get("call"):
+            # That call's own return (the C calls made to convert its
+            # arguments, such as a path's ``__fspath__``, return first).
+            returning.call = None
+            strike()
+            return
         if event != "c_call" or (state["done"] and not filling):
             return
         name = getattr(arg, "__name__", "")
@@ -84,7 +95,9 @@ def main() -> int:
                     # at their next call, so the disk fills at one instant
                     # however fast they copy.
                     strike()
-        if hit and not filling:
+        if hit and after:
+            returning.call = arg
+        elif hit and not filling:
             strike()
 
     if action == "count":
