@@ -23,6 +23,7 @@ from ..exceptions import InUse, MigrateError
 from ..jobs import gather, pool
 from ..names import removing_aside
 from ..snapshot import measure, mount_points
+from .noreplace import rename_noreplace
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -233,21 +234,26 @@ def _check_aside(
     return walked
 
 
-def _put_back(aside: Path, prefix: Path, err: BaseException) -> None:
-    """What is left goes back under its name, for every later run to report."""
+def _put_back(aside: Path, prefix: Path, cause: BaseException | None = None) -> None:
+    """What is left goes back under its name, for every later run to report
+    or check; never over anything made there meanwhile (a job's ``mkdir
+    $CONDA_PREFIX``, even left empty, which a plain rename would replace
+    without a word): then neither is touched, and no later run may finish
+    this removal. ``cause``: why the removal stopped, if it did."""
     try:
-        os.rename(aside, prefix)
+        rename_noreplace(aside, prefix)
     except OSError as blocked:
-        # Something made the old name anew meanwhile (a job's
-        # ``mkdir -p $CONDA_PREFIX/var/log``): neither is touched,
-        # and no later run may finish this removal.
+        if isinstance(blocked, FileExistsError):
+            why, left = "something made it anew meanwhile", ", and neither was touched"
+            todo = f"Move {prefix} out of the way, then move"
+        else:
+            why, left, todo = str(blocked.strerror), "", "Fix that, then move"
+        stopped = f"{cause}\n" if cause is not None else ""
         raise MigrateError(
-            f"{err}\nWhat is left of the old environment could not be put "
-            f"back at {prefix} ({blocked.strerror}: something made it "
-            f"anew meanwhile); it is at {aside}.",
-            hint=f"Nothing more was deleted. Move {prefix} out of the way, "
-            f"then move {aside} back to {prefix}.",
-        ) from err
+            f"{stopped}What is left of the old environment could not be put back "
+            f"at {prefix} ({why}); it is at {aside}{left}.",
+            hint=f"Nothing more was deleted. {todo} {aside} back to {prefix}.",
+        ) from (cause or blocked)
 
 
 def _unwalked(listing: Listing) -> list[str]:
@@ -408,11 +414,5 @@ def put_back_remains(source: Path) -> bool:
             f"{aside} is not a directory of yours; it was left as it is.",
             hint="Look at what it is, and remove it by hand if it is yours to remove.",
         )
-    if os.path.lexists(source):
-        raise MigrateError(
-            f"{aside} is what is left of the old environment, and {source} was "
-            "made anew meanwhile; neither was touched.",
-            hint=f"Move {source} out of the way, then move {aside} back to {source}.",
-        )
-    os.rename(aside, source)
+    _put_back(aside, source)
     return True

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conda_migrate_plugin.names import REMOVING_SUFFIX
 from conda_migrate_plugin.result import Phase
 from conda_migrate_plugin.safety import journal
 from tests.support.runs import run_cli, wait_until_stopped
@@ -248,6 +249,39 @@ def test_job_starting_just_before_the_rename_aside_keeps_the_environment(scratch
     assert f"{command} (pid {job.pid}) has {log} open for writing" in out
     assert log.read_text() == "job result\n"
     assert (scratch.abc / "conda-meta/history").is_file()
+
+
+def test_prefix_made_anew_while_aside_is_never_replaced(scratch, home):
+    """While the environment is renamed aside, the job writes its result
+    into it (so the check keeps it) and makes its prefix anew, empty (``mkdir
+    $CONDA_PREFIX``): the put-back must not replace that directory (a plain
+    rename does, without a word). Both are left as they are, and the run
+    says where the old environment is and what to do."""
+    log = scratch.abc / "var/log/job.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("job started\n")
+    held = run_cli(
+        home,
+        *("-d", scratch.abc, *RELOCATE),
+        fault=("stop-after", "2", "rename"),
+        wait=False,
+    )
+    wait_until_stopped(held)
+    aside = scratch.envs_dir / f".abc{REMOVING_SUFFIX}"
+    with (aside / "var/log/job.log").open("a") as stream:
+        stream.write("job result\n")
+    scratch.abc.mkdir()
+    made = scratch.abc.stat().st_ino
+    os.kill(held.pid, signal.SIGCONT)
+    out, err = held.communicate(timeout=120)
+    assert scratch.abc.stat().st_ino == made, "the job's directory was replaced"
+    assert os.listdir(scratch.abc) == []
+    assert held.returncode == 1, out + err
+    assert f"{scratch.abc} changed since it was copied" in out
+    assert f"could not be put back at {scratch.abc}" in out
+    assert f"it is at {aside}" in out
+    assert (aside / "var/log/job.log").read_text() == "job started\njob result\n"
+    assert (home / ".conda/envs/abc/var/log/job.log").read_text() == "job started\n"
 
 
 # -- 4. a mount inside the environment -----------------------------------------

@@ -3,17 +3,21 @@ the environment through a symlink, and must put back what it could not delete.""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from conda_migrate_plugin import snapshot
 from conda_migrate_plugin.discover import REMOVING_SUFFIX
 from conda_migrate_plugin.exceptions import MigrateError
-from conda_migrate_plugin.safety import remove
-from conda_migrate_plugin.safety.remove import remove_environment
+from conda_migrate_plugin.safety import noreplace, remove
+from conda_migrate_plugin.safety.remove import put_back_remains, remove_environment
+from tests.support.trees import tree_snapshot
 
 
 def _tree(env):
@@ -166,3 +170,129 @@ def test_old_name_made_anew_during_the_check_keeps_both(tmp_path):
     assert f"it is at {aside}" in str(raised.value)
     assert sorted(str(p.relative_to(aside)) for p in aside.rglob("*")) == before
     assert (env / "var/log/job.log").read_text() == "job result\n"
+
+
+def _refused(*args):
+    """``renameat2`` as a filesystem without ``RENAME_NOREPLACE`` answers
+    (NFS, a FUSE daemon that does not implement it)."""
+    ctypes.set_errno(errno.EINVAL)
+    return -1
+
+
+#: How the put-back renames: the kernel's own check, or the placeholder taken
+#: first where the flag is refused or the C library has no ``renameat2``.
+WAYS = {
+    "renameat2": None,
+    "flag refused": lambda: _refused,
+    "no renameat2": lambda: None,
+}
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_empty_directory_made_at_the_old_name_is_never_replaced(
+    tmp_path, monkeypatch, way
+):
+    """A job's ``mkdir $CONDA_PREFIX`` while the environment is renamed
+    aside and found changed makes an empty directory at the old name, which
+    a plain rename back would replace without a word: it is kept as it is
+    (the same directory), the rest stays aside, and the error says where."""
+    if WAYS[way] is not None:
+        monkeypatch.setattr(noreplace, "_renameat2", WAYS[way])
+    env = tmp_path / "envs/env"
+    _tree(env)
+    before = tree_snapshot(env)
+    made = []
+
+    def changed(now):
+        env.mkdir()
+        made.append(env.stat().st_ino)
+        raise MigrateError(f"{env} changed since it was copied")
+
+    with pytest.raises(MigrateError) as raised:
+        remove_environment(env, jobs=8, unchanged=changed)
+    aside = tmp_path / f"envs/.env{REMOVING_SUFFIX}"
+    assert env.stat().st_ino == made[0], "the directory made meanwhile was replaced"
+    assert os.listdir(env) == []
+    assert tree_snapshot(aside) == before
+    assert f"{env} changed since it was copied" in str(raised.value)
+    assert f"it is at {aside}" in str(raised.value)
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_remains_are_never_put_back_over_a_directory_made_at_any_instant(
+    tmp_path, monkeypatch, way
+):
+    """A later run puts back what a killed removal left aside, while a job
+    makes the old name anew (``mkdir $CONDA_PREFIX``, left empty), at each
+    call the put-back makes in turn, after any look at the name: the job's
+    directory is kept as it is, and so are the remains, aside, and the error
+    says where; or the job finds the name taken (made nothing), and the
+    remains are back."""
+    if WAYS[way] is not None:
+        monkeypatch.setattr(noreplace, "_renameat2", WAYS[way])
+    env, before = _put_back_remains_of(tmp_path / "count")
+    instants = _calls_of(lambda: put_back_remains(env))
+    assert tree_snapshot(env) == before
+    assert instants > 3, instants
+    for instant in range(1, instants + 1):
+        env, before = _put_back_remains_of(tmp_path / str(instant))
+        aside = env.with_name(f".env{REMOVING_SUFFIX}")
+        made = []
+
+        def job(frame, event, arg, env=env, made=made):
+            if event in ("call", "c_call") and len(made) < instant:
+                made.append(None)
+                if len(made) == instant:
+                    try:
+                        env.mkdir()
+                    except FileExistsError:
+                        return
+                    made[-1] = env.stat().st_ino
+
+        refused = _profiled(job, lambda env=env: put_back_remains(env))
+        if refused is not None:
+            assert made[-1] is not None, f"refused at {instant}: {refused}"
+            assert str(aside) in str(refused)
+            assert env.stat().st_ino == made[-1], f"replaced at {instant}"
+            assert os.listdir(env) == []
+            assert tree_snapshot(aside) == before
+        else:
+            assert made[-1] is None, f"the job's directory replaced at {instant}"
+            assert not aside.exists()
+            assert tree_snapshot(env) == before
+
+
+def _put_back_remains_of(root):
+    """An environment renamed aside by a removal killed midway, and its
+    snapshot."""
+    env = root / "envs/env"
+    (env / "conda-meta").mkdir(parents=True)
+    (env / "conda-meta/history").write_text("==> 2024-01-01 <==\n")
+    before = tree_snapshot(env)
+    env.rename(env.with_name(f".env{REMOVING_SUFFIX}"))
+    return env, before
+
+
+def _calls_of(action):
+    """How many calls (Python and C) ``action`` makes."""
+    calls = []
+
+    def count(frame, event, arg):
+        if event in ("call", "c_call"):
+            calls.append(event)
+
+    assert _profiled(count, action) is None
+    return len(calls)
+
+
+def _profiled(hook, action):
+    """Run ``action`` with ``hook`` seeing each of its calls; the
+    ``MigrateError`` it raised, if any."""
+    sys.setprofile(hook)
+    try:
+        action()
+    except MigrateError as err:
+        return err
+    finally:
+        sys.setprofile(None)
+    return None
