@@ -8,16 +8,21 @@ site (root only, to mount).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
+import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.channel import SITE_PACKAGES
+from tests.support.channel import SITE_PACKAGES, SUBDIR
 from tests.support.markers import requires_conda
+from tests.support.runs import ROOT
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 METHODS = ["relocate", pytest.param("clone", marks=requires_conda)]
@@ -188,3 +193,114 @@ def test_one_filesystem_for_both_reports_nothing(make_env, home, tmp_path, migra
     (moved,) = json.loads(out)["environments"]
     assert moved["scratch_refs"] == []
     assert os.path.exists(home / ".conda/envs/abc/share/ref.fa")
+
+
+#: A build backend's wheel: ``.ci/setup`` downloads setuptools into it with
+#: the recipe test's closure (``pip download ... -d tests/.wheels hatch-vcs ...``).
+WHEELS = ROOT / "tests" / ".wheels"
+
+
+@pytest.fixture
+def python_env(real_channel, tmp_path) -> Callable[[Path], Path]:
+    """A real CPython and pip, installed as conda would (see ``realpkgs``)."""
+    import rattler
+
+    if not list(WHEELS.glob("setuptools-*.whl")):
+        pytest.skip(f"no setuptools wheel in {WHEELS} (.ci/setup downloads it)")
+    records = asyncio.run(
+        rattler.solve(
+            [real_channel.as_uri()], ["python", "pip"], platforms=[SUBDIR, "noarch"]
+        )
+    )
+
+    def make(prefix: Path) -> Path:
+        asyncio.run(
+            rattler.install(
+                records, prefix, cache_dir=tmp_path / "cache", show_progress=False
+            )
+        )
+        return prefix
+
+    return make
+
+
+def python(env: Path, *args: str | Path, home: Path) -> subprocess.CompletedProcess:
+    """The environment's Python by path, as a job that never activates it."""
+    return subprocess.run(
+        [env / "bin/python", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "PIP_NO_CACHE_DIR": "1"},
+    )
+
+
+def test_a_real_pip_install_e_of_code_on_scratch_is_named(
+    python_env, home, tmpfs, migrate
+):
+    """``pip install -e`` of a project on scratch, by the environment's own
+    pip and a real build backend (setuptools), offline: the copy in $HOME
+    imports it from scratch, which the run says; once scratch is purged,
+    the import fails, as the warning said it would."""
+    scratch = tmpfs("size=256m")
+    env = python_env(scratch / "conda-envs" / "py")
+    code = scratch / "mycode"
+    (code / "src" / "mycode").mkdir(parents=True)
+    (code / "src" / "mycode" / "__init__.py").write_text("WHERE = __file__\n")
+    (code / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "mycode"\nversion = "0.1"\n'
+    )
+    done = python(
+        env, "-m", "pip", "install", "--no-index", "--find-links", WHEELS,
+        "--disable-pip-version-check", "-e", code, home=home,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    out, err, code_ = migrate("-d", env.parent, "--all", "--json", "--no-clean")
+    assert code_ == 0, out + err
+    (moved,) = json.loads(out)["environments"]
+    assert moved["status"] == "migrated"
+    dest = home / ".conda/envs/py"
+    named = {
+        (os.path.basename(ref["file"]), ref["names"]) for ref in moved["scratch_refs"]
+    }
+    assert named == {
+        ("__editable__.mycode-0.1.pth", f"{code}/src"),
+        ("direct_url.json", str(code)),
+    }
+    imported = python(dest, "-c", "import mycode; print(mycode.WHERE)", home=home)
+    assert imported.stdout.strip() == f"{code}/src/mycode/__init__.py"
+    shutil.rmtree(code)  # the purge
+    assert python(dest, "-c", "import mycode", home=home).returncode != 0
+
+
+@requires_conda
+def test_a_variable_conda_set_is_named(make_env, home, tmpfs, conda_cli):
+    """``conda env config vars set``, by conda itself, then ``conda migrate``
+    as users type it."""
+    scratch = tmpfs("size=64m")
+    env = make_env(scratch / "conda-envs" / "abc", ["demo-app"])
+    (scratch / "data").mkdir()
+    out, err, code = conda_cli(
+        "env",
+        "config",
+        "vars",
+        "set",
+        "-p",
+        env,
+        f"DATA={scratch}/data",
+        f"MINE={home}",
+    )
+    assert code == 0, out + err
+    out, err, code = conda_cli(
+        "migrate", "-d", env.parent, "--all", "--json", "--no-clean"
+    )
+    assert code == 0, out + err
+    (moved,) = json.loads(out)["environments"]
+    assert moved["scratch_refs"] == [
+        {
+            "file": f"{home}/.conda/envs/abc/conda-meta/state",
+            "names": f"{scratch}/data",
+            "via": "conda env config var DATA",
+        }
+    ]
