@@ -13,7 +13,9 @@
  *   SLOWFS_QUOTA_FILES inodes over the whole mount (hard links count once),
  *   failing with EDQUOT the write or the new inode that would pass it, while
  *   statfs still answers for the backing filesystem: an NFS, GPFS or Lustre
- *   home's statvfs shows the server's free space, not the user's quota.
+ *   home's statvfs shows the server's free space, not the user's quota;
+ * - with SLOWFS_RENAME_FLAGS=0, refuses renameat2's flags (RENAME_NOREPLACE,
+ *   RENAME_EXCHANGE) with EINVAL, as NFS and many network filesystems do.
  *
  * Usage: SLOWFS_US=500 slowfs BACKING MOUNTPOINT [-f] [-o fuse-option]
  * Build: cc -O2 -Wall slowfs.c $(pkg-config fuse3 --cflags --libs) -o slowfs
@@ -44,6 +46,7 @@ static int root_fd;
 static char root_path[PATH_MAX];
 static long round_trip_us;
 static double cache_s = 1.0;
+static int rename_flags = 1;
 
 /* The quota's ledger; a limit of 0 is no limit. Writes and the operations
  * that free space take the lock, so a charge and the change it stands for
@@ -188,6 +191,8 @@ static int sf_rename(const char *from, const char *to, unsigned int flags) {
     long long bytes = 0, files = 0;
     struct stat src, dst;
     round_trip();
+    if (flags && !rename_flags)
+        return -EINVAL;
     pthread_mutex_lock(&quota.lock);
     /* A rename over another entry removes that entry, unless it is the
      * same inode or the two are exchanged. */
@@ -464,6 +469,7 @@ int main(int argc, char *argv[]) {
     round_trip_us = number("SLOWFS_US", 500);
     if (getenv("SLOWFS_CACHE_S"))
         cache_s = atof(getenv("SLOWFS_CACHE_S"));
+    rename_flags = number("SLOWFS_RENAME_FLAGS", 1) != 0;
     quota.byte_limit = number("SLOWFS_QUOTA_KB", 0) * 1024;
     quota.file_limit = number("SLOWFS_QUOTA_FILES", 0);
     quota.on = quota.byte_limit || quota.file_limit;

@@ -54,7 +54,8 @@ class SlowFS:
     """``backing`` seen through slowfs at ``point``. Settings are the
     daemon's environment variables: ``us`` (SLOWFS_US, the round trip in
     microseconds), ``quota_kb`` and ``quota_files`` (0: none), ``threads``
-    (0: libfuse's default), ``cache_s`` (the attribute cache)."""
+    (0: libfuse's default), ``cache_s`` (the attribute cache),
+    ``rename_flags`` (False: ``renameat2``'s flags refused, as on NFS)."""
 
     binary: Path
     backing: Path
@@ -64,6 +65,7 @@ class SlowFS:
     quota_files: int = 0
     threads: int = 0
     cache_s: float = 1.0
+    rename_flags: bool = True
     daemon: subprocess.Popen | None = field(default=None, repr=False)
 
     def mount(self) -> None:
@@ -74,6 +76,7 @@ class SlowFS:
             "SLOWFS_QUOTA_KB": self.quota_kb,
             "SLOWFS_QUOTA_FILES": self.quota_files,
             "SLOWFS_CACHE_S": self.cache_s,
+            "SLOWFS_RENAME_FLAGS": int(self.rename_flags),
         }
         if self.threads:
             settings["SLOWFS_THREADS"] = self.threads

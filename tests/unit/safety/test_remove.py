@@ -198,7 +198,40 @@ def test_empty_directory_made_at_the_old_name_is_never_replaced(
     (the same directory), the rest stays aside, and the error says where."""
     if WAYS[way] is not None:
         monkeypatch.setattr(noreplace, "_renameat2", WAYS[way])
-    env = tmp_path / "envs/env"
+    _made_anew_during_the_check(tmp_path / "envs/env")
+
+
+def test_put_back_where_the_filesystem_refuses_the_flag(tmp_path, slowfs_mount):
+    """On a filesystem that answers ``RENAME_NOREPLACE`` with ``EINVAL``, as
+    NFS does (slowfs told to): the old name made anew meanwhile is kept all
+    the same, and with nothing there what is left goes back whole."""
+    point = slowfs_mount(tmp_path / "nfs", us=0, rename_flags=False)
+    (point / "a").mkdir()
+    renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    assert renameat2(-100, bytes(point / "a"), -100, bytes(point / "b"), 1) == -1
+    assert ctypes.get_errno() == errno.EINVAL, "the filesystem takes the flag"
+    _made_anew_during_the_check(point / "envs/env")
+    env = point / "envs/other"
+    _tree(env)
+    before = tree_snapshot(env)
+
+    def changed(now):
+        raise MigrateError(f"{env} changed since it was copied")
+
+    with pytest.raises(MigrateError, match="changed since it was copied"):
+        remove_environment(env, jobs=8, unchanged=changed)
+    assert tree_snapshot(env) == before
+    assert sorted(os.listdir(point / "envs")) == [
+        f".env{REMOVING_SUFFIX}",
+        "env",
+        "other",
+    ]
+
+
+def _made_anew_during_the_check(env):
+    """The removal of ``env`` found changed once aside, while a job makes
+    the old name anew, empty: the job's directory is kept, the rest is left
+    aside, and the error says so."""
     _tree(env)
     before = tree_snapshot(env)
     made = []
@@ -210,7 +243,7 @@ def test_empty_directory_made_at_the_old_name_is_never_replaced(
 
     with pytest.raises(MigrateError) as raised:
         remove_environment(env, jobs=8, unchanged=changed)
-    aside = tmp_path / f"envs/.env{REMOVING_SUFFIX}"
+    aside = env.with_name(f".env{REMOVING_SUFFIX}")
     assert env.stat().st_ino == made[0], "the directory made meanwhile was replaced"
     assert os.listdir(env) == []
     assert tree_snapshot(aside) == before
