@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
@@ -343,3 +344,21 @@ class PrefixRewrite:
             room += string.count(search) * (len(placeholder) - len(search))
             string = string.replace(search, replacement)
         return None if len(string) - original > room else string
+
+
+def append_history(staging: Path, rewrite: PrefixRewrite) -> str:
+    """One line in the copy at ``staging`` saying where it came from
+    (``conda-meta/history`` keeps its past commands verbatim); the file's
+    path."""
+    rel = "conda-meta/history"
+    history = staging / rel
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    line = (
+        f"# conda-migrate: relocated from {rewrite.old} to {rewrite.new} at {stamp}\n"
+    )
+    existing = history.read_bytes() if history.exists() else b""
+    with history.open("ab") as fh:
+        if existing and not existing.endswith(b"\n"):
+            fh.write(b"\n")
+        fh.write(line.encode())
+    return rel

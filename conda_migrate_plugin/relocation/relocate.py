@@ -42,7 +42,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,10 +59,12 @@ from .copyfiles import Entry, FileCopier, copy_attributes
 from .findings import Findings, check_records
 from .prefix import (
     PrefixRewrite,
+    append_history,
     conda_bookkeeping,
     old_spellings,
 )
 from .repair import restore_missing
+from .softlinks import copied_softlinks
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -201,11 +202,11 @@ class _Copier(FileCopier):
                 outcome.files += 1
             late = [name for pair in links for name in pair]
             late += self._restore(present, outcome)
-            own = [*outcome.delinked, *_copied_softlinks(self.records, listing)]
+            own = [*outcome.delinked, *copied_softlinks(self.records, listing)]
             late += update_records(
                 self.staging, self.records, outcome.rewritten, own, threads
             )
-            late.append(self._append_history())
+            late.append(append_history(self.staging, self.rewrite))
             # Last, as the files made inside them move their times.
             for part in gather(threads, self._finish_directory, directories):
                 outcome.merge(part)
@@ -386,35 +387,6 @@ class _Copier(FileCopier):
             f"{rel}: copied from {target}, which it linked to (it does not match "
             "its package's record)"
         )
-
-    def _append_history(self) -> str:
-        """One line saying where the copy came from; the file's path."""
-        rel = "conda-meta/history"
-        history = self.staging / rel
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        line = (
-            f"# conda-migrate: relocated from {self.rewrite.old} "
-            f"to {self.rewrite.new} at {stamp}\n"
-        )
-        existing = history.read_bytes() if history.exists() else b""
-        with history.open("ab") as fh:
-            if existing and not existing.endswith(b"\n"):
-                fh.write(b"\n")
-            fh.write(line.encode())
-        return rel
-
-
-def _copied_softlinks(records: dict[str, PathRecord], listing: Listing) -> list[str]:
-    """Files where the records say ``softlink``: executables conda's
-    softlink link type copied. The copy's records say they are files."""
-    return [
-        rel
-        for entries in listing.values()
-        for rel, st in entries
-        if stat.S_ISREG(st.st_mode)
-        and rel in records
-        and records[rel].path_type == "softlink"
-    ]
 
 
 def _name(rel: str) -> str:

@@ -66,3 +66,16 @@ def package_cache_links(
             # to a file the purge took (damage, see above).
             continue
     return found
+
+
+def copied_softlinks(records: dict[str, PathRecord], listing: Listing) -> list[str]:
+    """Files where the records say ``softlink``: executables conda's
+    softlink link type copied. The copy's records say they are files."""
+    return [
+        rel
+        for entries in listing.values()
+        for rel, st in entries
+        if stat.S_ISREG(st.st_mode)
+        and rel in records
+        and records[rel].path_type == "softlink"
+    ]
