@@ -64,12 +64,14 @@ class Room:
 
     def plan(self, footprint: Footprint, wanted: Need) -> None:
         """Under ``--dry-run``: count ``wanted``, and the environment's files
-        other names share as held, for those planned after it (conda
-        hard-links only files it writes no prefix into: those stay shared)."""
+        other names share, and the package cache's files its links lead to,
+        as held, for those planned after it (conda hard-links and softlinks
+        only files it writes no prefix into: those stay shared)."""
         self.needed_bytes += wanted.bytes
         self.needed_files += wanted.files
         if self.shared is None:
             return
+        self.shared.planned.update(wanted.linked)
         for entries in footprint.listing.values():
             for rel, st in entries:
                 if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
@@ -105,6 +107,9 @@ class Need:
     files: int
     shared_bytes: int = 0
     shared_files: int = 0
+    #: The files of a package cache its links lead to, which its copy holds,
+    #: by ``(st_dev, st_ino)``.
+    linked: tuple[tuple[int, int], ...] = ()
 
 
 def block_size(dest: Path) -> int:
@@ -127,8 +132,9 @@ def need(
     """Whole blocks and inodes the copy takes, the files an earlier
     environment of the run holds left out (they become links). A link into
     a package cache that the copy turns into its file (``linked``, by path,
-    the file's ``stat``) takes that file's blocks, in the same inode."""
-    shared_bytes = shared_files = 0
+    the file's ``stat``) takes that file's blocks, in the same inode, unless
+    an earlier environment holds that file too."""
+    held: list[os.stat_result] = []
     if shared is not None:
         seen = set()
         for entries in footprint.listing.values():
@@ -136,17 +142,19 @@ def need(
                 key = (st.st_dev, st.st_ino)
                 if stat.S_ISREG(st.st_mode) and key not in seen and shared.covers(st):
                     seen.add(key)
-                    shared_files += 1
-                    shared_bytes += -(-st.st_size // block) * block
+                    held.append(st)
+        held += [st for st in linked.values() if shared.covers(st, linked=True)]
+    shared_bytes = whole_blocks(held, block)
     # The environment's own directory, and each hardlinked file once.
     unique_inodes = footprint.inodes + 1 - _extra_names(footprint)
     return Need(
         footprint.allocated(block)
         + whole_blocks(linked.values(), block)
         - shared_bytes,
-        unique_inodes - shared_files,
+        unique_inodes - len(held),
         shared_bytes,
-        shared_files,
+        len(held),
+        tuple({(st.st_dev, st.st_ino) for st in linked.values()}),
     )
 
 

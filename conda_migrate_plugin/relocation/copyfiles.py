@@ -14,7 +14,7 @@ import errno
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..exceptions import RelocateError
@@ -174,12 +174,36 @@ class FileCopier:
         outcome.shared_bytes += item.st.st_size
         return True
 
+    def _link_cached(
+        self, item: Entry, target: str, dst_dir: int, outcome: Findings
+    ) -> bool:
+        """A link into a package cache whose file an earlier environment of
+        the run holds (restored from its own link to it): a hard link to
+        that copy, held to this environment's record as a shared file is;
+        False (nothing made) where the file must be restored instead."""
+        if self.shared is None:
+            return False
+        try:
+            st = os.stat(target)
+        except OSError:
+            return False  # purged from the cache: restored, or damage
+        found = self.shared.target(st, self.records[item.rel].sha256, linked=True)
+        if found is None or not self._link(
+            replace(item, st=st), found, dst_dir, outcome
+        ):
+            return False
+        outcome.relinked.append(item.rel)
+        outcome.files += 1
+        outcome.bytes += st.st_size
+        return True
+
     def _copy_symlink(
         self, item: Entry, src_dir: int, dst_dir: int, outcome: Findings
     ) -> None:
         raw = os.readlink(item.name, dir_fd=src_dir)
         if into_package_cache(self.records.get(item.rel), raw, self.rewrite):
-            outcome.delinked[item.rel] = raw
+            if not self._link_cached(item, raw, dst_dir, outcome):
+                outcome.delinked[item.rel] = raw
             return
         target = self.rewrite.retarget(raw)
         outside = link_out(self.src_root, item.rel, raw)

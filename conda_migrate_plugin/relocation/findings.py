@@ -49,6 +49,9 @@ class Findings:
     #: Symlinks into a package cache (conda's softlinks), by their target:
     #: replaced by the files themselves once the copy is made.
     delinked: dict[str, str] = field(default_factory=dict)
+    #: Symlinks into a package cache made hard links to an earlier
+    #: environment's copy of the file they lead to (see ``share``).
+    relinked: list[str] = field(default_factory=list)
     #: Symlinks of the copy that lead out of it, by relative path: where they
     #: lead (see ``prefix.leads_out``).
     links_out: dict[str, str] = field(default_factory=dict)

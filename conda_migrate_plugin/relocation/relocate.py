@@ -40,7 +40,6 @@ left in it, and every path the records list against what the source holds.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -54,7 +53,6 @@ from ..progress import EVERY, CopyProgress
 from ..records import read_path_records, update_records
 from ..snapshot import measure, stamp_of
 from . import xattrs
-from .chunks import read_chunks, sha256
 from .copyfiles import Entry, FileCopier, copy_attributes
 from .findings import Findings, check_records
 from .prefix import (
@@ -64,7 +62,7 @@ from .prefix import (
     old_spellings,
 )
 from .repair import restore_missing
-from .softlinks import copied_softlinks
+from .softlinks import copied_softlinks, delink_anyway, offer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -202,7 +200,11 @@ class _Copier(FileCopier):
                 outcome.files += 1
             late = [name for pair in links for name in pair]
             late += self._restore(present, outcome)
-            own = [*outcome.delinked, *copied_softlinks(self.records, listing)]
+            own = [
+                *outcome.delinked,
+                *outcome.relinked,
+                *copied_softlinks(self.records, listing),
+            ]
             late += update_records(
                 self.staging, self.records, outcome.rewritten, own, threads
             )
@@ -358,35 +360,15 @@ class _Copier(FileCopier):
         restored = set(repair.restored)
         for rel, target in outcome.delinked.items():
             if rel not in restored:
-                self._delink_anyway(rel, target, outcome)
+                delink_anyway(rel, target, self._dst(rel), outcome)
+            elif rel in repair.digests:
+                offer(rel, target, self._dst(rel), repair, outcome, self.shared)
         outcome.files += len(repair.restored)
         outcome.bytes += repair.bytes
         outcome.rewritten.update(repair.digests)
         outcome.notes.extend(repair.notes)
         self.restored.update(restored - set(outcome.delinked))
         return [*missing, *outcome.delinked]
-
-    def _delink_anyway(self, rel: str, target: str, outcome: Findings) -> None:
-        """A link into a package cache that no package's bytes could replace:
-        the bytes it shows now, when it shows any. A dangling one is left
-        out: purge damage the run reports with its remedy, where a link
-        back into the purged cache would only hide it."""
-        dest = self._dst(rel)
-        if not os.path.isfile(target):
-            outcome.notes.append(
-                f"{rel}: links to {target}, which the purge took; left out"
-            )
-            return
-        with open(target, "rb") as src, open(dest, "xb") as dst:
-            digest = sha256(read_chunks(src.fileno()), write_to=dst.fileno())
-            outcome.bytes += os.fstat(src.fileno()).st_size
-        shutil.copymode(target, dest)
-        outcome.rewritten[rel] = digest
-        outcome.files += 1
-        outcome.notes.append(
-            f"{rel}: copied from {target}, which it linked to (it does not match "
-            "its package's record)"
-        )
 
 
 def _name(rel: str) -> str:

@@ -47,6 +47,8 @@ class Repair:
     digests: dict[str, str] = field(default_factory=dict)
     #: The bytes of the cached files they were written from.
     bytes: int = 0
+    #: The restored files whose bytes hold a NUL (binary, not text).
+    binary: set[str] = field(default_factory=set)
     #: Where each package's files came from, for the log.
     notes: list[str] = field(default_factory=list)
 
@@ -268,13 +270,23 @@ def _link(
         dest = staging / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, "xb") as out:
-            repair.digests[rel] = sha256(chunks, write_to=out.fileno())
+            repair.digests[rel] = sha256(
+                _noting_nul(chunks, rel, repair.binary), write_to=out.fileno()
+            )
         cached_st = os.fstat(src)
         os.chmod(dest, stat.S_IMODE(cached_st.st_mode))
         repair.bytes += cached_st.st_size
         return True
     finally:
         os.close(src)
+
+
+def _noting_nul(chunks: Iterator[bytes], rel: str, binary: set[str]) -> Iterator[bytes]:
+    """``chunks`` as they are, ``rel`` added to ``binary`` if one holds a NUL."""
+    for chunk in chunks:
+        if b"\0" in chunk:
+            binary.add(rel)
+        yield chunk
 
 
 def _link_symlink(cached: Path, staging: Path | None, rel: str) -> bool:

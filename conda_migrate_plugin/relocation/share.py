@@ -7,7 +7,10 @@ packages take four times the blocks and inodes of a home quota. conda's
 own norm is the other way round (it links every environment into the
 package cache), so a run keeps one inode where the source had one: a file
 of a later environment whose source is an inode an earlier environment of
-the run already copied, unchanged, becomes a hard link to that copy.
+the run already copied, unchanged, becomes a hard link to that copy. So does
+a link into a package cache (conda's softlinks), which the copy turns into
+the file it leads to: by that file's inode, environments linking to one
+cache file hold one copy of it.
 
 What makes such a link safe:
 
@@ -97,20 +100,25 @@ class SharedFiles:
         for item in written:
             self.files.setdefault(item.source, SharedFile(f"{prefix}/{item.rel}", item))
 
-    def target(self, st: os.stat_result, sha256: str | None) -> SharedFile | None:
+    def target(
+        self, st: os.stat_result, sha256: str | None, *, linked: bool = False
+    ) -> SharedFile | None:
         """The committed file a source file ``st``, which its record says
-        holds ``sha256``, may be linked to; None when it must be copied."""
-        if st.st_nlink < 2 or sha256 is None:
+        holds ``sha256``, may be linked to; None when it must be copied.
+        ``linked``: ``st`` is what a link into a package cache leads to,
+        which other environments' links may share under one name."""
+        if (st.st_nlink < 2 and not linked) or sha256 is None:
             return None
         found = self.files.get((st.st_dev, st.st_ino))
         if found is None or not found.matches(st) or found.written.sha256 != sha256:
             return None
         return found
 
-    def covers(self, st: os.stat_result) -> bool:
-        """Whether a source file ``st`` will cost nothing more in the
-        destination: an earlier environment of the run holds its inode."""
-        if st.st_nlink < 2:
+    def covers(self, st: os.stat_result, *, linked: bool = False) -> bool:
+        """Whether a source file ``st`` (``linked``: what a link into a
+        package cache leads to) will cost nothing more in the destination:
+        an earlier environment of the run holds its inode."""
+        if st.st_nlink < 2 and not linked:
             return False
         key = (st.st_dev, st.st_ino)
         found = self.files.get(key)

@@ -5,6 +5,7 @@ $HOME than they took on scratch, and each still works from its new place."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -192,15 +193,18 @@ def conda_softlinked(real_channel, tmp_path, home, conda_cli, monkeypatch):
 
 
 @requires_conda
-def test_an_environment_conda_softlinked_moves_with_the_executables_it_copied(
+def test_environments_conda_softlinked_move_and_share_what_they_linked_to(
     conda_softlinked, tmp_path, home, migrate
 ):
-    """conda's ``always_softlink`` copies an executable all the same (its
-    ``$ORIGIN`` would lead into the cache) and records it as a softlink:
-    a file where its record says ``softlink`` is the package's, and the
-    copy's record says what the copy holds."""
-    envs = conda_softlinked("linked")
-    env = envs / "linked"
+    """conda's ``always_softlink`` links each file into the cache, but
+    copies an executable all the same (its ``$ORIGIN`` would lead into the
+    cache) and records it as a softlink too: a file where its record says
+    ``softlink`` is the package's, and the copy's record says what the copy
+    holds. The two environments shared the cache's files on scratch: in
+    $HOME the second one's are hard links to the first one's."""
+    names = ("linked", "other")
+    envs = conda_softlinked(*names)
+    env, pkgs = envs / names[0], tmp_path / "scratch" / "pkgs"
     python = json.loads(next((env / "conda-meta").glob("python-*.json")).read_text())
     copied = [
         entry["_path"]
@@ -208,16 +212,75 @@ def test_an_environment_conda_softlinked_moves_with_the_executables_it_copied(
         if entry["path_type"] == "softlink" and not (env / entry["_path"]).is_symlink()
     ]
     assert copied, "conda copied no executable"
+    linked = [
+        str(path.relative_to(env))
+        for path in env.rglob("*")
+        if path.is_symlink() and os.readlink(path).startswith(f"{pkgs}/")
+    ]
+    assert linked, "conda softlinked nothing"
     out, err, code = migrate("-d", envs, "--all", "--no-clean")
     assert code == 0, out + err
     shutil.rmtree(tmp_path / "scratch")
-    dest = home / ".conda" / "envs" / "linked"
-    runs_from(dest)
-    record = json.loads(next((dest / "conda-meta").glob("python-*.json")).read_text())
-    assert record["link"]["type"] != 2
-    softlinks = [
-        entry["_path"]
-        for entry in record["paths_data"]["paths"]
-        if entry["path_type"] == "softlink"
+    dest = home / ".conda" / "envs"
+    for name in names:
+        runs_from(dest / name)
+        record = (dest / name / "conda-meta").glob("python-*.json")
+        python = json.loads(next(record).read_text())
+        assert python["link"]["type"] != 2
+        assert [
+            entry["_path"]
+            for entry in python["paths_data"]["paths"]
+            if entry["path_type"] == "softlink"
+            and not (dest / name / entry["_path"]).is_symlink()
+        ] == []
+    shared = [
+        rel
+        for rel in linked
+        if inode(dest / names[0] / rel) == inode(dest / names[1] / rel)
     ]
-    assert [rel for rel in softlinks if not (dest / rel).is_symlink()] == []
+    assert shared == linked
+
+
+def test_softlinked_environments_of_one_cache_share_its_files_in_home(
+    real_channel, tmp_path, home, migrate
+):
+    """Two environments linking into the same files of one package cache
+    shared them on scratch: in $HOME the second one's copy of each is a
+    hard link to the first one's, planned and said as shared."""
+    names = ("linked-a", "linked-b")
+    envs, cache = install(real_channel, tmp_path, names), tmp_path / "rattler-cache"
+    linked = [softlink_by_hand(envs / name) for name in names]
+    assert linked[0] == linked[1]
+    nbytes, blocks = linked_files(envs / names[1], cache)
+    out, err, code = migrate("-d", envs, "--all", "--dry-run", "--json")
+    assert code == 0, out + err
+    planned = {env["name"]: env for env in json.loads(out)["environments"]}
+    assert planned[names[1]]["shared_bytes"] >= blocks
+    assert (
+        planned[names[1]]["written_bytes"]
+        < planned[names[0]]["written_bytes"] - blocks // 2
+    )
+    out, err, code = migrate("-d", envs, "--all", "--json")
+    assert code == 0, out + err
+    done = {env["name"]: env for env in json.loads(out)["environments"]}
+    assert done[names[1]]["shared_files"] >= len(linked[1])
+    assert done[names[1]]["shared_bytes"] >= nbytes
+    shutil.rmtree(tmp_path / "scratch")
+    shutil.rmtree(cache)
+    dest = home / ".conda" / "envs"
+    for rel in linked[0]:
+        assert inode(dest / names[0] / rel) == inode(dest / names[1] / rel), rel
+    for name in names:
+        prefix = dest / name
+        runs_from(prefix)
+        want = {
+            entry["_path"]: entry["sha256"]
+            for record in (prefix / "conda-meta").glob("*.json")
+            for entry in json.loads(record.read_text())["paths_data"]["paths"]
+            if entry["_path"] in set(linked[0])
+        }
+        have = {
+            rel: hashlib.sha256((prefix / rel).read_bytes()).hexdigest()
+            for rel in linked[0]
+        }
+        assert have == want
