@@ -161,6 +161,27 @@ def test_a_softlinked_environment_that_cannot_fit_is_refused_before_its_copy(
     assert json.loads(out)["totals"]["written_bytes"] >= nbytes
 
 
+def test_a_softlinked_environment_the_disk_cannot_hold_is_refused_before_its_copy(
+    real_channel, tmp_path, home, migrate, tmpfs
+):
+    """The free-space check, where no quota tool answers, counts the files
+    the links lead to as well."""
+    envs = install(real_channel, tmp_path, ("linked",))
+    env = envs / "linked"
+    softlink_by_hand(env)
+    links, (_, files) = usage(env)[0], linked_files(env, tmp_path / "rattler-cache")
+    # Room for the links and half of the files, with the run's margin.
+    room = 64 * 2**20 + int((links + files // 2) * 1.05)
+    dest = tmpfs(f"size={room // 4096 * 4096}") / "envs"
+    before = tree_snapshot(env)
+    out, err, code = migrate("-d", envs, "--all", "--dest", dest)
+    assert code == 1, out + err
+    assert f"Migration of linked failed: Not enough space in {dest}" in out
+    assert "Nothing was copied and the environment is untouched" in out
+    assert tree_snapshot(env) == before
+    assert list(dest.glob("*")) == []
+
+
 @pytest.fixture
 def conda_softlinked(real_channel, tmp_path, home, conda_cli, monkeypatch):
     """``conda_softlinked(*names)``: environments conda creates on scratch
