@@ -103,9 +103,10 @@ def summarize(
                 if status in EXPLAINED and o.message:
                     out.important(f"      {o.message.splitlines()[0]}")
                 if o.scratch_refs:
+                    many = "s" if len(o.scratch_refs) > 1 else ""
                     out.important(
-                        f"      still uses {len(o.scratch_refs)} paths on the "
-                        "filesystem it was moved from (see above)"
+                        f"      still uses {len(o.scratch_refs)} path{many} on the "
+                        "filesystem it was moved from (the log names each)"
                     )
                 if o.missing:
                     out.important(

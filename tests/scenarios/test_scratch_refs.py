@@ -155,7 +155,7 @@ def test_the_run_shows_them_and_the_summary_counts_them(on_scratch, home, migrat
     assert f"{home}/notes.txt" not in out
     summary = out[out.index("Summary:") :]
     assert (
-        "      still uses 6 paths on the filesystem it was moved from (see above)"
+        "      still uses 6 paths on the filesystem it was moved from (the log names each)"
         in summary
     )
 
