@@ -404,6 +404,32 @@ def test_remains_changed_since_the_copy_are_kept_by_the_next_run(scratch, home):
     assert (home / ".conda/envs/abc/conda-meta/history").is_file()
 
 
+def test_remains_are_never_put_back_over_the_old_name_made_anew(scratch, home):
+    """Killed in the removal; a job then makes the old prefix anew, empty
+    (``mkdir $CONDA_PREFIX``). No later run puts the remains back over it or
+    deletes them: each says where they are and what to do, and leaves both
+    as they are."""
+    args = ["-d", scratch.envs_dir, *RELOCATE]
+    env = killed_in_the_removal(home, args)
+    aside = scratch.envs_dir / f".abc{REMOVING_SUFFIX}"
+    remains = tree_snapshot(aside)
+    scratch.abc.mkdir()
+    made = scratch.abc.stat().st_ino
+
+    for _ in range(2):
+        rerun = run_again(args, env)
+        assert rerun.returncode == 1, rerun.stdout + rerun.stderr
+        assert (
+            f"could not be put back at {scratch.abc} (something made it anew "
+            f"meanwhile); it is at {aside}, and neither was touched." in rerun.stdout
+        )
+        assert f"Move {scratch.abc} out of the way, then move {aside}" in rerun.stdout
+        assert scratch.abc.stat().st_ino == made
+        assert os.listdir(scratch.abc) == []
+        assert tree_snapshot(aside) == remains
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+
+
 def test_a_run_finishing_a_killed_one_reports_the_engine_that_copied(scratch, home):
     """``--method auto`` (the default) picks an engine for each environment:
     the run that finishes what a killed one began reports in ``--json`` the
