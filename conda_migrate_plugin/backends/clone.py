@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..exceptions import CloneUnavailable
 from ..relocation import xattrs
-from ..relocation.prefix import PrefixRewrite
+from ..relocation.prefix import PrefixRewrite, copied_link
 from ..safety.interrupt import check
 
 if TYPE_CHECKING:
@@ -94,9 +94,10 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
     holds every path of the source and passes the same file-by-file check as
     a relocated copy: names ending in ``~``, ``info/``, ``pkgs/``, extra files
     in ``conda-meta`` (``pinned``, ``state``), ``bin/activate``, empty
-    directories, what it could not read. Symlinks it copied naming the old
-    prefix are pointed into the new one, and directories get their modes
-    back. Returns the relative paths carried."""
+    directories, what it could not read. Symlinks it copied are made as
+    relocation makes them (one naming the old prefix points into the new
+    one, a relative one out of the environment leads where it led), and
+    directories get their modes back. Returns the relative paths carried."""
     rewrite = PrefixRewrite(str(source), str(dest))
     carried: list[str] = []
     attributed: list[str] = []
@@ -109,7 +110,7 @@ def carry_omitted(source: Path, dest: Path) -> list[str]:
                 carried.append(rel)
             directories.append((rel, stat.S_IMODE(st.st_mode)))
         elif stat.S_ISLNK(st.st_mode):
-            if _carry_symlink(old, new, rewrite):
+            if _carry_symlink(source, rel, new, rewrite):
                 carried.append(rel)
         elif stat.S_ISREG(st.st_mode) and _carry_file(old, new, st, rewrite):
             carried.append(rel)
@@ -141,8 +142,9 @@ def _walk(source: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
                 stack.append(rel)
 
 
-def _carry_symlink(old: Path, new: Path, rewrite: PrefixRewrite) -> bool:
-    target = rewrite.retarget(os.readlink(old))
+def _carry_symlink(source: Path, rel: str, new: Path, rewrite: PrefixRewrite) -> bool:
+    # The log's note comes from the file check, which holds the link to it.
+    target, _ = copied_link(rewrite, str(source), rel, os.readlink(source / rel))
     if new.is_symlink() and os.readlink(new) != target:
         new.unlink()
     if os.path.lexists(new):

@@ -30,7 +30,7 @@ from .chunks import (
     sha256,
 )
 from .findings import Findings, into_package_cache
-from .prefix import leads_out, link_out
+from .prefix import copied_link, leads_out
 from .share import Written
 
 if TYPE_CHECKING:
@@ -205,14 +205,9 @@ class FileCopier:
             if not self._link_cached(item, raw, dst_dir, outcome):
                 outcome.delinked[item.rel] = raw
             return
-        target = self.rewrite.retarget(raw)
-        outside = link_out(self.src_root, item.rel, raw)
-        if outside is not None:
-            target = outside
-            outcome.notes.append(
-                f"{item.rel}: its relative target {raw} leaves the environment; "
-                f"it now links to {outside}, where that led"
-            )
+        target, note = copied_link(self.rewrite, self.src_root, item.rel, raw)
+        if note is not None:
+            outcome.notes.append(note)
         os.symlink(target, item.name, dir_fd=dst_dir)
         out = leads_out(self.rewrite.new, item.rel, target)
         if out is not None:

@@ -128,6 +128,22 @@ def link_out(root: str, rel: str, target: str) -> str | None:
     return resolved
 
 
+def copied_link(
+    rewrite: PrefixRewrite, root: str, rel: str, target: str
+) -> tuple[str, str | None]:
+    """The target a copy's symlink at ``rel`` gets, whichever engine made
+    the copy (conda's clone copies a link no package owns as it is), and
+    the log's note when a relative link out of the environment at ``root``
+    became absolute so as to lead where it led."""
+    outside = link_out(root, rel, target)
+    if outside is None:
+        return rewrite.retarget(target), None
+    return outside, (
+        f"{rel}: its relative target {target} leaves the environment; "
+        f"it now links to {outside}, where that led"
+    )
+
+
 def leads_out(root: str, rel: str, target: str) -> str | None:
     """Where a symlink at ``rel`` of the environment at ``root``, to
     ``target``, leads when that is outside it, as an absolute path (resolved

@@ -13,6 +13,8 @@ What each file must hold:
   as conda would;
 * any other file: the source, with the prefix substituted when it is text;
 * a symlink: the source's target, moved into the new prefix when absolute;
+  a relative one that leads out of the environment, to where it led (conda's
+  clone copies it as it is, and from the new place it would lead elsewhere);
 * a file or directory: the source's ``user.*`` attributes and POSIX ACLs,
   where the copy's filesystem can hold them (see ``xattrs``);
 * nothing more: a path in the copy that the source does not have (the old
@@ -49,8 +51,8 @@ from .findings import Findings, into_package_cache, kind_of, record_disagrees
 from .prefix import (
     PrefixRewrite,
     conda_bookkeeping,
+    copied_link,
     leads_out,
-    link_out,
     old_spellings,
 )
 
@@ -252,12 +254,12 @@ class _Checker:
 
     def _check_symlink(self, rel: str, check: Findings) -> None:
         raw = os.readlink(f"{self.src_root}/{rel}")
-        target = self.rewrite.retarget(raw)
+        target, note = copied_link(self.rewrite, self.src_root, rel, raw)
         actual = os.readlink(f"{self.copy_root}/{rel}")
-        # A relative link out of the environment leads where it led, either
-        # rewritten (relocation) or as it was (conda's clone keeps it).
-        if actual != target and actual != link_out(self.src_root, rel, raw):
+        if actual != target:
             check.problems.append(f"{rel}: symlink to {actual!r}, expected {target!r}")
+        elif note is not None:
+            check.notes.append(note)
         out = leads_out(self.rewrite.new, rel, actual)
         if out is not None:
             check.links_out[rel] = out

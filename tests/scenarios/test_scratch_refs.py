@@ -130,10 +130,6 @@ def test_what_still_leads_to_scratch_is_named_after_the_move(
     assert moved["status"] == "migrated"
     found = sorted(moved["scratch_refs"], key=lambda ref: ref["file"])
     want = expected(dest, scratch)
-    if method == "clone":
-        # conda's clone keeps a relative link as it is: from $HOME it leads
-        # elsewhere, to nothing, and no longer to scratch.
-        want = [ref for ref in want if not ref["file"].endswith("genome.fa")]
     assert found == want
     log = open(report["log"]).read()
     for ref in want:

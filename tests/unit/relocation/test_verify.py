@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -82,6 +83,35 @@ def test_catches_a_changed_symlink(moved):
     problems = verify_files(source, staging, final).problems
     assert any(p.startswith("lib/abs-link: symlink to") for p in problems)
     assert any(p.startswith("bin/python: a file in the copy") for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("copied", "differs"),
+    [
+        ("../../../datasets/ref.fa", True),  # as conda's clone copies it
+        ("{elsewhere}", True),
+        ("{data}", False),
+    ],
+)
+def test_a_relative_link_out_must_lead_where_it_led(moved, tmp_path, copied, differs):
+    """From the copy's place the source's relative target leads elsewhere:
+    the copy's link must lead where the source's did. One that dangled in
+    the source is held to its target as it was."""
+    source, staging, final = moved
+    data = tmp_path / "scratch" / "datasets" / "ref.fa"
+    data.parent.mkdir()
+    data.write_text(">chr1\n")
+    elsewhere = tmp_path / "home" / "datasets" / "ref.fa"
+    (source / "share/ref.fa").symlink_to("../../../datasets/ref.fa")
+    (source / "share/gone.fa").symlink_to("../../../datasets/gone.fa")
+    target = copied.format(data=os.path.realpath(data), elsewhere=elsewhere)
+    (staging / "share/ref.fa").symlink_to(target)
+    (staging / "share/gone.fa").symlink_to(os.path.realpath(data.with_name("gone.fa")))
+    check = verify_files(source, staging, final)
+    assert [p.split(":")[0] for p in check.problems] == (
+        ["share/gone.fa", "share/ref.fa"] if differs else ["share/gone.fa"]
+    )
+    assert bool(check.notes) != differs
 
 
 def test_a_link_into_the_package_cache_is_checked_as_the_file_it_became(
