@@ -158,11 +158,11 @@ def _migrate_locked(run: Migration) -> MigrationResult:
         ended = _already_there(run)
         if ended is not None:
             return ended
-        old, footprint, wanted = _preflight(run)
+        old, footprint, wanted, linked = _preflight(run)
         if run.outcome.damage:
             run.out.info(*run.outcome.damage.summary())
         if run.options.dry_run:
-            return plan(run, footprint, wanted)
+            return plan(run, footprint, wanted, linked)
         verified = _copy_and_commit(run, old, footprint)
     except Interrupted as err:
         raise _stopped(err.signum, run) from None
@@ -313,9 +313,12 @@ def _already_there(run: Migration) -> MigrationResult | None:
     )
 
 
-def _preflight(run: Migration) -> tuple[EnvContents, Footprint, Need]:
+def _preflight(
+    run: Migration,
+) -> tuple[EnvContents, Footprint, Need, dict[str, os.stat_result]]:
     """Everything that can refuse the environment, before anything is
-    written; what it needs in the destination, counted after sharing."""
+    written; what it needs in the destination, counted after sharing, and
+    the links into a package cache its copy holds as files."""
     from .quota import block_size, check_quota, need
     from .relocation.softlinks import package_cache_links
 
@@ -349,7 +352,7 @@ def _preflight(run: Migration) -> tuple[EnvContents, Footprint, Need]:
         quota = room.now() if room else None
         if quota is not None:
             check_quota(quota, wanted, options.dest_root)
-    return old, footprint, wanted
+    return old, footprint, wanted, linked
 
 
 def _export(run: Migration) -> None:

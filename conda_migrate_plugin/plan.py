@@ -8,17 +8,24 @@ from typing import TYPE_CHECKING
 from .progress import size
 from .purge import plan_repair
 from .result import Status
+from .scratch_refs import planned_references, warn
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from .quota import Need
     from .result import MigrationResult
     from .snapshot import Footprint
     from .transaction import Migration
 
 
-def plan(run: Migration, footprint: Footprint, wanted: Need) -> MigrationResult:
+def plan(
+    run: Migration, footprint: Footprint, wanted: Need, linked: Collection[str]
+) -> MigrationResult:
     """What the run would do, with the room it would take: what the
-    environments planned before this one hold counts once."""
+    environments planned before this one hold counts once; and what the
+    copy would still use on scratch (``linked``: the links into a package
+    cache it would hold as files)."""
     from .quota import freed
 
     options, outcome, room = run.options, run.outcome, run.room
@@ -55,6 +62,13 @@ def plan(run: Migration, footprint: Footprint, wanted: Need) -> MigrationResult:
         f"Would write {options.yaml_dir / (outcome.name + '.yml')}, copy, compare{removal}",
         "",
     )
+    outcome.scratch_refs = [
+        ref.to_json()
+        for ref in planned_references(
+            outcome.source, outcome.dest, footprint, linked, options.jobs
+        )
+    ]
+    warn(outcome, run.out)
     return outcome
 
 

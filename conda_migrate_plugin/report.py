@@ -83,6 +83,18 @@ def _quota_numbers(quota: Quota) -> dict[str, int | None]:
     }
 
 
+def _left_on_scratch(outcome: MigrationResult) -> str:
+    """The summary's count of what the environment uses on scratch (see
+    ``scratch_refs``); a dry run writes no log, its plan names them above."""
+    refs = len(outcome.scratch_refs)
+    paths = f"{refs} path{'s' if refs > 1 else ''}"
+    if outcome.status == Status.PLANNED:
+        return f"would still use {paths} on the filesystem it would be moved from (see above)"
+    return (
+        f"still uses {paths} on the filesystem it was moved from (the log names each)"
+    )
+
+
 def summarize(
     outcomes: list[MigrationResult], out: Output, seconds: float, dry_run: bool = False
 ) -> None:
@@ -103,11 +115,7 @@ def summarize(
                 if status in EXPLAINED and o.message:
                     out.important(f"      {o.message.splitlines()[0]}")
                 if o.scratch_refs:
-                    many = "s" if len(o.scratch_refs) > 1 else ""
-                    out.important(
-                        f"      still uses {len(o.scratch_refs)} path{many} on the "
-                        "filesystem it was moved from (the log names each)"
-                    )
+                    out.important(f"      {_left_on_scratch(o)}")
                 if o.missing:
                     out.important(
                         f"      files lost to the purge and missing: {len(o.missing)} "

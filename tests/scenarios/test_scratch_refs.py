@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,10 +21,10 @@ import pytest
 from tests.support.channel import SITE_PACKAGES, SUBDIR
 from tests.support.markers import requires_conda
 from tests.support.runs import ROOT
+from tests.support.trees import softlink_by_hand, tree_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
 METHODS = ["relocate", pytest.param("clone", marks=requires_conda)]
 
@@ -113,6 +114,14 @@ def expected(dest: Path, scratch: Path) -> list[dict[str, str]]:
     ]
 
 
+def assert_shown(out: str, refs: list[dict[str, str]], home: Path) -> None:
+    """Each reference on a line of the warning; none into $HOME."""
+    for ref in refs:
+        assert f"  {ref['file']}: {ref['via']}, {ref['names']}" in out
+    assert f"{home}/work" not in out
+    assert f"{home}/notes.txt" not in out
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_what_still_leads_to_scratch_is_named_after_the_move(
     on_scratch, home, migrate, method
@@ -145,15 +154,64 @@ def test_the_run_shows_them_and_the_summary_counts_them(on_scratch, home, migrat
         f"warning: abc still uses 6 paths on the filesystem it was moved from "
         f"({env}); the purge of scratch can delete them and break it:"
     ) in out
-    for ref in expected(dest, scratch):
-        assert f"  {ref['file']}: {ref['via']}, {ref['names']}" in out
-    assert f"{home}/work" not in out
-    assert f"{home}/notes.txt" not in out
+    assert_shown(out, expected(dest, scratch), home)
     summary = out[out.index("Summary:") :]
     assert (
         "      still uses 6 paths on the filesystem it was moved from (the log names each)"
         in summary
     )
+
+
+def test_the_dry_run_names_them_and_changes_nothing(on_scratch, home, migrate):
+    """What users run first to decide, and a site admin over everyone's
+    environments before a purge: each path the move would leave on scratch,
+    named by the environment's file as it is now (on scratch), and nothing
+    written anywhere."""
+    env, scratch = on_scratch
+    before, home_before = tree_snapshot(scratch), tree_snapshot(home)
+    out, err, code = migrate("-d", env.parent, "--all", "--dry-run", "--json")
+    assert code == 0, out + err
+    (planned,) = json.loads(out)["environments"]
+    assert planned["status"] == "planned"
+    want = expected(env, scratch)
+    assert sorted(planned["scratch_refs"], key=lambda ref: ref["file"]) == want
+    out, err, code = migrate("-d", env.parent, "--all", "--dry-run")
+    assert code == 0, out + err
+    assert (
+        f"warning: abc would still use 6 paths on the filesystem it would be moved "
+        f"from ({env}); the purge of scratch can delete them and break it:"
+    ) in out
+    assert_shown(out, want, home)
+    summary = out[out.index("Summary:") :]
+    assert (
+        "      would still use 6 paths on the filesystem it would be moved from "
+        "(see above)" in summary
+    )
+    assert tree_snapshot(scratch) == before
+    assert tree_snapshot(home) == home_before
+
+
+def test_the_dry_run_leaves_out_links_into_a_package_cache(
+    make_env, home, tmpfs, migrate
+):
+    """conda's ``always_softlink`` links each file into the package cache,
+    on scratch too: the copy holds those files, so they are no reference."""
+    scratch = tmpfs("size=64m")
+    env = make_env(scratch / "conda-envs" / "abc", ["demo-app"])
+    cache = scratch / "pkgs"
+    for record in (env / "conda-meta").glob("*.json"):
+        extracted = Path(json.loads(record.read_text())["extracted_package_dir"])
+        shutil.copytree(extracted, cache / extracted.name, symlinks=True)
+    linked = softlink_by_hand(env, cache)
+    (scratch / "data").mkdir()
+    (env / "share/ref").symlink_to(scratch / "data")
+    out, err, code = migrate("-d", env.parent, "--all", "--dry-run", "--json")
+    assert code == 0, out + err
+    (planned,) = json.loads(out)["environments"]
+    assert linked and planned["status"] == "planned"
+    assert planned["scratch_refs"] == [
+        {"file": f"{env}/share/ref", "names": f"{scratch}/data", "via": "a symlink"}
+    ]
 
 
 def test_references_into_home_or_itself_give_no_warning(make_env, home, tmpfs, migrate):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_migrate_plugin.scratch_refs import find_references
+from conda_migrate_plugin.scratch_refs import find_references, planned_references
 from conda_migrate_plugin.snapshot import measure
 
 SITE = "lib/python3.12/site-packages"
@@ -123,3 +123,45 @@ def test_nothing_when_both_are_one_filesystem(env, tmp_path):
     footprint = measure(env)
     assert footprint.device == os.stat(tmp_path / "data").st_dev
     assert find_references(env.parent / "old", env, footprint, {}, 1) == []
+
+
+@pytest.fixture
+def on_shm(shm) -> Path:
+    """An environment on the other filesystem, reached through a symlinked
+    directory (``$SCRATCH`` often is one), with code and data beside it."""
+    source = shm / "envs" / "abc"
+    for rel in (SITE, "share"):
+        (source / rel).mkdir(parents=True)
+    (shm / "alias").symlink_to("envs")
+    (shm / "data").mkdir()
+    (shm / "data/ref.fa").write_text(">1\n")
+    (shm / "code").mkdir()
+    return shm / "alias" / "abc"
+
+
+def test_planned_as_relocation_would_copy_the_source(on_shm, shm, tmp_path):
+    """Read in the source before anything is written: its file named, each
+    symlink as the copy would make it."""
+    source, dest = on_shm, tmp_path / "home" / "envs" / "abc"
+    (source / SITE / "a.pth").write_text(f"{shm}/code\n")
+    (source / "share/abs").symlink_to(shm / "data/ref.fa")
+    (source / "share/rel").symlink_to("../../../data/ref.fa")
+    # Its own file under its real path's spelling: relocation retargets it.
+    (source / "share/x").write_text("")
+    (source / "share/own").symlink_to(shm / "envs/abc/share/x")
+    # A link into a package cache, which the copy holds as the file.
+    (source / "share/cached").symlink_to(shm / "data/ref.fa")
+    planned = planned_references(source, dest, measure(source), {"share/cached"}, 2)
+    assert [(ref.file, ref.names, ref.via) for ref in planned] == [
+        (f"{source}/{SITE}/a.pth", f"{shm}/code", "a path Python adds to sys.path"),
+        (f"{source}/share/abs", f"{shm}/data/ref.fa", "a symlink"),
+        (f"{source}/share/rel", f"{shm}/data/ref.fa", "a symlink"),
+    ]
+    assert not (tmp_path / "home").exists()
+
+
+def test_planned_nothing_when_the_destination_would_be_on_scratch(on_shm, shm):
+    """The destination is not there yet: its nearest directory says where."""
+    (on_shm / "share/abs").symlink_to(shm / "data/ref.fa")
+    dest = shm / "home" / "envs" / "abc"
+    assert planned_references(on_shm, dest, measure(on_shm), (), 1) == []
