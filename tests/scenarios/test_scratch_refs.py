@@ -293,8 +293,8 @@ def test_a_real_pip_install_e_of_code_on_scratch_is_named(
 ):
     """``pip install -e`` of a project on scratch, by the environment's own
     pip and a real build backend (setuptools), offline: the copy in $HOME
-    imports it from scratch, which the run says; once scratch is purged,
-    the import fails, as the warning said it would."""
+    imports it from scratch, which the dry run says first and the run
+    again; once scratch is purged, the import fails, as they said it would."""
     scratch = tmpfs("size=256m")
     env = python_env(scratch / "conda-envs" / "py")
     code = scratch / "mycode"
@@ -310,18 +310,27 @@ def test_a_real_pip_install_e_of_code_on_scratch_is_named(
         "--disable-pip-version-check", "-e", code, home=home,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    out, err, code_ = migrate("-d", env.parent, "--all", "--json", "--no-clean")
-    assert code_ == 0, out + err
-    (moved,) = json.loads(out)["environments"]
-    assert moved["status"] == "migrated"
+    want = {
+        (f"{SITE_PACKAGES}/__editable__.mycode-0.1.pth", f"{code}/src"),
+        (f"{SITE_PACKAGES}/mycode-0.1.dist-info/direct_url.json", str(code)),
+    }
     dest = home / ".conda/envs/py"
-    named = {
-        (os.path.basename(ref["file"]), ref["names"]) for ref in moved["scratch_refs"]
-    }
-    assert named == {
-        ("__editable__.mycode-0.1.pth", f"{code}/src"),
-        ("direct_url.json", str(code)),
-    }
+    # Planned first, named by the files on scratch; then moved, by the copy's.
+    for run, root, status in (
+        (("--dry-run",), env, "planned"),
+        ((), dest, "migrated"),
+    ):
+        out, err, code_ = migrate(
+            "-d", env.parent, "--all", "--json", "--no-clean", *run
+        )
+        assert code_ == 0, out + err
+        (outcome,) = json.loads(out)["environments"]
+        assert outcome["status"] == status
+        named = {
+            (os.path.relpath(ref["file"], root), ref["names"])
+            for ref in outcome["scratch_refs"]
+        }
+        assert named == want
     imported = python(dest, "-c", "import mycode; print(mycode.WHERE)", home=home)
     assert imported.stdout.strip() == f"{code}/src/mycode/__init__.py"
     shutil.rmtree(code)  # the purge
@@ -331,7 +340,7 @@ def test_a_real_pip_install_e_of_code_on_scratch_is_named(
 @requires_conda
 def test_a_variable_conda_set_is_named(make_env, home, tmpfs, conda_cli):
     """``conda env config vars set``, by conda itself, then ``conda migrate``
-    as users type it."""
+    as users type it, planned first."""
     scratch = tmpfs("size=64m")
     env = make_env(scratch / "conda-envs" / "abc", ["demo-app"])
     (scratch / "data").mkdir()
@@ -346,6 +355,18 @@ def test_a_variable_conda_set_is_named(make_env, home, tmpfs, conda_cli):
         f"MINE={home}",
     )
     assert code == 0, out + err
+    out, err, code = conda_cli(
+        "migrate", "-d", env.parent, "--all", "--dry-run", "--json"
+    )
+    assert code == 0, out + err
+    (planned,) = json.loads(out)["environments"]
+    assert planned["scratch_refs"] == [
+        {
+            "file": f"{env}/conda-meta/state",
+            "names": f"{scratch}/data",
+            "via": "conda env config var DATA",
+        }
+    ]
     out, err, code = conda_cli(
         "migrate", "-d", env.parent, "--all", "--json", "--no-clean"
     )
