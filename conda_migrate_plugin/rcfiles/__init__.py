@@ -55,7 +55,20 @@ __all__ = [
 #: The kinds of file rewritten, each by its own rules.
 RcKind = Literal["shell", "condarc", "kernel"]
 
-SHELL_FILES = (".bashrc", ".bash_profile", ".profile", ".zshrc")
+#: What bash and zsh read at login or start (``.bash_login`` where there is no
+#: ``.bash_profile``; ``.bash_aliases``, which the ``.bashrc`` of Debian and
+#: Ubuntu sources): an activation in any of them breaks the next login alike.
+SHELL_FILES = (
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_aliases",
+    ".profile",
+    ".zshenv",
+    ".zprofile",
+    ".zshrc",
+    ".zlogin",
+)
 
 #: The user-level files of conda's own search path, in its order.
 CONDARC_FILES = (

@@ -301,6 +301,25 @@ def test_read_only_file_is_reported_and_others_still_written(home):
     ]
 
 
+@pytest.mark.parametrize(
+    "name", [".bash_login", ".bash_aliases", ".zshenv", ".zprofile", ".zlogin"]
+)
+def test_every_file_a_shell_reads_at_login_is_pointed_at_the_new_place(home, name):
+    """Not only .bashrc: bash reads .bash_login where there is no
+    .bash_profile, Debian's .bashrc sources .bash_aliases, and zsh reads
+    .zshenv, .zprofile and .zlogin; an activation in any of them breaks the
+    next login once the old environment is gone."""
+    rc = home / name
+    rc.write_bytes(b"alias work='conda activate /scratch/u/conda-envs/abc'\n")
+
+    (edit,) = apply_rc_edits(plan(home), now=NOW)
+
+    assert edit.error is None
+    assert rc.read_bytes() == (
+        f"alias work='conda activate {home}/.conda/envs/abc'\n".encode()
+    )
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
 def test_owner_is_kept(home):
     bashrc = home / ".bashrc"
