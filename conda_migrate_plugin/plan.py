@@ -32,10 +32,8 @@ def plan(
     outcome.status = Status.PLANNED
     removal = "" if options.keep_old else f" and remove {outcome.source}"
     outcome.written_files, outcome.written_bytes = wanted.files, wanted.bytes
-    outcome.shared_files, outcome.shared_bytes = (
-        wanted.shared_files,
-        wanted.shared_bytes,
-    )
+    outcome.shared_files = wanted.shared_files
+    outcome.shared_bytes = wanted.shared_bytes
     writes = f"{wanted.files} files and directories, {size(wanted.bytes)}"
     lines = [
         f"Packages: {outcome.packages}",

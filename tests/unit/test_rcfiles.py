@@ -332,58 +332,67 @@ def test_owner_is_kept(home):
     assert (bashrc.stat().st_uid, bashrc.stat().st_gid) == (4321, 8765)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+ACTIVATE_OLD = b"conda activate /scratch/u/conda-envs/abc\n"
+
+
+@pytest.fixture
+def user_bashrc():
+    """A ``.bashrc`` activating the old place, in a home of ``USER`` that a
+    child dropped to that user can reach (pytest's directories are root's)."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping to another user needs root")
+    with tempfile.TemporaryDirectory() as base:
+        os.chmod(base, 0o755)
+        home = user_home(Path(base))
+        (home / ".bashrc").write_bytes(ACTIVATE_OLD)
+        yield home, home / ".bashrc"
+
+
+def apply_as_user(home: Path, error: str | None) -> int:
+    """Plan as root, apply as ``USER``: 0 when the edit ended with ``error``."""
+    edits = plan(home)
+
+    def apply() -> None:
+        (edit,) = apply_rc_edits(edits, now=NOW)
+        assert edit.error == error, edit.error
+
+    return as_user(apply)
+
+
 @pytest.mark.parametrize(
     ("before", "after"), [(0o644, 0o644), (0o640, 0o600), (0o664, 0o644)]
 )
-def test_a_group_the_user_cannot_give_becomes_theirs_and_opens_nothing(before, after):
+def test_a_group_the_user_cannot_give_becomes_theirs_and_opens_nothing(
+    user_bashrc, before, after
+):
     """An rc file root made for the user (group root): the user cannot give
     the new file that group, so it gets theirs, with no more access for it
     than everyone has. Left unchanged, it would activate at every login an
     environment the run has just removed."""
-    with tempfile.TemporaryDirectory() as base:
-        os.chmod(base, 0o755)
-        home = user_home(Path(base))
-        bashrc = home / ".bashrc"
-        bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
-        os.chown(bashrc, USER, 0)
-        bashrc.chmod(before)
-        edits = plan(home)
+    home, bashrc = user_bashrc
+    os.chown(bashrc, USER, 0)
+    bashrc.chmod(before)
 
-        def apply() -> None:
-            (edit,) = apply_rc_edits(edits, now=NOW)
-            assert edit.error is None, edit.error
+    assert apply_as_user(home, None) == 0
 
-        assert as_user(apply) == 0
-        assert (
-            bashrc.read_bytes() == f"conda activate {home}/.conda/envs/abc\n".encode()
-        )
-        status = bashrc.stat()
-        assert (status.st_uid, status.st_gid, mode(bashrc)) == (USER, USER, after)
-        backup = home / f".bashrc.conda-migrate-{STAMP}"
-        assert backup.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\n"
+    assert bashrc.read_bytes() == f"conda activate {home}/.conda/envs/abc\n".encode()
+    status = bashrc.stat()
+    assert (status.st_uid, status.st_gid, mode(bashrc)) == (USER, USER, after)
+    assert (home / f".bashrc.conda-migrate-{STAMP}").read_bytes() == ACTIVATE_OLD
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
-def test_a_file_of_another_user_is_not_taken_over():
+def test_a_file_of_another_user_is_not_taken_over(user_bashrc):
     """Only the user's own file gets their group: another user's file that
     this one may write is left as it is, not replaced by one of theirs."""
-    with tempfile.TemporaryDirectory() as base:
-        os.chmod(base, 0o755)
-        home = user_home(Path(base))
-        bashrc = home / ".bashrc"
-        bashrc.write_bytes(b"conda activate /scratch/u/conda-envs/abc\n")
-        os.chown(bashrc, OTHER_USER, 0)
-        bashrc.chmod(0o666)
-        edits = plan(home)
+    home, bashrc = user_bashrc
+    os.chown(bashrc, OTHER_USER, 0)
+    bashrc.chmod(0o666)
 
-        def apply() -> None:
-            (edit,) = apply_rc_edits(edits, now=NOW)
-            assert edit.error == "not changed: [Errno 1] Operation not permitted"
+    refused = "not changed: [Errno 1] Operation not permitted"
+    assert apply_as_user(home, refused) == 0
 
-        assert as_user(apply) == 0
-        assert bashrc.read_bytes() == b"conda activate /scratch/u/conda-envs/abc\n"
-        assert bashrc.stat().st_uid == OTHER_USER
+    assert bashrc.read_bytes() == ACTIVATE_OLD
+    assert bashrc.stat().st_uid == OTHER_USER
 
 
 @pytest.mark.parametrize(
