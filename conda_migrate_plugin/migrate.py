@@ -336,19 +336,20 @@ def _preflight(
         footprint.bytes,
     )
     records = read_path_records(outcome.source)
-    find_purged(outcome, footprint, records)
+    restored = find_purged(outcome, footprint, records)
     linked = package_cache_links(
         outcome.source, outcome.dest, footprint.listing, records
     )
     wanted = need(
         footprint,
         linked,
+        restored,
         block_size(room.dest if room else options.dest_root),
         room.shared if room else None,
     )
     if not options.dry_run:
         check_writable(options.dest_root)
-        check_space(footprint, linked.values(), options.dest_root)
+        check_space(footprint, linked.values(), restored, options.dest_root)
         quota = room.now() if room else None
         if quota is not None:
             check_quota(quota, wanted, options.dest_root)

@@ -4,6 +4,7 @@ succeed fails at once with numbers, not halfway through with a full quota."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .classify import Kind, classify
@@ -11,7 +12,7 @@ from .exceptions import MigrateError
 from .progress import size
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Iterable
     from pathlib import Path
 
     from .snapshot import Footprint
@@ -110,14 +111,22 @@ def existing_ancestor(path: Path) -> Path:
 
 
 def check_space(
-    footprint: Footprint, linked: Collection[os.stat_result], dest_root: Path
+    footprint: Footprint,
+    linked: Collection[os.stat_result],
+    restored: Restored,
+    dest_root: Path,
 ) -> None:
     """Refuse when the destination's filesystem lacks the bytes or the
     inodes (home quotas often limit the file count as well); the copy holds
-    the ``linked`` files (``relocation.softlinks``) where the source has links."""
+    the ``linked`` files (``relocation.softlinks``) where the source has
+    links, and the files the purge took that it ``restored``."""
     vfs = os.statvfs(existing_ancestor(dest_root))
     free_bytes = vfs.f_bavail * vfs.f_frsize
-    allocated = footprint.allocated(vfs.f_frsize) + whole_blocks(linked, vfs.f_frsize)
+    allocated = (
+        footprint.allocated(vfs.f_frsize)
+        + whole_blocks((st.st_size for st in linked), vfs.f_frsize)
+        + restored.allocated(vfs.f_frsize)
+    )
     need_bytes = int(allocated * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     hint = "Nothing was copied and the environment is untouched. Free space in the destination or choose another with --dest."
     # f_blocks is 0 on filesystems that count no size (ramfs).
@@ -128,7 +137,7 @@ def check_space(
             hint=hint,
         )
     if vfs.f_files:  # 0 on filesystems without an inode limit
-        need_inodes = footprint.inodes + MARGIN_INODES
+        need_inodes = footprint.inodes + restored.inodes + MARGIN_INODES
         if vfs.f_favail < need_inodes:
             raise MigrateError(
                 f"Not enough inodes in {dest_root}: the environment needs {need_inodes} "
@@ -137,9 +146,34 @@ def check_space(
             )
 
 
-def whole_blocks(files: Collection[os.stat_result], block: int) -> int:
-    """The bytes ``files`` take in ``block``-sized blocks, as copied."""
-    return sum(-(-st.st_size // block) * block for st in files)
+def whole_blocks(sizes: Iterable[int], block: int) -> int:
+    """The bytes files of these ``sizes`` take in ``block``-sized blocks, as copied."""
+    return sum(-(-nbytes // block) * block for nbytes in sizes)
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What the copy writes that the source's walk did not see: the files
+    of conda packages the purge took (``purge.find_purged``), which it
+    restores from a package cache, a tarball or the channel, by the sizes
+    their records give."""
+
+    #: Each restored file's size, as its record gives it.
+    sizes: tuple[int, ...] = ()
+    #: The files among them the source lacks (a link into a purged cache is
+    #: there already: the copy turns it into its file, in its inode).
+    files: int = 0
+    #: The directories the purge emptied and took, which the copy makes
+    #: again for them.
+    directories: int = 0
+
+    @property
+    def inodes(self) -> int:
+        return self.files + self.directories
+
+    def allocated(self, block: int) -> int:
+        """Bytes they take on a filesystem of ``block``-sized blocks."""
+        return whole_blocks(self.sizes, block) + self.directories * block
 
 
 def check_writable(dest_root: Path) -> None:

@@ -10,11 +10,13 @@ import stat
 from typing import TYPE_CHECKING
 
 from .damage import count_files, find_damage
+from .preflight import Restored
 from .result import Status
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .damage import Damage
     from .output import Output
     from .records import PathRecord
     from .result import MigrationResult
@@ -24,8 +26,9 @@ if TYPE_CHECKING:
 
 def find_purged(
     outcome: MigrationResult, footprint: Footprint, records: dict[str, PathRecord]
-) -> None:
-    """What the purge took: files the ``records`` list that the walk did not find."""
+) -> Restored:
+    """What the purge took: files the ``records`` list that the walk did
+    not find; and the room the copy takes to restore them."""
     present = {rel for entries in footprint.listing.values() for rel, _ in entries}
     symlinks = {
         rel
@@ -35,6 +38,38 @@ def find_purged(
     }
     outcome.damage = find_damage(outcome.source, records, present, symlinks)
     outcome.missing = outcome.damage.files
+    return _to_restore(outcome.damage, records, present)
+
+
+def _to_restore(
+    damage: Damage, records: dict[str, PathRecord], present: set[str]
+) -> Restored:
+    """The room the copy takes to restore what the purge took of conda
+    packages (a file, or the file a link into a purged cache led to),
+    counted for each whether or not a cache or channel still holds it:
+    finding out takes the copy's own reads. Its size is its record's
+    (conda's ``size_in_bytes``: the package's file before the prefix is
+    written in, which in a text file changes its size by the difference in
+    length at each place it is named)."""
+    sizes = []
+    files = 0
+    directories = set()
+    for rel in (rel for rels in damage.conda.values() for rel in rels):
+        record = records[rel]
+        # A package symlink comes back as a link (no data, as the walk
+        # counts one); a path of a softlinked package is its file.
+        if record.path_type != "softlink" or record.softlinked:
+            # A record from before conda wrote ``paths_data`` gives no
+            # size: its file counts no bytes rather than a guessed number.
+            if record.size is not None:
+                sizes.append(record.size)
+        if rel not in present:
+            files += 1
+            parent = os.path.dirname(rel)
+            while parent and parent not in present and parent not in directories:
+                directories.add(parent)
+                parent = os.path.dirname(parent)
+    return Restored(tuple(sizes), files, len(directories))
 
 
 def count_restored(run: Migration, copy: Path) -> None:

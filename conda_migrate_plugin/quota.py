@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
+    from .preflight import Restored
     from .relocation.share import SharedFiles
     from .snapshot import Footprint
 
@@ -126,6 +127,7 @@ def block_size(dest: Path) -> int:
 def need(
     footprint: Footprint,
     linked: Mapping[str, os.stat_result],
+    restored: Restored,
     block: int,
     shared: SharedFiles | None,
 ) -> Need:
@@ -133,7 +135,8 @@ def need(
     environment of the run holds left out (they become links). A link into
     a package cache that the copy turns into its file (``linked``, by path,
     the file's ``stat``) takes that file's blocks, in the same inode, unless
-    an earlier environment holds that file too."""
+    an earlier environment holds that file too; a file the purge took takes
+    what its record says (``restored``)."""
     held: list[os.stat_result] = []
     if shared is not None:
         seen = set()
@@ -144,14 +147,15 @@ def need(
                     seen.add(key)
                     held.append(st)
         held += [st for st in linked.values() if shared.covers(st, linked=True)]
-    shared_bytes = whole_blocks(held, block)
+    shared_bytes = whole_blocks((st.st_size for st in held), block)
     # The environment's own directory, and each hardlinked file once.
     unique_inodes = footprint.inodes + 1 - _extra_names(footprint)
     return Need(
         footprint.allocated(block)
-        + whole_blocks(linked.values(), block)
+        + whole_blocks((st.st_size for st in linked.values()), block)
+        + restored.allocated(block)
         - shared_bytes,
-        unique_inodes - len(held),
+        unique_inodes + restored.inodes - len(held),
         shared_bytes,
         len(held),
         tuple({(st.st_dev, st.st_ino) for st in linked.values()}),

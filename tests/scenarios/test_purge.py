@@ -218,6 +218,41 @@ def test_purged_files_come_back_from_the_extracted_cache(
             assert entry["sha256_in_prefix"] == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize("restorable", [True, False], ids=["cached", "lost"])
+def test_the_plan_counts_what_the_copy_restores(
+    restorable, make_env, migrate, home, tmp_path
+):
+    """The purge took files and the directories it emptied: the copy puts
+    them back, so the dry run plans what it plans for the environment whole
+    (the files by their records' sizes, a package's symlink as a link, each
+    directory again), also where no cache or channel still has them (finding
+    out takes the copy's own reads); and the copy restores them all."""
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+
+    def planned(expect: int) -> tuple[int, int]:
+        out, err, code = migrate("-d", env.parent, "--all", "--dry-run", "--json")
+        assert code == expect, out + err  # 1: files would stay missing
+        (plan,) = json.loads(out)["environments"]
+        return plan["written_files"], plan["written_bytes"]
+
+    whole = planned(0)
+    shutil.rmtree(env / "etc")
+    shutil.rmtree(env / "share" / "demo")  # data.txt, and current.txt linking to it
+    if not restorable:
+        shutil.rmtree(tmp_path / "rattler-cache")
+        channel_gone(env, tmp_path)
+    assert planned(0 if restorable else 1) == whole
+    if restorable:
+        out, err, code = migrate("-d", env.parent, "--all", "--json", "--no-clean")
+        assert code == 0, out + err
+        (done,) = json.loads(out)["environments"]
+        assert done["restored"] == [
+            "etc/demo/demo.conf",
+            "share/demo/current.txt",
+            "share/demo/data.txt",
+        ]
+
+
 def test_a_file_purged_from_the_cache_too_is_not_taken(
     make_env, migrate, home, tmp_path
 ):

@@ -305,3 +305,92 @@ def test_softlinked_environments_of_one_cache_share_its_files_in_home(
             for rel in linked[0]
         }
         assert have == want
+
+
+# -- purged: the files the copy restores -------------------------------------------
+
+
+def plan_of(migrate, envs: Path) -> tuple[int, int]:
+    """What ``--dry-run`` says the one environment in ``envs`` would write:
+    files and directories, bytes in whole blocks."""
+    out, err, code = migrate("-d", envs, "--all", "--dry-run", "--json")
+    assert code == 0, out + err
+    (planned,) = json.loads(out)["environments"]
+    return planned["written_files"], planned["written_bytes"]
+
+
+def purged_real_env(
+    real_channel: Path, tmp_path: Path, migrate, purged: str
+) -> tuple[Path, int, tuple[int, int]]:
+    """``$SCRATCH/envs/purged``, a real CPython environment, after a purge
+    took the standard library's ``.py`` files (``purged="files"``), or took
+    the extracted packages of the cache it is softlinked into and left their
+    tarballs (``"cache"``: its links dangle). Returns it, the whole 4 KiB
+    blocks of what its copy restores, and what ``--dry-run`` planned for it
+    whole."""
+    envs = install(real_channel, tmp_path, ("purged",))
+    env, cache = envs / "purged", tmp_path / "rattler-cache"
+    if purged == "cache":
+        softlink_by_hand(env)
+        restored = linked_files(env, cache)[1]
+        whole = plan_of(migrate, envs)
+        shutil.rmtree(cache)
+        pkgs = tmp_path / "conda-pkgs"
+        pkgs.mkdir()
+        (pkgs / "urls.txt").write_text("")
+        for tarball in real_channel.glob("*/*.conda"):
+            shutil.copy(tarball, pkgs / tarball.name)
+    else:
+        whole = plan_of(migrate, envs)
+        stdlib = next((env / "lib").glob("python3.*/os.py")).parent
+        taken = [p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts]
+        restored = sum(-(-p.stat().st_size // 4096) * 4096 for p in taken)
+        for path in taken:
+            path.unlink()
+    assert restored > 2**20, "too little is purged for the test to show anything"
+    return env, restored, whole
+
+
+@pytest.mark.parametrize("purged", ["files", "cache"])
+def test_a_purged_environment_that_cannot_fit_restored_is_refused_before_its_copy(
+    purged, real_channel, tmp_path, home, migrate, monkeypatch
+):
+    """The copy restores what the purge took (from a package cache, a
+    tarball or the channel), so it needs the room of the environment whole,
+    not of what is left on scratch: the dry run plans as many files as for
+    the whole environment, and a quota with room for what is left and not
+    for the restored files refuses it up front, with the need stated."""
+    env, restored, whole = purged_real_env(real_channel, tmp_path, migrate, purged)
+    planned = plan_of(migrate, env.parent)
+    assert planned[0] == whole[0] and planned[1] >= whole[1], (planned, whole)
+    # Room for what is left and half of what is restored, with the run's margin.
+    room = 64 * 2**20 + int((usage(env)[0] + restored // 2) * 1.05)
+    command = tmp_path / "site-quota"
+    command.write_text(f"#!/bin/sh\necho bytes_used=0\necho bytes_limit={room}\n")
+    command.chmod(0o755)
+    monkeypatch.setenv("CONDA_MIGRATE_QUOTA_COMMAND", str(command))
+    before = tree_snapshot(env)
+    out, err, code = migrate("-d", env.parent, "--all")
+    assert code == 1, out + err
+    assert "Migration of purged failed: The environment does not fit your quota" in out
+    assert "Nothing was copied and the environment is untouched" in out
+    assert tree_snapshot(env) == before
+    assert list((home / ".conda" / "envs").glob("*")) == []
+
+
+@pytest.mark.parametrize("purged", ["files", "cache"])
+def test_a_purged_environment_the_disk_cannot_hold_restored_is_refused_before_its_copy(
+    purged, real_channel, tmp_path, home, migrate, tmpfs
+):
+    """The free-space check, where no quota tool answers, counts the
+    restored files as well."""
+    env, restored, _ = purged_real_env(real_channel, tmp_path, migrate, purged)
+    room = 64 * 2**20 + int((usage(env)[0] + restored // 2) * 1.05)
+    dest = tmpfs(f"size={room // 4096 * 4096}") / "envs"
+    before = tree_snapshot(env)
+    out, err, code = migrate("-d", env.parent, "--all", "--dest", dest)
+    assert code == 1, out + err
+    assert f"Migration of purged failed: Not enough space in {dest}" in out
+    assert "Nothing was copied and the environment is untouched" in out
+    assert tree_snapshot(env) == before
+    assert list(dest.glob("*")) == []
