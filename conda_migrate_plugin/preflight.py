@@ -122,11 +122,7 @@ def check_space(
     links, and the files the purge took that it ``restored``."""
     vfs = os.statvfs(existing_ancestor(dest_root))
     free_bytes = vfs.f_bavail * vfs.f_frsize
-    allocated = (
-        footprint.allocated(vfs.f_frsize)
-        + whole_blocks((st.st_size for st in linked), vfs.f_frsize)
-        + restored.allocated(vfs.f_frsize)
-    )
+    allocated = copy_allocated(footprint, linked, restored, vfs.f_frsize)
     need_bytes = int(allocated * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     hint = "Nothing was copied and the environment is untouched. Free space in the destination or choose another with --dest."
     # f_blocks is 0 on filesystems that count no size (ramfs).
@@ -144,6 +140,22 @@ def check_space(
                 f"files and directories (with margin), {vfs.f_favail} are free.",
                 hint=hint,
             )
+
+
+def copy_allocated(
+    footprint: Footprint,
+    linked: Iterable[os.stat_result],
+    restored: Restored,
+    block: int,
+) -> int:
+    """Bytes the copy takes in ``block``-sized blocks, before any sharing:
+    what the walk saw, the ``linked`` files its links into a package cache
+    become, and what it ``restored`` of what the purge took."""
+    return (
+        footprint.allocated(block)
+        + whole_blocks((st.st_size for st in linked), block)
+        + restored.allocated(block)
+    )
 
 
 def whole_blocks(sizes: Iterable[int], block: int) -> int:

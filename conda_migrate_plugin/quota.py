@@ -22,6 +22,7 @@ from .preflight import (
     MARGIN_BYTES,
     MARGIN_FRACTION,
     MARGIN_INODES,
+    copy_allocated,
     existing_ancestor,
     whole_blocks,
 )
@@ -151,10 +152,7 @@ def need(
     # The environment's own directory, and each hardlinked file once.
     unique_inodes = footprint.inodes + 1 - _extra_names(footprint)
     return Need(
-        footprint.allocated(block)
-        + whole_blocks((st.st_size for st in linked.values()), block)
-        + restored.allocated(block)
-        - shared_bytes,
+        copy_allocated(footprint, linked.values(), restored, block) - shared_bytes,
         unique_inodes + restored.inodes - len(held),
         shared_bytes,
         len(held),
