@@ -71,10 +71,10 @@ def on_scratch(make_env, home, tmpfs) -> tuple[Path, Path]:
     (env / "share/genome.fa").symlink_to("../../../data/ref.fa")
     set_env_vars(env, DATA=str(data), OWN=f"{env}/share", MINE=str(home))
     # In $HOME, and inside the environment: none of them is on scratch.
-    (home / "work" / "src").mkdir(parents=True)
+    (home / "projects" / "src").mkdir(parents=True)
     (home / "notes.txt").write_text("notes\n")
     site = env / SITE_PACKAGES
-    (site / "homework.pth").write_text(f"# mine\nimport os\n{home}/work/src\n")
+    (site / "homework.pth").write_text(f"# mine\nimport os\n{home}/projects/src\n")
     (site / "inside.pth").write_text(f"{env}/share\n")
     (env / "share/notes.txt").symlink_to(home / "notes.txt")
     (env / "share/inner").symlink_to("demo")
@@ -359,23 +359,21 @@ def test_a_variable_conda_set_is_named(make_env, home, tmpfs, conda_cli):
         "migrate", "-d", env.parent, "--all", "--dry-run", "--json"
     )
     assert code == 0, out + err
+
+    def data_named_in(prefix: Path) -> list[dict[str, str]]:
+        return [
+            {
+                "file": f"{prefix}/conda-meta/state",
+                "names": f"{scratch}/data",
+                "via": "conda env config var DATA",
+            }
+        ]
+
     (planned,) = json.loads(out)["environments"]
-    assert planned["scratch_refs"] == [
-        {
-            "file": f"{env}/conda-meta/state",
-            "names": f"{scratch}/data",
-            "via": "conda env config var DATA",
-        }
-    ]
+    assert planned["scratch_refs"] == data_named_in(env)
     out, err, code = conda_cli(
         "migrate", "-d", env.parent, "--all", "--json", "--no-clean"
     )
     assert code == 0, out + err
     (moved,) = json.loads(out)["environments"]
-    assert moved["scratch_refs"] == [
-        {
-            "file": f"{home}/.conda/envs/abc/conda-meta/state",
-            "names": f"{scratch}/data",
-            "via": "conda env config var DATA",
-        }
-    ]
+    assert moved["scratch_refs"] == data_named_in(home / ".conda/envs/abc")
