@@ -29,16 +29,18 @@ job.
 
 Each round starts every run from a fresh copy of the environment and times,
 interleaved (the order of the migrations reverses every round), ``cp -a``
-scratch to home then ``rm -rf`` of scratch, the migration with ``--method
-relocate`` at each ``--jobs``, and with ``--method clone`` (only where ``import
-conda`` works here; otherwise the reason is printed); on the tmpfs also
-``floor.py``, the calls a relocation cannot do without in a bare loop, with
-the tool's start-up and conda's reading of the records. It prints min, median and
-max seconds, the median ratio to ``cp -a`` + ``rm -rf`` of the same round, the
-metadata system calls per file (``strace -c -f``, on the tmpfs: they do not
-depend on latency) and the peak resident memory of the process tree; then the
-peak memory of a relocation, at the default jobs, of an environment holding a
-1 GiB file. A run that fails is reported with its message, not hidden.
+scratch to home then ``rm -rf`` of scratch, the migration with
+``--method relocate`` at each ``--jobs``, and with ``--method clone`` (only
+where ``import conda`` works here; otherwise the reason is printed); on the
+tmpfs also ``floor.py``, the calls a relocation cannot do without in a bare
+loop, with the tool's start-up and conda's reading of the records, in one
+process and (on more than one CPU) with the files dealt out to a process per
+CPU. It prints min, median and max seconds, the median ratio to ``cp -a`` +
+``rm -rf`` of the same round, the metadata system calls per file
+(``strace -c -f``, on the tmpfs: they do not depend on latency) and the peak
+resident memory of the process tree; then the peak memory of a relocation,
+at the default jobs, of an environment holding a 1 GiB file. A run that
+fails is reported with its message, not hidden.
 
 conda's clone fetches every package again, so where its files come from is
 part of what is timed. The channel lives on the benchmark's tmpfs, never on
@@ -86,6 +88,8 @@ SLOW_PACKAGES = 24
 BASELINE = "cp -a + rm -rf"
 CLONE = "clone"
 FLOOR = "floor: the calls alone"
+CORES = len(os.sched_getaffinity(0))
+FLOOR_CORES = f"floor: the calls alone, {CORES} processes"
 START = time.monotonic()
 METADATA = {
     "open", "openat", "openat2", "creat", "close", "close_range", "stat",
@@ -174,7 +178,8 @@ class Site:
 
     def migrate(self, run: str) -> tuple[list[str], dict]:
         """The console script for a row name: ``clone``, or ``relocate, N
-        jobs`` / ``relocate, default jobs``; or ``floor.py`` for ``FLOOR``."""
+        jobs`` / ``relocate, default jobs``; or ``floor.py`` for ``FLOOR`` and,
+        with a process per core, for ``FLOOR_CORES``."""
         home = self.view / "home"
         env = dict(
             os.environ,
@@ -183,14 +188,16 @@ class Site:
             PYTHONPATH=str(ROOT),
         )
         env.pop("SLURM_CPUS_PER_TASK", None)
-        if run == FLOOR:
+        if run in (FLOOR, FLOOR_CORES):
             source = self.view / "scratch/envs/env"
             dest = home / ".conda/envs/env"
+            processes = CORES if run == FLOOR_CORES else 1
             return [
                 sys.executable,
                 str(ROOT / "benchmarks/floor.py"),
                 str(source),
                 str(dest),
+                str(processes),
             ], env
         argv = [sys.executable, "-m", "conda_migrate_plugin"]
         argv += ["-d", str(self.view / "scratch/envs"), "--all", "--yes"]
@@ -454,10 +461,11 @@ def main() -> int:
         _progress(f"channel: {PACKAGES} packages")
         site = make_site(tmp, tmp, channel, PACKAGES, tmp / "rattler-cache")
         _progress(f"tmpfs: {site.files} files")
-        rows = measure(site, [*runs, FLOOR], _rounds(args, None), "tmpfs")
+        floors = [FLOOR, FLOOR_CORES] if CORES > 1 else [FLOOR]
+        rows = measure(site, [*runs, *floors], _rounds(args, None), "tmpfs")
         table += [("tmpfs", name, row) for name, row in rows.items()]
         if shutil.which("strace"):
-            per_file = syscalls(site, [*runs, FLOOR])
+            per_file = syscalls(site, [*runs, *floors])
             _progress("tmpfs: system calls counted")
         memory = peak_memory(site)
         _progress("tmpfs: 1 GiB file migrated")

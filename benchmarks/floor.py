@@ -1,6 +1,6 @@
-"""The least a migration can cost on one CPU: ``bench_migrate.py``'s floor row.
+"""The least a migration can cost: ``bench_migrate.py``'s floor rows.
 
-``python benchmarks/floor.py SOURCE DEST`` does what a relocation cannot do
+``python benchmarks/floor.py SOURCE DEST [PROCESSES]`` does what a relocation cannot do
 without, and nothing else: the tool's start-up (its command line's imports,
 conda's among them), conda's reading of the source's records (before any
 walk: conda may delete a stale record as it reads), and then, in one thread,
@@ -14,6 +14,9 @@ the removal's walk and its unlinks. Each pass must find what the first did.
 A relocation that took as long as this would have no overhead at all: the
 row shows how much of the gap to ``cp -a`` + ``rm -rf`` is the design's
 (Python per call, the checks it makes) rather than the implementation's.
+With ``PROCESSES`` above 1, the files of the copy and of the removal are
+dealt out to that many forked processes (threads would share one
+interpreter lock): what a copier using every core could reach at best.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ import os
 import stat
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 Stamps = dict[str, tuple[int, ...]]
 
@@ -63,25 +70,53 @@ def copy_file(src: str, dst: str, mode: int, old: bytes, buffer: bytearray) -> N
     os.close(fd_in)
 
 
-def copy(src: str, dst: str, stamps: Stamps) -> None:
-    buffer = bytearray(256 * 1024)
+def spread(processes: int, work: Callable[[int], object]) -> None:
+    """``work(k)`` for each k below ``processes``, the first in this process."""
+    children = []
+    for k in range(1, processes):
+        pid = os.fork()
+        if pid == 0:
+            work(k)
+            os._exit(0)
+        children.append(pid)
+    work(0)
+    for pid in children:
+        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]):
+            raise SystemExit("a process of the floor failed")
+
+
+def copy(src: str, dst: str, stamps: Stamps, processes: int) -> None:
     os.mkdir(dst)
+    files = []
     for rel in sorted(stamps):
-        mode = stamps[rel][0]
-        if stat.S_ISDIR(mode):
+        if stat.S_ISDIR(stamps[rel][0]):
             os.mkdir(f"{dst}/{rel}")
-        elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(f"{src}/{rel}"), f"{dst}/{rel}")
         else:
-            copy_file(f"{src}/{rel}", f"{dst}/{rel}", mode, src.encode(), buffer)
+            files.append(rel)
+
+    def copy_share(k: int) -> None:
+        buffer = bytearray(256 * 1024)
+        for rel in files[k::processes]:
+            mode = stamps[rel][0]
+            if stat.S_ISLNK(mode):
+                os.symlink(os.readlink(f"{src}/{rel}"), f"{dst}/{rel}")
+            else:
+                copy_file(f"{src}/{rel}", f"{dst}/{rel}", mode, src.encode(), buffer)
+
+    spread(processes, copy_share)
 
 
-def remove(root: str, stamps: Stamps) -> None:
+def remove(root: str, stamps: Stamps, processes: int) -> None:
+    files = [rel for rel in stamps if not stat.S_ISDIR(stamps[rel][0])]
+
+    def unlink_share(k: int) -> None:
+        for rel in files[k::processes]:
+            os.unlink(f"{root}/{rel}")
+
+    spread(processes, unlink_share)
     for rel in sorted(stamps, reverse=True):
         if stat.S_ISDIR(stamps[rel][0]):
             os.rmdir(f"{root}/{rel}")
-        else:
-            os.unlink(f"{root}/{rel}")
     os.rmdir(root)
 
 
@@ -104,6 +139,7 @@ def read_records(prefix: str) -> int:
 
 def main() -> int:
     source, dest = sys.argv[1:3]
+    processes = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     import conda_migrate_plugin.cli  # noqa: F401  (the tool's start-up)
 
     gc.disable()  # as the run holds the collector off while an environment moves
@@ -111,11 +147,11 @@ def main() -> int:
     read_records(source)
     before = walk(source)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    copy(source, dest, before)
+    copy(source, dest, before, processes)
     if walk(source) != before or walk(source) != before:
         print("the source changed while the floor ran", file=sys.stderr)
         return 1
-    remove(source, before)
+    remove(source, before, processes)
     print(f"{len(before)} entries, {time.perf_counter() - start:.2f} s after start-up")
     return 0
 
