@@ -35,7 +35,14 @@ from ruamel.yaml.error import YAMLError
 from ..names import BACKUP_SUFFIX
 from ..safety.atomic import write_atomically, write_new
 from .condarc import cache_entries, rewrite_condarc
-from .rewrite import DirMove, EnvMove, Rewriter, Unsafe, split_lines
+from .rewrite import (
+    DirMove,
+    EnvMove,
+    Rewriter,
+    Unsafe,
+    every_spelling,
+    split_lines,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -108,6 +115,7 @@ def plan_rc_edits(
     diff before (or, for ``--dry-run``, instead of) applying them.
     """
     scratch = _environ_path(environ, "SCRATCH")
+    env_moves, dir_moves = every_spelling(env_moves, dir_moves, scratch)
     rewriter = Rewriter(env_moves, dir_moves, home, scratch, environ)
     rewrite: dict[RcKind, Callable[[bytes], bytes]] = {
         "shell": rewriter.shell,

@@ -55,6 +55,42 @@ class DirMove:
     pkgs_dest: Path  # e.g. /home/u/.conda/pkgs
 
 
+def every_spelling(
+    env_moves: Sequence[EnvMove], dir_moves: Sequence[DirMove], scratch: Path | None
+) -> tuple[list[EnvMove], list[DirMove]]:
+    """The moves once for each name their old places go by in a file.
+
+    ``$SCRATCH`` is often a symlink (``/scratch/u`` to ``/gpfs/scratch/u``):
+    a ``.bashrc`` or ``envs_dirs`` written with one spelling, and a run given
+    the other, would leave the next login activating a removed environment
+    and conda creating new ones in the directory just emptied.
+    """
+    envs = [
+        EnvMove(name, move.dest)
+        for move in env_moves
+        for name in _same_place(move.source, scratch)
+    ]
+    dirs = [
+        DirMove(name, move.envs_dest, move.pkgs_dest)
+        for move in dir_moves
+        for name in _same_place(move.source, scratch)
+    ]
+    return envs, dirs
+
+
+def _same_place(path: Path, scratch: Path | None) -> list[Path]:
+    """``path``, its real path and its spelling under either name of
+    ``$SCRATCH``; from the names alone where the place is gone (the run
+    removed it), since its parents still resolve."""
+    names = {path, Path(os.path.realpath(path))}
+    roots = {scratch, Path(os.path.realpath(scratch))} if scratch else set()
+    for name in list(names):
+        for root in roots:
+            if _is_within(name, root):
+                names.update(other / name.relative_to(root) for other in roots)
+    return [path, *sorted(names - {path})]
+
+
 class Unsafe(Exception):
     """A file left as it is, with the reason shown to the user."""
 

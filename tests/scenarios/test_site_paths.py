@@ -1,0 +1,54 @@
+"""Paths as a site spells them: ``$SCRATCH`` a symlink to the parallel
+filesystem (``/scratch/u`` to ``/gpfs/scratch/u``), and the user's rc files
+naming an environment by one spelling while the run is given the other.
+Whatever the spelling, the next login must find the environment where it is
+now, and conda must stop creating environments in the directory emptied."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def symlinked_scratch(tmp_path: Path) -> tuple[Path, Path]:
+    """The real place on the parallel filesystem, and ``$SCRATCH``, a link to it."""
+    real = tmp_path / "gpfs" / "scratch" / "u"
+    real.mkdir(parents=True)
+    link = tmp_path / "scratch"
+    link.symlink_to(real)
+    return real, link
+
+
+@pytest.mark.parametrize(
+    ("rc_spelling", "given"),
+    [("real", "link"), ("link", "real"), ("$SCRATCH", "real")],
+    ids=["rc-real-run-link", "rc-link-run-real", "rc-variable-run-real"],
+)
+def test_rc_files_naming_the_other_spelling_follow_the_environment(
+    make_env, migrate, home, tmp_path, monkeypatch, rc_spelling, given
+):
+    real, link = symlinked_scratch(tmp_path)
+    monkeypatch.setenv("SCRATCH", str(link))
+    spelled = {"real": real, "link": link, "$SCRATCH": "$SCRATCH"}
+    make_env(real / "conda-envs" / "abc", ["demo-text"])
+    named = f"{spelled[rc_spelling]}/conda-envs"
+    bashrc, condarc = home / ".bashrc", home / ".condarc"
+    bashrc.write_text(f"# login\nconda activate {named}/abc  # mine\n")
+    condarc.write_text(f"envs_dirs:\n  - {named}  # big envs\n")
+
+    out, err, code = migrate(
+        "-d", f"{spelled[given]}/conda-envs", "--all", "--no-clean"
+    )
+
+    assert code == 0, out + err
+    assert (home / ".conda/envs/abc/conda-meta/demo-text-1.0-0.json").is_file()
+    dest = "$HOME/.conda/envs" if rc_spelling == "$SCRATCH" else home / ".conda/envs"
+    assert not (real / "conda-envs" / "abc").exists()
+    assert bashrc.read_text() == f"# login\nconda activate {dest}/abc  # mine\n"
+    assert condarc.read_text() == f"envs_dirs:\n  - {dest}  # big envs\n"
+    assert f"Updated {bashrc} (backup: " in out
+    assert f"Updated {condarc} (backup: " in out
