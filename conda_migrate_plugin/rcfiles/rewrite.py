@@ -79,16 +79,33 @@ def every_spelling(
 
 
 def _same_place(path: Path, scratch: Path | None) -> list[Path]:
-    """``path``, its real path and its spelling under either name of
-    ``$SCRATCH``; from the names alone where the place is gone (the run
-    removed it), since its parents still resolve."""
-    names = {path, Path(os.path.realpath(path))}
+    """``path``, its real path, the symlinks beside it that lead to it, and
+    each one's spelling under either name of ``$SCRATCH``; from the names
+    alone where the place is gone (the run removed it), since its parents
+    and the links still resolve."""
+    names = {path, Path(os.path.realpath(path)), *_links_to(path)}
     roots = {scratch, Path(os.path.realpath(scratch))} if scratch else set()
     for name in list(names):
         for root in roots:
             if _is_within(name, root):
                 names.update(other / name.relative_to(root) for other in roots)
     return [path, *sorted(names - {path})]
+
+
+def _links_to(path: Path) -> set[Path]:
+    """The symlinks beside ``path`` that lead to it: a user activates
+    ``analysis -> analysis-2024`` by the link, which the run lists as no
+    environment of its own and leaves, leading nowhere once its target moved."""
+    real = os.path.realpath(path)
+    try:
+        with os.scandir(path.parent) as entries:
+            return {
+                Path(entry.path)
+                for entry in entries
+                if entry.is_symlink() and os.path.realpath(entry.path) == real
+            }
+    except OSError:
+        return set()
 
 
 class Unsafe(Exception):

@@ -6,6 +6,7 @@ now, and conda must stop creating environments in the directory emptied."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -52,3 +53,33 @@ def test_rc_files_naming_the_other_spelling_follow_the_environment(
     assert condarc.read_text() == f"envs_dirs:\n  - {dest}  # big envs\n"
     assert f"Updated {bashrc} (backup: " in out
     assert f"Updated {condarc} (backup: " in out
+
+
+def test_rc_files_naming_a_symlink_to_the_environment_follow_it(
+    make_env, migrate, home, tmp_path, monkeypatch
+):
+    """``analysis -> analysis-2024`` beside it, the name the user activates:
+    the run lists the link as no environment of its own and moves the one it
+    leads to, so the login that activated the link must activate the copy."""
+    scanned = tmp_path / "scratch" / "conda-envs"
+    monkeypatch.setenv("SCRATCH", str(scanned.parent))
+    make_env(scanned / "analysis-2024", ["demo-text"])
+    (scanned / "analysis").symlink_to("analysis-2024")
+    bashrc = home / ".bashrc"
+    bashrc.write_text(
+        "conda activate $SCRATCH/conda-envs/analysis\n"
+        f"export DATA={scanned}/analysis/share/demo\n"
+    )
+
+    out, err, code = migrate("-d", scanned, "--all", "--no-clean")
+
+    assert code == 0, out + err
+    assert "INVALID ENV: analysis (a symlink" in out
+    dest = home / ".conda/envs/analysis-2024"
+    assert (dest / "conda-meta/demo-text-1.0-0.json").is_file()
+    assert bashrc.read_text() == (
+        "conda activate $HOME/.conda/envs/analysis-2024\n"
+        f"export DATA={dest}/share/demo\n"
+    )
+    # The link itself, no environment, is left as it was.
+    assert os.readlink(scanned / "analysis") == "analysis-2024"
