@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .shell import Shell, requote
+from .shell import Shell, escape, requote
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -187,9 +187,10 @@ class Rewriter:
     def _may_name_prefix(self, text: str) -> bool:
         """Only a line with a variable, a quote or an escape can hide a
         prefix from the plain rewrite, and it ends in the environment's name."""
-        return any(c in text for c in "$\"'\\") and any(
-            move.source.name in text for move in self.env_moves
-        )
+        if not any(c in text for c in "$\"'\\"):
+            return False
+        bare = re.sub(r"[\\\"']", "", text)  # ``my\ env``, ``'my env'``
+        return any(move.source.name in bare for move in self.env_moves)
 
     def _expansions(
         self, shell: Shell, text: str
@@ -220,8 +221,9 @@ class Rewriter:
             head, quote = variable, before
             if before == "'":  # no expansion inside single quotes
                 head, quote = "'" + variable, ""
-            return head + requote(quote, after) + f"/{dest.relative_to(self.home)}"
-        return str(dest) + requote(before, after)
+            tail = escape(f"/{dest.relative_to(self.home)}", after)
+            return head + requote(quote, after) + tail
+        return escape(str(dest), before) + requote(before, after)
 
     def prefixes(self, data: bytes) -> bytes:
         """Replace every spelling of every old prefix that stands as a whole path."""

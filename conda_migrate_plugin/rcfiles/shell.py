@@ -181,3 +181,15 @@ def requote(have: str, want: str) -> str:
     if have == want:
         return ""
     return have + want
+
+
+#: What the shell does not take as itself inside each quote: a path written
+#: there needs a backslash before it (outside quotes, a space would split it).
+_SPECIAL = {"": re.compile(r"([^\w./+,:=@%^~-])"), '"': re.compile(r'([$`"\\])')}
+
+
+def escape(path: str, quote: str) -> str:
+    """``path`` written where quote ``quote`` is in force, to read as itself."""
+    if quote == "'":
+        return path.replace("'", "'\\''")
+    return _SPECIAL[quote].sub(r"\\\1", path)

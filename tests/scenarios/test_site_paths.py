@@ -7,6 +7,8 @@ now, and conda must stop creating environments in the directory emptied."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
@@ -83,3 +85,42 @@ def test_rc_files_naming_a_symlink_to_the_environment_follow_it(
     )
     # The link itself, no environment, is left as it was.
     assert os.readlink(scanned / "analysis") == "analysis-2024"
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="needs bash to read the lines")
+def test_a_name_with_a_space_is_rewritten_as_the_shell_reads_it(
+    make_env, migrate, home, tmp_path, monkeypatch
+):
+    """``my env``: conda 26 refuses to create one, older conda and other
+    installers did not. A line the shell reads as its path must read as the
+    new one, however the space was quoted or escaped."""
+    scanned = tmp_path / "scratch" / "conda-envs"
+    monkeypatch.setenv("SCRATCH", str(scanned.parent))
+    make_env(scanned / "my env", ["demo-text"])
+    bashrc = home / ".bashrc"
+    bashrc.write_text(
+        'conda activate "$SCRATCH/conda-envs/my env"\n'
+        "conda activate $SCRATCH/conda-envs/my\\ env\n"
+        f"conda activate {scanned}/my\\ env\n"
+        f"conda activate {scanned}/'my env'\n"
+    )
+
+    out, err, code = migrate("-d", scanned, "--all", "--no-clean")
+
+    assert code == 0, out + err
+    dest = home / ".conda/envs/my env"
+    assert (dest / "conda-meta/demo-text-1.0-0.json").is_file()
+    read = subprocess.run(
+        ["bash", "-c", 'conda() { printf "%s|%s\\n" "$@"; }; . "$HOME/.bashrc"'],
+        env={"HOME": str(home), "SCRATCH": str(scanned.parent)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout == f"activate|{dest}\n" * 4
+    assert bashrc.read_text() == (
+        'conda activate "$HOME/.conda/envs/my env"\n'
+        "conda activate $HOME/.conda/envs/my\\ env\n"
+        f"conda activate {home}/.conda/envs/my\\ env\n"
+        f"conda activate {home}/.conda/envs/my\\ env''\n"
+    )
