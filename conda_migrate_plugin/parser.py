@@ -50,8 +50,10 @@ examples:
   not conda's -d/--dry-run (spell that --dry-run).
 
 rewritten by default, with a backup beside each file and the diff shown:
-  ~/.bashrc (and ~/.bash_profile, ~/.profile, ~/.zshrc), ~/.condarc and
-  Jupyter kernels that name a migrated environment. --no-rc leaves them.
+  ~/.bashrc (and ~/.bash_profile, ~/.profile, ~/.bashrc.d/*, ~/.zshrc,
+  ~/.cshrc, ~/.tcshrc, ~/.login, fish's config.fish and conf.d/*.fish),
+  ~/.condarc and Jupyter kernels that name a migrated environment.
+  --no-rc leaves them.
 
 log: every run writes $HOME/.conda/migrate/logs/conda-migrate-DATE-PID.log
 exit codes: 0 all migrated, 1 something failed or nothing to migrate,

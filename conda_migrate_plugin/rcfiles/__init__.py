@@ -43,12 +43,14 @@ from .rewrite import (
     every_spelling,
     split_lines,
 )
+from .shell import CSH, DIALECTS, FISH, SH
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
 __all__ = [
     "CONDARC_FILES",
+    "CSH_FILES",
     "SHELL_FILES",
     "DirMove",
     "EnvMove",
@@ -59,8 +61,9 @@ __all__ = [
     "plan_rc_edits",
 ]
 
-#: The kinds of file rewritten, each by its own rules.
-RcKind = Literal["shell", "condarc", "kernel"]
+#: The kinds of file rewritten, each by its own rules; a shell file by those
+#: of its shell's family (``shell.DIALECTS``).
+RcKind = Literal["sh", "csh", "fish", "condarc", "kernel"]
 
 #: What bash and zsh read at login or start (``.bash_login`` where there is no
 #: ``.bash_profile``; ``.bash_aliases``, which the ``.bashrc`` of Debian and
@@ -76,6 +79,10 @@ SHELL_FILES = (
     ".zshrc",
     ".zlogin",
 )
+
+#: What csh reads at start and login; tcsh reads ``.tcshrc``, or ``.cshrc``
+#: where there is none, then ``.login``.
+CSH_FILES = (".tcshrc", ".cshrc", ".login")
 
 #: The user-level files of conda's own search path, in its order.
 CONDARC_FILES = (
@@ -100,6 +107,7 @@ class RcEdit:
     warnings: list[str] = field(default_factory=list)
     #: The package caches on scratch it names ``~/.conda/pkgs`` instead of.
     caches: list[Path] = field(default_factory=list)
+    kind: RcKind = "sh"
 
 
 def plan_rc_edits(
@@ -118,7 +126,9 @@ def plan_rc_edits(
     env_moves, dir_moves = every_spelling(env_moves, dir_moves, scratch)
     rewriter = Rewriter(env_moves, dir_moves, home, scratch, environ)
     rewrite: dict[RcKind, Callable[[bytes], bytes]] = {
-        "shell": rewriter.shell,
+        "sh": partial(rewriter.shell, dialect=SH),
+        "csh": partial(rewriter.shell, dialect=CSH),
+        "fish": partial(rewriter.shell, dialect=FISH),
         "condarc": partial(rewrite_condarc, relocate=rewriter.relocate),
         "kernel": rewriter.kernel,
     }
@@ -128,20 +138,32 @@ def plan_rc_edits(
         try:
             old = target.read_bytes()
         except OSError as error:
-            edits.append(RcEdit(path, target, b"", b"", "", f"cannot be read: {error}"))
+            error_text = f"cannot be read: {error}"
+            edits.append(RcEdit(path, target, b"", b"", "", error_text, kind=kind))
             continue
         try:
             new = rewrite[kind](old)
         except (Unsafe, YAMLError, ValueError) as error:
-            edits.append(RcEdit(path, target, old, old, "", f"left unchanged: {error}"))
+            error_text = f"left unchanged: {error}"
+            edits.append(RcEdit(path, target, old, old, "", error_text, kind=kind))
             continue
-        warnings = rewriter.unrewritten(new) if kind == "shell" else []
+        dialect = DIALECTS.get(kind)
+        warnings = rewriter.unrewritten(new, dialect) if dialect else []
         caches, left = _package_caches(rewriter, kind, old, new)
         warnings += left
         if new != old or warnings:
             diff = _diff(path, old, new) if new != old else ""
             edits.append(
-                RcEdit(path, target, old, new, diff, warnings=warnings, caches=caches)
+                RcEdit(
+                    path,
+                    target,
+                    old,
+                    new,
+                    diff,
+                    warnings=warnings,
+                    caches=caches,
+                    kind=kind,
+                )
             )
     return edits
 
@@ -153,7 +175,9 @@ def _package_caches(
     warnings for what of scratch its cache entries still name."""
     if kind == "kernel":
         return [], []
-    entries = cache_entries if kind == "condarc" else rewriter.shell_caches
+    entries = cache_entries
+    if (dialect := DIALECTS.get(kind)) is not None:
+        entries = partial(rewriter.shell_caches, dialect=dialect)
     moved = rewriter.moved_caches([entry for _, entry in entries(old)])
     return moved, rewriter.caches_left(entries(new))
 
@@ -193,19 +217,24 @@ def _apply(edit: RcEdit, stamp: str, backups: dict[Path, Path]) -> None:
         )
     if edit.target.read_bytes() != edit.old:
         raise Unsafe("the file changed since it was read")
-    edit.backup = backups.get(edit.target) or _write_backup(edit.path, edit.old, stamp)
+    edit.backup = backups.get(edit.target) or _write_backup(edit, stamp)
     backups[edit.target] = edit.backup
     # Written beside the target and renamed over it: a crash leaves old or new.
     write_atomically(edit.target, edit.new, like=status)
 
 
-def _write_backup(path: Path, data: bytes, stamp: str) -> Path:
+def _write_backup(edit: RcEdit, stamp: str) -> Path:
     """Next to the file as the user knows it, so a symlinked dotfile's repo stays clean.
 
+    Hidden, for a shell file: a shell sources every file of ``~/.bashrc.d``
+    that is not, and the backup would bring the old environment back.
     Never over another file, so that two runs in one second never overwrite
     an earlier backup.
     """
-    base = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}")
+    name = f"{edit.path.name}{BACKUP_SUFFIX}{stamp}"
+    if edit.kind in DIALECTS and not name.startswith("."):
+        name = f".{name}"
+    base, data = edit.path.with_name(name), edit.old
     backup, number = base, 0
     while True:
         try:
@@ -232,7 +261,7 @@ def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKi
     jupyter_path = environ.get("JUPYTER_PATH", "").split(os.pathsep)
     data_dirs += [Path(p) for p in jupyter_path if p.startswith("/")]
     found: list[tuple[Path, RcKind]] = [
-        *((home / name, "shell") for name in SHELL_FILES),
+        *_shell_files(home, xdg_config),
         *((path, "condarc") for path in condarcs),
         *(
             (path, "kernel")
@@ -245,6 +274,36 @@ def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKi
         if os.path.lexists(path):
             unique.setdefault(os.path.realpath(path), (path, kind))
     return list(unique.values())
+
+
+def _shell_files(home: Path, xdg_config: Path | None) -> list[tuple[Path, RcKind]]:
+    """The files a login reads, each with its shell's family: the sh ones,
+    the files of ``~/.bashrc.d``, csh's and fish's (in ``$XDG_CONFIG_HOME``
+    where set, so both places are looked in)."""
+    fish_dirs = [home / ".config/fish"]
+    if xdg_config is not None:
+        fish_dirs.insert(0, xdg_config / "fish")
+    return [
+        *((home / name, "sh") for name in SHELL_FILES),
+        *((path, "sh") for path in _sourced(home / ".bashrc.d", "*")),
+        *((home / name, "csh") for name in CSH_FILES),
+        *((d / "config.fish", "fish") for d in fish_dirs),
+        *(
+            (path, "fish")
+            for d in fish_dirs
+            for path in _sourced(d / "conf.d", "*.fish")
+        ),
+    ]
+
+
+def _sourced(directory: Path, pattern: str) -> list[Path]:
+    """What a loop over ``directory/pattern`` sources, in its order: regular
+    files (through a symlink too), none hidden, since the shell's ``*`` skips them."""
+    return sorted(
+        path
+        for path in directory.glob(pattern)
+        if not path.name.startswith(".") and path.is_file()
+    )
 
 
 def _environ_path(environ: Mapping[str, str], name: str) -> Path | None:

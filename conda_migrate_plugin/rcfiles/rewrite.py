@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .shell import Shell, escape, requote
+from .shell import Dialect, Shell, escape, requote
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -36,10 +36,32 @@ _PATH_START = rb"(?<![^\s\"'`=:;,|&<>(\[{])(-[A-Za-z])?"
 # Anything but ``/`` or a delimiter after the prefix means a longer name (``abcd``).
 _PATH_END = rb"(?![^/\s\"'`:;,|&<>()\[\]{}])"
 
-_ASSIGNMENT = re.compile(
-    rb"(?<![^\s;&|(])(" + b"|".join(_DIR_VARIABLES) + rb")="
-    rb"(\"[^\"\n]*\"|'[^'\n]*'|[^\s;&|()\"'`]*)(?![^\s;&|)])"
-)
+_NAMES = rb"(?P<name>" + b"|".join(_DIR_VARIABLES) + rb")"
+_VALUE = rb"(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s;&|()\"'`]*)"
+
+
+def _setting(head: bytes, end: bytes = rb"(?![^\s;&|)])") -> re.Pattern[bytes]:
+    """A command that sets a conda directory variable: ``head`` (with
+    ``%s`` for its name), then the value, a word that ``end`` ends."""
+    return re.compile(
+        rb"(?<![^\s;&|(])(?P<head>" + head % _NAMES + rb")" + _VALUE + end
+    )
+
+
+#: sh's ``NAME=value``, which fish's ``export`` takes too.
+_SH_SETTING = _setting(rb"%s=")
+#: How each shell sets a conda directory variable for the programs it runs;
+#: fish's only with a value that ends the command (a list stays as it is).
+_SETTINGS = {
+    "sh": (_SH_SETTING,),
+    "csh": (_SH_SETTING, _setting(rb"setenv[ \t]+%s[ \t]+")),
+    "fish": (
+        _SH_SETTING,
+        _setting(
+            rb"set(?:[ \t]+-[-\w]+)*[ \t]+%s[ \t]+", rb"(?=[ \t\r]*(?:[;&|#\n]|$))"
+        ),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -123,16 +145,19 @@ class Rewriter:
     scratch: Path | None
     environ: Mapping[str, str] = field(default_factory=dict)
 
-    def shell(self, data: bytes) -> bytes:
-        return _ASSIGNMENT.sub(self._assignment, self.expanded(self.prefixes(data)))
+    def shell(self, data: bytes, dialect: Dialect) -> bytes:
+        data = self.expanded(self.prefixes(data), dialect)
+        for assignment in _SETTINGS[dialect.name]:
+            data = assignment.sub(self._assignment, data)
+        return data
 
-    def expanded(self, data: bytes) -> bytes:
+    def expanded(self, data: bytes, dialect: Dialect) -> bytes:
         """Rewrite the old prefixes the shell reads out of variables and
         quotes (``/scratch/$USER/envs/abc``, ``"$SCRATCH"/envs/abc``, a
         variable the file itself sets), each in the manner it was written;
         only those spans change."""
         lines = split_lines(data)
-        shell = Shell(self._variables_known())
+        shell = Shell(self._variables_known(), dialect)
         # A file of repeated lines is read once per distinct line, while no
         # assignment changed what they expand to.
         done: dict[tuple[bytes, int], bytes] = {}
@@ -155,12 +180,12 @@ class Rewriter:
                 done[key] = lines[number]
         return b"".join(lines)
 
-    def unrewritten(self, data: bytes) -> list[str]:
+    def unrewritten(self, data: bytes, dialect: Dialect) -> list[str]:
         """The lines that, as the shell reads them, still name an old prefix
         (a variable this run cannot know, ``${VAR:-default}``, a prefix cut
         by a variable): listed for the user, never guessed at."""
         found = []
-        shell = Shell(self._variables_known())
+        shell = Shell(self._variables_known(), dialect)
         named: dict[tuple[bytes, int], list[Path]] = {}
         for number, line in enumerate(split_lines(data), 1):
             key = (line, shell.generation)
@@ -257,14 +282,14 @@ class Rewriter:
         yield from ((spelling, self.scratch) for spelling in _SCRATCH_SPELLINGS)
 
     def _assignment(self, match: re.Match[bytes]) -> bytes:
-        kind, separator = _DIR_VARIABLES[match[1]]
-        quote, inner = _unquoted(match[2])
+        kind, separator = _DIR_VARIABLES[match["name"]]
+        quote, inner = _unquoted(match["value"])
         entries = _decoded(inner, separator)
         relocated = self.relocate(entries, kind)
         if relocated == entries:
             return match[0]
         kept = separator.join(_encode(e) for e in relocated if e is not None)
-        return match[1] + b"=" + quote + kept + quote
+        return match["head"] + quote + kept + quote
 
     def relocate(self, entries: Sequence[str], kind: str) -> list[str | None]:
         """New spelling of each directory entry; None drops it.
@@ -341,16 +366,17 @@ class Rewriter:
             if self._expand(entry) is None and scratch.search(entry)
         ]
 
-    def shell_caches(self, data: bytes) -> list[tuple[int, str]]:
+    def shell_caches(self, data: bytes, dialect: Dialect) -> list[tuple[int, str]]:
         """Each ``CONDA_PKGS_DIRS`` entry a shell file sets, with its line."""
         found = []
-        for match in _ASSIGNMENT.finditer(data):
-            kind, separator = _DIR_VARIABLES[match[1]]
-            if kind == "pkgs":
-                number = data.count(b"\n", 0, match.start()) + 1
-                _, inner = _unquoted(match[2])
-                found += [(number, entry) for entry in _decoded(inner, separator)]
-        return found
+        for assignment in _SETTINGS[dialect.name]:
+            for match in assignment.finditer(data):
+                kind, separator = _DIR_VARIABLES[match["name"]]
+                if kind == "pkgs":
+                    number = data.count(b"\n", 0, match.start()) + 1
+                    _, inner = _unquoted(match["value"])
+                    found += [(number, entry) for entry in _decoded(inner, separator)]
+        return sorted(found)
 
     def _expand(self, entry: str) -> Path | None:
         for variable, base in self._variables():

@@ -1,6 +1,7 @@
 """The shell's reading of a line, far enough to see paths in it: words,
 quotes, ``$NAME`` and ``${NAME}``, backslashes, and the variables that
-earlier lines set.
+earlier lines set, each by the rules of the shell that reads the file
+(sh and its kin, csh and tcsh, fish).
 
 A path a user wrote as ``/scratch/$USER/envs/abc`` or ``"$SCRATCH"/envs/abc``
 names an old prefix only once expanded; this reader finds where, in the
@@ -11,24 +12,105 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 #: What ends a shell word outside quotes.
 _BREAKS = " \t\r\n;&|()<>`"
-_TOKEN = re.compile(
-    r"\$(?P<name>[A-Za-z_]\w*)"  # $NAME
-    r"|\$\{(?P<braced>[^}]*)\}"  # ${NAME}, ${NAME:-default}
-    r"|\\(?P<escaped>.)"  # \x
-    r"|(?P<quote>[\"'])"
-    r"|(?P<breaks>[" + re.escape(_BREAKS) + r"]+)"
-    r"|(?P<plain>[^$\\\"'" + re.escape(_BREAKS) + r"]+|\$)",
-    re.DOTALL,
+#: Those of them after which a new command starts.
+_COMMAND_BREAKS = set(";&|()\n`")
+
+
+def _tokens(
+    unknown: str = "", braced: str = r"\$\{(?P<braced>[^}]*)\}"
+) -> re.Pattern[str]:
+    """The tokens of a line outside single quotes; ``unknown`` matches what
+    this shell expands in a way this run does not follow."""
+    return re.compile(
+        (f"(?P<unknown>{unknown})|" if unknown else "")
+        + braced
+        + r"|\$(?P<name>[A-Za-z_]\w*)"  # $NAME
+        r"|\\(?P<escaped>.)"  # \x
+        r"|(?P<quote>[\"'])"
+        r"|(?P<breaks>[" + re.escape(_BREAKS) + r"]+)"
+        r"|(?P<plain>[^$\\\"'{" + re.escape(_BREAKS) + r"]+|.)",
+        re.DOTALL,
+    )
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What one family of shells does differently with the characters of a
+    path: what it expands, what quotes, and how it sets a variable."""
+
+    name: str
+    token: re.Pattern[str]
+    single_quoted: re.Pattern[str]
+    #: The variable a command (its words so far) sets, and its value (None: unknown).
+    sets: Callable[[Sequence[str]], tuple[str, str | None] | None] | None = None
+    #: Words that come before a command without being one (fish's ``and``).
+    keywords: frozenset[str] = field(default_factory=frozenset)
+
+
+def _csh_sets(command: Sequence[str]) -> tuple[str, str | None] | None:
+    """``setenv NAME value`` and ``set name = value`` (``set name=value``
+    is read as sh's ``NAME=value``)."""
+    match command:
+        case ["setenv", name, value] | ["set", name, "=", value]:
+            return name, value
+        case ["set", name, value] if name.endswith("="):
+            return name[:-1], value
+        case ["unsetenv" | "unset", name]:
+            return name, None
+    return None
+
+
+#: fish's ``set`` options that only choose a scope or export the variable.
+_FISH_SCOPES = set("glxuUf") | {"global", "local", "export", "unexport", "universal"}
+#: Those that only read variables.
+_FISH_QUERIES = set("qnSL") | {"query", "names", "show", "long"}
+
+
+def _fish_sets(command: Sequence[str]) -> tuple[str, str | None] | None:
+    """``set [-gx] NAME value``: one value is a path; a list (or an erase,
+    an append) is unknown from here on."""
+    if command[:1] != ["set"]:
+        return None
+    flags: set[str] = set()
+    for at, word in enumerate(command[1:], 1):
+        if not word.startswith("-"):
+            break
+        flags |= {word[2:]} if word.startswith("--") else set(word[1:])
+    else:
+        return None
+    if flags & _FISH_QUERIES:
+        return None
+    values = command[at + 1 :]
+    if flags <= _FISH_SCOPES and len(values) == 1:
+        return command[at], values[0]
+    return command[at], None
+
+
+SH = Dialect("sh", _tokens(), re.compile(r"(?P<quote>')|(?P<plain>[^']+)"))
+#: ``$name:h`` takes a modifier and ``$name[1]`` a word of a list.
+CSH = Dialect("csh", _tokens(r"\$[A-Za-z_]\w*(?=[:\[])"), SH.single_quoted, _csh_sets)
+#: fish writes ``{$NAME}`` where sh writes ``${NAME}`` (an error in fish),
+#: indexes lists with ``$NAME[1]``, and ``\'`` or ``\\`` escape inside single quotes.
+FISH = Dialect(
+    "fish",
+    _tokens(r"\$[A-Za-z_]\w*(?=\[)|\$\{[^}]*\}", r"\{\$(?P<fishbraced>[A-Za-z_]\w*)\}"),
+    re.compile(r"\\(?P<escaped>[\\'])|(?P<quote>')|(?P<plain>[^'\\]+|.)", re.DOTALL),
+    _fish_sets,
+    frozenset(
+        {"and", "or", "not", "if", "while", "begin", "else", "command", "builtin"}
+    ),
 )
+DIALECTS = {dialect.name: dialect for dialect in (SH, CSH, FISH)}
+
 _VARIABLE = re.compile(r"[A-Za-z_]\w*")
 _SETS = re.compile(r"([A-Za-z_]\w*)=")
 #: Stands for what a variable this run cannot know expands to.
@@ -122,56 +204,77 @@ class Shell:
     set on earlier lines. Anything else (``${NAME:-x}``, a variable not set
     here) is unknown, and never taken for a path."""
 
-    def __init__(self, variables: dict[str, str]) -> None:
+    def __init__(self, variables: dict[str, str], dialect: Dialect = SH) -> None:
         self.variables = variables
+        self.dialect = dialect
         #: Counts the assignments read: what a line expands to may change.
         self.generation = 0
+        #: The words of the command being read, for the dialect's ``sets``.
+        self._command: list[str] = []
 
     def words(self, text: str) -> Iterator[Word]:
         pieces: list[_Piece] = []
-        quote = ""
-        for token in _TOKEN.finditer(text):
-            kind, start, end = token.lastgroup, token.start(), token.end()
+        quote, at = "", 0
+        self._command = []
+        while at < len(text):
+            tokens = self.dialect.single_quoted if quote == "'" else self.dialect.token
+            token = tokens.match(text, at)
+            assert token is not None  # each pattern's last choice takes any character
+            kind, start, at = token.lastgroup, token.start(), token.end()
             if kind == "breaks" and not quote:
                 if pieces:
                     yield self._read(Word(pieces))
                 pieces = []
+                if _COMMAND_BREAKS.intersection(token[0]):
+                    self._command = []
                 continue
             if kind == "quote" and quote in ("", token[0]):
                 new = "" if quote else token[0]
-                pieces.append(_Piece(start, end, "", True, quote, new))
+                pieces.append(_Piece(start, at, "", True, quote, new))
                 quote = new
                 continue
-            if quote == "'" or kind in ("plain", "breaks", "quote"):
-                value, literal = token[0], True
-            elif kind == "escaped":
-                value, literal = token["escaped"], False
-            else:
-                name = token["name"] or token["braced"]
-                value = self.variables.get(name, _UNKNOWN)
-                if not _VARIABLE.fullmatch(name):
-                    value = _UNKNOWN
-                literal = False
-            pieces.append(_Piece(start, end, value, literal, quote, quote))
+            pieces.append(_Piece(start, at, *self._value(token, quote), quote, quote))
         if pieces:
             yield self._read(Word(pieces))
 
+    def _value(self, token: re.Match[str], quote: str) -> tuple[str, bool]:
+        """What a token expands to, and whether it is a character for a character."""
+        kind = token.lastgroup or ""
+        if kind in ("plain", "breaks", "quote"):
+            return token[0], True
+        if kind == "escaped":
+            return token["escaped"], False
+        if kind == "unknown" or not _VARIABLE.fullmatch(token[kind]):
+            return _UNKNOWN, False
+        value = self.variables.get(token[kind], _UNKNOWN)
+        if kind == "fishbraced" and quote:  # braces in quotes are characters
+            value = "{" + value + "}"
+        return value, False
+
     def _read(self, word: Word) -> Word:
-        """``NAME=value`` (after ``export`` or not) sets NAME for the words
-        after it; a value this run cannot know unsets it."""
+        """``NAME=value`` (after ``export`` or not), or the dialect's own
+        command, sets NAME for the words after it; a value this run cannot
+        know unsets it."""
         assignment = _SETS.match(word.value)
         if assignment:
-            self.generation += 1
-            value = word.value[assignment.end() :]
-            if _UNKNOWN in value:
-                self.variables.pop(assignment[1], None)
-            else:
-                self.variables[assignment[1]] = value
+            self._set(assignment[1], word.value[assignment.end() :])
+        if self.dialect.sets is not None:
+            if self._command or word.value not in self.dialect.keywords:
+                self._command.append(word.value)
+            if found := self.dialect.sets(self._command):
+                self._set(*found)
         return word
+
+    def _set(self, name: str, value: str | None) -> None:
+        self.generation += 1
+        if value is None or _UNKNOWN in value or not _VARIABLE.fullmatch(name):
+            self.variables.pop(name, None)
+        else:
+            self.variables[name] = value
 
     def read_assignments(self, text: str) -> None:
         """The variables ``text`` sets, as the lines after it see them."""
-        if "=" in text:
+        if "=" in text or self.dialect.sets and "set" in text:
             for _ in self.words(text):
                 pass
 

@@ -302,17 +302,28 @@ def test_read_only_file_is_reported_and_others_still_written(home):
 
 
 @pytest.mark.parametrize(
-    "name", [".bash_login", ".bash_aliases", ".zshenv", ".zprofile", ".zlogin"]
+    "name",
+    [
+        *(".bash_login", ".bash_aliases", ".zshenv", ".zprofile", ".zlogin"),
+        *(".bashrc.d/conda", ".cshrc", ".tcshrc", ".login"),
+        *(".config/fish/config.fish", ".config/fish/conf.d/conda.fish"),
+        *("xdg/fish/config.fish", "xdg/fish/conf.d/conda.fish"),
+    ],
 )
 def test_every_file_a_shell_reads_at_login_is_pointed_at_the_new_place(home, name):
     """Not only .bashrc: bash reads .bash_login where there is no
-    .bash_profile, Debian's .bashrc sources .bash_aliases, and zsh reads
-    .zshenv, .zprofile and .zlogin; an activation in any of them breaks the
-    next login once the old environment is gone."""
+    .bash_profile, Debian's .bashrc sources .bash_aliases and RHEL's every
+    file in .bashrc.d, zsh reads .zshenv, .zprofile and .zlogin, csh and
+    tcsh .cshrc (or .tcshrc) and .login, fish its config.fish and conf.d
+    (under ``$XDG_CONFIG_HOME`` where set); an activation in any of them
+    breaks the next login once the old environment is gone."""
     rc = home / name
+    rc.parent.mkdir(parents=True, exist_ok=True)
     rc.write_bytes(b"alias work='conda activate /scratch/u/conda-envs/abc'\n")
+    layout = site(home)
+    layout.environ["XDG_CONFIG_HOME"] = str(home / "xdg")
 
-    (edit,) = apply_rc_edits(plan(home), now=NOW)
+    (edit,) = apply_rc_edits(plan(home, layout), now=NOW)
 
     assert edit.error is None
     assert rc.read_bytes() == (
@@ -681,6 +692,11 @@ def test_condarc_without_settings_is_not_listed(home, content):
             ['ENVS="$SCRATCH/conda-envs"; conda activate "$ENVS/abc"'],
             ['ENVS="$SCRATCH/conda-envs"; conda activate "$HOME/.conda/envs/abc"'],
         ),
+        (
+            # A backslash is a character inside single quotes: the quote ends.
+            ["echo 'C:\\' \"$SCRATCH\"/conda-envs/abc"],
+            ["echo 'C:\\' \"$HOME\"/.conda/envs/abc"],
+        ),
     ],
 )
 def test_variables_and_quotes_are_read_as_the_shell_reads_them(home, lines, expected):
@@ -746,3 +762,29 @@ def test_a_file_with_only_warnings_is_listed_and_left_as_it_is(home):
     ]
     assert apply_rc_edits([edit], now=NOW) == []
     assert bashrc.read_text() == 'conda activate "$MYSCR/conda-envs/abc"\n'
+
+
+def test_only_what_the_skeletons_loop_sources_in_bashrc_d_is_read(home, tmp_path):
+    """``for rc in ~/.bashrc.d/*; do if [ -f "$rc" ]`` sources regular files
+    and links to them, not hidden ones, directories, dangling links or
+    pipes (which reading would block on). A linked file is edited where it
+    lies, its backup hidden beside the link."""
+    sourced = home / ".bashrc.d"
+    (sourced / "dir").mkdir(parents=True)
+    (sourced / "dir/inner").write_bytes(ACTIVATE_OLD)
+    (sourced / ".hidden").write_bytes(ACTIVATE_OLD)
+    (sourced / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(sourced / "pipe")
+    dotfile = tmp_path / "dotfiles/conda.sh"
+    dotfile.parent.mkdir()
+    dotfile.write_bytes(ACTIVATE_OLD)
+    (sourced / "conda.sh").symlink_to(dotfile)
+
+    (edit,) = apply_rc_edits(plan(home), now=NOW)
+
+    assert (edit.path, edit.target, edit.error) == (sourced / "conda.sh", dotfile, None)
+    assert dotfile.read_text() == f"conda activate {home}/.conda/envs/abc\n"
+    assert edit.backup == sourced / f".conda.sh.conda-migrate-{STAMP}"
+    assert edit.backup.read_bytes() == ACTIVATE_OLD
+    for name in ("dir/inner", ".hidden"):
+        assert (sourced / name).read_bytes() == ACTIVATE_OLD
