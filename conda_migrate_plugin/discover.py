@@ -158,12 +158,16 @@ def under(path: Path, directory: Path) -> bool:
 def scratch_environments(
     known_prefixes: Iterable[Path], scratch: Path
 ) -> list[Candidate]:
-    """The environments conda knows of that live under ``$SCRATCH``."""
+    """The environments conda knows of that live under ``$SCRATCH``, each
+    once: conda may know one by two paths (created through ``~/scratch``,
+    listed in ``envs_dirs`` by the real one), and a name listed twice would
+    refuse both. The spelling under ``$SCRATCH`` as set is the one kept."""
     seen: set[Path] = set()
     found = []
-    for prefix in known_prefixes:
-        if prefix in seen or not under(prefix, scratch):
+    known = sorted(known_prefixes, key=lambda p: not p.is_relative_to(scratch))
+    for prefix in known:
+        if not under(prefix, scratch) or prefix.resolve() in seen:
             continue
-        seen.add(prefix)
+        seen.add(prefix.resolve())
         found.append(examine(prefix))
     return sorted(found, key=lambda candidate: candidate.prefix)

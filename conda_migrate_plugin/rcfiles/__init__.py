@@ -123,7 +123,7 @@ def plan_rc_edits(
     diff before (or, for ``--dry-run``, instead of) applying them.
     """
     scratch = _environ_path(environ, "SCRATCH")
-    env_moves, dir_moves = every_spelling(env_moves, dir_moves, scratch)
+    env_moves, dir_moves = every_spelling(env_moves, dir_moves, home, scratch)
     rewriter = Rewriter(env_moves, dir_moves, home, scratch, environ)
     rewrite: dict[RcKind, Callable[[bytes], bytes]] = {
         "sh": partial(rewriter.shell, dialect=SH),

@@ -78,39 +78,56 @@ class DirMove:
 
 
 def every_spelling(
-    env_moves: Sequence[EnvMove], dir_moves: Sequence[DirMove], scratch: Path | None
+    env_moves: Sequence[EnvMove],
+    dir_moves: Sequence[DirMove],
+    home: Path,
+    scratch: Path | None,
 ) -> tuple[list[EnvMove], list[DirMove]]:
     """The moves once for each name their old places go by in a file.
 
-    ``$SCRATCH`` is often a symlink (``/scratch/u`` to ``/gpfs/scratch/u``):
-    a ``.bashrc`` or ``envs_dirs`` written with one spelling, and a run given
-    the other, would leave the next login activating a removed environment
-    and conda creating new ones in the directory just emptied.
+    ``$SCRATCH`` is often a symlink (``/scratch/u`` to ``/gpfs/scratch/u``),
+    and users reach it by one of their own (``~/scratch``): a ``.bashrc`` or
+    ``envs_dirs`` written with one spelling, and a run given another, would
+    leave the next login activating a removed environment and conda creating
+    new ones in the directory just emptied.
     """
+    roots = _linked_roots(home, scratch)
     envs = [
         EnvMove(name, move.dest)
         for move in env_moves
-        for name in _same_place(move.source, scratch)
+        for name in _same_place(move.source, roots)
     ]
     dirs = [
         DirMove(name, move.envs_dest, move.pkgs_dest)
         for move in dir_moves
-        for name in _same_place(move.source, scratch)
+        for name in _same_place(move.source, roots)
     ]
     return envs, dirs
 
 
-def _same_place(path: Path, scratch: Path | None) -> list[Path]:
+def _linked_roots(home: Path, scratch: Path | None) -> list[tuple[Path, Path]]:
+    """Each directory a file may reach scratch through, with its real path:
+    ``$SCRATCH`` as set, and the symlinks at the top of the home directory."""
+    links = [scratch] if scratch else []
+    try:
+        with os.scandir(home) as entries:
+            links += [Path(entry.path) for entry in entries if entry.is_symlink()]
+    except OSError:
+        pass
+    return [(link, Path(os.path.realpath(link))) for link in links]
+
+
+def _same_place(path: Path, roots: Sequence[tuple[Path, Path]]) -> list[Path]:
     """``path``, its real path, the symlinks beside it that lead to it, and
-    each one's spelling under either name of ``$SCRATCH``; from the names
-    alone where the place is gone (the run removed it), since its parents
-    and the links still resolve."""
+    each one's spelling through the other end of each of ``roots``; from the
+    names alone where the place is gone (the run removed it), since its
+    parents and the links still resolve."""
     names = {path, Path(os.path.realpath(path)), *_links_to(path)}
-    roots = {scratch, Path(os.path.realpath(scratch))} if scratch else set()
     for name in list(names):
-        for root in roots:
-            if _is_within(name, root):
-                names.update(other / name.relative_to(root) for other in roots)
+        for link, real in roots:
+            for one, other in ((link, real), (real, link)):
+                if _is_within(name, one):
+                    names.add(other / name.relative_to(one))
     return [path, *sorted(names - {path})]
 
 

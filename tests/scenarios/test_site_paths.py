@@ -124,3 +124,36 @@ def test_a_name_with_a_space_is_rewritten_as_the_shell_reads_it(
         f"conda activate {home}/.conda/envs/my\\ env\n"
         f"conda activate {home}/.conda/envs/my\\ env''\n"
     )
+
+
+@pytest.mark.parametrize("how", ["-d", "known"])
+def test_a_link_in_home_to_scratch_is_one_more_name_for_it(
+    make_env, migrate, home, tmp_path, monkeypatch, how
+):
+    """``~/scratch -> /gpfs/scratch/u``, the link users make to reach it:
+    rc files name the environment through it, conda knows it by both paths
+    (created by one, found in ``envs_dirs`` by the other), and it is one
+    environment, migrated once, whose every name follows it."""
+    real = tmp_path / "gpfs" / "scratch" / "u"
+    env = make_env(real / "conda-envs" / "abc", ["demo-text"])
+    (home / "scratch").symlink_to(real)
+    monkeypatch.setenv("SCRATCH", str(real))
+    (home / ".conda").mkdir(exist_ok=True)
+    (home / ".conda/environments.txt").write_text(
+        f"{env}\n{home}/scratch/conda-envs/abc\n"
+    )
+    bashrc, condarc = home / ".bashrc", home / ".condarc"
+    bashrc.write_text("conda activate ~/scratch/conda-envs/abc\n")
+    condarc.write_text("envs_dirs:\n  - ~/scratch/conda-envs\n")
+
+    args = ["-d", real / "conda-envs"] if how == "-d" else []
+    out, err, code = migrate(*args, "--all", "--no-clean")
+
+    assert code == 0, out + err
+    assert out.count("Valid Env: abc\n") == 1
+    assert "Successfully migrated and removed old environment" in out
+    dest = home / ".conda/envs/abc"
+    assert (dest / "conda-meta/demo-text-1.0-0.json").is_file()
+    assert not env.exists()
+    assert bashrc.read_text() == "conda activate ~/.conda/envs/abc\n"
+    assert condarc.read_text() == "envs_dirs:\n  - ~/.conda/envs\n"
