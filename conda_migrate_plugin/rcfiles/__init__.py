@@ -44,6 +44,7 @@ from .rewrite import (
     split_lines,
 )
 from .shell import CSH, DIALECTS, FISH, SH
+from .universal import universal_warnings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -63,7 +64,7 @@ __all__ = [
 
 #: The kinds of file rewritten, each by its own rules; a shell file by those
 #: of its shell's family (``shell.DIALECTS``).
-RcKind = Literal["sh", "csh", "fish", "condarc", "kernel"]
+RcKind = Literal["sh", "csh", "fish", "fish_variables", "condarc", "kernel"]
 
 #: What bash and zsh read at login or start (``.bash_login`` where there is no
 #: ``.bash_profile``; ``.bash_aliases``, which the ``.bashrc`` of Debian and
@@ -129,6 +130,7 @@ def plan_rc_edits(
         "sh": partial(rewriter.shell, dialect=SH),
         "csh": partial(rewriter.shell, dialect=CSH),
         "fish": partial(rewriter.shell, dialect=FISH),
+        "fish_variables": bytes,  # fish's own: read, never written
         "condarc": partial(rewrite_condarc, relocate=rewriter.relocate),
         "kernel": rewriter.kernel,
     }
@@ -147,10 +149,8 @@ def plan_rc_edits(
             error_text = f"left unchanged: {error}"
             edits.append(RcEdit(path, target, old, old, "", error_text, kind=kind))
             continue
-        dialect = DIALECTS.get(kind)
-        warnings = rewriter.unrewritten(new, dialect) if dialect else []
-        caches, left = _package_caches(rewriter, kind, old, new)
-        warnings += left
+        caches, warnings = _package_caches(rewriter, kind, old, new)
+        warnings[:0] = _unrewritten(rewriter, kind, new)
         if new != old or warnings:
             diff = _diff(path, old, new) if new != old else ""
             edits.append(
@@ -168,12 +168,20 @@ def plan_rc_edits(
     return edits
 
 
+def _unrewritten(rewriter: Rewriter, kind: RcKind, new: bytes) -> list[str]:
+    """The lines of a shell file that still name an old prefix."""
+    if kind == "fish_variables":
+        return universal_warnings(new, rewriter.env_moves)
+    dialect = DIALECTS.get(kind)
+    return rewriter.unrewritten(new, dialect) if dialect else []
+
+
 def _package_caches(
     rewriter: Rewriter, kind: RcKind, old: bytes, new: bytes
 ) -> tuple[list[Path], list[str]]:
     """The caches on scratch a file's edit points away from, and the
     warnings for what of scratch its cache entries still name."""
-    if kind == "kernel":
+    if kind in ("kernel", "fish_variables"):
         return [], []
     entries = cache_entries
     if (dialect := DIALECTS.get(kind)) is not None:
@@ -287,12 +295,18 @@ def _shell_files(home: Path, xdg_config: Path | None) -> list[tuple[Path, RcKind
         *((home / name, "sh") for name in SHELL_FILES),
         *((path, "sh") for path in _sourced(home / ".bashrc.d", "*")),
         *((home / name, "csh") for name in CSH_FILES),
-        *((d / "config.fish", "fish") for d in fish_dirs),
-        *(
-            (path, "fish")
-            for d in fish_dirs
-            for path in _sourced(d / "conf.d", "*.fish")
-        ),
+        *((path, "fish") for d in fish_dirs for path in _fish_files(d)),
+        *((d / "fish_variables", "fish_variables") for d in fish_dirs),
+    ]
+
+
+def _fish_files(config: Path) -> list[Path]:
+    """In fish's order: ``conf.d``, then ``config.fish``; and the functions
+    it loads when called, where ``funcsave`` keeps an alias."""
+    return [
+        *_sourced(config / "conf.d", "*.fish"),
+        config / "config.fish",
+        *_sourced(config / "functions", "*.fish"),
     ]
 
 

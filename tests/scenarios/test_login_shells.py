@@ -193,3 +193,50 @@ def test_fish_files_are_rewritten_by_fish_rules(scratch, home, migrate):
         f"warning: {config}: line 6 still names {scratch.amd} {UNREWRITTEN}: "
         "    conda activate $SCRATCH[1]/conda-envs/amd\n" in out
     ), out
+
+
+def fish_escaped(text):
+    """A value as fish writes it into ``fish_variables``: ``\\xHH`` for
+    each character but letters, digits and ``/``."""
+    return "".join(c if c.isalnum() or c == "/" else f"\\x{ord(c):02x}" for c in text)
+
+
+def test_fish_universal_variables_are_named_with_the_command_to_run(
+    scratch, home, migrate
+):
+    """``fish_add_path`` keeps its paths in the universal ``fish_user_paths``,
+    which fish writes and reads itself: the run names each variable that
+    still names an old prefix, with the ``set -U`` that moves it, and leaves
+    the file to fish."""
+    paths = "\\x1e".join(
+        fish_escaped(p) for p in (f"{scratch.abc}/bin", "/usr/local/bin")
+    )
+    variables = write(
+        home / ".config/fish/fish_variables",
+        "# This file contains fish universal variable definitions.\n"
+        "# VERSION: 3.0\n"
+        "SETUVAR __fish_initialized:3400\n"
+        f"SETUVAR --export MY_ENV:{fish_escaped(str(scratch.amd))}\n"
+        f"SETUVAR fish_user_paths:{paths}\n"
+        f"SETUVAR old_envs:{fish_escaped(str(scratch.amd))}d\n",
+    )
+    before = variables.read_bytes()
+
+    out, err, code = migrate("-d", scratch.envs_dir, *RUN)
+
+    assert code == 0, out + err
+    assert variables.read_bytes() == before
+    new = home / ".conda/envs"
+    kept = "which fish keeps here and this run does not rewrite; in fish, run"
+    warned = [line for line in out.splitlines() if line.startswith("warning: ")]
+    head = f"warning: {variables}: line"
+    my_env = (
+        f"{head} 4 still names {scratch.amd} in fish's universal variable MY_ENV, "
+        f"{kept}: set -Ux MY_ENV '{new}/amd'"
+    )
+    user_paths = (
+        f"{head} 5 still names {scratch.abc} in fish's universal variable "
+        f"fish_user_paths, {kept}: "
+        f"set -U fish_user_paths '{new}/abc/bin' '/usr/local/bin'"
+    )
+    assert sorted(warned) == [my_env, user_paths]

@@ -308,6 +308,7 @@ def test_read_only_file_is_reported_and_others_still_written(home):
         *(".bashrc.d/conda", ".cshrc", ".tcshrc", ".login"),
         *(".config/fish/config.fish", ".config/fish/conf.d/conda.fish"),
         *("xdg/fish/config.fish", "xdg/fish/conf.d/conda.fish"),
+        ".config/fish/functions/work.fish",
     ],
 )
 def test_every_file_a_shell_reads_at_login_is_pointed_at_the_new_place(home, name):
@@ -315,8 +316,9 @@ def test_every_file_a_shell_reads_at_login_is_pointed_at_the_new_place(home, nam
     .bash_profile, Debian's .bashrc sources .bash_aliases and RHEL's every
     file in .bashrc.d, zsh reads .zshenv, .zprofile and .zlogin, csh and
     tcsh .cshrc (or .tcshrc) and .login, fish its config.fish and conf.d
-    (under ``$XDG_CONFIG_HOME`` where set); an activation in any of them
-    breaks the next login once the old environment is gone."""
+    (under ``$XDG_CONFIG_HOME`` where set) and the functions ``funcsave``
+    keeps; an activation in any of them breaks the next login (or the next
+    use of the alias) once the old environment is gone."""
     rc = home / name
     rc.parent.mkdir(parents=True, exist_ok=True)
     rc.write_bytes(b"alias work='conda activate /scratch/u/conda-envs/abc'\n")
