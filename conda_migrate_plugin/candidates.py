@@ -6,6 +6,7 @@ nothing to migrate, why."""
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,10 +44,19 @@ def discover(options: Options, backend: Backend) -> list[Candidate]:
             raise MigrateError(
                 f"{root} is not a conda environment ({candidate.reason}); "
                 "nothing was touched.",
-                hint="Pass -d with a directory to migrate the environments in it.",
+                hint=_not_one_hint(root),
             )
         return [candidate]
     return scan_directory(root)
+
+
+def _not_one_hint(root: Path) -> str:
+    """A link is never migrated through (it may lead into a group's
+    environment): the user is given the path it leads to, to choose."""
+    if root.is_symlink():
+        target = shlex.quote(os.path.realpath(root))
+        return f"To migrate what it leads to, by that path: conda migrate -p {target}"
+    return "Pass -d with a directory to migrate the environments in it."
 
 
 def nothing_to_migrate(directory: Path, candidates: list[Candidate]) -> MigrateError:

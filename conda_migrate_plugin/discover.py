@@ -106,8 +106,9 @@ def examine(prefix: Path) -> Candidate:
         )
     try:
         if prefix.is_symlink():
+            target = os.path.realpath(prefix)
             return Candidate(
-                name, prefix, "a symlink (migrate the directory it points to)"
+                name, prefix, f"a symlink to {target} (migrate that directory)"
             )
         if not prefix.is_dir():
             return Candidate(name, prefix, "not a directory")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.trees import tree_snapshot
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -157,3 +159,35 @@ def test_a_link_in_home_to_scratch_is_one_more_name_for_it(
     assert not env.exists()
     assert bashrc.read_text() == "conda activate ~/.conda/envs/abc\n"
     assert condarc.read_text() == "envs_dirs:\n  - ~/.conda/envs\n"
+
+
+@pytest.mark.parametrize("select", ["-p", "-n", "-d"])
+def test_a_symlink_to_an_environment_elsewhere_names_where_it_leads(
+    make_env, migrate, home, tmp_path, monkeypatch, select
+):
+    """``conda-envs/proj -> /group/envs/proj``: a group's environment, or one
+    moved elsewhere with a link left behind. The run never removes through a
+    link; it names what the link leads to, which the user may migrate by that
+    path."""
+    scanned = tmp_path / "scratch" / "conda-envs"
+    scanned.mkdir(parents=True)
+    monkeypatch.setenv("SCRATCH", str(scanned.parent))
+    target = make_env(tmp_path / "group" / "envs" / "proj", ["demo-text"])
+    link = scanned / "proj"
+    link.symlink_to(target)
+    (home / ".conda").mkdir(exist_ok=True)
+    (home / ".conda/environments.txt").write_text(f"{link}\n")
+    before = tree_snapshot(target)
+
+    arg = {"-p": link, "-n": "proj", "-d": scanned}[select]
+    out, err, code = migrate(select, arg, "--all", "--no-clean")
+
+    assert code == 1, out + err
+    said = out + err
+    assert f"a symlink to {target}" in said
+    if select != "-d":
+        assert f"conda migrate -p {target}" in said
+        assert "Pass -d with a directory" not in said
+    assert tree_snapshot(target) == before
+    assert os.readlink(link) == str(target)
+    assert not (home / ".conda/envs/proj").exists()
