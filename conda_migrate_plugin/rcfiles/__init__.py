@@ -43,7 +43,7 @@ from .rewrite import (
     every_spelling,
     split_lines,
 )
-from .shell import CSH, DIALECTS, FISH, SH
+from .shell import CSH, DIALECTS, FISH, SH, Shell
 from .universal import universal_warnings
 
 if TYPE_CHECKING:
@@ -80,6 +80,10 @@ SHELL_FILES = (
     ".zshrc",
     ".zlogin",
 )
+
+#: What zsh reads from ``$ZDOTDIR`` where that is set (``conda init zsh``
+#: writes there too).
+ZSH_FILES = (".zshenv", ".zprofile", ".zshrc", ".zlogin")
 
 #: What csh reads at start and login; tcsh reads ``.tcshrc``, or ``.cshrc``
 #: where there is none, then ``.login``.
@@ -269,7 +273,7 @@ def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKi
     jupyter_path = environ.get("JUPYTER_PATH", "").split(os.pathsep)
     data_dirs += [Path(p) for p in jupyter_path if p.startswith("/")]
     found: list[tuple[Path, RcKind]] = [
-        *_shell_files(home, xdg_config),
+        *_shell_files(home, environ, xdg_config),
         *((path, "condarc") for path in condarcs),
         *(
             (path, "kernel")
@@ -284,20 +288,40 @@ def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKi
     return list(unique.values())
 
 
-def _shell_files(home: Path, xdg_config: Path | None) -> list[tuple[Path, RcKind]]:
+def _shell_files(
+    home: Path, environ: Mapping[str, str], xdg_config: Path | None
+) -> list[tuple[Path, RcKind]]:
     """The files a login reads, each with its shell's family: the sh ones,
     the files of ``~/.bashrc.d``, csh's and fish's (in ``$XDG_CONFIG_HOME``
     where set, so both places are looked in)."""
     fish_dirs = [home / ".config/fish"]
     if xdg_config is not None:
         fish_dirs.insert(0, xdg_config / "fish")
+    zdotdir = _zdotdir(home, environ)
     return [
         *((home / name, "sh") for name in SHELL_FILES),
+        *((zdotdir / name, "sh") for name in ZSH_FILES if zdotdir is not None),
         *((path, "sh") for path in _sourced(home / ".bashrc.d", "*")),
         *((home / name, "csh") for name in CSH_FILES),
         *((path, "fish") for d in fish_dirs for path in _fish_files(d)),
         *((d / "fish_variables", "fish_variables") for d in fish_dirs),
     ]
+
+
+def _zdotdir(home: Path, environ: Mapping[str, str]) -> Path | None:
+    """``$ZDOTDIR`` as the run's environment has it, or as ``~/.zshenv``
+    (which zsh reads from the home directory) sets it."""
+    shell = Shell({**environ, "HOME": str(home)})
+    try:
+        zshenv = (home / ".zshenv").read_bytes()
+    except OSError:
+        zshenv = b""
+    for line in split_lines(zshenv):
+        shell.read_assignments(line.decode("utf-8", "surrogateescape"))
+    value = shell.variables.get("ZDOTDIR", "")
+    if value.startswith("~/"):
+        return home / value[2:]
+    return Path(value) if value.startswith("/") else None
 
 
 def _fish_files(config: Path) -> list[Path]:

@@ -790,3 +790,29 @@ def test_only_what_the_skeletons_loop_sources_in_bashrc_d_is_read(home, tmp_path
     assert edit.backup.read_bytes() == ACTIVATE_OLD
     for name in ("dir/inner", ".hidden"):
         assert (sourced / name).read_bytes() == ACTIVATE_OLD
+
+
+@pytest.mark.parametrize(
+    ("zshenv", "environ", "zdotdir"),
+    [
+        ("", {"ZDOTDIR": "@HOME/zsh"}, "zsh"),
+        ('export ZDOTDIR="$HOME/.config/zsh"\n', {}, ".config/zsh"),
+        ("ZDOTDIR=~/.zsh\n", {"ZDOTDIR": "@HOME/elsewhere"}, ".zsh"),
+    ],
+)
+def test_zsh_files_are_read_where_zdotdir_says(home, zshenv, environ, zdotdir):
+    """zsh reads ``.zprofile``, ``.zshrc`` and ``.zlogin`` from ``$ZDOTDIR``,
+    which ``~/.zshenv`` usually sets, and ``conda init zsh`` writes there."""
+    (home / ".zshenv").write_text(zshenv)
+    zshrc = home / zdotdir / ".zshrc"
+    zshrc.parent.mkdir(parents=True)
+    zshrc.write_bytes(ACTIVATE_OLD)
+    layout = site(home)
+    layout.environ.update(
+        {k: v.replace("@HOME", str(home)) for k, v in environ.items()}
+    )
+
+    (edit,) = apply_rc_edits(plan(home, layout), now=NOW)
+
+    assert (edit.path, edit.error) == (zshrc, None)
+    assert zshrc.read_text() == f"conda activate {home}/.conda/envs/abc\n"
