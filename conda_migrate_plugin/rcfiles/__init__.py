@@ -40,10 +40,10 @@ from .rewrite import (
     EnvMove,
     Rewriter,
     Unsafe,
-    every_spelling,
     split_lines,
 )
 from .shell import CSH, DIALECTS, FISH, SH, Shell
+from .spellings import every_spelling
 from .universal import universal_warnings
 
 if TYPE_CHECKING:

@@ -77,76 +77,6 @@ class DirMove:
     pkgs_dest: Path  # e.g. /home/u/.conda/pkgs
 
 
-def every_spelling(
-    env_moves: Sequence[EnvMove],
-    dir_moves: Sequence[DirMove],
-    home: Path,
-    scratch: Path | None,
-) -> tuple[list[EnvMove], list[DirMove]]:
-    """The moves once for each name their old places go by in a file.
-
-    ``$SCRATCH`` is often a symlink (``/scratch/u`` to ``/gpfs/scratch/u``),
-    and users reach it by one of their own (``~/scratch``): a ``.bashrc`` or
-    ``envs_dirs`` written with one spelling, and a run given another, would
-    leave the next login activating a removed environment and conda creating
-    new ones in the directory just emptied.
-    """
-    roots = _linked_roots(home, scratch)
-    envs = [
-        EnvMove(name, move.dest)
-        for move in env_moves
-        for name in _same_place(move.source, roots)
-    ]
-    dirs = [
-        DirMove(name, move.envs_dest, move.pkgs_dest)
-        for move in dir_moves
-        for name in _same_place(move.source, roots)
-    ]
-    return envs, dirs
-
-
-def _linked_roots(home: Path, scratch: Path | None) -> list[tuple[Path, Path]]:
-    """Each directory a file may reach scratch through, with its real path:
-    ``$SCRATCH`` as set, and the symlinks at the top of the home directory."""
-    links = [scratch] if scratch else []
-    try:
-        with os.scandir(home) as entries:
-            links += [Path(entry.path) for entry in entries if entry.is_symlink()]
-    except OSError:
-        pass
-    return [(link, Path(os.path.realpath(link))) for link in links]
-
-
-def _same_place(path: Path, roots: Sequence[tuple[Path, Path]]) -> list[Path]:
-    """``path``, its real path, the symlinks beside it that lead to it, and
-    each one's spelling through the other end of each of ``roots``; from the
-    names alone where the place is gone (the run removed it), since its
-    parents and the links still resolve."""
-    names = {path, Path(os.path.realpath(path)), *_links_to(path)}
-    for name in list(names):
-        for link, real in roots:
-            for one, other in ((link, real), (real, link)):
-                if _is_within(name, one):
-                    names.add(other / name.relative_to(one))
-    return [path, *sorted(names - {path})]
-
-
-def _links_to(path: Path) -> set[Path]:
-    """The symlinks beside ``path`` that lead to it: a user activates
-    ``analysis -> analysis-2024`` by the link, which the run lists as no
-    environment of its own and leaves, leading nowhere once its target moved."""
-    real = os.path.realpath(path)
-    try:
-        with os.scandir(path.parent) as entries:
-            return {
-                Path(entry.path)
-                for entry in entries
-                if entry.is_symlink() and os.path.realpath(entry.path) == real
-            }
-    except OSError:
-        return set()
-
-
 class Unsafe(Exception):
     """A file left as it is, with the reason shown to the user."""
 
@@ -339,10 +269,10 @@ class Rewriter:
         then downloads onto scratch again, or links from a package it half-deleted.
         """
         for move in self.dir_moves:
-            if _is_within(path, move.source):
+            if is_within(path, move.source):
                 return move.envs_dest if kind == "envs" else move.pkgs_dest
         if kind == "pkgs" and self.dir_moves:
-            if any(_is_within(path, root) for root in self._scratch_roots):
+            if any(is_within(path, root) for root in self._scratch_roots):
                 return self.dir_moves[0].pkgs_dest
         return None
 
@@ -353,7 +283,7 @@ class Rewriter:
         if self.scratch is None:
             return ()
         roots = {self.scratch, Path(os.path.realpath(self.scratch))}
-        return tuple(r for r in sorted(roots) if not _is_within(self.home, r))
+        return tuple(r for r in sorted(roots) if not is_within(self.home, r))
 
     def moved_caches(self, entries: Sequence[str]) -> list[Path]:
         """The package caches, among a file's cache entries, that it now
@@ -438,7 +368,7 @@ class Rewriter:
         return any(isinstance(s, str) and pattern.search(_encode(s)) for s in strings)
 
 
-def _is_within(path: Path, directory: Path) -> bool:
+def is_within(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 

@@ -51,7 +51,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         *("array_plan", "caches", "candidates", "compare", "discover", "engine"),
         *("migrate", "plan", "preflight", "purge", "quota", "quota_tools"),
         *("rcfiles", "rcfiles.condarc", "rcfiles.rewrite", "rcfiles.shell"),
-        "rcfiles.universal",
+        *("rcfiles.spellings", "rcfiles.universal"),
         *("refusals", "report", "resume", "safety.remove", "scratch_refs"),
         *("selection", "settle", "transaction"),
     ),
