@@ -128,7 +128,9 @@ def plan_rc_edits(
     diff before (or, for ``--dry-run``, instead of) applying them.
     """
     scratch = _environ_path(environ, "SCRATCH")
-    env_moves, dir_moves = every_spelling(env_moves, dir_moves, home, scratch)
+    found = [(path, kind, _read(path)) for path, kind in _candidates(home, environ)]
+    texts = [data for _, _, data in found if isinstance(data, bytes)]
+    env_moves, dir_moves = every_spelling(env_moves, dir_moves, home, scratch, texts)
     rewriter = Rewriter(env_moves, dir_moves, home, scratch, environ)
     rewrite: dict[RcKind, Callable[[bytes], bytes]] = {
         "sh": partial(rewriter.shell, dialect=SH),
@@ -139,12 +141,10 @@ def plan_rc_edits(
         "kernel": rewriter.kernel,
     }
     edits = []
-    for path, kind in _candidates(home, environ):
+    for path, kind, old in found:
         target = Path(os.path.realpath(path))
-        try:
-            old = target.read_bytes()
-        except OSError as error:
-            error_text = f"cannot be read: {error}"
+        if isinstance(old, OSError):
+            error_text = f"cannot be read: {old}"
             edits.append(RcEdit(path, target, b"", b"", "", error_text, kind=kind))
             continue
         try:
@@ -170,6 +170,15 @@ def plan_rc_edits(
                 )
             )
     return edits
+
+
+def _read(path: Path) -> bytes | OSError:
+    """A candidate file's bytes (at its real path: a symlinked dotfile is
+    edited at its target), or why it cannot be read."""
+    try:
+        return Path(os.path.realpath(path)).read_bytes()
+    except OSError as error:
+        return error
 
 
 def _unrewritten(rewriter: Rewriter, kind: RcKind, new: bytes) -> list[str]:

@@ -191,3 +191,30 @@ def test_a_symlink_to_an_environment_elsewhere_names_where_it_leads(
     assert tree_snapshot(target) == before
     assert os.readlink(link) == str(target)
     assert not (home / ".conda/envs/proj").exists()
+
+
+def test_rc_files_naming_a_link_elsewhere_follow_the_environment_it_leads_to(
+    make_env, migrate, home, tmp_path, monkeypatch
+):
+    """The command the refusal above gives: the environment is migrated by
+    its own path, and the login that activated it through the link left on
+    scratch (now leading nowhere) activates the copy."""
+    scanned = tmp_path / "scratch" / "conda-envs"
+    scanned.mkdir(parents=True)
+    monkeypatch.setenv("SCRATCH", str(scanned.parent))
+    target = make_env(tmp_path / "project" / "envs" / "proj", ["demo-text"])
+    (scanned / "proj").symlink_to(target)
+    bashrc = home / ".bashrc"
+    bashrc.write_text(
+        f"conda activate {scanned}/proj\nsource $SCRATCH/conda-envs/proj/etc/x.sh\n"
+    )
+
+    out, err, code = migrate("-p", target, "--all", "--no-clean")
+
+    assert code == 0, out + err
+    assert not target.exists()
+    dest = home / ".conda/envs/proj"
+    assert (dest / "conda-meta/demo-text-1.0-0.json").is_file()
+    assert bashrc.read_text() == (
+        f"conda activate {dest}\nsource $HOME/.conda/envs/proj/etc/x.sh\n"
+    )
