@@ -95,7 +95,12 @@ def _fish_sets(command: Sequence[str]) -> tuple[str, str | None] | None:
     return command[at], None
 
 
-SH = Dialect("sh", _tokens(), re.compile(r"(?P<quote>')|(?P<plain>[^']+)"))
+#: bash's and zsh's ``$'...'`` takes escapes, ``\'`` too: read whole, not followed.
+SH = Dialect(
+    "sh",
+    _tokens(r"\$'(?:[^'\\]|\\.)*'"),
+    re.compile(r"(?P<quote>')|(?P<plain>[^']+)"),
+)
 #: ``$name:h`` takes a modifier and ``$name[1]`` a word of a list.
 CSH = Dialect("csh", _tokens(r"\$[A-Za-z_]\w*(?=[:\[])"), SH.single_quoted, _csh_sets)
 #: fish writes ``{$NAME}`` where sh writes ``${NAME}`` (an error in fish),

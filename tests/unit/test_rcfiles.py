@@ -699,6 +699,11 @@ def test_condarc_without_settings_is_not_listed(home, content):
             ["echo 'C:\\' \"$SCRATCH\"/conda-envs/abc"],
             ["echo 'C:\\' \"$HOME\"/.conda/envs/abc"],
         ),
+        (
+            # bash's $'...' escapes a quote inside: the quote goes on.
+            ["echo $'it\\'s' \"$SCRATCH\"/conda-envs/abc"],
+            ["echo $'it\\'s' \"$HOME\"/.conda/envs/abc"],
+        ),
     ],
 )
 def test_variables_and_quotes_are_read_as_the_shell_reads_them(home, lines, expected):
