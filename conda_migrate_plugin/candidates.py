@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .classify import is_environment
 from .discover import examine, scan_directory, scratch_environments, under
 from .exceptions import MigrateError, UsageError
+from .names import REMOVING_SUFFIX
 from .result import MigrationResult, Status
 from .safety import journal
 
@@ -118,6 +120,28 @@ def moved_earlier(options: Options, skip: set[Path]) -> list[MigrationResult]:
             )
         )
     return found
+
+
+def orphaned_remains(options: Options, candidates: list[Candidate]) -> list[Candidate]:
+    """Remains of a removal that no journal entry names any more (its copy
+    was deleted, or the journal): no run will finish that removal, so the
+    reason discovery gives them must not promise one."""
+    pending = {Path(entry.source) for entry in journal.entries(options.state_dir)}
+    return [
+        replace(c, reason=ORPHANED)
+        if c.name.startswith(".")
+        and c.name.endswith(REMOVING_SUFFIX)
+        and c.prefix.with_name(c.name[1 : -len(REMOVING_SUFFIX)]) not in pending
+        else c
+        for c in candidates
+    ]
+
+
+ORPHANED: Final = (
+    "the remains of an environment whose removal was interrupted, which no run "
+    "will finish: nothing records its copy any more; remove them by hand once you "
+    "no longer need them"
+)
 
 
 def report_discovery(

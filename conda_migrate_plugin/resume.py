@@ -11,11 +11,12 @@ user made at the same path in the meantime.
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exceptions import MigrateError
-from .names import MARKER, removing_aside
+from .names import MARKER, STAGING_PREFIX, removing_aside
 from .result import MigrationResult, Phase, Status
 from .safety import journal
 from .safety.lock import hold_all, is_held
@@ -37,6 +38,8 @@ def _finish_verified(
     copy = _verified_copy(entry)
     if copy is None:
         journal.clear(options.state_dir, dest)
+        if entry.phase == Phase.REMOVING:
+            return _copy_gone_mid_removal(entry, options, out)
         out.info(
             f"An interrupted run had copied {source} to {dest}, but that copy is no "
             f"longer there as it was made; {source} was left as it is."
@@ -61,6 +64,9 @@ def _finish_verified(
         outcome.status = Status.MIGRATED
         outcome.message = (
             f"Finished the removal of {source} that an interrupted run had begun."
+            if entry.phase == Phase.REMOVING
+            else f"{source} is gone since an interrupted run copied and verified it "
+            f"to {dest} (the scratch purge, or you, removed it); the copy is complete."
         )
         out.info(outcome.message)
         return outcome
@@ -71,6 +77,46 @@ def _finish_verified(
         else f"An interrupted run had copied and verified {source} to {dest}; finishing it."
     )
     return remove_old(run, entry, journal.load_stamps(options.state_dir, dest))
+
+
+def _copy_gone_mid_removal(
+    entry: journal.Entry, options: Options, out: Output
+) -> MigrationResult:
+    """The removal of the source had begun, and the verified copy is gone
+    since (deleted by a user who took it for a dead job's half-made one):
+    what is left of the source is a part of it, which is kept, and the way
+    back is the YAML the run wrote before it copied anything."""
+    source, dest = Path(entry.source), Path(entry.dest)
+    left = next(filter(os.path.lexists, (removing_aside(source), source)), None)
+    what = (
+        f"What is left of {source} is at {left}: only a part of it, which was "
+        "not touched."
+        if left
+        else f"Nothing is left of {source}."
+    )
+    remake = _remake(entry, options)
+    if remake:
+        what += remake + (f" (then remove {left} by hand)." if left else ".")
+    message = (
+        f"An interrupted run had copied and verified {source} to {dest} and begun "
+        f"removing {source}, but that copy is no longer there as it was made. {what}"
+    )
+    out.important(message)
+    return MigrationResult(
+        entry.name, source, dest, Status.FAILED, message, engine=entry.method
+    )
+
+
+def _remake(entry: journal.Entry, options: Options) -> str:
+    """The way back where the environment is lost: the YAML the run wrote
+    before it copied anything, if it is still there."""
+    yaml = options.yaml_dir / f"{entry.name}.yml"
+    if not yaml.is_file():
+        return ""
+    return (
+        " Make the environment again from its description: conda env create "
+        f"-p {entry.dest} -f {yaml}"
+    )
 
 
 def _verified_copy(entry: journal.Entry) -> Path | None:
@@ -128,9 +174,12 @@ def _only_marker(entry: journal.Entry, path: Path) -> bool:
 
 def _discard_unverified(
     entry: journal.Entry, options: Options, backend: Backend, out: Output
-) -> None:
+) -> MigrationResult | None:
     source, dest = Path(entry.source), Path(entry.dest)
     for path in filter(None, (Path(entry.staging) if entry.staging else None, dest)):
+        if journal.is_our_copy(entry, path) and not os.path.lexists(source):
+            journal.clear(options.state_dir, dest)
+            return _last_of_it(entry, path, options, out)
         if journal.is_our_copy(entry, path):
             discard(path)
             if path == dest:
@@ -145,9 +194,58 @@ def _discard_unverified(
             (path / MARKER).unlink(missing_ok=True)
             path.rmdir()
     journal.clear(options.state_dir, dest)
+    return None
+
+
+def _last_of_it(
+    entry: journal.Entry, path: Path, options: Options, out: Output
+) -> MigrationResult:
+    """The source is gone since the kill (purged): the unverified copy is
+    all that is left of it, so it is kept, however incomplete."""
+    source = Path(entry.source)
+    remake = _remake(entry, options)
+    then = f", then remove it: rm -rf {shlex.quote(str(path))}"
+    message = (
+        f"An interrupted run was copying {source}, and {source} is gone since "
+        "(the scratch purge, or you, removed it), so the unverified copy of it at "
+        f"{path} is all that is left of it: it was kept. It may be incomplete and "
+        "was not checked."
+        + (
+            f"{remake}; take what you need from {path}{then}"
+            if remake
+            else f" Take what you need from it{then}"
+        )
+    )
+    out.important(message)
+    return MigrationResult(
+        entry.name,
+        source,
+        Path(entry.dest),
+        Status.FAILED,
+        message,
+        engine=entry.method,
+    )
+
+
+def _unnamed_copies(options: Options, out: Output) -> None:
+    """Staging directories no journal entry names (the user deleted the
+    journal after a kill): nothing proves one is a copy this tool made, so
+    none is removed, but each takes room in the home quota, so each run says
+    so. The journal is read after the listing: every staging directory is
+    named in it before it is made."""
+    staged = sorted(options.dest_root.glob(f"{STAGING_PREFIX}*"))
+    named = {entry.staging for entry in journal.entries(options.state_dir)}
+    for path in staged:
+        if str(path) not in named and path.is_dir() and not path.is_symlink():
+            out.info(
+                f"warning: {path} is a copy an interrupted run began, which no "
+                "journal names any more: it takes room in your home and no run "
+                f"will remove it. Remove it by hand: rm -rf {shlex.quote(str(path))}"
+            )
 
 
 def resume(options: Options, backend: Backend, out: Output) -> list[MigrationResult]:
+    _unnamed_copies(options, out)
     outcomes = []
     for entry in journal.entries(options.state_dir):
         source, dest = Path(entry.source), Path(entry.dest)
@@ -177,7 +275,8 @@ def resume(options: Options, backend: Backend, out: Output) -> list[MigrationRes
                     finished = _finish_verified(entry, options, backend, out)
                     outcomes += [finished] if finished else []
                 else:
-                    _discard_unverified(entry, options, backend, out)
+                    kept = _discard_unverified(entry, options, backend, out)
+                    outcomes += [kept] if kept else []
         except (MigrateError, OSError) as err:
             # A failure on every run until it is gone: never "nothing to do".
             message = f"Could not finish the migration of {source}: {err}"
@@ -186,3 +285,17 @@ def resume(options: Options, backend: Backend, out: Output) -> list[MigrationRes
                 MigrationResult(entry.name, source, dest, Status.FAILED, message)
             )
     return outcomes
+
+
+def partial_copies(state_dir: Path) -> list[Path]:
+    """The unverified copies killed runs left, provably theirs: what a run
+    that cannot start for want of room says may go (their sources were never
+    touched), since it could not remove them itself."""
+    found = []
+    for entry in journal.entries(state_dir):
+        if entry.phase in (Phase.VERIFIED, Phase.REMOVING, Phase.DONE):
+            continue
+        for path in filter(None, (entry.staging, entry.dest)):
+            if journal.is_our_copy(entry, Path(path)):
+                found.append(Path(path))
+    return found

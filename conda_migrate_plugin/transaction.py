@@ -219,8 +219,9 @@ def copy_changes(stamps: dict[str, Stamp], path: Path, jobs: int | None) -> list
 
 def commit(run: Migration, entry: journal.Entry, path: Path) -> None:
     """Make the verified copy at ``path`` the environment at its destination,
-    durably, before anything may touch the source. Each step may be done
-    again: a run killed midway is finished by the next one from here."""
+    durably, and remember the move, before anything may touch the source.
+    Each step may be done again: a run killed midway is finished by the next
+    one from here."""
     dest = Path(entry.dest)
     journal.record(run.options.state_dir, entry)
     (path / MARKER).unlink(missing_ok=True)
@@ -229,6 +230,9 @@ def commit(run: Migration, entry: journal.Entry, path: Path) -> None:
         os.rename(path, dest)
         fsync_directory(dest.parent)
     run.backend.register(dest)
+    # Before the source is touched: a journal deleted after a kill in the
+    # removal must not leave the rc files naming the old place, gone since.
+    journal.remember_move(run.options.state_dir, Path(entry.source), dest)
 
 
 def remove_old(

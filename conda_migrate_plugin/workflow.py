@@ -4,7 +4,9 @@ files at the new places after each one (step 5), and clean conda's caches."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import tempfile
 import time
 from contextlib import ExitStack
@@ -17,7 +19,13 @@ from .array_plan import record_end
 from .backends import load_backend
 from .backends.portable import PortableBackend
 from .caches import clean_caches, still_needed
-from .candidates import discover, moved_earlier, nothing_to_migrate, report_discovery
+from .candidates import (
+    discover,
+    moved_earlier,
+    nothing_to_migrate,
+    orphaned_remains,
+    report_discovery,
+)
 from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import migrate_all
 from .names import LOGS
@@ -31,7 +39,7 @@ from .refusals import (
 )
 from .report import json_report, quota_json, quota_line, summarize
 from .result import SUCCEEDED, MigrationResult, Phase
-from .resume import resume
+from .resume import partial_copies, resume
 from .safety.statedir import ensure_private
 from .selection import prompt_selection
 from .settle import Settle
@@ -46,14 +54,39 @@ if TYPE_CHECKING:
 
 def open_log(state_dir: Path) -> tuple[TextIO, Path]:
     """0600 (``mkstemp``) in a 0700 directory: rc-file lines and error
-    messages may hold what others must not read."""
-    fd, path = tempfile.mkstemp(
-        prefix=f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-",
-        suffix=".log",
-        dir=state_dir / LOGS,
-    )
+    messages may hold what others must not read. A home whose quota is
+    full refuses it: the run stops before anything, saying what to do."""
+    try:
+        fd, path = tempfile.mkstemp(
+            prefix=f"conda-migrate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-",
+            suffix=".log",
+            dir=state_dir / LOGS,
+        )
+    except OSError as err:
+        raise MigrateError(
+            f"Nothing was done: this run's log cannot be written in "
+            f"{state_dir / LOGS} ({err.strerror}).",
+            hint=_make_room(state_dir, err),
+        ) from None
     # The log keeps names as the bytes they are, not UTF-8 or not.
     return open(fd, "a", encoding="utf-8", errors="surrogateescape"), Path(path)
+
+
+def _make_room(state_dir: Path, err: OSError) -> str:
+    """What to do when the home is full, naming the room a killed run's
+    partial copy takes there, which only a run that can start would free."""
+    if err.errno not in (errno.EDQUOT, errno.ENOSPC):
+        return "Fix that, then run the same command again."
+    partial = "".join(
+        f" The partial copy an interrupted run left at {path} takes room there "
+        f"too; its source is untouched, and rm -rf {shlex.quote(str(path))} frees it."
+        for path in partial_copies(state_dir)
+    )
+    return (
+        "Your home is full (a quota counts files as well as bytes)."
+        + partial
+        + " Make room, then run the same command again."
+    )
 
 
 def run(
@@ -194,7 +227,7 @@ def _candidates(
         replace(c, reason="being finished from an earlier run (see above)")
         if c.prefix in finishing
         else c
-        for c in candidates
+        for c in orphaned_remains(options, candidates)
     ]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -22,11 +21,14 @@ import pytest
 from conda_migrate_plugin.discover import examine
 from conda_migrate_plugin.exceptions import MigrateError
 from conda_migrate_plugin.names import REMOVING_SUFFIX
-from conda_migrate_plugin.result import Phase
 from conda_migrate_plugin.safety import journal
 from conda_migrate_plugin.safety.remove import check_removable
 from tests.support.markers import requires_conda
-from tests.support.runs import child_env, faultpoint, registered
+from tests.support.runs import (
+    killed_in_the_removal,
+    registered,
+    run_again,
+)
 from tests.support.trees import tree_snapshot
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
@@ -320,36 +322,6 @@ def test_stale_staging_is_neither_used_nor_deleted(scratch, home, migrate):
     assert not (new / "planted.txt").exists()
     assert (new / "conda-meta/history").is_file()
     assert (stale / "planted.txt").read_text() == "from a dead run\n"
-
-
-def killed_in_the_removal(home, args: list) -> dict[str, str]:
-    """Run the command, killed inside the deletion of the renamed-aside old
-    environment (its second ``rmdir``; the first removes the emptied staging
-    directory), which the journal records; the environment to run it again
-    with."""
-    env = child_env(home)
-    killed = subprocess.run(
-        faultpoint("kill", "2", "rmdir", args=args),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    (entry,) = journal.entries(home / ".conda/migrate")
-    assert entry.phase == Phase.REMOVING
-    return env
-
-
-def run_again(args: list, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The same command, run again as a user would after the kill."""
-    return subprocess.run(
-        [sys.executable, "-m", "conda_migrate_plugin", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_removal_killed_midway_is_finished_by_the_next_run(scratch, home):

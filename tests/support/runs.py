@@ -7,11 +7,15 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from conda_migrate_plugin.result import Phase
+from conda_migrate_plugin.safety import journal
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -121,3 +125,33 @@ def assert_in_order(out: str, lines: list[str]) -> None:
         found = out.find(line + "\n", position)
         assert found >= 0, f"{line!r} missing (or out of order) in:\n{out}"
         position = found + len(line)
+
+
+def killed_in_the_removal(home, args: list) -> dict[str, str]:
+    """Run the command, killed inside the deletion of the renamed-aside old
+    environment (its second ``rmdir``; the first removes the emptied staging
+    directory), which the journal records; the environment to run it again
+    with."""
+    env = child_env(home)
+    killed = subprocess.run(
+        faultpoint("kill", "2", "rmdir", args=args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    (entry,) = journal.entries(home / ".conda/migrate")
+    assert entry.phase == Phase.REMOVING
+    return env
+
+
+def run_again(args: list, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The same command, run again as a user would after the kill."""
+    return subprocess.run(
+        [sys.executable, "-m", "conda_migrate_plugin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
