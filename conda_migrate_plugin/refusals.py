@@ -1,21 +1,25 @@
 """What a run refuses before it writes anything: a destination inside the
-source, a home it cannot write, the active environment, two environments
-of one name."""
+source or back on scratch, a home it cannot write, the active environment,
+two environments of one name."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import stat
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .candidates import active_among
 from .exceptions import MigrateError, UsageError
-from .names import LOGS
+from .names import HISTORY, LOGS
+from .preflight import existing_ancestor
+from .rcfiles.rewrite import scratch_roots
 from .result import MigrationResult
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .discover import Candidate
     from .options import Options
 
@@ -30,6 +34,151 @@ def check_not_same(directory: Path, dest_root: Path) -> None:
             "environments there are already where they would go. Nothing was touched.",
             hint="Pass -d with the directory in $SCRATCH, or another --dest.",
         )
+
+
+def check_off_scratch(options: Options, home: Path) -> None:
+    """The run exists to take environments off scratch. A destination that
+    leads back onto it (``ln -s $SCRATCH/dotconda ~/.conda`` dodges the home
+    quota) would have them "migrated" there, the old ones removed and the rc
+    files pointed at a place the purge empties, the user told they are safe.
+    ``~/.conda/pkgs`` likewise, where the rc files' caches on scratch move."""
+    pkgs = home / ".conda" / "pkgs"
+    dest = _onto_scratch(options.dest_root, options.scanned, home)
+    cache = _onto_scratch(pkgs, options.scanned, home)
+    if cache is not None and not _caches_move(options, home, pkgs):
+        cache = None
+    if dest is not None:
+        what, moved, onto = (
+            f"The destination {options.dest_root}",
+            "The environments",
+            dest,
+        )
+    elif cache is not None:
+        what, moved, onto = (
+            f"{pkgs}, where conda's package cache would move,",
+            "conda's package cache",
+            cache,
+        )
+    else:
+        return
+    where = (
+        "on scratch"
+        if onto.under_scratch
+        else "on the filesystem the environments are leaving"
+    )
+    purged = " where scratch is purged" if onto.under_scratch else " on it"
+    raise UsageError(
+        f"{what} is {where}: {onto.reason}. {moved} would stay{purged}. "
+        "Nothing was touched.",
+        hint=_off_scratch_hint(
+            onto, home, options.scanned, dest=dest is not None, alone=cache is None
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Onto:
+    """How a place the run would write leads onto scratch."""
+
+    reason: str
+    #: Under ``$SCRATCH``; else on the sources' filesystem through ``link``.
+    under_scratch: bool
+    #: The last symlink on the way (below the home, for a place in it).
+    link: Path | None
+
+
+def _onto_scratch(place: Path, source: Path, home: Path) -> _Onto | None:
+    """Under ``$SCRATCH`` (as set, or as the symlinks of either resolve), or
+    led by a symlink onto the filesystem of the environments to migrate. A
+    home that is itself a symlink (``/home/u -> /gpfs/home/u``) is the
+    site's: only the links below it count for a place in it."""
+    lexical, real = Path(os.path.normpath(place)), Path(os.path.realpath(place))
+    value = os.environ.get("SCRATCH", "")
+    scratch = Path(value) if value.startswith("/") else None
+    roots = scratch_roots(scratch, home)
+    if any(lexical.is_relative_to(root) for root in roots):
+        return _Onto(f"it is under $SCRATCH ({scratch})", True, None)
+    link = _last_link(lexical, home)
+    said = (
+        f"{link} is a symlink to {os.path.realpath(link)}" if link else f"it is {real}"
+    )
+    if any(real.is_relative_to(root) for root in roots):
+        return _Onto(f"{said}, under $SCRATCH ({scratch})", True, link)
+    if link is not None and _device(real) == _device(source):
+        return _Onto(said, False, link)
+    return None
+
+
+def _last_link(lexical: Path, home: Path) -> Path | None:
+    """The deepest symlink on the way to ``lexical`` (it decides where the
+    place lands), one lstat a level, none below the first missing one."""
+    top = next(
+        (h for h in (home, Path(os.path.realpath(home))) if lexical.is_relative_to(h)),
+        Path(lexical.anchor),
+    )
+    link, walked = None, top
+    for part in lexical.relative_to(top).parts:
+        walked /= part
+        try:
+            mode = os.lstat(walked).st_mode
+        except OSError:
+            break
+        if stat.S_ISLNK(mode):
+            link = walked
+    return link
+
+
+def _device(path: Path) -> int:
+    return os.stat(existing_ancestor(Path(os.path.realpath(path)))).st_dev
+
+
+def _caches_move(options: Options, home: Path, pkgs: Path) -> bool:
+    """Whether the rc files name a package cache the run would point at
+    ``pkgs`` (one on scratch, or in the scanned directory), read as the rc
+    step reads them once that directory is emptied."""
+    from .rcfiles import DirMove, plan_rc_edits
+
+    if not options.update_rc:
+        return False
+    scanned = options.scanned
+    if (scanned / HISTORY).is_file():
+        scanned = scanned.parent
+    moves = [DirMove(scanned, options.dest_root, pkgs)]
+    return any(edit.caches for edit in plan_rc_edits([], moves, home, os.environ))
+
+
+def _off_scratch_hint(
+    onto: _Onto, home: Path, source: Path, *, dest: bool, alone: bool
+) -> str:
+    """A symlink of the user's below the home becomes a directory there,
+    holding what it led to (an empty one where that holds the ``source``:
+    a ``mv`` would carry environments into the home unchecked); a
+    destination may also go elsewhere in the home, unless (``alone`` not)
+    the cache is refused as well."""
+    elsewhere = "pass --dest with a directory in your home"
+    link = onto.link
+    if link is None or not link.is_relative_to(home):
+        if dest:
+            return f"{elsewhere.capitalize()}."
+        return (
+            "Pass --no-rc to leave the rc files and conda's package cache as they are."
+        )
+    target = Path(os.path.realpath(link))
+    make = (
+        f"mv {shlex.quote(str(target))} {shlex.quote(str(link))}"
+        if target.exists() and not source.resolve().is_relative_to(target)
+        else f"mkdir {shlex.quote(str(link))}"
+    )
+    clean = (
+        " (if that is a large package cache, conda clean --all first)"
+        if (home / ".conda" / "pkgs").is_relative_to(link)
+        else ""
+    )
+    return (
+        f"Make {link} a directory in your home, holding what it leads to{clean}:\n"
+        f"  rm {shlex.quote(str(link))} && {make}\n"
+        f"then run this again{f' (or {elsewhere})' if dest and alone else ''}."
+    )
 
 
 def check_home_writable(options: Options, home: Path) -> None:

@@ -15,6 +15,7 @@ from .deadline import stop_ahead
 from .exceptions import UsageError
 from .names import LOGS, state_dir
 from .parser import command_line, options_from_args, program
+from .refusals import check_off_scratch
 from .sbatch import (
     job_arguments,
     job_command,
@@ -98,6 +99,7 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
             hint="List them first with --dry-run, or move one environment with -d ENV --all.",
         )
     refuse_active(args, home)
+    check_off_scratch(options_from_args(args, home), home)
     if args.tasks is not None:
         from .array import submit_array
 

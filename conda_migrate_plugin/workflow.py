@@ -34,6 +34,7 @@ from .quota import start
 from .refusals import (
     check_home_writable,
     check_not_same,
+    check_off_scratch,
     refuse_active,
     refuse_duplicate_names,
 )
@@ -100,6 +101,7 @@ def run(
             hint="Use --method relocate.",
         )
     check_not_same(options.scanned, options.dest_root)
+    check_off_scratch(options, home)
     check_home_writable(options, home)
     ensure_private(options.state_dir, create=not options.dry_run)
     with ExitStack() as stack:

@@ -278,12 +278,7 @@ class Rewriter:
 
     @cached_property
     def _scratch_roots(self) -> tuple[Path, ...]:
-        """``$SCRATCH`` as set and as its symlinks resolve (a file may spell
-        either); never one holding the home directory, whose caches are home's."""
-        if self.scratch is None:
-            return ()
-        roots = {self.scratch, Path(os.path.realpath(self.scratch))}
-        return tuple(r for r in sorted(roots) if not is_within(self.home, r))
+        return scratch_roots(self.scratch, self.home)
 
     def moved_caches(self, entries: Sequence[str]) -> list[Path]:
         """The package caches, among a file's cache entries, that it now
@@ -366,6 +361,15 @@ class Rewriter:
         ]
         pattern, _ = self._prefix_pattern
         return any(isinstance(s, str) and pattern.search(_encode(s)) for s in strings)
+
+
+def scratch_roots(scratch: Path | None, home: Path) -> tuple[Path, ...]:
+    """``$SCRATCH`` as set and as its symlinks resolve (a file may spell
+    either); never one holding the home directory, whose caches are home's."""
+    if scratch is None:
+        return ()
+    roots = {scratch, Path(os.path.realpath(scratch))}
+    return tuple(r for r in sorted(roots) if not is_within(home, r))
 
 
 def is_within(path: Path, directory: Path) -> bool:

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from conda_migrate_plugin.names import BACKUP_SUFFIX
 from tests.support.trees import tree_snapshot
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
@@ -133,7 +134,10 @@ def test_d_pointing_at_the_destination_is_refused(scratch, home, migrate):
     assert tree_snapshot(dest) == before
 
 
-def test_dest_inside_the_environment_is_refused(scratch, home, migrate):
+def test_dest_inside_the_environment_is_refused(scratch, home, migrate, monkeypatch):
+    """Where ``$SCRATCH`` does not name the place (set, it refuses first:
+    see test_dest_under_scratch_is_refused)."""
+    monkeypatch.delenv("SCRATCH")
     dest_root = scratch.abc / "moved"
     before = tree_snapshot(scratch.abc)
     out, err, code = migrate("-d", scratch.abc, "--dest", dest_root, *RELOCATE)
@@ -330,3 +334,206 @@ def test_a_d_directory_not_in_utf8_is_scanned_and_submitted(
     assert code == 1, out + err
     assert "Traceback" not in out + err
     assert "INVALID ENV: amd (its path is not valid UTF-8" in out
+
+
+def refused_untouched(scratch, home, migrate, link, target, line, *args, condarc=""):
+    """Run with ``link`` (below the home) a symlink to ``target``, and the rc
+    files a user keeps (``condarc`` added to ``~/.condarc``): refused (exit
+    code 2, ``line``), with the environments in their old place with their
+    files, the rc files as they were (no backup made), nothing in
+    ``target``. The output."""
+    if link is not None:
+        (home / link).parent.mkdir(exist_ok=True)
+        (home / link).symlink_to(target)
+    rc_files = {
+        home / ".condarc": f"envs_dirs:\n  - {scratch.envs_dir}  # big envs\n{condarc}",
+        home / ".bashrc": f"conda activate {scratch.abc}  # at login\n",
+    }
+    for path, text in rc_files.items():
+        path.write_text(text)
+    before = tree_snapshot(scratch.envs_dir)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE, *args)
+    assert_one_line_refusal(out, err, code, 2, line)
+    assert tree_snapshot(scratch.envs_dir) == before
+    assert (scratch.abc / "conda-meta" / "history").is_file()
+    assert {path: path.read_text() for path in rc_files} == rc_files
+    assert [p.name for p in home.iterdir() if BACKUP_SUFFIX in p.name] == []
+    assert not (target / "envs").exists() and not (target / "abc").exists()
+    return out + err
+
+
+@pytest.mark.parametrize("link", [".conda", ".conda/envs", "purged .conda"])
+@pytest.mark.parametrize(
+    "dry_run",
+    [(), ("--dry-run",), ("--dry-run", "--submit", "-t", "1:00:00")],
+    ids=["run", "dry-run", "submit"],
+)
+def test_conda_dir_linked_into_scratch_is_refused(
+    scratch, home, migrate, link, dry_run
+):
+    """``ln -s $SCRATCH/dotconda ~/.conda`` dodges the home quota, and makes
+    ``~/.conda/envs`` a place on scratch: "migrated" there, the environments
+    stay where the purge takes them while the rc files say they are safe.
+    Refused before anything is written (a job before it is queued); the
+    hint's commands make it a directory in the home, and the same command
+    then moves them there."""
+    purged = link.startswith("purged ")
+    link = link.removeprefix("purged ")
+    target = scratch.root / f"dot{link.replace('/', '-')}"
+    if not purged:
+        target.mkdir()
+    said = refused_untouched(
+        scratch,
+        home,
+        migrate,
+        link,
+        target,
+        f"The destination {home}/.conda/envs is on scratch: {home / link} is a "
+        f"symlink to {target}, under $SCRATCH ({scratch.root}). The environments "
+        "would stay where scratch is purged. Nothing was touched.",
+        *dry_run,
+    )
+    assert "Submitted" not in said
+    if dry_run:
+        return
+    make = f"mkdir {home / link}" if purged else f"mv {target} {home / link}"
+    hint = f"rm {home / link} && {make}"
+    assert f"\n  {hint}\nthen run this again (or pass --dest with a directory " in said
+    subprocess.run(["bash", "-c", hint], check=True)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    assert not (home / link).is_symlink()
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+    assert not scratch.abc.exists()
+
+
+def test_the_hint_never_carries_the_environments_into_the_home(scratch, home, migrate):
+    """``ln -s $SCRATCH ~/.conda``: a ``mv`` of what the link leads to would
+    take the environments into the home unchecked, their prefixes wrong; the
+    hint makes an empty directory instead, and the run then moves them."""
+    said = refused_untouched(
+        scratch,
+        home,
+        migrate,
+        ".conda",
+        scratch.root,
+        f"The destination {home}/.conda/envs is on scratch: {home}/.conda is a "
+        f"symlink to {scratch.root}, under $SCRATCH ({scratch.root}).",
+    )
+    hint = f"rm {home}/.conda && mkdir {home}/.conda"
+    assert f"\n  {hint}\n" in said
+    subprocess.run(["bash", "-c", hint], check=True)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+    assert sorted(p.name for p in scratch.envs_dir.iterdir()) == ["pkgs", "pyt"]
+
+
+def test_dest_under_scratch_is_refused(scratch, home, migrate):
+    dest = scratch.root / "safe-envs"
+    said = refused_untouched(
+        scratch,
+        home,
+        migrate,
+        None,
+        dest,
+        f"The destination {dest} is on scratch: it is under $SCRATCH "
+        f"({scratch.root}). The environments would stay where scratch is purged. "
+        "Nothing was touched.",
+        "--dest",
+        dest,
+    )
+    assert "Pass --dest with a directory in your home" in said
+
+
+def test_scratch_that_is_a_symlink_is_followed(
+    scratch, home, migrate, monkeypatch, tmp_path
+):
+    """``$SCRATCH=/scratch/u -> /lustre/u``, and ``~/.conda`` linked to the
+    real path: under ``$SCRATCH`` as both resolve."""
+    linked = tmp_path / "scratch-link"
+    linked.symlink_to(scratch.root)
+    monkeypatch.setenv("SCRATCH", str(linked))
+    target = scratch.root / "dotconda"
+    target.mkdir()
+    refused_untouched(
+        scratch,
+        home,
+        migrate,
+        ".conda",
+        target,
+        f"The destination {home}/.conda/envs is on scratch: {home}/.conda is a "
+        f"symlink to {target}, under $SCRATCH ({linked}).",
+    )
+
+
+def test_conda_dir_linked_onto_the_sources_filesystem_is_refused(
+    scratch, home, migrate, tmp_path
+):
+    """Where ``$SCRATCH`` does not name it (unset, or another directory of
+    the purged filesystem): a symlink on the way that lands the destination
+    on the filesystem the environments are on keeps them there."""
+    target = tmp_path / "project" / "dotconda"
+    target.mkdir(parents=True)
+    refused_untouched(
+        scratch,
+        home,
+        migrate,
+        ".conda",
+        target,
+        f"The destination {home}/.conda/envs is on the filesystem the "
+        f"environments are leaving: {home}/.conda is a symlink to {target}. "
+        "The environments would stay on it. Nothing was touched.",
+    )
+
+
+@pytest.mark.parametrize("where", ["same filesystem", "another filesystem"])
+def test_a_home_that_is_a_symlink_is_no_refusal(
+    scratch, home, migrate, monkeypatch, tmp_path, tmpfs, where
+):
+    """``/home/u -> /gpfs/home/u``: the site's home is where the home is,
+    on the filesystem of scratch or not; only what lies below it counts."""
+    real = tmp_path / "gpfs-home" if where == "same filesystem" else tmpfs() / "u"
+    real.mkdir()
+    linked = tmp_path / "u"
+    linked.symlink_to(real)
+    monkeypatch.setenv("HOME", str(linked))
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    assert (real / ".conda/envs/abc/conda-meta/history").is_file()
+    assert not scratch.abc.exists()
+
+
+@pytest.mark.parametrize("link", [".conda/pkgs", ".conda"])
+def test_package_cache_linked_into_scratch_is_refused_if_it_moves(
+    scratch, home, migrate, link
+):
+    """The run points ``pkgs_dirs`` entries on scratch at ``~/.conda/pkgs``;
+    one linked into scratch keeps the cache on the purged filesystem, so
+    that is refused, also with the environments going elsewhere (the hint
+    offers no --dest then); without such an entry the link is the user's
+    business, and the environments move."""
+    target = scratch.root / "linked"
+    target.mkdir()
+    said = refused_untouched(
+        scratch,
+        home,
+        migrate,
+        link,
+        target,
+        f"{home}/.conda/pkgs, where conda's package cache would move, is on "
+        f"scratch: {home / link} is a symlink to {target}, under $SCRATCH "
+        f"({scratch.root}). conda's package cache would stay where scratch is "
+        "purged. Nothing was touched.",
+        "--dest",
+        home / "envs",
+        condarc=f"pkgs_dirs:\n  - {scratch.root}/conda-pkgs\n",
+    )
+    assert (
+        f"\n  rm {home / link} && mv {target} {home / link}\nthen run this again.\n"
+        in said
+    )
+    (home / ".condarc").write_text(f"envs_dirs:\n  - {scratch.envs_dir}\n")
+    out, err, code = migrate("-d", scratch.envs_dir, "--dest", home / "envs", *RELOCATE)
+    assert code == 0, out + err
+    assert (home / "envs/abc/conda-meta/history").is_file()
