@@ -118,6 +118,8 @@ DIALECTS = {dialect.name: dialect for dialect in (SH, CSH, FISH)}
 
 _VARIABLE = re.compile(r"[A-Za-z_]\w*")
 _SETS = re.compile(r"([A-Za-z_]\w*)=")
+#: Linux's longest path: no prefix hides in a longer value.
+_PATH_MAX = 4096
 #: Stands for what a variable this run cannot know expands to.
 _UNKNOWN = "\0"
 
@@ -231,7 +233,7 @@ class Shell:
                     yield self._read(Word(pieces))
                 pieces = []
                 if _COMMAND_BREAKS.intersection(token[0]):
-                    self._command = []
+                    self._end_command()
                 continue
             if kind == "quote" and quote in ("", token[0]):
                 new = "" if quote else token[0]
@@ -241,6 +243,7 @@ class Shell:
             pieces.append(_Piece(start, at, *self._value(token, quote), quote, quote))
         if pieces:
             yield self._read(Word(pieces))
+        self._end_command()
 
     def _value(self, token: re.Match[str], quote: str) -> tuple[str, bool]:
         """What a token expands to, and whether it is a character for a character."""
@@ -257,25 +260,35 @@ class Shell:
         return value, False
 
     def _read(self, word: Word) -> Word:
-        """``NAME=value`` (after ``export`` or not), or the dialect's own
-        command, sets NAME for the words after it; a value this run cannot
-        know unsets it."""
+        """``NAME=value`` (after ``export`` or not) sets NAME for the words
+        after it; a value this run cannot know unsets it."""
         assignment = _SETS.match(word.value)
         if assignment:
             self._set(assignment[1], word.value[assignment.end() :])
-        if self.dialect.sets is not None:
-            if self._command or word.value not in self.dialect.keywords:
-                self._command.append(word.value)
-            if found := self.dialect.sets(self._command):
-                self._set(*found)
+        if self._command or word.value not in self.dialect.keywords:
+            self._command.append(word.value)
         return word
 
+    def _end_command(self) -> None:
+        """The dialect's own command (``setenv``, fish's ``set``) sets a
+        variable for the commands after it."""
+        if self.dialect.sets is not None and (
+            found := self.dialect.sets(self._command)
+        ):
+            self._set(*found)
+        self._command = []
+
     def _set(self, name: str, value: str | None) -> None:
-        self.generation += 1
-        if value is None or _UNKNOWN in value or not _VARIABLE.fullmatch(name):
-            self.variables.pop(name, None)
-        else:
-            self.variables[name] = value
+        """A value longer than any path (``PATH=/x:$PATH`` on every line of
+        a huge file would grow it with each) is unknown, as one not known."""
+        if value is not None and _UNKNOWN not in value and len(value) <= _PATH_MAX:
+            if _VARIABLE.fullmatch(name):
+                self.variables[name] = value
+                self.generation += 1
+                return
+        if self.variables.pop(name, None) is not None:
+            # Only a change counts: repeated lines stay read once.
+            self.generation += 1
 
     def read_assignments(self, text: str) -> None:
         """The variables ``text`` sets, as the lines after it see them."""
