@@ -3,7 +3,8 @@ again: the scratch purge, or the user, deletes what the killed run left, or
 the journal. The rerun loses nothing the user still had, and says exactly
 what is left and what to do, with an honest exit code.
 
-These run with conda and without it (relocation, offline).
+These run with conda and without it (relocation, offline); restoring what
+the purge took from the channel needs conda's fetch.
 """
 
 from __future__ import annotations
@@ -11,17 +12,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
 from conda_migrate_plugin.names import REMOVING_SUFFIX, STAGING_PREFIX
 from conda_migrate_plugin.safety import journal
+from tests.support.markers import requires_conda
 from tests.support.runs import child_env, killed_in_the_removal, run_again, run_cli
-from tests.support.trees import tree_snapshot
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from tests.support.trees import softlink_by_hand, tree_snapshot
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
 
@@ -188,3 +187,49 @@ def test_source_purged_after_the_copy_was_verified(scratch, home):
         f"{copy} (the scratch purge, or you, removed it); the copy is complete." in out
     )
     assert tree_snapshot(copy) == left[copy]
+
+
+@pytest.mark.parametrize("took", ["some", "all"])
+def test_remains_the_purge_thinned_or_took_are_finished(scratch, home, took):
+    """Killed inside the removal; the purge then deletes files of what is
+    left aside, or all of it. Nothing there is newer than the verified copy:
+    the rerun finishes the removal, exit 0, the copy as it was."""
+    args = ["-d", scratch.envs_dir, *RELOCATE]
+    env = killed_in_the_removal(home, args)
+    aside = scratch.envs_dir / f".abc{REMOVING_SUFFIX}"
+    if took == "all":
+        shutil.rmtree(aside)
+    else:
+        files = [Path(top, name) for top, _, names in os.walk(aside) for name in names]
+        for path in files[::2]:
+            path.unlink()
+    copy = tree_snapshot(home / ".conda/envs/abc")
+
+    rerun = run_again(args, env)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert not aside.exists() and not scratch.abc.exists()
+    assert tree_snapshot(home / ".conda/envs/abc") == copy
+    assert "migrated: 2" in rerun.stdout
+
+
+@requires_conda
+def test_softlinked_env_killed_mid_copy_then_its_package_cache_purged(
+    make_env, home, tmp_path
+):
+    """An environment of symlinks into a package cache on scratch, killed
+    while copying; the purge then takes that cache. The rerun removes the
+    partial copy and restores the files from the channel (conda's fetch):
+    the copy holds each as a file, nothing dangles."""
+    env = make_env(tmp_path / "scratch" / "conda-envs" / "abc", ["demo-app"])
+    linked = softlink_by_hand(env)
+    args = ["-d", env.parent, *RELOCATE]
+    staging = killed_mid_copy(home, args)
+    shutil.rmtree(tmp_path / "rattler-cache")
+
+    rerun = run_again(args, child_env(home))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"Restored {len(linked)} files the purge took" in rerun.stdout
+    dest = home / ".conda/envs/abc"
+    for rel in linked:
+        assert (dest / rel).is_file() and not (dest / rel).is_symlink(), rel
+    assert not staging.exists() and not env.exists()
