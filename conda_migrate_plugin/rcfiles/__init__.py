@@ -301,15 +301,20 @@ def _shell_files(
     home: Path, environ: Mapping[str, str], xdg_config: Path | None
 ) -> list[tuple[Path, RcKind]]:
     """The files a login reads, each with its shell's family: the sh ones,
-    the files of ``~/.bashrc.d``, csh's and fish's (in ``$XDG_CONFIG_HOME``
-    where set, so both places are looked in)."""
-    fish_dirs = [home / ".config/fish"]
+    zsh's in ``$ZDOTDIR``, the files of ``~/.bashrc.d``, csh's and fish's
+    (in ``$XDG_CONFIG_HOME`` where set, so both places are looked in)."""
+    configs = [home / ".config"]
     if xdg_config is not None:
-        fish_dirs.insert(0, xdg_config / "fish")
-    zdotdir = _zdotdir(home, environ)
+        configs.insert(0, xdg_config)
+    fish_dirs = [config / "fish" for config in configs]
+    # zsh's are in $ZDOTDIR; where ~/.zshenv sets it in a form the run cannot
+    # read (``${XDG_CONFIG_HOME:-$HOME/.config}/zsh``), in the places it names.
+    zsh_dirs = [config / "zsh" for config in configs]
+    if (zdotdir := _zdotdir(home, environ)) is not None:
+        zsh_dirs.insert(0, zdotdir)
     return [
         *((home / name, "sh") for name in SHELL_FILES),
-        *((zdotdir / name, "sh") for name in ZSH_FILES if zdotdir is not None),
+        *((d / name, "sh") for d in zsh_dirs for name in ZSH_FILES),
         *((path, "sh") for path in _sourced(home / ".bashrc.d", "*")),
         *((home / name, "csh") for name in CSH_FILES),
         *((path, "fish") for d in fish_dirs for path in _fish_files(d)),

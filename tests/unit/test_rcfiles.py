@@ -803,11 +803,18 @@ def test_only_what_the_skeletons_loop_sources_in_bashrc_d_is_read(home, tmp_path
         ("", {"ZDOTDIR": "@HOME/zsh"}, "zsh"),
         ('export ZDOTDIR="$HOME/.config/zsh"\n', {}, ".config/zsh"),
         ("ZDOTDIR=~/.zsh\n", {"ZDOTDIR": "@HOME/elsewhere"}, ".zsh"),
+        ('export ZDOTDIR="${XDG_CONFIG_HOME:-$HOME/.config}/zsh"\n', {}, ".config/zsh"),
+        (
+            'export ZDOTDIR="${XDG_CONFIG_HOME:-$HOME/.config}/zsh"\n',
+            {"XDG_CONFIG_HOME": "@HOME/xdg"},
+            "xdg/zsh",
+        ),
     ],
 )
 def test_zsh_files_are_read_where_zdotdir_says(home, zshenv, environ, zdotdir):
     """zsh reads ``.zprofile``, ``.zshrc`` and ``.zlogin`` from ``$ZDOTDIR``,
-    which ``~/.zshenv`` usually sets, and ``conda init zsh`` writes there."""
+    which ``~/.zshenv`` usually sets, and ``conda init zsh`` writes there;
+    where it is set in a form the run cannot read, the usual places count."""
     (home / ".zshenv").write_text(zshenv)
     zshrc = home / zdotdir / ".zshrc"
     zshrc.parent.mkdir(parents=True)
