@@ -7,6 +7,7 @@ had, and the old one must stay.
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
 from .classify import is_environment
@@ -46,6 +47,13 @@ def differences_from(source: Path, dest: Path, backend: Backend) -> list[str]:
     What only the copy has is allowed: it may have been used since."""
     from .relocation.verify import verify_files
 
+    if dest.is_symlink() and dest.resolve() == source.resolve():
+        # Made so conda finds it by name; "remove the other one" would send
+        # a user to ``rm -rf DEST/``, which deletes the environment itself.
+        rm = f"rm {shlex.quote(str(dest))} (with no / at the end)"
+        return [
+            f"it is a symlink to this environment; {rm} removes the link alone, then run this again"
+        ]
     if dest.is_symlink() or not is_environment(dest):
         return ["it is not a conda environment"]
     try:

@@ -218,6 +218,37 @@ def test_rerun_over_a_different_copy_still_skips(scratch, home, migrate):
     assert "abc is already migrated" in out
 
 
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)], ids=["run", "dry-run"])
+def test_a_link_to_the_environment_at_its_destination_says_to_remove_the_link(
+    scratch, home, migrate, dry_run
+):
+    """``ln -s $SCRATCH/conda-envs/abc ~/.conda/envs/abc`` lets conda find
+    it by name. "Remove the other one" would send a user to ``rm -rf
+    ~/.conda/envs/abc/``, which deletes the environment itself through the
+    link: the link is named as what it is, with the ``rm`` that removes it
+    alone, after which the same command moves the environment there."""
+    (home / ".conda" / "envs").mkdir(parents=True)
+    link = home / ".conda" / "envs" / "abc"
+    link.symlink_to(scratch.abc)
+    before = tree_snapshot(scratch.abc)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE, *dry_run)
+    assert code == 1, out + err
+    assert (
+        f"{link} already exists and is not a copy of {scratch.abc} (a name "
+        f"collision): it is a symlink to this environment; rm {link} (with no "
+        "/ at the end) removes the link alone, then run this again." in out
+    )
+    assert tree_snapshot(scratch.abc) == before
+    assert link.is_symlink()
+    if dry_run:
+        return
+    subprocess.run(["rm", link], check=True)
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE)
+    assert code == 0, out + err
+    assert (link / "conda-meta" / "history").is_file() and not link.is_symlink()
+    assert not scratch.abc.exists()
+
+
 def test_same_packages_without_the_sources_own_files_is_a_name_collision(
     scratch, home, migrate, make_env
 ):
