@@ -204,17 +204,14 @@ def _last_of_it(
     all that is left of it, so it is kept, however incomplete."""
     source = Path(entry.source)
     remake = _remake(entry, options)
-    then = f", then remove it: rm -rf {shlex.quote(str(path))}"
+    # Removed before the environment is made again: conda's clone makes its
+    # copy at the destination itself, which ``conda env create -p`` needs.
     message = (
         f"An interrupted run was copying {source}, and {source} is gone since "
         "(the scratch purge, or you, removed it), so the unverified copy of it at "
         f"{path} is all that is left of it: it was kept. It may be incomplete and "
-        "was not checked."
-        + (
-            f"{remake}; take what you need from {path}{then}"
-            if remake
-            else f" Take what you need from it{then}"
-        )
+        "was not checked. Take what you need from it, then remove it: rm -rf "
+        f"{shlex.quote(str(path))}." + (f"{remake}." if remake else "")
     )
     out.important(message)
     return MigrationResult(

@@ -167,7 +167,10 @@ def test_source_purged_after_a_kill_mid_copy_keeps_the_partial_copy(scratch, hom
         "kept." in out
     )
     yaml = home / ".conda/yaml/abc.yml"
-    assert f"conda env create -p {home / '.conda/envs/abc'} -f {yaml}" in out
+    remove = out.index(f"Take what you need from it, then remove it: rm -rf {staging}.")
+    assert remove < out.index(
+        f"conda env create -p {home / '.conda/envs/abc'} -f {yaml}."
+    ), "removed first: conda's clone makes its partial copy at the destination"
     assert tree_snapshot(staging) == partial
     assert (home / ".conda/envs/amd/conda-meta/history").is_file()
     assert "failed: 1" in out and "migrated: 1" in out
