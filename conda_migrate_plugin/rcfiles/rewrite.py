@@ -116,8 +116,8 @@ class Rewriter:
             text = line.decode("utf-8", "surrogateescape")
             if self._may_name_prefix(text):
                 spans = [
-                    (start, end, self._respell(text[start:end], dest, before, after))
-                    for start, end, dest, before, after in self._expansions(shell, text)
+                    (start, end, self._respell(text[start:end], dest, quotes, dialect))
+                    for start, end, dest, quotes in self._expansions(shell, text)
                 ]
                 for start, end, new in sorted(spans, reverse=True):
                     text = text[:start] + new + text[end:]
@@ -166,7 +166,7 @@ class Rewriter:
 
     def _expansions(
         self, shell: Shell, text: str
-    ) -> Iterator[tuple[int, int, Path, str, str]]:
+    ) -> Iterator[tuple[int, int, Path, tuple[str, str]]]:
         """Spans of ``text`` that expand to an old prefix as a whole path,
         with the new prefix and the quoting in force at either end."""
         for word in shell.words(text):
@@ -175,7 +175,7 @@ class Rewriter:
                     start, end, before, after = span
                     original = text[start:end]
                     if "$" in original or any(q in original for q in "\"'\\"):
-                        yield start, end, move.dest, before, after
+                        yield start, end, move.dest, (before, after)
 
     def _still_named(self, shell: Shell, text: str) -> Iterator[Path]:
         for word in shell.words(text):
@@ -184,18 +184,21 @@ class Rewriter:
                 if word.names(str(move.source)) or word.names_after_unknown(tail):
                     yield move.source
 
-    def _respell(self, original: str, dest: Path, before: str, after: str) -> str:
+    def _respell(
+        self, original: str, dest: Path, quotes: tuple[str, str], dialect: Dialect
+    ) -> str:
         """``dest`` for a span that starts inside quote ``before`` and must
         end inside quote ``after``: spelled with ``$HOME`` (``${HOME}``)
         where the old one used a variable, absolute otherwise."""
+        before, after = quotes
         if "$" in original and self.home in dest.parents:
             variable = "${HOME}" if "${" in original else "$HOME"
             head, quote = variable, before
             if before == "'":  # no expansion inside single quotes
                 head, quote = "'" + variable, ""
-            tail = escape(f"/{dest.relative_to(self.home)}", after)
+            tail = escape(f"/{dest.relative_to(self.home)}", after, dialect)
             return head + requote(quote, after) + tail
-        return escape(str(dest), before) + requote(before, after)
+        return escape(str(dest), before, dialect) + requote(before, after)
 
     def prefixes(self, data: bytes) -> bytes:
         """Replace every spelling of every old prefix that stands as a whole path."""

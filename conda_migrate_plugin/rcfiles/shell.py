@@ -54,6 +54,10 @@ class Dialect:
     sets: Callable[[Sequence[str]], tuple[str, str | None] | None] | None = None
     #: Words that come before a command without being one (fish's ``and``).
     keywords: frozenset[str] = field(default_factory=frozenset)
+    #: What is not itself inside double quotes, and how a path written there
+    #: gets it: sh takes a backslash before it, csh none (the quote is closed
+    #: around the backslash), fish takes one before ``$``, ``"`` and ``\``.
+    double_quoted: tuple[str, str] = (r'([$`"\\])', r"\\\1")
 
 
 def _csh_sets(command: Sequence[str]) -> tuple[str, str | None] | None:
@@ -102,7 +106,13 @@ SH = Dialect(
     re.compile(r"(?P<quote>')|(?P<plain>[^']+)"),
 )
 #: ``$name:h`` takes a modifier and ``$name[1]`` a word of a list.
-CSH = Dialect("csh", _tokens(r"\$[A-Za-z_]\w*(?=[:\[])"), SH.single_quoted, _csh_sets)
+CSH = Dialect(
+    "csh",
+    _tokens(r"\$[A-Za-z_]\w*(?=[:\[])"),
+    SH.single_quoted,
+    _csh_sets,
+    double_quoted=(r'([$`"\\!])', r'"\\\1"'),
+)
 #: fish writes ``{$NAME}`` where sh writes ``${NAME}`` (an error in fish),
 #: indexes lists with ``$NAME[1]``, and ``\'`` or ``\\`` escape inside single quotes.
 FISH = Dialect(
@@ -113,6 +123,7 @@ FISH = Dialect(
     frozenset(
         {"and", "or", "not", "if", "while", "begin", "else", "command", "builtin"}
     ),
+    (r'([$"\\])', r"\\\1"),
 )
 DIALECTS = {dialect.name: dialect for dialect in (SH, CSH, FISH)}
 
@@ -304,13 +315,15 @@ def requote(have: str, want: str) -> str:
     return have + want
 
 
-#: What the shell does not take as itself inside each quote: a path written
-#: there needs a backslash before it (outside quotes, a space would split it).
-_SPECIAL = {"": re.compile(r"([^\w./+,:=@%^~-])"), '"': re.compile(r'([$`"\\])')}
+#: What the shell does not take as itself outside quotes: a path written
+#: there needs a backslash before it (a space would split it).
+_SPECIAL = re.compile(r"([^\w./+,:=@%^~-])")
 
 
-def escape(path: str, quote: str) -> str:
+def escape(path: str, quote: str, dialect: Dialect = SH) -> str:
     """``path`` written where quote ``quote`` is in force, to read as itself."""
     if quote == "'":
         return path.replace("'", "'\\''")
-    return _SPECIAL[quote].sub(r"\\\1", path)
+    if quote == '"':
+        return re.sub(*dialect.double_quoted, path)
+    return _SPECIAL.sub(r"\\\1", path)

@@ -828,3 +828,40 @@ def test_zsh_files_are_read_where_zdotdir_says(home, zshenv, environ, zdotdir):
 
     assert (edit.path, edit.error) == (zshrc, None)
     assert zshrc.read_text() == f"conda activate {home}/.conda/envs/abc\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "expected"),
+    [
+        (".bashrc", r'"$SCRATCH/conda-envs/x\$y\`z"', r'"$HOME/.conda/envs/x\$y\`z"'),
+        (
+            ".cshrc",
+            r'"$SCRATCH/conda-envs/x"\$"y"\`"z"',
+            r'"$HOME/.conda/envs/x"\$"y"\`"z"',
+        ),
+        (
+            ".config/fish/config.fish",
+            r'"$SCRATCH/conda-envs/x\$y`z"',
+            r'"$HOME/.conda/envs/x\$y`z"',
+        ),
+    ],
+)
+def test_a_new_path_in_double_quotes_is_escaped_as_its_shell_reads_it(
+    home, name, line, expected
+):
+    """Inside double quotes sh takes a backslash before ``$`` and a backquote;
+    csh takes none (the quote closes around it), fish none before a backquote,
+    which it does not expand."""
+    layout = site(home)
+    env = "x$y`z"
+    layout.env_moves.append(
+        EnvMove(SCRATCH / "conda-envs" / env, home / f".conda/envs/{env}")
+    )
+    rc = home / name
+    rc.parent.mkdir(parents=True, exist_ok=True)
+    rc.write_text(f"conda activate {line}\n")
+
+    (edit,) = plan(home, layout)
+
+    assert edit.new.decode() == f"conda activate {expected}\n"
+    assert edit.warnings == []
