@@ -9,9 +9,12 @@ plain exception with the same shape.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .text import printable
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 try:
     from conda.exceptions import CondaError as _Base
@@ -68,6 +71,28 @@ class DestinationFull(MigrateError):
     """The quota or the filesystem of the destination filled while an
     environment was copied (another process wrote meanwhile): the ones
     after it are not tried against it blindly."""
+
+
+class DestinationTaken(MigrateError):
+    """Something made the destination after the run found the name free (a
+    user's ``mkdir``, another tool): the verified copy is never renamed over
+    it, not even over an empty directory, which ``rename(2)`` would replace
+    without a word. ``kept``: where the verified copy stays for the next run
+    to finish from (a resumed commit), or None where it was removed."""
+
+    def __init__(self, source: Path, dest: Path, kept: Path | None) -> None:
+        self.kept = kept
+        copy = (
+            f"The verified copy is kept at {kept}; the next run finishes from it."
+            if kept
+            else "The verified copy was removed."
+        )
+        super().__init__(
+            f"{dest} was made by something else after this run found the name "
+            f"free; it was left as it is, and {source} is untouched. {copy}",
+            hint=f"Move {dest} out of the way, or choose another --dest, then run "
+            "the same command again.",
+        )
 
 
 class RelocateError(MigrateError):

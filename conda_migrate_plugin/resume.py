@@ -57,7 +57,7 @@ def _finish_verified(
         return _not_the_copy(outcome, copy, changed, options, out)
     # Killed anywhere in the commit (before the rename, or before conda's
     # registry was written): each step is done again.
-    commit(run, entry, copy)
+    commit(run, entry, copy, resumed=True)
     if not put_back_remains(source) and not source.exists():
         backend.unregister(source)
         journal.clear(options.state_dir, dest)
@@ -121,18 +121,13 @@ def _remake(entry: journal.Entry, options: Options) -> str:
 
 def _verified_copy(entry: journal.Entry) -> Path | None:
     """Where the verified copy is, if it still is the directory the run made:
-    at the destination, or still at its staging name where a kill came
-    before the rename."""
-    dest = Path(entry.dest)
-    staging = Path(entry.staging) if entry.staging else None
-    copy = dest
-    if (
-        staging
-        and not dest.exists()
-        and journal.is_our_copy(entry, staging, verified=True)
-    ):
-        copy = staging
-    return copy if journal.is_our_copy(entry, copy, verified=True) else None
+    still at its staging name where a kill came before the rename (whatever
+    was made at the destination since: the commit refuses to replace it), or
+    at the destination."""
+    for copy in (entry.staging, entry.dest):
+        if copy and journal.is_our_copy(entry, Path(copy), verified=True):
+            return Path(copy)
+    return None
 
 
 def _not_the_copy(

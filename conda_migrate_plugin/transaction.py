@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from .exceptions import InUse, MigrateError
+from .exceptions import DestinationTaken, InUse, MigrateError
 from .jobs import jobs_for
 from .names import MARKER, STAGING_PREFIX
 from .progress import size
@@ -26,6 +26,7 @@ from .safety import journal
 from .safety.atomic import fsync_directory
 from .safety.durable import flush_tree
 from .safety.interrupt import uninterruptible
+from .safety.noreplace import rename_noreplace
 from .safety.remove import (
     check_no_writers,
     check_removable,
@@ -169,14 +170,18 @@ def _write_marker(path: Path, run: str) -> None:
 @contextmanager
 def provisional(run: Migration, copy: Copy) -> Iterator[None]:
     """Undo the copy if the block fails in any way, a stop included: remove
-    it, unregister it, then forget it, so that an undo cut short is still in
-    the journal for the next run. The source was never touched."""
+    it, unregister it (conda's clone registers the copy it makes at the
+    destination; a staged copy is not registered, and what is at the
+    destination then may be another's), then forget it, so that an undo cut
+    short is still in the journal for the next run. The source was never
+    touched."""
     try:
         yield
     except BaseException:
         dest = Path(copy.entry.dest)
         discard(copy.path)
-        run.backend.unregister(dest)
+        if copy.path == dest:
+            run.backend.unregister(dest)
         journal.clear(run.options.state_dir, dest)
         raise
 
@@ -217,17 +222,28 @@ def copy_changes(stamps: dict[str, Stamp], path: Path, jobs: int | None) -> list
     return changes_since(stamps, path, jobs, ignore=_UNSTAMPED)
 
 
-def commit(run: Migration, entry: journal.Entry, path: Path) -> None:
+def commit(
+    run: Migration, entry: journal.Entry, path: Path, *, resumed: bool = False
+) -> None:
     """Make the verified copy at ``path`` the environment at its destination,
     durably, and remember the move, before anything may touch the source.
     Each step may be done again: a run killed midway is finished by the next
-    one from here."""
+    one from here.
+
+    Anything made at the destination since the run found it free stops it
+    (``DestinationTaken``): this run's copy is then removed (it is still
+    provisional), and a ``resumed`` one stays where it is, its journal entry
+    with it, for the next run to finish from."""
     dest = Path(entry.dest)
     journal.record(run.options.state_dir, entry)
     (path / MARKER).unlink(missing_ok=True)
     flush_tree(path)
     if path != dest:
-        os.rename(path, dest)
+        try:
+            rename_noreplace(path, dest)
+        except FileExistsError:
+            kept = path if resumed else None
+            raise DestinationTaken(Path(entry.source), dest, kept) from None
         fsync_directory(dest.parent)
     run.backend.register(dest)
     # Before the source is touched: a journal deleted after a kill in the

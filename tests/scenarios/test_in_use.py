@@ -202,14 +202,20 @@ def held_at_the_rename_aside(
     scratch, home, log_text: str
 ) -> tuple[Path, subprocess.Popen]:
     """abc's job log, holding ``log_text``, and a run held still at the
-    rename aside (its second ``rename``: the first commits the copy)."""
+    rename aside, its first ``rename`` (the commit's is a ``renameat2`` that
+    the count does not see), with the copy committed and the journal saying
+    the removal has begun."""
     log = scratch.abc / "var/log/job.log"
     log.parent.mkdir(parents=True)
     log.write_text(log_text)
     held = run_cli(
-        home, "-d", scratch.abc, *RELOCATE, fault=("stop", "2", "rename"), wait=False
+        home, "-d", scratch.abc, *RELOCATE, fault=("stop", "1", "rename"), wait=False
     )
     wait_until_stopped(held)
+    (entry,) = journal.entries(home / ".conda/migrate")
+    assert entry.phase == Phase.REMOVING, "held before the removal began"
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+    assert (scratch.abc / "conda-meta/history").is_file(), "held after the rename"
     return log, held
 
 
@@ -263,7 +269,7 @@ def test_prefix_made_anew_while_aside_is_never_replaced(scratch, home):
     held = run_cli(
         home,
         *("-d", scratch.abc, *RELOCATE),
-        fault=("stop-after", "2", "rename"),
+        fault=("stop-after", "1", "rename"),
         wait=False,
     )
     wait_until_stopped(held)
@@ -367,7 +373,10 @@ def test_copy_replaced_before_the_rerun_keeps_the_source(
     user's own file, stays, and the run says why."""
     notes = scratch.abc / "share/notes.txt"
     notes.write_text("my own notes\n")
-    fault = ("kill", "2", "rename" if stopped == "before the removal" else "rmdir")
+    fault = (
+        "kill",
+        *(("1", "rename") if stopped == "before the removal" else ("2", "rmdir")),
+    )
     code, out, err = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=fault)
     assert code == -signal.SIGKILL, out + err
     (entry,) = journal.entries(home / ".conda/migrate")

@@ -381,7 +381,7 @@ def test_edit_after_a_failed_removal_keeps_both(scratch, home):
     """Killed before the removal (the rename aside); the user edits the old
     environment; the rerun keeps both and says why, exit 1."""
     args = ("-d", scratch.abc, *RELOCATE)
-    killed = run_cli(home, *args, fault=("kill", "2", "rename"))
+    killed = run_cli(home, *args, fault=("kill", "1", "rename"))
     out = killed.communicate(timeout=120)[0]
     assert killed.returncode == -signal.SIGKILL, out
     (entry,) = journal.entries(home / ".conda/migrate")
@@ -401,11 +401,15 @@ def test_edit_after_a_failed_removal_keeps_both(scratch, home):
     assert "copied: 1" in out
 
 
+#: The commit's call that renames the verified copy into place.
+COMMIT_RENAME = ("1", "rename_noreplace")
+
+
 def test_stop_during_the_commit_says_the_copy_is_in_place(scratch, home):
     """SIGTERM while the verified copy is renamed into place: the stop waits
     for the commit, says where the copy is, and the rerun finishes."""
     args = ("-d", scratch.abc, *RELOCATE)
-    stopped = run_cli(home, *args, fault=("term", "1", "rename"))
+    stopped = run_cli(home, *args, fault=("term", *COMMIT_RENAME))
     out = stopped.communicate(timeout=120)[0]
     assert stopped.returncode == 128 + signal.SIGTERM, out
     dest = home / ".conda/envs/abc"
@@ -418,6 +422,92 @@ def test_stop_during_the_commit_says_the_copy_is_in_place(scratch, home):
     assert rerun.returncode == 0, out
     assert not scratch.abc.exists()
     assert (dest / "conda-meta/history").is_file()
+
+
+#: Where a run is held still while the destination is made: mid-copy, and
+#: right before the commit's rename into place.
+DEST_MADE = {"while copying": ("3", "utime"), "at the commit": COMMIT_RENAME}
+
+
+@pytest.mark.parametrize("moment", DEST_MADE)
+def test_destination_made_meanwhile_is_never_replaced(scratch, home, moment):
+    """The destination was free when the run looked, then something made it
+    (a user's ``mkdir ~/.conda/envs/abc``, another tool), left empty: a plain
+    rename would replace it without a word. It is kept as it is, the source
+    is untouched, the verified copy removed, and the run says what to do."""
+    _assert_made_meanwhile_is_kept(scratch, home, DEST_MADE[moment])
+
+
+def test_destination_made_at_the_commit_on_nfs_is_never_replaced(
+    scratch, home, slowfs_mount
+):
+    """The same where the filesystem refuses ``RENAME_NOREPLACE``, as NFS
+    does (slowfs told to), and the directory is made after the refusal (the
+    kernel itself refuses the flag over a name it knows taken): the name is
+    then taken first, which fails."""
+    slowfs_mount(home / ".conda/envs", us=0, rename_flags=False)
+    _assert_made_meanwhile_is_kept(scratch, home, ("1", "_rename_over_placeholder"))
+
+
+def _assert_made_meanwhile_is_kept(scratch, home, fault: tuple[str, str]) -> None:
+    """A run held still at ``fault`` while an empty directory is made at
+    the destination: both are kept, and the run says why (exit 1)."""
+    before = tree_snapshot(scratch.abc)
+    held = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=("stop", *fault))
+    wait_until_stopped(held)
+    dest = home / ".conda/envs/abc"
+    dest.mkdir()
+    made = dest.stat().st_ino
+    os.kill(held.pid, signal.SIGCONT)
+    out = held.communicate(timeout=120)[0]
+    assert dest.stat().st_ino == made, out
+    assert os.listdir(dest) == [], out
+    assert held.returncode == 1, out
+    assert (
+        f"{dest} was made by something else after this run found the name free; "
+        f"it was left as it is, and {scratch.abc} is untouched. "
+        "The verified copy was removed." in out
+    )
+    assert f"Move {dest} out of the way, or choose another --dest" in out
+    assert tree_snapshot(scratch.abc) == before
+    assert os.listdir(dest.parent) == ["abc"], "the copy was left behind"
+    assert journal.entries(home / ".conda/migrate") == []
+    assert str(dest) not in registered(home)
+
+
+def test_destination_made_after_a_kill_at_the_commit_keeps_both(scratch, home):
+    """Killed right before the verified copy is renamed into place; then
+    something makes the destination. The rerun keeps it, keeps the verified
+    copy where it is and says where; once the destination is moved out of
+    the way, the next run finishes from that copy."""
+    args = ("-d", scratch.abc, *RELOCATE)
+    killed = run_cli(home, *args, fault=("kill", *COMMIT_RENAME))
+    out = killed.communicate(timeout=120)[0]
+    assert killed.returncode == -signal.SIGKILL, out
+    (entry,) = journal.entries(home / ".conda/migrate")
+    assert entry.phase == Phase.VERIFIED and entry.staging, entry
+    staging, dest = Path(entry.staging), home / ".conda/envs/abc"
+    copied = tree_snapshot(staging)
+    before = tree_snapshot(scratch.abc)
+    dest.mkdir()
+    made = dest.stat().st_ino
+
+    rerun = run_cli(home, *args)
+    out = rerun.communicate(timeout=120)[0]
+    assert rerun.returncode == 1, out
+    assert dest.stat().st_ino == made and os.listdir(dest) == [], out
+    assert f"{dest} was made by something else after this run" in out
+    assert f"The verified copy is kept at {staging}" in out
+    assert tree_snapshot(staging) == copied
+    assert tree_snapshot(scratch.abc) == before
+
+    dest.rmdir()
+    rerun = run_cli(home, *args)
+    out = rerun.communicate(timeout=120)[0]
+    assert rerun.returncode == 0, out
+    assert tree_snapshot(dest) == copied
+    assert not scratch.abc.exists() and not staging.exists()
+    assert journal.entries(home / ".conda/migrate") == []
 
 
 def test_change_during_the_copy_keeps_the_source(scratch, home):

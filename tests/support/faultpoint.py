@@ -6,7 +6,9 @@ node crash or Slurm's final kill), ``term`` (SIGTERM, Slurm's time limit),
 ``int`` (SIGINT, Ctrl-C), ``hup`` (SIGHUP, a closed terminal), ``stop`` (SIGSTOP, to hold a run still while another starts), or
 ``fill:PATH`` / ``inodes:PATH`` (use up the space or the inodes of the
 filesystem holding PATH). FUNCTION restricts the count to one call, such as
-``replace``, so that every atomic commit point can be struck in turn.
+``replace``, so that every atomic commit point can be struck in turn, or to
+one of the project's own functions by name, such as ``rename_noreplace``
+(the C call it makes through ctypes is no event a profile hook sees).
 An ACTION ending in ``-after`` (``stop-after``) strikes once that call has
 returned instead of before it, to act on what it has just done.
 
@@ -72,16 +74,23 @@ def main() -> int:
     filling = action.startswith(("fill:", "inodes:"))
 
     def hook(frame, event, arg) -> None:
-        if event in ("c_return", "c_exception") and arg is vars(returning).get("call"):
+        if (
+            event in ("c_return", "c_exception") and arg is vars(returning).get("call")
+        ) or (event == "return" and frame is vars(returning).get("call")):
             # That call's own return (the C calls made to convert its
             # arguments, such as a path's ``__fspath__``, return first).
             returning.call = None
             strike()
             return
-        if event != "c_call" or (state["done"] and not filling):
+        if state["done"] and not filling:
             return
-        name = getattr(arg, "__name__", "")
-        if name not in WATCHED:
+        if event == "c_call":
+            name = getattr(arg, "__name__", "")
+            if name not in WATCHED:
+                return
+        elif event == "call" and only is not None and only not in WATCHED:
+            name, arg = frame.f_code.co_name, frame
+        else:
             return
         with lock:
             if state["done"] or (only and name != only):
