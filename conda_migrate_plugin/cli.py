@@ -1,19 +1,20 @@
 """``conda migrate`` and the ``conda-migrate`` console script: run what the
-parser (``parser.configure_parser``) read from the command line."""
+parser (``parser.configure_parser``) read from the command line.
+
+The console script imports this module before its first line runs, and a
+signal until then gets Python's default: so it imports nothing here that
+takes time (conda's exceptions do), only where it is used."""
 
 from __future__ import annotations
 
 import os
 import sys
-from argparse import ArgumentParser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .exceptions import Interrupted, MigrateError, UsageError
-from .parser import command_line, configure_parser, options_from_args
-
 if TYPE_CHECKING:
     from argparse import Namespace
+    from collections.abc import Callable
 
 
 def _home() -> Path:
@@ -21,6 +22,9 @@ def _home() -> Path:
 
 
 def execute(args: Namespace) -> int:
+    from .exceptions import Interrupted, UsageError
+    from .parser import options_from_args
+
     if args.submit is not None:
         from .submit import submit
 
@@ -33,13 +37,34 @@ def execute(args: Namespace) -> int:
         return finish(
             args.end_of_array, options_from_args(args, _home()), stdout=sys.stdout
         )
-    from .deadline import stop_before_time_limit
     from .safety.interrupt import stop_on_signals
+
+    began = False
+    try:
+        with stop_on_signals():
+            start = _ready(args)
+            began = True
+            return start()
+    except Interrupted as err:
+        _quiet_if_terminal_closed()
+        if not began:
+            where = "before the run began: nothing was touched."
+            raise Interrupted(err.signum, where) from None
+        raise
+
+
+def _ready(args: Namespace) -> Callable[[], int]:
+    """The run, its modules imported and its options read: the first thing
+    done under its own signal handling, so that a stop comes from there on
+    in the run's words."""
+    from .deadline import stop_before_time_limit
+    from .parser import command_line, options_from_args
     from .workflow import run
 
     options = options_from_args(args, _home())
-    try:
-        with stop_on_signals(), stop_before_time_limit():
+
+    def start() -> int:
+        with stop_before_time_limit():
             return run(
                 options,
                 home=_home(),
@@ -47,9 +72,8 @@ def execute(args: Namespace) -> int:
                 stdout=sys.stdout,
                 command=command_line(),
             )
-    except Interrupted:
-        _quiet_if_terminal_closed()
-        raise
+
+    return start
 
 
 def _quiet_if_terminal_closed() -> None:
@@ -65,20 +89,52 @@ def _quiet_if_terminal_closed() -> None:
 def main(argv: list[str] | None = None) -> int:
     """The console script: conda's own entry point where conda is installed
     (same parsing, context and error reporting as ``conda migrate``), plain
-    argparse where it is not."""
+    argparse where it is not. From its first line a signal is noted until the
+    run's handling is in place (see ``safety.startup``); one that no run
+    took still ends it with 128 + N."""
+    from .safety.startup import noted_until_the_run
+
     argv = sys.argv[1:] if argv is None else argv
+    with noted_until_the_run() as noted:
+        code = _conda_or_plain(argv)
+    if not noted:
+        return code
+    from .exceptions import Interrupted
+
+    _report(Interrupted(noted[0]))
+    return 128 + noted[0]
+
+
+def _conda_or_plain(argv: list[str]) -> int:
     try:
         from conda.cli.main import main as conda_main
     except ImportError:
-        parser = ArgumentParser(prog="conda-migrate")
-        configure_parser(parser)
-        args = parser.parse_args(argv)
-        try:
-            return execute(args)
-        except (MigrateError, Interrupted) as err:
-            try:
-                print(f"conda-migrate: error: {err}", file=sys.stderr)
-            except OSError:  # the terminal is gone; the log has it
-                pass
-            return err.return_code
+        return _plain(argv)
     return conda_main("migrate", *argv)
+
+
+def _plain(argv: list[str]) -> int:
+    """Without conda: argparse, and the errors conda would have printed."""
+    from argparse import ArgumentParser
+
+    from .exceptions import Interrupted, MigrateError
+    from .parser import configure_parser
+
+    parser = ArgumentParser(prog="conda-migrate")
+    configure_parser(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, a usage error
+        return int(done.code or 0)
+    try:
+        return execute(args)
+    except (MigrateError, Interrupted) as err:
+        _report(err)
+        return err.return_code
+
+
+def _report(err: Exception) -> None:
+    try:
+        print(f"conda-migrate: error: {err}", file=sys.stderr)
+    except OSError:  # the terminal is gone; the log has it
+        pass

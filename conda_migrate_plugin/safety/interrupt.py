@@ -18,12 +18,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..exceptions import Interrupted
+from .startup import SIGNALS, take
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import FrameType
-
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _State:
@@ -71,9 +70,14 @@ def check(error: BaseException | None = None) -> None:
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
+    """The run's own handling; a signal the console script noted in its
+    start-up (see ``startup``) stops the run as soon as this is in place."""
     _State.received = None
     previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
     try:
+        early = take()
+        if early is not None:
+            _handler(early, None)
         yield
     finally:
         for signum, handler in previous.items():

@@ -79,6 +79,63 @@ def test_signal_during_condas_clone_stops_the_run(scratch, home, method, action,
     assert "relocating the environment instead" not in text
 
 
+@pytest.mark.parametrize("action", sorted(SIGNALS))
+def test_signal_in_the_start_up_stops_before_anything_is_done(scratch, home, action):
+    """The console script's signal comes in its start-up, before the run's
+    own handling is in place: conda's parsing of the command line where conda
+    is installed (inside its ~0.3 s start-up), argparse's where it is not.
+    The run stops as it begins, in its own words, with 128 + N: not conda's
+    "CondaError: KeyboardInterrupt" and exit 1, nor a silent death."""
+    before = tree_snapshot(scratch.envs_dir)
+    code, text = strike(action, 1, "parse_args", "-d", scratch.envs_dir, "--all")
+    assert_stopped_at_start_up(scratch, home, before, code, text, action)
+
+
+def test_signal_where_no_run_begins_still_ends_it_with_128_plus_n():
+    """``--help`` begins no run to stop on the signal noted in the start-up:
+    the command still ends with 130, as Python's default would have."""
+    code, text = strike("int", 1, "format_help", "--help")
+    assert code == 130, text
+    assert "Stopped by SIGINT." in text
+    assert "usage:" in text
+
+
+@requires_conda
+@pytest.mark.parametrize("action", sorted(SIGNALS))
+def test_signal_before_conda_migrate_runs_stops_it(scratch, home, action):
+    """``conda migrate``: conda has called the plugin, which reads its
+    options: the run stops as it begins. (Earlier, in conda's own start-up,
+    SIGINT is conda's "CondaError: KeyboardInterrupt", exit 1: see below.)"""
+    before = tree_snapshot(scratch.envs_dir)
+    args = ("conda", "migrate", "-d", scratch.envs_dir, "--all")
+    code, text = strike(action, 1, "options_from_args", *args)
+    assert_stopped_at_start_up(scratch, home, before, code, text, action)
+
+
+@requires_conda
+@pytest.mark.xfail(
+    strict=True,
+    reason="conda's ExceptionHandler.handle_exception (conda/exception_handler.py) "
+    "reports a KeyboardInterrupt as 'CondaError: KeyboardInterrupt' with exit code "
+    "1, for every command, before any plugin code runs",
+)
+def test_sigint_in_condas_own_start_up_gives_130(scratch, home):
+    """Where only conda can do it: when this passes, conda gives 130 too."""
+    args = ("conda", "migrate", "-d", scratch.envs_dir, "--all")
+    code, text = strike("int", 1, "parse_args", *args)
+    assert code == 130, text
+
+
+def assert_stopped_at_start_up(scratch, home, before, code, text, action) -> None:
+    signum = SIGNALS[action]
+    assert code == 128 + signum, text
+    name = signal.Signals(signum).name
+    assert f"Stopped by {name} before the run began: nothing was touched." in text
+    assert "KeyboardInterrupt" not in text and "Traceback" not in text
+    assert tree_snapshot(scratch.envs_dir) == before
+    assert not (home / ".conda" / "envs").exists()
+
+
 def typed_at_the_prompt(scratch, key: bytes) -> tuple[int, str]:
     """``key`` typed at the selection prompt on a terminal: the exit code
     and all the run showed, once the environments are seen untouched."""

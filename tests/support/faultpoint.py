@@ -10,7 +10,9 @@ filesystem holding PATH). FUNCTION restricts the count to one call, such as
 one of the project's own functions by name, such as ``rename_noreplace``
 (the C call it makes through ctypes is no event a profile hook sees).
 An ACTION ending in ``-after`` (``stop-after``) strikes once that call has
-returned instead of before it, to act on what it has just done.
+returned instead of before it, to act on what it has just done. ARGS
+starting with ``conda`` run conda's own entry point (``python -m conda
+ARGS``) instead of the console script.
 
 Nothing in the product knows about this: the calls are counted with a
 profile hook on the interpreter, in every thread.
@@ -115,9 +117,14 @@ def main() -> int:
         )
     threading.setprofile(hook)
     sys.setprofile(hook)
-    from conda_migrate_plugin.cli import main as migrate
+    if args[:1] == ["conda"]:
+        from conda.cli.main import main as conda
 
-    code = migrate(args)
+        code = conda(*args[1:])
+    else:
+        from conda_migrate_plugin.cli import main as migrate
+
+        code = migrate(args)
     sys.setprofile(None)
     return code
 

@@ -29,7 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("", "_version", "exceptions", "names", "text"),
     "mechanics": (
         *("safety", "safety.atomic", "safety.durable", "safety.interrupt"),
-        *("safety.lock", "safety.noreplace", "safety.statedir"),
+        *("safety.lock", "safety.noreplace", "safety.startup", "safety.statedir"),
         # options: what the user asked for, read by every step; imports nothing.
         *("deadline", "gc_pause", "jobs", "options", "progress"),
     ),
