@@ -45,6 +45,9 @@ class Settle:
                     journal.remember_move(
                         options.state_dir, outcome.source, outcome.dest
                     )
+        for outcome in outcomes:
+            if outcome.status in MOVED:
+                carry_links(outcome, options.dry_run, self.out)
         if options.update_rc:
             # Tasks of a job array settle side by side: one at a time reads
             # and rewrites the rc files, or one's edit would undo another's.
@@ -63,6 +66,30 @@ class Settle:
                     journal.clear(options.state_dir, outcome.dest)
             if options.record is not None:
                 record(options.record, [o.to_json() for o in outcomes])
+
+
+def carry_links(outcome: MigrationResult, dry_run: bool, out: Output) -> None:
+    """A link beside the old environment (``analysis -> analysis-2024``) in
+    a directory of ``envs_dirs`` is a name conda lists and activates; the
+    copy gets one beside it, or ``conda activate analysis`` stops working.
+    Never in place of anything: what is there stays, and the run says so."""
+    from .rcfiles.spellings import links_beside
+
+    dest = outcome.dest
+    for link in sorted(links_beside(outcome.source)):
+        made = dest.parent / link.name
+        if os.path.lexists(made):
+            if not (made.is_symlink() and os.readlink(made) == dest.name):
+                out.info(f"{made} is not made a link to {dest.name}: it exists")
+            continue
+        if not dry_run:
+            try:
+                os.symlink(dest.name, made)
+            except OSError as error:
+                out.info(f"{made} is not made a link to {dest.name}: {error.strerror}")
+                continue
+        verb = "Would link" if dry_run else "Linked"
+        out.info(f"{verb} {made} -> {dest.name}, as {link} led to it")
 
 
 def update_rc_files(

@@ -70,7 +70,7 @@ def _same_place(
     ``named`` that lead to it, and each one's spelling through the other end
     of each of ``roots``."""
     real = os.path.realpath(path)
-    names = {path, Path(real), *_links_to(path)}
+    names = {path, Path(real), *links_beside(path)}
     names.update(
         Path(spelled)
         for spelled in named
@@ -84,7 +84,7 @@ def _same_place(
     return [path, *sorted(names - {path})]
 
 
-def _links_to(path: Path) -> set[Path]:
+def links_beside(path: Path) -> set[Path]:
     """The symlinks beside ``path`` that lead to it: a user activates
     ``analysis -> analysis-2024`` by the link, which the run lists as no
     environment of its own and leaves, leading nowhere once its target moved."""

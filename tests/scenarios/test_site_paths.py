@@ -218,3 +218,54 @@ def test_rc_files_naming_a_link_elsewhere_follow_the_environment_it_leads_to(
     assert bashrc.read_text() == (
         f"conda activate {dest}\nsource $HOME/.conda/envs/proj/etc/x.sh\n"
     )
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_a_link_beside_the_environment_is_made_again_beside_the_copy(
+    make_env, migrate, home, tmp_path, monkeypatch, dry_run
+):
+    """``analysis -> analysis-2024`` in a directory of ``envs_dirs`` is a
+    name conda activates (``conda activate analysis``) and lists: the copy
+    gets it beside it, or that name stops working after the run."""
+    scanned = tmp_path / "scratch" / "conda-envs"
+    monkeypatch.setenv("SCRATCH", str(scanned.parent))
+    make_env(scanned / "analysis-2024", ["demo-text"])
+    (scanned / "analysis").symlink_to("analysis-2024")
+    (home / ".condarc").write_text(f"envs_dirs:\n  - {scanned}\n")
+
+    extra = ["--dry-run"] if dry_run else []
+    out, err, code = migrate("-d", scanned, "--all", "--no-clean", *extra)
+
+    assert code == 0, out + err
+    envs = home / ".conda/envs"
+    verb = "Would link" if dry_run else "Linked"
+    said = f"{verb} {envs}/analysis -> analysis-2024, as {scanned}/analysis led to it"
+    assert said in out
+    if dry_run:
+        assert not envs.exists()
+        return
+    assert os.readlink(envs / "analysis") == "analysis-2024"
+    hello = subprocess.run(
+        [envs / "analysis/bin/demo-hello"], capture_output=True, text=True
+    )
+    assert hello.stdout == f"hello from {envs}/analysis-2024\n"
+    # The old link is left as it was, leading nowhere now.
+    assert os.readlink(scanned / "analysis") == "analysis-2024"
+
+
+def test_a_link_beside_the_copy_never_replaces_anything(
+    make_env, migrate, home, tmp_path, monkeypatch
+):
+    scanned = tmp_path / "scratch" / "conda-envs"
+    monkeypatch.setenv("SCRATCH", str(scanned.parent))
+    make_env(scanned / "analysis-2024", ["demo-text"])
+    (scanned / "analysis").symlink_to("analysis-2024")
+    mine = home / ".conda/envs/analysis"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine\n")
+
+    out, err, code = migrate("-d", scanned, "--all", "--no-clean")
+
+    assert code == 0, out + err
+    assert (mine / "notes.txt").read_text() == "mine\n"
+    assert f"{mine} is not made a link to analysis-2024: it exists" in out
