@@ -180,7 +180,9 @@ def test_source_purged_after_the_copy_was_verified(scratch, home):
     """Killed once the verified copy was in place, before the removal began;
     the purge then takes the old environment. The rerun finishes, and says
     the purge removed it, not that a removal was begun."""
-    left, rerun = killed_then_purged(scratch, home, "kill-after", "1", "rename")
+    left, rerun = killed_then_purged(
+        scratch, home, "kill-after", "1", "rename_noreplace"
+    )
     copy = home / ".conda/envs/abc"
     out = rerun.stdout
     assert rerun.returncode == 0, out + rerun.stderr
