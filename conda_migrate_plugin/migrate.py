@@ -133,7 +133,7 @@ def migrate_one(
             return outcome
     except Interrupted:
         raise
-    except MigrateError as err:  # the lock is held by another run
+    except MigrateError as err:  # the lock is held by another run, or cannot be made
         return run.end(Status.SKIPPED, str(err))
 
 

@@ -9,6 +9,7 @@ where there is one, since that is what ``squeue`` and ``scancel`` take.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -50,8 +51,21 @@ def hold(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Iterator[st
     """Hold the lock for ``prefix`` or say at once who holds it; yields who
     held it before, which after a finished migration is the run that did it."""
     path = lock_path(state_dir, prefix, by_inode=by_inode)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        # A new file for each environment: a home whose quota is full
+        # refuses it before anything of the environment is touched.
+        full = err.errno in (errno.EDQUOT, errno.ENOSPC)
+        raise MigrateError(
+            f"{prefix} was not touched: its lock cannot be made in {path.parent} "
+            f"({err.strerror}).",
+            hint="Your home is full (a quota counts files as well as bytes): make "
+            "room, then run the same command again."
+            if full
+            else "Run the same command again once that is fixed.",
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -238,3 +238,28 @@ def test_softlinked_env_killed_mid_copy_then_its_package_cache_purged(
     for rel in linked:
         assert (dest / rel).is_file() and not (dest / rel).is_symlink(), rel
     assert not staging.exists() and not env.exists()
+
+
+def test_home_quota_with_room_for_the_log_alone(scratch, home, slowfs_mount):
+    """Killed in the removal; the home quota then fills but for one file,
+    which the rerun's log takes. Each environment's lock is a file too: the
+    rerun says for each that it was not touched and that the home is full,
+    exit 1, instead of conda's report of an unexpected error."""
+    args = ["-d", scratch.envs_dir, *RELOCATE]
+    used = sum(len(dirs) + len(files) + 1 for _, dirs, files in os.walk(home))
+    point = slowfs_mount(home.with_name("nfs-home"), home, quota_files=used + 400)
+    env = killed_in_the_removal(point, args)
+    (point / "data").mkdir()
+    with pytest.raises(OSError, match="quota"):
+        for index in range(10_000):
+            (point / "data" / str(index)).touch()
+    (point / "data" / "0").unlink()
+    sources = tree_snapshot(scratch.envs_dir)
+
+    rerun = run_again(args, env)
+    out = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 1, out
+    assert "Traceback" not in out and "unexpected error" not in out, out
+    assert f"{scratch.amd} was not touched: its lock cannot be made" in out
+    assert "Your home is full (a quota counts files as well as bytes)" in out
+    assert tree_snapshot(scratch.envs_dir) == sources
