@@ -328,7 +328,7 @@ def _preflight(
     footprint = measure(outcome.source, options.jobs)
     check_file_types(footprint)
     check_nested(footprint)
-    check_mounts(footprint)
+    check_mounts(footprint, outcome.source, keep_old=options.keep_old)
     check_owned(footprint, keep_old=options.keep_old)
     outcome.packages, outcome.files, outcome.bytes = (
         len(old.conda),

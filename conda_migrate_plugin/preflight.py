@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .classify import Kind, classify
 from .exceptions import MigrateError
 from .progress import size
+from .snapshot import mounts
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
@@ -71,16 +72,30 @@ def check_nested(footprint: Footprint) -> None:
 _KINDS = {Kind.ENVIRONMENT: "an environment", Kind.PACKAGE_CACHE: "a package cache"}
 
 
-def check_mounts(footprint: Footprint) -> None:
+def check_mounts(footprint: Footprint, source: Path, *, keep_old: bool) -> None:
     """A directory mounted inside the environment (a bind mount of
     ``~/project``, a tmpfs) belongs to no copy of it: copying it would fill
     the destination with what is not the environment's, and removing it
-    would delete the mounted files. Never entered; refused up front."""
+    would delete the mounted files. Never entered; refused up front.
+
+    An environment that is itself a mount point (a group's volume mounted
+    there) copies whole, but can be neither renamed aside nor removed
+    (EBUSY): refused before the copy rather than found at the removal, with
+    a registered copy in the home and the volume left to remove by hand."""
     _refuse(
         "The environment has other filesystems, or other places, mounted inside it",
         footprint.mounts,
         "Unmount them (umount PATH), then run again.",
     )
+    real = os.path.realpath(source)
+    if not keep_old and any(mount.point == real for mount in mounts()):
+        raise MigrateError(
+            f"{source} is itself a mount point ({real} in /proc/self/mountinfo): "
+            "a mounted directory cannot be moved aside or removed.",
+            hint="Nothing was copied and the environment is untouched. "
+            "--keep-old copies it and leaves it mounted where it is; "
+            "whoever mounted it can unmount it once the copy is checked.",
+        )
 
 
 def check_owned(footprint: Footprint, *, keep_old: bool) -> None:

@@ -357,6 +357,48 @@ def test_environment_with_a_mount_inside_is_refused_naming_it(
     assert mounts_below(scratch.abc) == [str(point)]
 
 
+def mount_as_the_environment(kind: str, mount, env: Path) -> None:
+    """The environment's directory made a mount point: its files moved to a
+    volume out of the scanned directory and that bind-mounted back (as a site mounts a group's
+    volume), or copied onto a tmpfs mounted there (another filesystem)."""
+    volume = env.parent.parent / "volumes" / env.name
+    volume.parent.mkdir()
+    env.rename(volume)
+    env.mkdir()
+    if kind == "bind":
+        mount("--bind", volume, env)
+    else:
+        mount("-t", "tmpfs", "-o", "size=64m", "cm-test", env)
+        shutil.copytree(volume, env, symlinks=True, dirs_exist_ok=True)
+
+
+@pytest.mark.parametrize("kind", ["bind", "tmpfs"])
+def test_environment_that_is_a_mount_point_is_refused_before_the_copy(
+    scratch, home, migrate, mount, kind
+):
+    """A mounted directory cannot be renamed aside or removed (EBUSY): the
+    run used to copy it whole into the home, register the copy, and only
+    then fail at the removal with a bare "Device or resource busy", telling
+    the user to remove by hand what is another volume's."""
+    mount_as_the_environment(kind, mount, scratch.abc)
+    before = tree_snapshot(scratch.abc)
+    for dry in ((), ("--dry-run",)):
+        out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE, *dry)
+        assert code == 1, out + err
+        assert "Migration of abc failed" in out
+        assert f"{scratch.abc} is itself a mount point" in out
+        assert "Nothing was copied and the environment is untouched" in out
+        assert "--keep-old copies it and leaves it mounted" in out
+        assert not (home / ".conda/envs/abc").exists()
+        assert tree_snapshot(scratch.abc) == before
+    assert not scratch.amd.exists(), "the other environment migrates"
+    assert mounts_below(scratch.abc.parent) == [str(scratch.abc)]
+    out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE, "--keep-old")
+    assert code == 0, out + err
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+    assert tree_snapshot(scratch.abc) == before
+
+
 # -- 3. a copy replaced between two runs -----------------------------------------
 
 
