@@ -450,14 +450,18 @@ def test_destination_made_at_the_commit_on_nfs_is_never_replaced(
 
 
 def _assert_made_meanwhile_is_kept(scratch, home, fault: tuple[str, str]) -> None:
-    """A run held still at ``fault`` while an empty directory is made at
-    the destination: both are kept, and the run says why (exit 1)."""
+    """A run held still at ``fault`` while a directory is made at the
+    destination, empty, and listed in conda's registry (as ``conda create
+    -p`` lists what it makes): both are kept, and listed, and the run says
+    why (exit 1)."""
     before = tree_snapshot(scratch.abc)
     held = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=("stop", *fault))
     wait_until_stopped(held)
     dest = home / ".conda/envs/abc"
     dest.mkdir()
     made = dest.stat().st_ino
+    with (home / ".conda/environments.txt").open("a") as registry:
+        registry.write(f"{dest}\n")
     os.kill(held.pid, signal.SIGCONT)
     out = held.communicate(timeout=120)[0]
     assert dest.stat().st_ino == made, out
@@ -472,7 +476,7 @@ def _assert_made_meanwhile_is_kept(scratch, home, fault: tuple[str, str]) -> Non
     assert tree_snapshot(scratch.abc) == before
     assert os.listdir(dest.parent) == ["abc"], "the copy was left behind"
     assert journal.entries(home / ".conda/migrate") == []
-    assert str(dest) not in registered(home)
+    assert str(dest) in registered(home), "another's directory was unlisted"
 
 
 def test_destination_made_after_a_kill_at_the_commit_keeps_both(scratch, home):
