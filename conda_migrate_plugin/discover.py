@@ -105,34 +105,40 @@ def examine(prefix: Path) -> Candidate:
             "the run that migrated it deletes them when run again",
         )
     try:
-        if prefix.is_symlink():
-            target = os.path.realpath(prefix)
-            return Candidate(
-                name, prefix, f"a symlink to {target} (migrate that directory)"
-            )
-        if not prefix.is_dir():
-            return Candidate(name, prefix, "not a directory")
-        kind = classify(prefix)
-        if kind is Kind.ENVIRONMENT and not _utf8(str(prefix)):
-            where = "name" if not _utf8(name) else "path"
-            return Candidate(
-                name,
-                prefix,
-                f"its {where} is not valid UTF-8, which conda's environments.txt "
-                "cannot record; rename it to migrate it, e.g.: "
-                f"mv {_shell_bytes(prefix)} {shlex.quote(str(_latin1(prefix)))}",
-            )
-        if kind is Kind.ENVIRONMENT:
-            return Candidate(name, prefix)
-        if kind is Kind.PACKAGE_CACHE:
-            return Candidate(name, prefix, "a package cache, not an environment")
-        if (prefix / "conda-meta").is_dir():
-            return Candidate(name, prefix, "conda-meta/history is missing")
-        return Candidate(name, prefix, "no conda-meta directory")
+        return _examine_entry(prefix, name)
     except PermissionError:
         return Candidate(name, prefix, "cannot be read (permission denied)")
     except OSError as err:
         return Candidate(name, prefix, f"cannot be read ({err.strerror})")
+
+
+def _examine_entry(prefix: Path, name: str) -> Candidate:
+    """What the entry on disk is, from its type and its conda-meta; the
+    lookups may fail, and the caller says why."""
+    if prefix.is_symlink():
+        target = os.path.realpath(prefix)
+        return Candidate(
+            name, prefix, f"a symlink to {target} (migrate that directory)"
+        )
+    if not prefix.is_dir():
+        return Candidate(name, prefix, "not a directory")
+    kind = classify(prefix)
+    if kind is Kind.ENVIRONMENT and not _utf8(str(prefix)):
+        where = "name" if not _utf8(name) else "path"
+        return Candidate(
+            name,
+            prefix,
+            f"its {where} is not valid UTF-8, which conda's environments.txt "
+            "cannot record; rename it to migrate it, e.g.: "
+            f"mv {_shell_bytes(prefix)} {shlex.quote(str(_latin1(prefix)))}",
+        )
+    if kind is Kind.ENVIRONMENT:
+        return Candidate(name, prefix)
+    if kind is Kind.PACKAGE_CACHE:
+        return Candidate(name, prefix, "a package cache, not an environment")
+    if (prefix / "conda-meta").is_dir():
+        return Candidate(name, prefix, "conda-meta/history is missing")
+    return Candidate(name, prefix, "no conda-meta directory")
 
 
 def scan_directory(directory: Path) -> list[Candidate]:

@@ -140,36 +140,37 @@ def plan_rc_edits(
         "condarc": partial(rewrite_condarc, relocate=rewriter.relocate),
         "kernel": rewriter.kernel,
     }
-    edits = []
-    for path, kind, old in found:
-        target = Path(os.path.realpath(path))
-        if isinstance(old, OSError):
-            error_text = f"cannot be read: {old}"
-            edits.append(RcEdit(path, target, b"", b"", "", error_text, kind=kind))
-            continue
-        try:
-            new = rewrite[kind](old)
-        except (Unsafe, YAMLError, ValueError) as error:
-            error_text = f"left unchanged: {error}"
-            edits.append(RcEdit(path, target, old, old, "", error_text, kind=kind))
-            continue
-        caches, warnings = _package_caches(rewriter, kind, old, new)
-        warnings[:0] = _unrewritten(rewriter, kind, new)
-        if new != old or warnings:
-            diff = _diff(path, old, new) if new != old else ""
-            edits.append(
-                RcEdit(
-                    path,
-                    target,
-                    old,
-                    new,
-                    diff,
-                    warnings=warnings,
-                    caches=caches,
-                    kind=kind,
-                )
-            )
-    return edits
+    edits = [
+        _edit(path, kind, old, rewriter, rewrite[kind]) for path, kind, old in found
+    ]
+    return [edit for edit in edits if edit is not None]
+
+
+def _edit(
+    path: Path,
+    kind: RcKind,
+    old: bytes | OSError,
+    rewriter: Rewriter,
+    rewrite: Callable[[bytes], bytes],
+) -> RcEdit | None:
+    """One file's edit; None where it neither changes nor warns, so that
+    only what the user must see is shown and applied."""
+    target = Path(os.path.realpath(path))
+    if isinstance(old, OSError):
+        return RcEdit(path, target, b"", b"", "", f"cannot be read: {old}", kind=kind)
+    try:
+        new = rewrite(old)
+    except (Unsafe, YAMLError, ValueError) as error:
+        error_text = f"left unchanged: {error}"
+        return RcEdit(path, target, old, old, "", error_text, kind=kind)
+    caches, warnings = _package_caches(rewriter, kind, old, new)
+    warnings[:0] = _unrewritten(rewriter, kind, new)
+    if new == old and not warnings:
+        return None
+    diff = _diff(path, old, new) if new != old else ""
+    return RcEdit(
+        path, target, old, new, diff, warnings=warnings, caches=caches, kind=kind
+    )
 
 
 def _read(path: Path) -> bytes | OSError:
