@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .progress import size
 from .purge import plan_repair
 from .result import Status
+from .safety.remove import processes_using
 from .scratch_refs import planned_references, warn
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def plan(
 
     options, outcome, room = run.options, run.outcome, run.room
     outcome.status = Status.PLANNED
-    removal = "" if options.keep_old else f" and remove {outcome.source}"
+    removal, kept = _removal(run)
     outcome.written_files, outcome.written_bytes = wanted.files, wanted.bytes
     outcome.shared_files = wanted.shared_files
     outcome.shared_bytes = wanted.shared_bytes
@@ -46,7 +47,7 @@ def plan(
             f"Would share with environments before it: {wanted.shared_files} files, "
             f"{size(wanted.shared_bytes)}"
         )
-    if not options.keep_old:
+    if not options.keep_old and not kept:
         outcome.freed_files, outcome.freed_bytes = freed(footprint)
         lines.append(
             f"Would free on the source: {outcome.freed_files} files and directories, "
@@ -57,7 +58,7 @@ def plan(
     lines += plan_repair(outcome)
     run.out.info(
         *lines,
-        f"Would write {options.yaml_dir / (outcome.name + '.yml')}, copy, compare{removal}",
+        f"Would write {options.yaml_dir / (outcome.name + '.yml')}, copy{removal}",
         "",
     )
     outcome.scratch_refs = [
@@ -68,6 +69,33 @@ def plan(
     ]
     warn(outcome, run.out)
     return outcome
+
+
+def _removal(run: Migration) -> tuple[str, bool]:
+    """What the removal would do, as the real run decides it from ``/proc``:
+    a process writing or working in the environment keeps it (the run
+    copies it and exits 1), one that only runs from it is named. Said from
+    what runs now, so a dry run before the jobs end says the same as the
+    run would; whether it is kept."""
+    outcome = run.outcome
+    if run.options.keep_old:
+        return ", compare", True
+    users = processes_using(outcome.source)
+    for user in users:
+        if user.writes:
+            outcome.message = (
+                f"{outcome.source} would be copied but kept: {user} {user.writes}. "
+                "Run again once it has ended to have it removed."
+            )
+            return (
+                f" and compare, but keep {outcome.source}: {user} {user.writes}",
+                True,
+            )
+    for user in users:
+        run.out.info(
+            f"warning: {user} is using {outcome.source}; it would be removed all the same."
+        )
+    return f", compare and remove {outcome.source}", False
 
 
 # END

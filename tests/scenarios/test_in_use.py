@@ -195,6 +195,36 @@ def test_process_reading_the_environment_is_named_and_it_is_removed(
     assert not scratch.abc.exists()
 
 
+def test_dry_run_says_a_writing_job_would_keep_the_environment(scratch, home, migrate):
+    """The dry run says what the real run does: it copies the environment
+    and keeps it while a job writes into it (or works in it), and it names
+    a process that only runs from it, as the real run does."""
+    import json
+
+    log = scratch.abc / "var/log/job.log"
+    job = start_job(log)
+    writer = f"{command_of(job.pid)} (pid {job.pid}) has {log} open for writing"
+    sleeper = subprocess.Popen(["sleep", "60"], cwd=scratch.amd)
+    try:
+        out, err, code = migrate("-d", scratch.envs_dir, *RELOCATE, "--dry-run")
+        listed, _, _ = migrate("-d", scratch.envs_dir, *RELOCATE, "--dry-run", "--json")
+    finally:
+        end_job(job, "finish")
+        sleeper.kill()
+        sleeper.wait()
+    assert code == 0, out + err
+    assert f"Would write {home / '.conda/yaml/abc.yml'}, copy and compare" in out
+    assert f"but keep {scratch.abc}: {writer}" in out, out
+    assert f"and remove {scratch.abc}" not in out
+    assert f"but keep {scratch.amd}: sleep (pid {sleeper.pid}) works in" in out
+    planned = {env["name"]: env for env in json.loads(listed)["environments"]}
+    assert writer in planned["abc"]["message"]
+    assert planned["abc"]["freed_files"] is None
+    assert (home / ".conda/envs").exists() is False or not any(
+        (home / ".conda/envs").iterdir()
+    )
+
+
 # -- 2. a write just before the removal ----------------------------------------
 
 
