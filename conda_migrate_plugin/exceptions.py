@@ -78,15 +78,22 @@ class DestinationTaken(MigrateError):
     user's ``mkdir``, another tool): the verified copy is never renamed over
     it, not even over an empty directory, which ``rename(2)`` would replace
     without a word. ``kept``: where the verified copy stays for the next run
-    to finish from (a resumed commit), or None where it was removed."""
+    to finish from (a resumed commit), or None where it was removed.
+    ``copied``: False where the name was found taken before anything was
+    copied (conda's clone makes its copy at the destination itself)."""
 
-    def __init__(self, source: Path, dest: Path, kept: Path | None) -> None:
+    def __init__(
+        self, source: Path, dest: Path, kept: Path | None, *, copied: bool = True
+    ) -> None:
         self.kept = kept
-        copy = (
-            f"The verified copy is kept at {kept}; the next run finishes from it."
-            if kept
-            else "The verified copy was removed."
-        )
+        if kept:
+            copy = (
+                f"The verified copy is kept at {kept}; the next run finishes from it."
+            )
+        elif copied:
+            copy = "The verified copy was removed."
+        else:
+            copy = "Nothing was copied."
         super().__init__(
             f"{dest} was made by something else after this run found the name "
             f"free; it was left as it is, and {source} is untouched. {copy}",

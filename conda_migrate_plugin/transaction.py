@@ -132,7 +132,16 @@ class Copy:
         # Recorded before it exists, so that no kill can leave a copy the
         # journal does not know of.
         journal.record(state_dir, entry)
-        os.mkdir(path, 0o700)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if staged:
+                raise
+            # conda's clone copies at the destination, which the preflight
+            # found free: something made it since (a user, another tool).
+            raise DestinationTaken(
+                Path(entry.source), dest, None, copied=False
+            ) from None
         try:
             fsync_directory(path.parent)
             st = os.lstat(path)

@@ -479,6 +479,39 @@ def _assert_made_meanwhile_is_kept(scratch, home, fault: tuple[str, str]) -> Non
     assert str(dest) in registered(home), "another's directory was unlisted"
 
 
+@requires_conda
+def test_destination_made_before_the_clone_is_kept_and_said(scratch, home):
+    """conda's clone copies at the destination itself: a directory made
+    there after the preflight found the name free, before the clone starts,
+    is kept as it is (never cloned into, never removed), the source is
+    untouched, and the run says so and what to do (not a bare "File
+    exists")."""
+    before = tree_snapshot(scratch.abc)
+    args = ("-d", scratch.abc, "--all", "--method", "clone", "--no-clean")
+    held = run_cli(home, *args, fault=("stop", "1", "_clone"))
+    wait_until_stopped(held)
+    dest = home / ".conda/envs/abc"
+    dest.mkdir()
+    made = dest.stat().st_ino
+    with (home / ".conda/environments.txt").open("a") as registry:
+        registry.write(f"{dest}\n")
+    os.kill(held.pid, signal.SIGCONT)
+    out = held.communicate(timeout=300)[0]
+    assert held.returncode == 1, out
+    assert dest.stat().st_ino == made and os.listdir(dest) == [], out
+    assert (
+        f"{dest} was made by something else after this run found the name free; "
+        f"it was left as it is, and {scratch.abc} is untouched. Nothing was copied."
+        in out
+    )
+    assert f"Move {dest} out of the way, or choose another --dest" in out
+    assert "File exists" not in out
+    assert tree_snapshot(scratch.abc) == before
+    assert os.listdir(dest.parent) == ["abc"], out
+    assert journal.entries(home / ".conda/migrate") == []
+    assert str(dest) in registered(home), "another's directory was unlisted"
+
+
 def test_destination_made_after_a_kill_at_the_commit_keeps_both(scratch, home):
     """Killed right before the verified copy is renamed into place; then
     something makes the destination. The rerun keeps it, keeps the verified
