@@ -295,6 +295,9 @@ def _already_there(run: Migration) -> MigrationResult | None:
         return None
     differences = differences_from(source, dest, run.backend)
     if not differences:
+        if not run.options.dry_run:
+            # As the commit does (a killed one's journal may have been deleted).
+            run.backend.register(dest)
         return run.end(
             Status.ALREADY,
             f"{run.outcome.name} is already migrated: {dest} holds the same packages "

@@ -19,7 +19,13 @@ import pytest
 from conda_migrate_plugin.names import REMOVING_SUFFIX, STAGING_PREFIX
 from conda_migrate_plugin.safety import journal
 from tests.support.markers import requires_conda
-from tests.support.runs import child_env, killed_in_the_removal, run_again, run_cli
+from tests.support.runs import (
+    child_env,
+    killed_in_the_removal,
+    registered,
+    run_again,
+    run_cli,
+)
 from tests.support.trees import softlink_by_hand, tree_snapshot
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
@@ -263,3 +269,25 @@ def test_home_quota_with_room_for_the_log_alone(scratch, home, slowfs_mount):
     assert f"{scratch.amd} was not touched: its lock cannot be made" in out
     assert "Your home is full (a quota counts files as well as bytes)" in out
     assert tree_snapshot(scratch.envs_dir) == sources
+
+
+def test_journal_deleted_after_a_kill_at_the_commit_lists_the_copy(scratch, home):
+    """Killed right after the verified copy was renamed into a ``--dest``
+    that is none of conda's envs_dirs, before it was registered; the user
+    then deletes the journal. The rerun finds the copy already migrated and
+    lists it in conda's registry, as the commit would have: otherwise conda
+    (``conda env list``, ``conda activate`` by name) never finds it there."""
+    dest_root = home / "projects" / "envs"
+    args = ["-d", scratch.envs_dir, "--dest", dest_root, *RELOCATE]
+    code, out, err = run_cli(home, *args, fault=("kill-after", "1", "rename_noreplace"))
+    assert code == -signal.SIGKILL, out + err
+    copy = dest_root / "abc"
+    assert (copy / "conda-meta/history").is_file()
+    assert str(copy) not in registered(home)
+    shutil.rmtree(home / ".conda/migrate/journal")
+
+    code, out, err = run_cli(home, *args)
+    assert code == 0, out + err
+    assert f"abc is already migrated: {copy} holds the same packages" in out
+    assert (scratch.abc / "conda-meta/history").is_file()
+    assert registered(home).count(str(copy)) == 1, registered(home)
