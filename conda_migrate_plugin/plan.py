@@ -76,13 +76,17 @@ def _removal(run: Migration) -> tuple[str, bool]:
     a process writing or working in the environment keeps it (the run
     copies it and exits 1), one that only runs from it is named. Said from
     what runs now, so a dry run before the jobs end says the same as the
-    run would; whether it is kept."""
+    run would (a kept one is "copied", as the run reports it); whether it
+    is kept."""
     outcome = run.outcome
     if run.options.keep_old:
         return ", compare", True
     users = processes_using(outcome.source)
     for user in users:
         if user.writes:
+            # The real run's status: its exit code 1, and no rc file or
+            # envs_dirs entry made to leave the environment kept.
+            outcome.status = Status.COPIED
             outcome.message = (
                 f"{outcome.source} would be copied but kept: {user} {user.writes}. "
                 "Run again once it has ended to have it removed."

@@ -202,6 +202,8 @@ def test_dry_run_says_a_writing_job_would_keep_the_environment(scratch, home, mi
     import json
 
     log = scratch.abc / "var/log/job.log"
+    bashrc = home / ".bashrc"
+    bashrc.write_text(f"conda activate {scratch.abc}\nconda activate {scratch.amd}\n")
     job = start_job(log)
     writer = f"{command_of(job.pid)} (pid {job.pid}) has {log} open for writing"
     sleeper = subprocess.Popen(["sleep", "60"], cwd=scratch.amd)
@@ -212,13 +214,20 @@ def test_dry_run_says_a_writing_job_would_keep_the_environment(scratch, home, mi
         end_job(job, "finish")
         sleeper.kill()
         sleeper.wait()
-    assert code == 0, out + err
+    assert code == 1, out + err
     assert f"Would write {home / '.conda/yaml/abc.yml'}, copy and compare" in out
     assert f"but keep {scratch.abc}: {writer}" in out, out
     assert f"and remove {scratch.abc}" not in out
     assert f"but keep {scratch.amd}: sleep (pid {sleeper.pid}) works in" in out
     planned = {env["name"]: env for env in json.loads(listed)["environments"]}
     assert writer in planned["abc"]["message"]
+    assert planned["abc"]["status"] == planned["amd"]["status"] == "copied"
+    assert "  copied: 2" in out
+    assert f"-conda activate {scratch.abc}" not in out, "the real run keeps it"
+    assert (
+        bashrc.read_text()
+        == f"conda activate {scratch.abc}\nconda activate {scratch.amd}\n"
+    )
     assert planned["abc"]["freed_files"] is None
     assert (home / ".conda/envs").exists() is False or not any(
         (home / ".conda/envs").iterdir()
