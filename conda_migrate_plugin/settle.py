@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .array_plan import record
 from .discover import scan_directory
+from .exceptions import Interrupted
 from .progress import size
 from .result import MOVED, MigrationResult, Status
 from .safety import journal
@@ -38,6 +39,22 @@ class Settle:
     rc_edits: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, outcomes: list[MigrationResult]) -> None:
+        try:
+            self._settle(outcomes)
+        except Interrupted as stop:
+            if self.options.dry_run:
+                raise
+            names = ", ".join(o.name for o in outcomes if o.status in MOVED)
+            done = f"after migrating {names}, " if names else ""
+            raise Interrupted(
+                stop.signum,
+                f"{done}while pointing the rc files at the new places: each rc "
+                "file is as it was or updated, none half-written. Run the same "
+                "command again to finish: it updates them, and goes on with "
+                "whatever is not migrated yet.",
+            ) from None
+
+    def _settle(self, outcomes: list[MigrationResult]) -> None:
         options = self.options
         if not options.dry_run:
             for outcome in outcomes:

@@ -288,9 +288,17 @@ def _clean(
     if not options.clean or not any(o.status in SUCCEEDED for o in outcomes):
         return None
     out.phase(Phase.CLEANING)
-    cleaned, said = clean_caches(
-        backend, dry_run=options.dry_run, keep=still_needed(outcomes, candidates)
-    )
+    try:
+        cleaned, said = clean_caches(
+            backend, dry_run=options.dry_run, keep=still_needed(outcomes, candidates)
+        )
+    except Interrupted as stop:
+        raise Interrupted(
+            stop.signum,
+            "while cleaning conda's package caches, after all else was done (see "
+            "above): what the clean removed is gone, and no package was left "
+            "half-removed. Run the same command again to finish the clean.",
+        ) from None
     out.info(said)
     out.phase(None)
     return cleaned

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..records import softlinked_packages
+from ..safety.interrupt import uninterruptible
 from .registry import read_registry
 
 if TYPE_CHECKING:
@@ -92,5 +93,8 @@ def clean(*, dry_run: bool, keep: Collection[str] = ()) -> dict[str, Any]:
     if not dry_run:
         for items in removed.values():
             for item in items:
-                rm_rf(item)
+                # A stop waits for the item: a package half removed from
+                # the cache may still look whole to conda.
+                with uninterruptible():
+                    rm_rf(item)
     return {**removed, "bytes": freed}

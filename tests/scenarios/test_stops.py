@@ -19,7 +19,13 @@ import time
 import pytest
 
 from tests.support.markers import requires_conda
-from tests.support.runs import child_env, console_script, faultpoint, run_on_terminal
+from tests.support.runs import (
+    child_env,
+    console_script,
+    faultpoint,
+    run_again,
+    run_on_terminal,
+)
 from tests.support.trees import tree_snapshot
 
 SIGNALS = {"int": signal.SIGINT, "term": signal.SIGTERM, "hup": signal.SIGHUP}
@@ -236,3 +242,77 @@ def test_a_stop_turned_into_another_error_is_still_a_stop(
     assert {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)} == (
         before
     )
+
+
+def test_stop_while_the_rc_files_are_rewritten_says_what_is_done(scratch, home):
+    """SIGTERM once abc moved, as its rc-file lines are rewritten: the run
+    says abc is migrated, the rc files are as they were or updated (never
+    half-written) and that the same command finishes; it does (amd too)."""
+    bashrc = home / ".bashrc"
+    before = f"conda activate {scratch.abc}\nconda activate {scratch.amd}\n"
+    bashrc.write_text(before)
+    amd = tree_snapshot(scratch.amd)
+    args = ["-d", scratch.envs_dir, "--all", "--method", "relocate", "--no-clean"]
+    code, text = strike("term", 1, "_apply", *args)
+    assert code == 128 + signal.SIGTERM, text
+    assert (
+        "Stopped by SIGTERM after migrating abc, while pointing the rc files at the "
+        "new places: each rc file is as it was or updated, none half-written. Run "
+        "the same command again to finish" in text
+    )
+    assert bashrc.read_text() == before
+    assert not list(home.glob(".bashrc.*.partial"))
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+    assert tree_snapshot(scratch.amd) == amd
+
+    rerun = run_again(args, child_env())
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    envs = home / ".conda/envs"
+    assert bashrc.read_text() == (
+        f"conda activate {envs / 'abc'}\nconda activate {envs / 'amd'}\n"
+    )
+    assert not scratch.amd.exists()
+
+
+@requires_conda
+def test_stop_in_condas_clean_says_what_is_done(scratch, home):
+    """SIGTERM in conda's clean at the end: everything else was done, the
+    run says so and that the same command finishes the clean; it does."""
+    args = ["-d", scratch.envs_dir, "--all", "--method", "relocate"]
+    code, text = strike("term", 1, "find_pkgs", *args)
+    assert code == 128 + signal.SIGTERM, text
+    assert (
+        "Stopped by SIGTERM while cleaning conda's package caches, after all else "
+        "was done (see above): what the clean removed is gone, and no package was "
+        "left half-removed. Run the same command again to finish the clean." in text
+    )
+    assert not scratch.abc.exists() and not scratch.amd.exists()
+
+    rerun = run_again(args, child_env())
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "from conda's caches." in rerun.stdout
+
+
+@requires_conda
+def test_stop_in_condas_clean_never_leaves_a_package_half_removed(
+    scratch, home, tmp_path
+):
+    """SIGTERM amid the deletion of an extracted package from the cache (its
+    20th file of 41): conda would take what is left for a whole package. The
+    stop waits until it is gone."""
+    args = ["-d", scratch.envs_dir, "--all", "--method", "relocate"]
+    moved = run_again([*args, "--no-clean"], child_env())
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    pkgs = tmp_path / "conda-pkgs"  # the home fixture's CONDA_PKGS_DIRS
+    pkgs.mkdir(exist_ok=True)
+    (pkgs / "urls.txt").write_text("")
+    package = pkgs / "bulky-1.0-0"
+    (package / "info").mkdir(parents=True)
+    (package / "info/index.json").write_text('{"name": "bulky"}')
+    (package / "lib").mkdir()
+    for index in range(40):
+        (package / "lib" / f"part{index}").write_text("x")
+    code, text = strike("term", 20, "unlink", *args)
+    assert code == 128 + signal.SIGTERM, text
+    assert "Stopped by SIGTERM while cleaning conda's package caches" in text
+    assert not package.exists(), sorted(os.listdir(package / "lib"))
