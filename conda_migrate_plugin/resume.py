@@ -236,6 +236,25 @@ def _unnamed_copies(options: Options, out: Output) -> None:
             )
 
 
+def _planned(entry: journal.Entry, out: Output) -> list[MigrationResult]:
+    """``--dry-run``: what the next run finishes. A verified copy's source
+    is removed then (once shown unchanged and unused), so it is planned as
+    that, not left for discovery to call "already migrated" and the user
+    to remove by hand."""
+    source, dest = Path(entry.source), Path(entry.dest)
+    if entry.phase not in (Phase.VERIFIED, Phase.REMOVING) or not source.exists():
+        out.info(
+            f"An interrupted migration of {source} to {dest} will be finished by the next run."
+        )
+        return []
+    message = (
+        f"Would finish the interrupted migration of {source}: its copy {dest} is "
+        f"verified; remove {source} once it is shown as it was copied."
+    )
+    out.info(message)
+    return [MigrationResult(entry.name, source, dest, Status.PLANNED, message)]
+
+
 def resume(options: Options, backend: Backend, out: Output) -> list[MigrationResult]:
     _unnamed_copies(options, out)
     outcomes = []
@@ -246,9 +265,7 @@ def resume(options: Options, backend: Backend, out: Output) -> list[MigrationRes
         if is_held(options.state_dir, dest):
             continue  # a live run is on it
         if options.dry_run:
-            out.info(
-                f"An interrupted migration of {source} to {dest} will be finished by the next run."
-            )
+            outcomes += _planned(entry, out)
             continue
         try:
             with hold_all(options.state_dir, source, dest):

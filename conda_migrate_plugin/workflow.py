@@ -146,7 +146,8 @@ def _run(
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
     settle = Settle(options, home, out)
-    settle(outcomes)
+    if not options.dry_run:  # which shows one plan, at the end
+        settle(outcomes)
     earlier = _earlier(options, outcomes, settle)
     candidates = _candidates(options, backend, outcomes, earlier)
     valid = report_discovery(options.scanned, candidates, options, out)

@@ -106,6 +106,15 @@ def test_rerun_finishes_once_the_writing_job_has_ended(scratch, home, migrate):
         assert scratch.abc.is_dir()
     finally:
         end_job(job, "quit")
+    out, err, code = migrate("-d", scratch.abc, *RELOCATE, "--dry-run")
+    assert code == 0, out + err
+    assert (
+        f"Would finish the interrupted migration of {scratch.abc}: its copy "
+        f"{home / '.conda/envs/abc'} is verified; remove {scratch.abc}" in out
+    ), out
+    assert "conda env remove" not in out, "the run removes it, not the user"
+    assert "already migrated" not in out
+    assert scratch.abc.is_dir()
     out, err, code = migrate("-d", scratch.abc, *RELOCATE)
     assert code == 0, out + err
     assert not scratch.abc.exists()
