@@ -447,6 +447,29 @@ def test_environment_that_is_a_mount_point_is_refused_before_the_copy(
     assert tree_snapshot(scratch.abc) == before
 
 
+@pytest.mark.parametrize("kind", ["bind", "tmpfs"])
+def test_mount_made_just_before_the_rename_aside_keeps_its_files(
+    scratch, home, mount, kind
+):
+    """A directory mounted inside the environment after the preflight found
+    none, in the instant before the rename aside: the removal finds it on
+    the renamed tree, never enters it, and puts the environment back."""
+    log, held = held_at_the_rename_aside(scratch, home, "")
+    point = scratch.abc / "share/project"
+    try:
+        paper = mount_project(kind, mount, home, point)
+    finally:
+        os.kill(held.pid, signal.SIGCONT)
+        out, err = held.communicate(timeout=120)
+    assert held.returncode == 1, out + err
+    assert f"{point} is a mount point inside {scratch.abc}" in out
+    assert paper.read_text() == "\\section{Results}\n"
+    assert mounts_below(scratch.abc) == [str(point)]
+    assert (scratch.abc / "conda-meta/history").is_file()
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+    assert not (home / ".conda/envs/abc/share/project").exists()
+
+
 # -- 3. a copy replaced between two runs -----------------------------------------
 
 
