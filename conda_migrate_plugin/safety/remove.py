@@ -78,37 +78,56 @@ class User:
         return f"{self.command} (pid {self.pid})"
 
 
-def _open_for_writing(proc: Path, fd: str) -> bool:
+def _open_for_writing(proc: Path, fd: str, files: Files | None) -> bool:
     """The access mode of descriptor ``fd``, as ``fdinfo`` gives its flags
-    in octal; a file gone meanwhile counts as not written."""
+    in octal; a file gone meanwhile counts as not written. With ``files``,
+    only one of those (its mount's device, its inode: read, never followed,
+    so a hung network filesystem cannot stall the check)."""
     try:
-        info = (proc / "fdinfo" / fd).read_text()
-    except OSError:
+        lines = (proc / "fdinfo" / fd).read_text().splitlines()
+        pairs = (line.partition(":") for line in lines)
+        info = {key: value.strip() for key, _, value in pairs}
+        writing = int(info["flags"], 8) & os.O_ACCMODE != os.O_RDONLY
+        if files is None or not writing or info.get("ino") not in files[1]:
+            return writing and files is None
+        mounts = (proc / "mountinfo").read_text().splitlines()
+    except (OSError, KeyError, ValueError):
         return False
-    for line in info.splitlines():
-        if line.startswith("flags:"):
-            return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
-    return False
+    devices = {line.split()[0]: line.split()[2] for line in mounts}
+    major, _, minor = devices.get(info.get("mnt_id", ""), "0:0").partition(":")
+    return os.makedev(int(major), int(minor)) == files[0]
 
 
-def _writable_mappings(maps: str, inside: str) -> list[str]:
+#: The environment's device and the inodes of its entries (as decimal
+#: text, as ``/proc`` gives them): a process may name them by another path,
+#: a bind mount of the environment elsewhere or a container's.
+Files = tuple[int, frozenset[str]]
+
+
+def _writable_mappings(maps: str, inside: str, files: Files | None) -> list[str]:
     """Files of the environment mapped shared and writable (a database's
     ``mmap``): the kernel writes them back whenever it likes."""
     found = []
     for line in maps.splitlines():
         fields = line.split(None, 5)
         if len(fields) == 6 and "w" in fields[1] and "s" in fields[1]:
-            if fields[5].startswith(inside):
+            major, _, minor = fields[3].partition(":")
+            ours = (
+                files is not None
+                and fields[4] in files[1]
+                and os.makedev(int(major, 16), int(minor, 16)) == files[0]
+            )
+            if fields[5].startswith(inside) or ours:
                 found.append(fields[5])
     return found
 
 
-def processes_using(prefix: Path) -> list[User]:
+def processes_using(prefix: Path, files: Files | None = None) -> list[User]:
     """The processes that run from, work in, or hold files of the
     environment, as ``/proc`` shows them (the user's own, unless run as
     root): removing it pulls the ground from under them, which the user
     should hear of before it happens; and a process that writes into it or
-    works in it keeps it."""
+    works in it keeps it, also by another path to ``files``."""
     root = os.path.realpath(prefix)
     inside = root + "/"
 
@@ -129,9 +148,10 @@ def processes_using(prefix: Path) -> list[User]:
         written = [
             link
             for fd, link in sorted(fds.items(), key=lambda item: int(item[0]))
-            if within(link) and _open_for_writing(proc, fd)
+            if (within(link) and _open_for_writing(proc, fd, None))
+            or (files is not None and _open_for_writing(proc, fd, files))
         ]
-        written += _writable_mappings(maps, inside)
+        written += _writable_mappings(maps, inside, files)
         if written:
             found.append(User(command, proc.name, f"has {written[0]} open for writing"))
         elif within(cwd):
@@ -158,12 +178,15 @@ def remove_tree(root: Path) -> None:
 
 
 def check_no_writers(
-    prefix: Path, users: Iterable[User] | None = None, named: Path | None = None
+    prefix: Path,
+    users: Iterable[User] | None = None,
+    named: Path | None = None,
+    files: Files | None = None,
 ) -> None:
     """Refuse to remove an environment a process writes into or works in
-    (``users``, or those ``/proc`` shows now); paths are said as below
-    ``named``, the name it is put back under."""
-    for user in processes_using(prefix) if users is None else users:
+    (``users``, or those ``/proc`` shows now, ``files`` by any path); paths
+    are said as below ``named``, the name it is put back under."""
+    for user in processes_using(prefix, files) if users is None else users:
         if user.writes:
             writes = user.writes
             if named is not None:
@@ -230,7 +253,8 @@ def _check_aside(
         )
     if unchanged is not None:
         unchanged(walked.stamps)
-    check_no_writers(aside, named=prefix)
+    inodes = frozenset(str(stamp[5]) for stamp in walked.stamps.values())
+    check_no_writers(aside, named=prefix, files=(walked.device, inodes))
     return walked
 
 

@@ -470,6 +470,30 @@ def test_mount_made_just_before_the_rename_aside_keeps_its_files(
     assert not (home / ".conda/envs/abc/share/project").exists()
 
 
+def test_job_writing_through_another_mount_of_the_environment_keeps_it(
+    scratch, home, migrate, mount, tmp_path
+):
+    """A job sees the environment where a container or a site bind-mounts
+    it (``apptainer --bind $SCRATCH/conda-envs/abc:/opt/env``): ``/proc``
+    names its log by that path, not by the environment's. Found by device
+    and inode all the same; the run used to remove the environment under
+    it, and the job's result went to a deleted file."""
+    alias = tmp_path / "opt-env"
+    alias.mkdir()
+    mount("--bind", scratch.abc, alias)
+    log = alias / "var/log/job.log"
+    job = start_job(log)
+    command = command_of(job.pid)
+    try:
+        out, err, code = migrate("-d", scratch.abc, *RELOCATE)
+    finally:
+        end_job(job, "finish")
+    assert code == 1, out + err
+    assert f"{command} (pid {job.pid}) has {log} open for writing" in out, out
+    assert (scratch.abc / "var/log/job.log").read_text() == "job started\njob result\n"
+    assert (home / ".conda/envs/abc/conda-meta/history").is_file()
+
+
 # -- 3. a copy replaced between two runs -----------------------------------------
 
 
