@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from .progress import size
 from .purge import plan_repair
 from .result import Status
-from .safety.remove import processes_using
+from .safety.remove import files_of, processes_using
 from .scratch_refs import planned_references, warn
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def plan(
 
     options, outcome, room = run.options, run.outcome, run.room
     outcome.status = Status.PLANNED
-    removal, kept = _removal(run)
+    removal, kept = _removal(run, footprint)
     outcome.written_files, outcome.written_bytes = wanted.files, wanted.bytes
     outcome.shared_files = wanted.shared_files
     outcome.shared_bytes = wanted.shared_bytes
@@ -71,7 +71,7 @@ def plan(
     return outcome
 
 
-def _removal(run: Migration) -> tuple[str, bool]:
+def _removal(run: Migration, footprint: Footprint) -> tuple[str, bool]:
     """What the removal would do, as the real run decides it from ``/proc``:
     a process writing or working in the environment keeps it (the run
     copies it and exits 1), one that only runs from it is named. Said from
@@ -81,7 +81,7 @@ def _removal(run: Migration) -> tuple[str, bool]:
     outcome = run.outcome
     if run.options.keep_old:
         return ", compare", True
-    users = processes_using(outcome.source)
+    users = processes_using(outcome.source, files_of(footprint))
     for user in users:
         if user.writes:
             # The real run's status: its exit code 1, and no rc file or

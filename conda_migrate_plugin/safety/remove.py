@@ -253,9 +253,14 @@ def _check_aside(
         )
     if unchanged is not None:
         unchanged(walked.stamps)
-    inodes = frozenset(str(stamp[5]) for stamp in walked.stamps.values())
-    check_no_writers(aside, named=prefix, files=(walked.device, inodes))
+    check_no_writers(aside, named=prefix, files=files_of(walked))
     return walked
+
+
+def files_of(footprint: Footprint) -> Files:
+    """The walked environment's device and inodes, for ``processes_using``."""
+    inodes = frozenset(str(stamp[5]) for stamp in footprint.stamps.values())
+    return footprint.device, inodes
 
 
 def _put_back(aside: Path, prefix: Path, cause: BaseException | None = None) -> None:

@@ -485,6 +485,9 @@ def test_job_writing_through_another_mount_of_the_environment_keeps_it(
     job = start_job(log)
     command = command_of(job.pid)
     try:
+        planned, err, code = migrate("-d", scratch.abc, *RELOCATE, "--dry-run")
+        assert code == 1, planned + err
+        assert f"but keep {scratch.abc}: {command} (pid {job.pid}) has {log}" in planned
         out, err, code = migrate("-d", scratch.abc, *RELOCATE)
     finally:
         end_job(job, "finish")
