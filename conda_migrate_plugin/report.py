@@ -135,6 +135,7 @@ def json_report(
     rc_files: list[dict[str, Any]],
     clean: dict[str, Any] | None,
     log: Path | None,
+    warnings: list[str],
 ) -> str:
     """The one document ``--json`` prints, at the end."""
     document = {
@@ -146,5 +147,6 @@ def json_report(
         "rc_files": rc_files,
         "clean": clean,
         "log": str(log) if log else None,
+        "warnings": warnings,
     }
     return json.dumps(document, indent=2)

@@ -41,6 +41,7 @@ from .refusals import (
 from .report import json_report, quota_json, quota_line, summarize
 from .result import SUCCEEDED, MigrationResult, Phase
 from .resume import partial_copies, resume
+from .running_jobs import warning as running_jobs
 from .safety.statedir import ensure_private
 from .selection import prompt_selection
 from .settle import Settle
@@ -142,6 +143,9 @@ def _run(
     command: str,
 ) -> int:
     started = time.monotonic()
+    # Once, before anything is removed: /proc here cannot see other nodes.
+    warnings = [] if options.keep_old else list(filter(None, [running_jobs()]))
+    out.info(*warnings)
     # Leftovers of a killed run first: a half-removed environment must not
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
@@ -180,6 +184,7 @@ def _run(
                 rc_files=settle.rc_edits,
                 clean=cleaned,
                 log=out.log_path,
+                warnings=warnings,
             )
         )
     return 0 if success else 1

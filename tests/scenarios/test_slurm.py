@@ -226,6 +226,8 @@ def test_readme_recipe_completes_and_a_second_submission_waits(
     )
     assert after["StartTime"] >= done["EndTime"]
     text = output(home, first)
+    # The second submission waits, pending: no job of the user runs.
+    assert "Slurm jobs" not in text
     for env in (scratch.abc, scratch.amd):
         assert f"Successfully migrated and removed old environment: {env}" in text
     assert (
@@ -431,6 +433,35 @@ def test_json_submission_reports_the_job_and_the_job_reports_in_json(
     ]
 
 
+def test_a_running_job_of_the_user_is_named_and_the_migration_goes_on(
+    slurm, scratch, home, migrate
+):
+    """/proc here cannot see a job on another node: the run names the
+    user's running job once, before anything is removed, in the output,
+    the log and --json, and migrates all the same."""
+    job = slurm.run("sbatch", "--parsable", "-J", "long-sim", "--wrap", "sleep 300")
+    job = job.strip().split(";")[0]
+    try:
+        slurm.wait(job, states={"RUNNING"})
+        out, err, code = migrate("-d", scratch.envs_dir, "--all", "--dry-run")
+        assert code == 0, out + err
+        said = (
+            f"warning: you have Slurm jobs running: {job} (long-sim). This node "
+            "cannot see whether they use an environment being moved"
+        )
+        assert out.count(said) == 1, out
+        out, err, code = migrate("-d", scratch.envs_dir, "--all", "--json")
+        assert code == 0, out + err
+        document = json.loads(out)
+        assert [w[: len(said)] for w in document["warnings"]] == [said]
+        assert said in Path(document["log"]).read_text()
+        dest = home / ".conda" / "envs"
+        assert sorted(p.name for p in dest.iterdir()) == ["abc", "amd"]
+        assert not scratch.abc.exists() and not scratch.amd.exists()
+    finally:
+        slurm.run("scancel", job)
+
+
 def six_envs(scratch, make_env) -> list[Path]:
     """Six environments of their own inodes (``unshare``: tasks side by
     side must not see each other's removals as edits), each activated in
@@ -492,6 +523,8 @@ def test_array_spreads_six_environments_and_cleans_once_after_the_last(
     for task in range(3):
         task_out = (logs / f"slurm-{array}_{task}.out").read_text()
         assert task_out.count("Successfully migrated and removed") == 2, task_out
+        # The other tasks running beside it are this run, not a user's job.
+        assert "Slurm jobs" not in task_out
         assert "conda's caches" not in task_out
 
 

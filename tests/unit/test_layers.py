@@ -32,6 +32,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         *("safety.lock", "safety.noreplace", "safety.startup", "safety.statedir"),
         # options: what the user asked for, read by every step; imports nothing.
         *("deadline", "gc_pause", "jobs", "options", "progress"),
+        # running_jobs: squeue, asked once before any removal; imports nothing.
+        "running_jobs",
     ),
     "readers": (
         *("classify", "damage", "records", "snapshot"),
