@@ -439,8 +439,11 @@ def test_a_running_job_of_the_user_is_named_and_the_migration_goes_on(
     """/proc here cannot see a job on another node: the run names the
     user's running job once, before anything is removed, in the output,
     the log and --json, and migrates all the same."""
-    job = slurm.run("sbatch", "--parsable", "-J", "long-sim", "--wrap", "sleep 300")
-    job = job.strip().split(";")[0]
+    job = slurm.run(
+        "sbatch",
+        *("--parsable", "-J", "long-sim", f"--output={home / 'long-sim.out'}"),
+        "--wrap=sleep 300",
+    ).strip()
     try:
         slurm.wait(job, states={"RUNNING"})
         out, err, code = migrate("-d", scratch.envs_dir, "--all", "--dry-run")
