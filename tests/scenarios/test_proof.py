@@ -456,14 +456,7 @@ def _assert_made_meanwhile_is_kept(scratch, home, fault: tuple[str, str]) -> Non
     why (exit 1)."""
     before = tree_snapshot(scratch.abc)
     held = run_cli(home, "-d", scratch.abc, *RELOCATE, fault=("stop", *fault))
-    wait_until_stopped(held)
-    dest = home / ".conda/envs/abc"
-    dest.mkdir()
-    made = dest.stat().st_ino
-    with (home / ".conda/environments.txt").open("a") as registry:
-        registry.write(f"{dest}\n")
-    os.kill(held.pid, signal.SIGCONT)
-    out = held.communicate(timeout=120)[0]
+    dest, made, out = _made_while_held(home, held)
     assert dest.stat().st_ino == made, out
     assert os.listdir(dest) == [], out
     assert held.returncode == 1, out
@@ -479,6 +472,20 @@ def _assert_made_meanwhile_is_kept(scratch, home, fault: tuple[str, str]) -> Non
     assert str(dest) in registered(home), "another's directory was unlisted"
 
 
+def _made_while_held(home, held) -> tuple[Path, int, str]:
+    """Once the run ``held`` is stopped, the destination made empty and
+    listed in conda's registry (as ``conda create -p`` lists what it
+    makes); the run let go to its end. Its inode, and what the run said."""
+    wait_until_stopped(held)
+    dest = home / ".conda/envs/abc"
+    dest.mkdir()
+    with (home / ".conda/environments.txt").open("a") as registry:
+        registry.write(f"{dest}\n")
+    made = dest.stat().st_ino
+    os.kill(held.pid, signal.SIGCONT)
+    return dest, made, held.communicate(timeout=300)[0]
+
+
 @requires_conda
 def test_destination_made_before_the_clone_is_kept_and_said(scratch, home):
     """conda's clone copies at the destination itself: a directory made
@@ -489,14 +496,7 @@ def test_destination_made_before_the_clone_is_kept_and_said(scratch, home):
     before = tree_snapshot(scratch.abc)
     args = ("-d", scratch.abc, "--all", "--method", "clone", "--no-clean")
     held = run_cli(home, *args, fault=("stop", "1", "_clone"))
-    wait_until_stopped(held)
-    dest = home / ".conda/envs/abc"
-    dest.mkdir()
-    made = dest.stat().st_ino
-    with (home / ".conda/environments.txt").open("a") as registry:
-        registry.write(f"{dest}\n")
-    os.kill(held.pid, signal.SIGCONT)
-    out = held.communicate(timeout=300)[0]
+    dest, made, out = _made_while_held(home, held)
     assert held.returncode == 1, out
     assert dest.stat().st_ino == made and os.listdir(dest) == [], out
     assert (
