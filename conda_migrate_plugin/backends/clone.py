@@ -7,6 +7,7 @@ so that ``--method auto`` can relocate instead.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -29,6 +30,7 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
     from conda.exceptions import CondaError, CondaHTTPError
     from conda.misc import clone_env
 
+    _drop_cut_short(source)
     try:
         # verbose=False: its "Files:" counts only the files no package owns;
         # the caller prints the environment's own counts, as for relocation.
@@ -56,6 +58,48 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
             "without the package cache or the network.",
         ) from err
     check()
+
+
+def _drop_cut_short(source: Path) -> None:
+    """A kill (scancel, a power cut) while conda extracts a package into its
+    cache can leave ``info/index.json`` whole and ``info/paths.json``, the
+    file list conda links by, empty or cut short. conda then takes the
+    directory as extracted, and every later clone of that package dies
+    reading the list. Such a directory is removed, as conda removes one
+    whose ``index.json`` it cannot read, so that conda extracts the package
+    again (or fetches it). Only in caches conda may write to; printed
+    within conda's lines, so the log keeps it."""
+    from conda.common.path import strip_pkg_extension
+    from conda.core.package_cache_data import PackageCacheData
+    from conda.core.prefix_data import PrefixData
+    from conda.gateways.disk.delete import rm_rf
+
+    packages = {
+        strip_pkg_extension(record.fn)[0]
+        for record in PrefixData(str(source)).iter_records()
+    }
+    for cache in PackageCacheData.writable_caches():
+        for package in sorted(packages):
+            extracted = Path(cache.pkgs_dir, package)
+            if extracted.is_dir() and not _file_list_reads(extracted / "info"):
+                print(
+                    f"Note: {package} in {cache.pkgs_dir}: its file list "
+                    "(info/paths.json) cannot be read, as a stopped extraction "
+                    "leaves it; conda extracts the package again."
+                )
+                rm_rf(str(extracted))
+
+
+def _file_list_reads(info: Path) -> bool:
+    """Whether conda can read the package's file list: ``paths.json``, or
+    for a package older than it, ``files``."""
+    try:
+        json.loads((info / "paths.json").read_bytes())
+    except FileNotFoundError:
+        return (info / "files").is_file()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 #: conda's settings that make it link a package's files as symlinks into

@@ -120,3 +120,41 @@ def test_clone_keeps_pins_and_environment_variables(scratch, home, conda_cli):
     assert (new / "conda-meta" / "state").read_text() == state.replace(
         str(scratch.abc), str(new)
     )
+
+
+def test_clone_extracts_again_a_package_a_killed_extraction_left_cut_short(
+    make_env, tmp_path, home, conda_cli
+):
+    """A kill (scancel, a power cut) during conda's extraction into the
+    package cache leaves a package's ``info/index.json`` whole and its
+    ``info/paths.json`` empty: conda takes the directory as extracted and
+    every later clone of that package died reading its file list."""
+    first = make_env(tmp_path / "scratch" / "envs" / "first", ["demo-app"])
+    out, err, code = conda_cli(
+        "migrate", "-d", first, "--all", "--method", "clone", "--no-clean"
+    )
+    assert code == 0, out + err
+    (extracted,) = (tmp_path / "conda-pkgs").glob("demo-text-*/info/paths.json")
+    extracted.write_bytes(b"")
+    whole = {
+        path: path.stat().st_ino
+        for path in (tmp_path / "conda-pkgs").glob("*/info/paths.json")
+        if path != extracted
+    }
+    assert whole
+    second = make_env(tmp_path / "scratch" / "envs" / "second", ["demo-app"])
+    expected = (second / "share/demo/data.txt").read_bytes()
+    out, err, code = conda_cli(
+        "migrate", "-d", second, "--all", "--method", "clone", "--no-clean"
+    )
+    assert code == 0, out + err
+    package = extracted.parent.parent.name
+    assert f"Note: {package} in {tmp_path / 'conda-pkgs'}: its file list" in out
+    new = home / ".conda" / "envs" / "second"
+    assert (new / "share/demo/data.txt").read_bytes() == expected
+    assert json.loads(extracted.read_text())["paths"]
+    assert {path: path.stat().st_ino for path in whole} == whole
+    assert out.count("Note: ") == 1
+    (record,) = (new / "conda-meta").glob("demo-text-*.json")
+    assert json.loads(record.read_text())["name"] == "demo-text"
+    assert not second.exists()
