@@ -22,6 +22,10 @@ TIMEOUT = 5
 SHOWN = 3
 #: States in which a job's processes exist and may write.
 STATES = "RUNNING,COMPLETING,SUSPENDED"
+#: What ``squeue`` says where no cluster is configured (the client package
+#: installed on a machine that is not a cluster's, found neither by a
+#: ``slurm.conf`` nor by DNS): not a Slurm site, so nothing to warn of.
+NO_CLUSTER = "Could not establish a configuration source"
 #: What the run asks each job: its id, its array's id (its own id when it
 #: is not a task of an array), the id as users see it, its name.
 FORMAT = "%A|%F|%i|%j"
@@ -50,7 +54,8 @@ def _ours() -> set[str]:
 
 def warning() -> str | None:
     """What to say of the user's running jobs; None when there are none
-    besides the run's own, or no ``squeue`` here (not a Slurm cluster)."""
+    besides the run's own, or no ``squeue`` here, or one that knows of no
+    cluster (not a Slurm site)."""
     squeue = shutil.which("squeue")
     if squeue is None:
         return None
@@ -69,6 +74,8 @@ def warning() -> str | None:
         return _unlisted(f"no answer in {TIMEOUT} seconds")
     except (OSError, subprocess.SubprocessError) as err:
         return _unlisted(str(err))
+    if done.returncode != 0 and NO_CLUSTER in done.stderr:
+        return None
     if done.returncode != 0:
         said = done.stderr.strip().splitlines()
         return _unlisted(said[-1] if said else f"exit code {done.returncode}")

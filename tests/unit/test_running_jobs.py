@@ -68,6 +68,19 @@ def test_no_running_job_no_squeue_no_warning(squeue, tmp_path, monkeypatch):
     assert running_jobs.warning() is None
 
 
+def test_a_squeue_that_knows_no_cluster_is_no_slurm_site(squeue):
+    """The client package installed where no cluster is configured (as
+    Debian's slurm-client alone leaves it): every run would otherwise warn
+    that jobs could not be listed, where there are none to list."""
+    squeue(
+        "echo 'squeue: error: resolve_ctls_from_dns_srv: res_nsearch error: "
+        "Unknown host' >&2; echo 'squeue: error: fetch_config: DNS SRV lookup "
+        "failed' >&2; echo 'squeue: fatal: Could not establish a configuration "
+        "source' >&2; exit 1"
+    )
+    assert running_jobs.warning() is None
+
+
 def test_a_failing_squeue_is_one_line(squeue):
     squeue("echo 'squeue: error: Unable to contact slurm controller' >&2; exit 1")
     assert running_jobs.warning() == (
