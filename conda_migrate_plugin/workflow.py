@@ -143,9 +143,7 @@ def _run(
     command: str,
 ) -> int:
     started = time.monotonic()
-    # Once, before anything is removed: /proc here cannot see other nodes.
-    warnings = [] if options.keep_old else list(filter(None, [running_jobs()]))
-    out.info(*warnings)
+    warnings = _jobs_elsewhere(options, out)
     # Leftovers of a killed run first: a half-removed environment must not
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
@@ -157,12 +155,8 @@ def _run(
     valid = report_discovery(options.scanned, candidates, options, out)
     room: Room | None = None
     if valid:
-        asked = time.monotonic()
-        selected = (
-            valid if options.select_all else prompt_selection(valid, stdin, out.stream)
-        )
-        # The run's time is its own, not the time the prompt waited.
-        started += time.monotonic() - asked
+        selected, waited = _select(valid, options, stdin, out)
+        started += waited  # the run's time is its own, not the prompt's
         room, migrated = _migrate(selected, options, backend, out, settle, command)
         outcomes += migrated
     else:
@@ -188,6 +182,25 @@ def _run(
             )
         )
     return 0 if success else 1
+
+
+def _select(
+    valid: list[Candidate], options: Options, stdin: TextIO, out: Output
+) -> tuple[list[Candidate], float]:
+    """The environments to migrate, and the seconds the prompt waited for
+    the user, which are not the run's."""
+    asked = time.monotonic()
+    if options.select_all:
+        return valid, 0.0
+    return prompt_selection(valid, stdin, out.stream), time.monotonic() - asked
+
+
+def _jobs_elsewhere(options: Options, out: Output) -> list[str]:
+    """Said once, before anything is removed: /proc here cannot see the
+    user's jobs on other nodes (with --keep-old nothing is removed)."""
+    warnings = [] if options.keep_old else list(filter(None, [running_jobs()]))
+    out.info(*warnings)
+    return warnings
 
 
 def _succeeded(outcome: MigrationResult) -> bool:
