@@ -78,18 +78,23 @@ class User:
         return f"{self.command} (pid {self.pid})"
 
 
-def _open_for_writing(proc: Path, fd: str, files: Files | None) -> bool:
-    """The access mode of descriptor ``fd``, as ``fdinfo`` gives its flags
-    in octal; a file gone meanwhile counts as not written. With ``files``,
-    only one of those (its mount's device, its inode: read, never followed,
-    so a hung network filesystem cannot stall the check)."""
+def _written(proc: Path, fd: str, within: bool, files: Files | None) -> bool:
+    """Whether ``fd`` is open for writing (``fdinfo``'s octal flags) on a file
+    of the environment: ``within`` it by its path, or one of ``files`` by any
+    (its mount's device and its inode: read, never followed, so a hung
+    network filesystem cannot stall it). A file gone counts as not written."""
+    if not within and files is None:
+        return False
     try:
         lines = (proc / "fdinfo" / fd).read_text().splitlines()
         pairs = (line.partition(":") for line in lines)
         info = {key: value.strip() for key, _, value in pairs}
-        writing = int(info["flags"], 8) & os.O_ACCMODE != os.O_RDONLY
-        if files is None or not writing or info.get("ino") not in files[1]:
-            return writing and files is None
+        if int(info["flags"], 8) & os.O_ACCMODE == os.O_RDONLY:
+            return False
+        if within:
+            return True
+        if files is None or info.get("ino") not in files[1]:
+            return False
         mounts = (proc / "mountinfo").read_text().splitlines()
     except (OSError, KeyError, ValueError):
         return False
@@ -98,9 +103,8 @@ def _open_for_writing(proc: Path, fd: str, files: Files | None) -> bool:
     return os.makedev(int(major), int(minor)) == files[0]
 
 
-#: The environment's device and the inodes of its entries (as decimal
-#: text, as ``/proc`` gives them): a process may name them by another path,
-#: a bind mount of the environment elsewhere or a container's.
+#: The environment's device and its entries' inodes (decimal, as ``/proc``
+#: gives them): a process may reach them by another path (a bind mount).
 Files = tuple[int, frozenset[str]]
 
 
@@ -148,8 +152,7 @@ def processes_using(prefix: Path, files: Files | None = None) -> list[User]:
         written = [
             link
             for fd, link in sorted(fds.items(), key=lambda item: int(item[0]))
-            if (within(link) and _open_for_writing(proc, fd, None))
-            or (files is not None and _open_for_writing(proc, fd, files))
+            if _written(proc, fd, within(link), files)
         ]
         written += _writable_mappings(maps, inside, files)
         if written:
