@@ -16,7 +16,7 @@ from .candidates import active_among
 from .exceptions import MigrateError, UsageError
 from .names import HISTORY, LOGS
 from .preflight import existing_ancestor
-from .rcfiles.rewrite import scratch_roots
+from .rcfiles.rewrite import environ_path, scratch_roots
 from .result import MigrationResult
 
 if TYPE_CHECKING:
@@ -93,8 +93,7 @@ def _onto_scratch(place: Path, source: Path, home: Path) -> _Onto | None:
     home that is itself a symlink (``/home/u -> /gpfs/home/u``) is the
     site's: only the links below it count for a place in it."""
     lexical, real = Path(os.path.normpath(place)), Path(os.path.realpath(place))
-    value = os.environ.get("SCRATCH", "")
-    scratch = Path(value) if value.startswith("/") else None
+    scratch = environ_path(os.environ, "SCRATCH")
     roots = scratch_roots(scratch, home)
     if any(lexical.is_relative_to(root) for root in roots):
         return _Onto(f"it is under $SCRATCH ({scratch})", True, None)

@@ -40,6 +40,7 @@ from .rewrite import (
     EnvMove,
     Rewriter,
     Unsafe,
+    environ_path,
     split_lines,
 )
 from .shell import CSH, DIALECTS, FISH, SH, Shell
@@ -127,7 +128,7 @@ def plan_rc_edits(
     prefix in a form not rewritten (``warnings``), so the caller can print every
     diff before (or, for ``--dry-run``, instead of) applying them.
     """
-    scratch = _environ_path(environ, "SCRATCH")
+    scratch = environ_path(environ, "SCRATCH")
     found = [(path, kind, _read(path)) for path, kind in _candidates(home, environ)]
     texts = [data for _, _, data in found if isinstance(data, bytes)]
     env_moves, dir_moves = every_spelling(env_moves, dir_moves, home, scratch, texts)
@@ -270,15 +271,15 @@ def _write_backup(edit: RcEdit, stamp: str) -> Path:
 def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKind]]:
     """Existing files in the order conda/the shell read them, each real file once."""
     condarcs = [home / name for name in CONDARC_FILES]
-    xdg_config = _environ_path(environ, "XDG_CONFIG_HOME")
+    xdg_config = environ_path(environ, "XDG_CONFIG_HOME")
     if xdg_config is not None:
         condarcs[:0] = [xdg_config / "conda/.condarc", xdg_config / "conda/condarc"]
-    if (condarc := _environ_path(environ, "CONDARC")) is not None:
+    if (condarc := environ_path(environ, "CONDARC")) is not None:
         condarcs.append(condarc)
     data_dirs = [home / ".local/share/jupyter"]
-    if (xdg_data := _environ_path(environ, "XDG_DATA_HOME")) is not None:
+    if (xdg_data := environ_path(environ, "XDG_DATA_HOME")) is not None:
         data_dirs.append(xdg_data / "jupyter")
-    if (jupyter_data := _environ_path(environ, "JUPYTER_DATA_DIR")) is not None:
+    if (jupyter_data := environ_path(environ, "JUPYTER_DATA_DIR")) is not None:
         data_dirs.append(jupyter_data)
     jupyter_path = environ.get("JUPYTER_PATH", "").split(os.pathsep)
     data_dirs += [Path(p) for p in jupyter_path if p.startswith("/")]
@@ -357,11 +358,6 @@ def _sourced(directory: Path, pattern: str) -> list[Path]:
         for path in directory.glob(pattern)
         if not path.name.startswith(".") and path.is_file()
     )
-
-
-def _environ_path(environ: Mapping[str, str], name: str) -> Path | None:
-    value = environ.get(name, "")
-    return Path(value) if value.startswith("/") else None
 
 
 def _diff(path: Path, old: bytes, new: bytes) -> str:

@@ -366,6 +366,13 @@ class Rewriter:
         return any(isinstance(s, str) and pattern.search(_encode(s)) for s in strings)
 
 
+def environ_path(environ: Mapping[str, str], name: str) -> Path | None:
+    """The path an environment variable names; none where it is unset, empty
+    or relative (which names no place a file or a run could agree on)."""
+    value = environ.get(name, "")
+    return Path(value) if value.startswith("/") else None
+
+
 def scratch_roots(scratch: Path | None, home: Path) -> tuple[Path, ...]:
     """``$SCRATCH`` as set and as its symlinks resolve (a file may spell
     either); never one holding the home directory, whose caches are home's."""
