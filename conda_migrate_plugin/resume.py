@@ -172,10 +172,10 @@ def _discard_unverified(
 ) -> MigrationResult | None:
     source, dest = Path(entry.source), Path(entry.dest)
     for path in filter(None, (Path(entry.staging) if entry.staging else None, dest)):
-        if journal.is_our_copy(entry, path) and not os.path.lexists(source):
-            journal.clear(options.state_dir, dest)
-            return _last_of_it(entry, path, options, out)
         if journal.is_our_copy(entry, path):
+            if not os.path.lexists(source):
+                journal.clear(options.state_dir, dest)
+                return _last_of_it(entry, path, options, out)
             discard(path)
             if path == dest:
                 backend.unregister(dest)
