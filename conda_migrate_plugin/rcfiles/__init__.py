@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
 __all__ = [
-    "CONDARC_FILES",
+    "CONDARC_SEARCH_PATH",
     "CSH_FILES",
     "SHELL_FILES",
     "DirMove",
@@ -90,14 +90,24 @@ ZSH_FILES = (".zshenv", ".zprofile", ".zshrc", ".zlogin")
 #: where there is none, then ``.login``.
 CSH_FILES = (".tcshrc", ".cshrc", ".login")
 
-#: The user-level files of conda's own search path, in its order.
-CONDARC_FILES = (
+#: The user-level places of conda's own search path, in its order: files,
+#: and ``condarc.d`` directories, of which conda reads every ``*.yml`` and
+#: ``*.yaml`` (a site's onboarding script may write its ``envs_dirs`` there).
+CONDARC_SEARCH_PATH = (
     ".config/conda/.condarc",
     ".config/conda/condarc",
+    ".config/conda/condarc.d",
     ".conda/.condarc",
     ".conda/condarc",
+    ".conda/condarc.d",
     ".condarc",
 )
+
+#: What conda reads in ``$XDG_CONFIG_HOME/conda``, as in ``~/.config/conda``.
+_CONDA_CONFIG_NAMES = (".condarc", "condarc", "condarc.d")
+
+#: What conda reads of a directory on its search path.
+_CONDARC_SUFFIXES = (".yml", ".yaml")
 
 
 @dataclass
@@ -270,12 +280,13 @@ def _write_backup(edit: RcEdit, stamp: str) -> Path:
 
 def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKind]]:
     """Existing files in the order conda/the shell read them, each real file once."""
-    condarcs = [home / name for name in CONDARC_FILES]
+    places = [home / name for name in CONDARC_SEARCH_PATH]
     xdg_config = environ_path(environ, "XDG_CONFIG_HOME")
     if xdg_config is not None:
-        condarcs[:0] = [xdg_config / "conda/.condarc", xdg_config / "conda/condarc"]
+        places[:0] = [xdg_config / "conda" / n for n in _CONDA_CONFIG_NAMES]
     if (condarc := environ_path(environ, "CONDARC")) is not None:
-        condarcs.append(condarc)
+        places.append(condarc)
+    condarcs = [path for place in places for path in _condarc_files(place)]
     data_dirs = [home / ".local/share/jupyter"]
     if (xdg_data := environ_path(environ, "XDG_DATA_HOME")) is not None:
         data_dirs.append(xdg_data / "jupyter")
@@ -297,6 +308,23 @@ def _candidates(home: Path, environ: Mapping[str, str]) -> list[tuple[Path, RcKi
         if os.path.lexists(path):
             unique.setdefault(os.path.realpath(path), (path, kind))
     return list(unique.values())
+
+
+def _condarc_files(place: Path) -> list[Path]:
+    """The files conda reads at a place of its search path: the place
+    itself, or a directory's YAML files (hidden ones too, through symlinks
+    too) in the order of their names; a backup's name ends in neither."""
+    try:
+        with os.scandir(place) as entries:
+            return [
+                Path(entry.path)
+                for entry in sorted(entries, key=lambda entry: entry.name)
+                if entry.name.endswith(_CONDARC_SUFFIXES) and entry.is_file()
+            ]
+    except NotADirectoryError:
+        return [place]
+    except OSError:  # absent, or a directory conda cannot list either
+        return []
 
 
 def _shell_files(

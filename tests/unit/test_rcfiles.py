@@ -477,6 +477,49 @@ def test_every_condarc_location_is_edited_once(home, tmp_path):
     assert {e.new for e in edits} == {f"envs_dirs: [{home}/.conda/envs]\n".encode()}
 
 
+def test_condarc_d_files_are_read_as_conda_reads_them(home, tmp_path):
+    """conda reads a ``condarc.d`` directory's ``*.yml`` and ``*.yaml``
+    files, hidden ones too, in the order of their names, after the plain
+    files beside it; a ``$CONDARC`` that is a directory the same way."""
+    condarc = b"envs_dirs: [/scratch/u/conda-envs]\n"
+    xdg, given = tmp_path / "xdg", tmp_path / "given"
+    elsewhere = tmp_path / "dotfiles/conda.yml"
+    read = [
+        xdg / "conda/condarc.d/b.yaml",
+        home / ".config/conda/condarc",
+        home / ".config/conda/condarc.d/.a.yml",
+        home / ".config/conda/condarc.d/b.yml",
+        home / ".conda/condarc.d/linked.yml",
+        home / ".condarc",
+        given / "site.yml",
+    ]
+    for path in (*read, elsewhere, home / ".conda/condarc.d/notes.txt"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(condarc)
+    (home / ".conda/condarc.d/linked.yml").unlink()
+    (home / ".conda/condarc.d/linked.yml").symlink_to(elsewhere)
+    (home / ".conda/condarc.d/sub.yml").mkdir()
+    (home / ".conda/condarc.d/sub.yml/deeper.yml").write_bytes(condarc)
+    layout = site(home)
+    layout.environ.update(CONDARC=str(given), XDG_CONFIG_HOME=str(xdg))
+
+    edits = plan(home, layout)
+
+    assert [(e.path, e.error) for e in edits] == [(path, None) for path in read]
+    assert edits[4].target == elsewhere
+    assert {e.new for e in edits} == {f"envs_dirs: [{home}/.conda/envs]\n".encode()}
+    apply_rc_edits(edits, now=NOW)
+    # A backup's name ends in no suffix conda reads.
+    backups = sorted((home / ".config/conda/condarc.d").iterdir())
+    assert [b.name for b in backups] == [
+        ".a.yml",
+        f".a.yml.conda-migrate-{STAMP}",
+        "b.yml",
+        f"b.yml.conda-migrate-{STAMP}",
+    ]
+    assert plan(home, layout) == []
+
+
 def test_kernels_in_every_jupyter_data_dir_that_use_a_moved_env(home, tmp_path):
     def kernel(directory: Path, name: str, spec: str) -> Path:
         path = directory / "kernels" / name / "kernel.json"
