@@ -1,6 +1,7 @@
 """What a run refuses before it writes anything: a destination inside the
 source or back on scratch, a home it cannot write, the active environment,
-two environments of one name."""
+two environments of one name; and what it only warns of then: its own state
+left on scratch."""
 
 from __future__ import annotations
 
@@ -162,6 +163,16 @@ def _off_scratch_hint(
         return (
             "Pass --no-rc to leave the rc files and conda's package cache as they are."
         )
+    return (
+        f"{_make_a_directory(link, home, source)}\n"
+        f"then run this again{f' (or {elsewhere})' if dest and alone else ''}."
+    )
+
+
+def _make_a_directory(link: Path, home: Path, source: Path) -> str:
+    """The commands that turn ``link`` (below the home) into a directory
+    there, at the same path, so that what the run reads and writes through
+    it is found where it was."""
     target = Path(os.path.realpath(link))
     make = (
         f"mv {shlex.quote(str(target))} {shlex.quote(str(link))}"
@@ -175,8 +186,71 @@ def _off_scratch_hint(
     )
     return (
         f"Make {link} a directory in your home, holding what it leads to{clean}:\n"
-        f"  rm {shlex.quote(str(link))} && {make}\n"
-        f"then run this again{f' (or {elsewhere})' if dest and alone else ''}."
+        f"  rm {shlex.quote(str(link))} && {make}"
+    )
+
+
+def state_on_scratch(options: Options, home: Path) -> str | None:
+    """What a later run needs, left where the purge takes it: said, not
+    refused. ``~/.conda`` linked into scratch is a quota workaround users
+    choose on purpose, and with ``--dest`` in the home the environments do
+    leave scratch; but the journal a rerun finishes a stopped run from, the
+    YAML copies and conda's list of environments outside its envs_dirs stay
+    there. Moving them elsewhere on the fly would hide a stopped run's
+    journal from the rerun; a directory made at the same path keeps it."""
+    state = "its journal and logs ({}), which the same command needs to finish"
+    registry = "conda's environments.txt ({}), where conda finds environments"
+    kept = [
+        (options.state_dir, f"{state} a stopped run"),
+        (options.yaml_dir, "the YAML copies ({}), your way back to each environment"),
+        (home / ".conda" / "environments.txt", f"{registry} outside its envs_dirs"),
+    ]
+    found = [
+        (place, what.format(place), onto)
+        for place, what in kept
+        if (onto := _onto_scratch(place, options.scanned, home)) is not None
+    ]
+    if not found:
+        return None
+    # One reason for all that one symlink (``~/.conda``) leads there.
+    reasons = "; ".join(
+        dict.fromkeys(
+            onto.reason if onto.link else f"{place} {onto.reason.removeprefix('it ')}"
+            for place, _, onto in found
+        )
+    )
+    purge = (
+        "the scratch purge would take"
+        if any(onto.under_scratch for _, _, onto in found)
+        else "the environments are leaving that filesystem; a purge of it would take"
+    )
+    said = (
+        f"warning: {reasons}: {purge} what conda-migrate keeps there for later: "
+        + "; ".join(what for _, what, _ in found)
+        + "."
+    )
+    links = {onto.link for _, _, onto in found}
+    rest = any(place != options.yaml_dir for place, _, _ in found)
+    return f"{said}\n{_keep_it(links, home, options.scanned, rest=rest)}"
+
+
+def _keep_it(links: set[Path | None], home: Path, source: Path, *, rest: bool) -> str:
+    """One symlink below the home leads them all there (``~/.conda``): made
+    a directory, it keeps them at the paths a rerun looks at. The YAML
+    copies alone may go elsewhere (``rest``: more than they are there)."""
+    yaml = "--yaml-dir with a directory in your home to keep the YAML copies"
+    link = links.pop() if len(links) == 1 else None
+    if link is not None and link.is_relative_to(home):
+        return (
+            f"{_make_a_directory(link, home, source)}\n"
+            f"(a stopped run's journal is found there as before), or pass {yaml} "
+            "at least."
+        )
+    if not rest:
+        return f"Pass {yaml} there."
+    return (
+        "To keep them, make the symlink that leads there a directory in your "
+        f"home, at the same path (where a rerun looks), or pass {yaml} at least."
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from .deadline import stop_ahead
 from .exceptions import UsageError
 from .names import LOGS, state_dir
 from .parser import command_line, options_from_args, program
-from .refusals import check_off_scratch
+from .refusals import check_off_scratch, state_on_scratch
 from .sbatch import (
     job_arguments,
     job_command,
@@ -99,7 +100,11 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
             hint="List them first with --dry-run, or move one environment with -d ENV --all.",
         )
     refuse_active(args, home)
-    check_off_scratch(options_from_args(args, home), home)
+    options = options_from_args(args, home)
+    check_off_scratch(options, home)
+    warning = state_on_scratch(options, home)
+    if warning is not None:  # the job's run says it again, in its output
+        print(printable(warning), file=sys.stderr if args.json else stdout)
     if args.tasks is not None:
         from .array import submit_array
 

@@ -37,6 +37,7 @@ from .refusals import (
     check_off_scratch,
     refuse_active,
     refuse_duplicate_names,
+    state_on_scratch,
 )
 from .report import json_report, quota_json, quota_line, summarize
 from .result import SUCCEEDED, MigrationResult, Phase
@@ -143,7 +144,7 @@ def _run(
     command: str,
 ) -> int:
     started = time.monotonic()
-    warnings = _jobs_elsewhere(options, out)
+    warnings = _warn(options, home, out)
     # Leftovers of a killed run first: a half-removed environment must not
     # be discovered, and finishing one may be all that is left to do.
     outcomes = resume(options, backend, out)
@@ -195,10 +196,12 @@ def _select(
     return prompt_selection(valid, stdin, out.stream), time.monotonic() - asked
 
 
-def _jobs_elsewhere(options: Options, out: Output) -> list[str]:
-    """Said once, before anything is removed: /proc here cannot see the
-    user's jobs on other nodes (with --keep-old nothing is removed)."""
-    warnings = [] if options.keep_old else list(filter(None, [running_jobs()]))
+def _warn(options: Options, home: Path, out: Output) -> list[str]:
+    """Said once, before anything is done: this run's state left where the
+    scratch purge takes it, and the user's jobs on other nodes, which /proc
+    here cannot see (with --keep-old nothing is removed)."""
+    jobs = None if options.keep_old else running_jobs()
+    warnings = [w for w in (state_on_scratch(options, home), jobs) if w]
     out.info(*warnings)
     return warnings
 
