@@ -35,6 +35,7 @@ from ruamel.yaml.error import YAMLError
 from ..names import BACKUP_SUFFIX
 from ..safety.atomic import write_atomically, write_new
 from .condarc import cache_entries, rewrite_condarc
+from .modulefiles import module_files, module_warnings, rewrite_module
 from .rewrite import (
     DirMove,
     EnvMove,
@@ -65,7 +66,7 @@ __all__ = [
 
 #: The kinds of file rewritten, each by its own rules; a shell file by those
 #: of its shell's family (``shell.DIALECTS``).
-RcKind = Literal["sh", "csh", "fish", "fish_variables", "condarc", "kernel"]
+RcKind = Literal["sh", "csh", "fish", "fish_variables", "condarc", "kernel", "module"]
 
 #: What bash and zsh read at login or start (``.bash_login`` where there is no
 #: ``.bash_profile``; ``.bash_aliases``, which the ``.bashrc`` of Debian and
@@ -140,6 +141,8 @@ def plan_rc_edits(
     """
     scratch = environ_path(environ, "SCRATCH")
     found = [(path, kind, _read(path)) for path, kind in _candidates(home, environ)]
+    startup = [data for _, kind, data in found if kind == "sh" and type(data) is bytes]
+    found += [(p, "module", _read(p)) for p in module_files(home, environ, startup)]
     texts = [data for _, _, data in found if isinstance(data, bytes)]
     env_moves, dir_moves = every_spelling(env_moves, dir_moves, home, scratch, texts)
     rewriter = Rewriter(env_moves, dir_moves, home, scratch, environ)
@@ -150,6 +153,7 @@ def plan_rc_edits(
         "fish_variables": bytes,  # fish's own: read, never written
         "condarc": partial(rewrite_condarc, relocate=rewriter.relocate),
         "kernel": rewriter.kernel,
+        "module": partial(rewrite_module, rewriter=rewriter),
     }
     edits = [
         _edit(path, kind, old, rewriter, rewrite[kind]) for path, kind, old in found
@@ -197,6 +201,8 @@ def _unrewritten(rewriter: Rewriter, kind: RcKind, new: bytes) -> list[str]:
     """The lines of a shell file that still name an old prefix."""
     if kind == "fish_variables":
         return universal_warnings(new, rewriter.env_moves)
+    if kind == "module":
+        return module_warnings(new, rewriter)
     dialect = DIALECTS.get(kind)
     return rewriter.unrewritten(new, dialect) if dialect else []
 
@@ -206,7 +212,7 @@ def _package_caches(
 ) -> tuple[list[Path], list[str]]:
     """The caches on scratch a file's edit points away from, and the
     warnings for what of scratch its cache entries still name."""
-    if kind in ("kernel", "fish_variables"):
+    if kind in ("kernel", "fish_variables", "module"):
         return [], []
     entries = cache_entries
     if (dialect := DIALECTS.get(kind)) is not None:
@@ -260,12 +266,14 @@ def _write_backup(edit: RcEdit, stamp: str) -> Path:
     """Next to the file as the user knows it, so a symlinked dotfile's repo stays clean.
 
     Hidden, for a shell file: a shell sources every file of ``~/.bashrc.d``
-    that is not, and the backup would bring the old environment back.
+    that is not, and the backup would bring the old environment back; and
+    for a modulefile: Lmod lists any other ``#%Module`` file beside it as a
+    version of the module, which ``module load`` may pick.
     Never over another file, so that two runs in one second never overwrite
     an earlier backup.
     """
     name = f"{edit.path.name}{BACKUP_SUFFIX}{stamp}"
-    if edit.kind in DIALECTS and not name.startswith("."):
+    if (edit.kind in DIALECTS or edit.kind == "module") and not name.startswith("."):
         name = f".{name}"
     base, data = edit.path.with_name(name), edit.old
     backup, number = base, 0

@@ -5,25 +5,17 @@ nothing, ``conda-migrate`` runs, and unloading leaves the shell as it was."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.lmod import lmod_shell
 from tests.support.markers import HAVE_CONDA
 from tests.support.runs import ROOT
 
 MODULE_FILE = ROOT / "recipe" / "lmod" / "conda.lua"
-
-
-def lmod_init() -> Path:
-    init = Path(os.environ.get("LMOD_PKG", "/usr/share/lmod/lmod")) / "init" / "bash"
-    if not init.is_file():
-        pytest.skip(f"Lmod is not installed ({init} is missing; Debian package lmod)")
-    return init
 
 
 @pytest.fixture
@@ -50,7 +42,6 @@ def site_conda(tmp_path) -> Path:
 
 
 def test_module_sets_up_conda_and_unloads_cleanly(site_conda, make_env, tmp_path):
-    init = lmod_init()
     env = make_env(tmp_path / "scratch" / "envs" / "abc", ["python"])
     modules = tmp_path / "modulefiles"
     (modules / "conda").mkdir(parents=True)
@@ -59,8 +50,7 @@ def test_module_sets_up_conda_and_unloads_cleanly(site_conda, make_env, tmp_path
     (modules / "conda" / "26.7.lua").write_text(
         text.replace('local root = "/opt/conda"', f'local root = "{site_conda}"')
     )
-    script = (
-        f". {init}\n"
+    result = lmod_shell(
         f"module use {modules}\n"
         'echo "before=$PATH"\n'
         'echo "python=$(command -v python || echo none)"\n'
@@ -77,15 +67,8 @@ def test_module_sets_up_conda_and_unloads_cleanly(site_conda, make_env, tmp_path
         # What conda.sh sets; deactivating the last environment leaves
         # CONDA_PREFIX and the like set but empty, module or not.
         'env | grep -E "^(_?CONDA_EXE|CONDA_PYTHON_EXE|CONDA_SHLVL|_CE_|_CONDA_ROOT)" '
-        '|| echo "none left"\n'
-    )
-    result = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-e", "-c", script],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        cwd=tmp_path,
-        timeout=120,
+        '|| echo "none left"\n',
+        tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -100,22 +83,11 @@ def test_module_sets_up_conda_and_unloads_cleanly(site_conda, make_env, tmp_path
 
 
 def test_module_help_says_what_each_command_does(tmp_path):
-    init = lmod_init()
     modules = tmp_path / "modulefiles"
     (modules / "conda").mkdir(parents=True)
     shutil.copy(MODULE_FILE, modules / "conda" / "26.7.lua")
-    result = subprocess.run(
-        [
-            "bash",
-            "--noprofile",
-            "--norc",
-            "-c",
-            f". {init}; module use {modules}; module help conda",
-        ],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        timeout=120,
+    result = lmod_shell(
+        f"module use {modules}; module help conda", tmp_path, stop_on_error=False
     )
     shown = result.stdout + result.stderr
     assert "--all  (every valid one, no prompt)" in shown, shown

@@ -12,9 +12,13 @@ real Lmod loading the module.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
+import pytest
+
+from tests.support.lmod import lmod_init, lmod_shell
 from tests.support.markers import HAVE_CONDA
 from tests.support.runs import child_env
 
@@ -78,3 +82,79 @@ def test_condarc_d_files_conda_reads_follow_the_environments(
         assert envs_dirs[0] == str(new), envs_dirs
         assert pkgs_dirs[0] == f"{home}/.conda/pkgs", pkgs_dirs
         assert str(cache) not in pkgs_dirs
+
+
+def lmod_with_tcl() -> None:
+    """Lmod reads a Tcl modulefile with ``tclsh``."""
+    lmod_init()
+    if shutil.which("tclsh") is None:
+        pytest.skip("tclsh is not installed: Lmod cannot read a Tcl modulefile")
+
+
+def test_module_load_after_the_run_finds_the_environment(
+    scratch, home, migrate, tmp_path
+):
+    """Real Lmod loads the user's Lua and Tcl modules of two environments
+    after the run: each one's program runs from its new place, and no
+    backup is listed or loaded as a version of a module."""
+    lmod_with_tcl()
+    lua = home / "modulefiles/abc/1.0.lua"
+    lua.parent.mkdir(parents=True)
+    lua.write_text(
+        "-- abc, my analysis env\n"
+        f'prepend_path("PATH", "{scratch.abc}/bin")\n'
+        f'setenv("ABC_PREFIX", "{scratch.abc}")\n'
+    )
+    tcl = home / "privatemodules/amd"
+    tcl.parent.mkdir()
+    tcl.write_text(f"#%Module1.0\nprepend-path PATH {scratch.amd}/bin\n")
+
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean")
+
+    assert code == 0, out + err
+    new = home / ".conda/envs"
+    assert f'prepend_path("PATH", "{new}/abc/bin")' in lua.read_text()
+    assert f"Updated {lua} (backup: {lua.parent}/.1.0.lua.conda-migrate-" in out
+    assert f"Updated {tcl} (backup: {tcl.parent}/.amd.conda-migrate-" in out
+    result = lmod_shell(
+        "module use ~/modulefiles ~/privatemodules\n"
+        "module -t avail 2>&1\n"
+        "module load abc\n"
+        'echo "ABC_PREFIX=$ABC_PREFIX"\n'
+        "demo-app\n"
+        "module purge\n"
+        "module load amd\n"
+        "demo-hello\n",
+        home,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"{home}/privatemodules:",
+        "amd",
+        f"{home}/modulefiles:",
+        "abc/",
+        "abc/1.0",
+        f"ABC_PREFIX={new}/abc",
+        "demo-app works",
+        f"hello from {new}/amd",
+    ], result.stdout + result.stderr
+
+
+def test_no_rc_leaves_condarc_d_and_modulefiles_alone(scratch, home, migrate):
+    condarc = home / ".conda/condarc.d/site.yml"
+    lua = home / "modulefiles/abc/1.0.lua"
+    texts = {
+        condarc: f"envs_dirs:\n  - {scratch.envs_dir}\n",
+        lua: f'prepend_path("PATH", "{scratch.abc}/bin")\n',
+    }
+    for path, text in texts.items():
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean", "--no-rc")
+
+    assert code == 0, out + err
+    assert not scratch.abc.exists()
+    for path, text in texts.items():
+        assert path.read_text() == text
+        assert sorted(path.parent.iterdir()) == [path]

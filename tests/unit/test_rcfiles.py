@@ -908,3 +908,159 @@ def test_a_new_path_in_double_quotes_is_escaped_as_its_shell_reads_it(
 
     assert edit.new.decode() == f"conda activate {expected}\n"
     assert edit.warnings == []
+
+
+def modulefile(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_modulefiles_the_user_keeps_are_pointed_at_the_new_place(home, tmp_path):
+    """Lmod's ``.lua`` and Tcl ``#%Module`` files in ``~/modulefiles``,
+    ``~/privatemodules`` (Environment Modules' ``use.own``), a ``$MODULEPATH``
+    directory inside the home and one a login file adds with ``module use``:
+    the old prefix, as a whole path, becomes the new one; a path the module
+    builds from ``$SCRATCH`` is named with its line, since in Tcl ``$HOME``
+    is no variable of the file's; files no module command loads stay."""
+    new = home / ".conda/envs"
+    lua = modulefile(
+        home / "modulefiles/abc/1.0.lua",
+        "-- my env\n"
+        'prepend_path("PATH", "/scratch/u/conda-envs/abc/bin")\n'
+        'setenv("CONDA_PREFIX", "/scratch/u/conda-envs/abc")\n'
+        'prepend_path("PATH", "/scratch/u/conda-envs/abcd/bin")\n'
+        'source_sh("bash", "/scratch/u/conda-envs/abc/bin/activate")\n',
+    )
+    tcl = modulefile(
+        home / "privatemodules/hdf",
+        "#%Module1.0\n"
+        "prepend-path PATH /scratch/u/myenvs/hdf/bin\n"
+        "setenv HDF {/scratch/u/myenvs/hdf}\n"
+        "prepend-path LD_LIBRARY_PATH $env(SCRATCH)/myenvs/hdf/lib\n",
+    )
+    on_path = modulefile(
+        home / "sw/modules/tool/2.lua",
+        'prepend_path("PATH", pathJoin(os.getenv("SCRATCH"), "conda-envs/abc/bin"))\n',
+    )
+    used = modulefile(
+        home / "my mods/hdf/1",
+        "#%Module\nprepend-path PATH /scratch/u/myenvs/hdf/bin\n",
+    )
+    (home / ".bashrc").write_text('module use "$HOME/my mods"\n')
+    left = {
+        # No module command reads these: no .lua name, no #%Module line.
+        home / "modulefiles/abc/README": "/scratch/u/conda-envs/abc/bin\n",
+        # Hidden: a backup, or a version only loaded by its full name.
+        home / "modulefiles/abc/.0.9.lua": '"/scratch/u/conda-envs/abc/bin"\n',
+        # The site's, outside the home: not the user's to change.
+        tmp_path / "site/modules/abc.lua": '"/scratch/u/conda-envs/abc/bin"\n',
+    }
+    for path, text in left.items():
+        modulefile(path, text)
+    layout = site(home)
+    layout.environ["MODULEPATH"] = f"{home}/sw/modules:{tmp_path}/site/modules"
+
+    edits = plan(home, layout)
+
+    assert [(e.path, e.error) for e in edits] == [
+        (on_path, None),
+        (used, None),
+        (lua, None),
+        (tcl, None),
+    ]
+    on_path_edit, used_edit, lua_edit, tcl_edit = edits
+    assert used_edit.new == f"#%Module\nprepend-path PATH {new}/hdf/bin\n".encode()
+    assert lua.read_text() == lua_edit.old.decode()
+    assert lua_edit.new.decode() == (
+        "-- my env\n"
+        f'prepend_path("PATH", "{new}/abc/bin")\n'
+        f'setenv("CONDA_PREFIX", "{new}/abc")\n'
+        'prepend_path("PATH", "/scratch/u/conda-envs/abcd/bin")\n'
+        f'source_sh("bash", "{new}/abc/bin/activate")\n'
+    )
+    assert tcl_edit.new.decode() == (
+        "#%Module1.0\n"
+        f"prepend-path PATH {new}/hdf/bin\n"
+        f"setenv HDF {{{new}/hdf}}\n"
+        "prepend-path LD_LIBRARY_PATH $env(SCRATCH)/myenvs/hdf/lib\n"
+    )
+    left_as_is = "in a form this run does not rewrite"
+    tcl_line = "prepend-path LD_LIBRARY_PATH $env(SCRATCH)/myenvs/hdf/lib"
+    assert tcl_edit.warnings == [
+        f"line 4 still names /scratch/u/myenvs/hdf {left_as_is}: {tcl_line}"
+    ]
+    assert (on_path_edit.new, on_path_edit.diff) == (on_path_edit.old, "")
+    lua_line = on_path.read_text().rstrip()
+    assert on_path_edit.warnings == [
+        f"line 1 still names /scratch/u/conda-envs/abc {left_as_is}: {lua_line}"
+    ]
+    assert lua_edit.warnings == []
+
+    apply_rc_edits(edits, now=NOW)
+
+    # Hidden backups: Lmod lists no module, and loads no version, named so.
+    assert sorted(p.name for p in lua.parent.iterdir()) == [
+        ".0.9.lua",
+        f".1.0.lua.conda-migrate-{STAMP}",
+        "1.0.lua",
+        "README",
+    ]
+    assert (tcl.parent / f".hdf.conda-migrate-{STAMP}").read_bytes() == tcl_edit.old
+    for path, text in left.items():
+        assert path.read_text() == text
+
+
+def test_a_modulefile_cannot_hold_a_new_place_with_a_space_unquoted(home):
+    """Tcl splits a word at a space, and a Lua string ends at a quote: the
+    file is left as it is, and its lines are named for the user to change."""
+    lua = modulefile(
+        home / "modulefiles/abc/1.0.lua",
+        'whatis("abc")\nprepend_path("PATH", "/scratch/u/conda-envs/abc/bin")\n',
+    )
+    layout = site(home)
+    moved = [EnvMove(SCRATCH / "conda-envs/abc", home / "my envs/abc")]
+
+    (edit,) = plan_rc_edits(moved, [], home, layout.environ)
+
+    assert (edit.path, edit.new, edit.diff) == (lua, edit.old, "")
+    assert edit.error == (
+        f"left unchanged: line 2 names /scratch/u/conda-envs/abc, whose new place "
+        f"{home}/my envs/abc a modulefile cannot hold as it is written: change it "
+        "by hand"
+    )
+
+
+def test_a_modulefile_keeps_its_spelling_of_the_home(home):
+    """``~`` and ``$HOME`` stay as written (Lmod expands neither in a string,
+    Tcl's ``$HOME`` is the file's variable: the same before and after);
+    ``$SCRATCH`` would become a variable the file may not set, so that line
+    is a warning. ``ml use`` and a ``MODULEPATH=`` in a login file add
+    their directories."""
+    layout = scratch_in_home(home)
+    lua = modulefile(
+        home / "mods/abc/1.lua",
+        'prepend_path("PATH", "~/scratch/envs/abc/bin")\n'
+        'set_alias("go", "conda activate $HOME/scratch/envs/abc")\n',
+    )
+    tcl = modulefile(
+        home / "more/abc",
+        "#%Module\nset SCRATCH $env(SCRATCH)\nprepend-path PATH $SCRATCH/envs/abc/bin\n",
+    )
+    (home / ".zshrc").write_text(
+        "ml use ~/mods\nexport MODULEPATH=$HOME/more:$MODULEPATH\n"
+    )
+
+    edits = plan(home, layout)
+
+    assert [(e.path, e.error) for e in edits] == [(lua, None), (tcl, None)]
+    assert edits[0].new == (
+        b'prepend_path("PATH", "~/.conda/envs/abc/bin")\n'
+        b'set_alias("go", "conda activate $HOME/.conda/envs/abc")\n'
+    )
+    assert edits[0].warnings == []
+    warning = (
+        f"line 3 still names {home}/scratch/envs/abc in a form this run does "
+        "not rewrite: prepend-path PATH $SCRATCH/envs/abc/bin"
+    )
+    assert (edits[1].new, edits[1].warnings) == (edits[1].old, [warning])
