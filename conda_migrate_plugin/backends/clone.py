@@ -7,7 +7,6 @@ so that ``--method auto`` can relocate instead.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -20,6 +19,7 @@ from ..exceptions import CloneUnavailable
 from ..relocation import xattrs
 from ..relocation.prefix import PrefixRewrite, copied_link
 from ..safety.interrupt import check
+from . import extractions
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,7 +30,7 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
     from conda.exceptions import CondaError, CondaHTTPError
     from conda.misc import clone_env
 
-    _drop_cut_short(source)
+    extractions.drop(extractions.find(source))
     try:
         # verbose=False: its "Files:" counts only the files no package owns;
         # the caller prints the environment's own counts, as for relocation.
@@ -45,6 +45,8 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
     except CondaError as err:
         # A stop is a stop, never a reason to try relocation instead.
         check(err)
+        if not isinstance(err, CondaHTTPError):
+            _drop_found_after(source, err)
         # conda's first line is often a bare path or URL.
         reason = (
             "a channel could not be reached over the network"
@@ -60,46 +62,24 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
     check()
 
 
-def _drop_cut_short(source: Path) -> None:
-    """A kill (scancel, a power cut) while conda extracts a package into its
-    cache can leave ``info/index.json`` whole and ``info/paths.json``, the
-    file list conda links by, empty or cut short. conda then takes the
-    directory as extracted, and every later clone of that package dies
-    reading the list. Such a directory is removed, as conda removes one
-    whose ``index.json`` it cannot read, so that conda extracts the package
-    again (or fetches it). Only in caches conda may write to; printed
-    within conda's lines, so the log keeps it."""
-    from conda.common.path import strip_pkg_extension
-    from conda.core.package_cache_data import PackageCacheData
-    from conda.core.prefix_data import PrefixData
-    from conda.gateways.disk.delete import rm_rf
-
-    packages = {
-        strip_pkg_extension(record.fn)[0]
-        for record in PrefixData(str(source)).iter_records()
-    }
-    for cache in PackageCacheData.writable_caches():
-        for package in sorted(packages):
-            extracted = Path(cache.pkgs_dir, package)
-            if extracted.is_dir() and not _file_list_reads(extracted / "info"):
-                print(
-                    f"Note: {package} in {cache.pkgs_dir}: its file list "
-                    "(info/paths.json) cannot be read, as a stopped extraction "
-                    "leaves it; conda extracts the package again."
-                )
-                rm_rf(str(extracted))
-
-
-def _file_list_reads(info: Path) -> bool:
-    """Whether conda can read the package's file list: ``paths.json``, or
-    for a package older than it, ``files``."""
-    try:
-        json.loads((info / "paths.json").read_bytes())
-    except FileNotFoundError:
-        return (info / "files").is_file()
-    except (OSError, ValueError):
-        return False
-    return True
+def _drop_found_after(source: Path, err: Exception) -> None:
+    """After conda's clone failed: cut-short extractions that the check
+    before it passed, where conda wrote the record of a finished extraction
+    since the kill (any conda reading the cache does), are found by their
+    files, removed, and named instead of conda's own message, a paragraph
+    for each missing file."""
+    found = extractions.find(source, thorough=True)
+    if not found:
+        return
+    extractions.drop(found)
+    raise CloneUnavailable(
+        f"conda's clone of {source} failed: conda's package cache held "
+        + ", ".join(cut.directory.name for cut in found)
+        + " cut short by a stopped extraction; removed, so that conda "
+        "extracts it again.",
+        reason="a package in the package cache was cut short",
+        hint="The old environment is untouched. Run the same command again.",
+    ) from err
 
 
 #: conda's settings that make it link a package's files as symlinks into

@@ -157,7 +157,10 @@ CONDA_APIS = {
     "conda.core.envs_manager.list_all_known_prefixes": [],
     "conda.core.envs_manager.register_env": [],
     "conda.core.envs_manager.unregister_env": [],
-    "conda.core.package_cache_data.PackageCacheData": ["writable_caches"],
+    "conda.core.package_cache_data.PackageCacheData": [
+        "all_caches_writable_first",
+        "is_writable",
+    ],
     "conda.core.prefix_data.PrefixData": [
         "reload",
         "get_conda_packages",

@@ -43,6 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "engines": (
         *("backends", "backends.clean", "backends.clone", "backends.conda"),
+        "backends.extractions",
         *("backends.portable", "backends.registry", "export"),
         *("relocation", "relocation.chunks", "relocation.copyfiles"),
         *("relocation.findings", "relocation.prefix", "relocation.relocate"),

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.channel import SUBDIR
 from tests.support.markers import requires_conda
+from tests.support.trees import chown_tree, tree_snapshot
+from tests.support.users import USER, user_home
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = requires_conda
 
@@ -158,3 +165,137 @@ def test_clone_extracts_again_a_package_a_killed_extraction_left_cut_short(
     (record,) = (new / "conda-meta").glob("demo-text-*.json")
     assert json.loads(record.read_text())["name"] == "demo-text"
     assert not second.exists()
+
+
+def _cut_short_by_a_kill(package: Path, *, recorded: bool) -> None:
+    """``package``, extracted in conda's cache, as a kill while conda
+    extracted its files leaves it: ``info/`` whole, a file cut short and the
+    one after it not there yet. conda's record of a finished extraction is
+    there only where a conda read the cache since (it writes it then)."""
+    data = package / "share/demo/data.txt"
+    whole = data.read_bytes()
+    data.unlink()  # its inode is linked into the first clone too
+    data.write_bytes(whole[:100])
+    (package / "bin/demo-hello").unlink()
+    if not recorded:
+        (package / "info/repodata_record.json").unlink()
+
+
+def _migrated_first(make_env, tmp_path, conda_cli) -> Path:
+    """conda's cache as a clone fills it; returns the extracted demo-text."""
+    first = make_env(tmp_path / "scratch" / "envs" / "first", ["demo-app"])
+    out, err, code = conda_cli(
+        "migrate", "-d", first, "--all", "--method", "clone", "--no-clean"
+    )
+    assert code == 0, out + err
+    (package,) = (tmp_path / "conda-pkgs").glob("demo-text-*/")
+    return package
+
+
+def test_clone_extracts_again_a_package_a_kill_left_without_all_its_files(
+    make_env, tmp_path, home, conda_cli
+):
+    """The rerun after a job killed while conda extracted a package's own
+    files: conda took the directory as extracted and failed on every later
+    clone ('appears to be corrupted ... cannot be found', a paragraph a
+    file); conda-migrate tells it by conda's missing record of a finished
+    extraction, and conda extracts it again."""
+    package = _migrated_first(make_env, tmp_path, conda_cli)
+    _cut_short_by_a_kill(package, recorded=False)
+    others = {
+        path: path.stat().st_ino
+        for path in (tmp_path / "conda-pkgs").glob("*/info/repodata_record.json")
+    }
+    assert len(others) == 3
+    second = make_env(tmp_path / "scratch" / "envs" / "second", ["demo-app"])
+    expected = (second / "share/demo/data.txt").read_bytes()
+
+    out, err, code = conda_cli(
+        "migrate", "-d", second, "--all", "--method", "clone", "--no-clean"
+    )
+
+    assert code == 0, out + err
+    assert (
+        f"Note: {package.name} in {package.parent}: 2 of the 4 files its file "
+        "list names are missing or cut short, as a stopped extraction leaves it; "
+        "conda extracts the package again." in out
+    )
+    assert out.count("Note: ") == 1
+    new = home / ".conda" / "envs" / "second"
+    assert (new / "share/demo/data.txt").read_bytes() == expected
+    assert (new / "bin/demo-hello").is_file()
+    assert (package / "share/demo/data.txt").read_bytes() == expected
+    assert (package / "info/repodata_record.json").is_file()
+    assert {path: path.stat().st_ino for path in others} == others
+    assert not second.exists()
+
+
+def test_a_cut_short_package_conda_has_read_since_is_found_when_the_clone_fails(
+    make_env, tmp_path, home, conda_cli
+):
+    """A conda that read the cache since the kill (the rerun's own clone,
+    any ``conda install``) wrote the record of a finished extraction: the
+    clone fails on the missing files; its package is then found by its
+    files and removed, a line says so in place of conda's paragraph a file,
+    and the next run finishes."""
+    package = _migrated_first(make_env, tmp_path, conda_cli)
+    _cut_short_by_a_kill(package, recorded=True)
+    second = make_env(tmp_path / "scratch" / "envs" / "second", ["demo-app"])
+    before = tree_snapshot(second)
+    migrate = ("migrate", "-d", second, "--all", "--method", "clone", "--no-clean")
+
+    out, err, code = conda_cli(*migrate)
+
+    assert code == 1, out + err
+    assert (
+        f"conda's clone of {second} failed: conda's package cache held "
+        f"{package.name} cut short by a stopped extraction; removed, so that "
+        "conda extracts it again." in out
+    )
+    assert "Run the same command again." in out
+    assert "appears to be corrupted" not in out + err
+    assert tree_snapshot(second) == before
+    assert not package.exists()
+
+    out, err, code = conda_cli(*migrate)
+
+    assert code == 0, out + err
+    new = home / ".conda" / "envs" / "second"
+    assert tree_snapshot(new)["share/demo/data.txt"] == before["share/demo/data.txt"]
+    assert (new / "bin/demo-hello").is_file()
+
+
+def test_a_cut_short_package_in_a_read_only_cache_is_named_and_kept(
+    make_env, tmp_path, home, conda_cli, unprivileged, monkeypatch
+):
+    """A cache conda may not write to (a group's, the site's) is never
+    changed: the run, as an ordinary user, names the package directory and
+    what to do, and keeps the environment."""
+    package = _migrated_first(make_env, tmp_path, conda_cli)
+    _cut_short_by_a_kill(package, recorded=False)
+    base, run = unprivileged
+    shared = base / "shared-pkgs"
+    shutil.copytree(package.parent, shared, symlinks=True)
+    shared_package = shared / package.name
+    kept = tree_snapshot(shared)
+    own = base / "own-pkgs"
+    own.mkdir()
+    os.chown(own, USER, USER)
+    monkeypatch.setenv("CONDA_PKGS_DIRS", f"{own},{shared}")
+    envs = base / "scratch"
+    env = make_env(envs / "abc", ["demo-app"])
+    chown_tree(envs, USER)
+    before = tree_snapshot(env)
+
+    out, code = run(user_home(base), "-d", env, "--all", "--method", "clone")
+
+    assert code == 1, out
+    assert (
+        f"conda's package cache holds {shared_package}: 2 of the 4 files its file "
+        "list names are missing or cut short, as a stopped extraction leaves it, "
+        "and conda may not write to that cache to extract it again." in out
+    )
+    assert "Ask the cache's owner to remove that directory" in out
+    assert "--method relocate" in out
+    assert tree_snapshot(shared) == kept
+    assert tree_snapshot(env) == before
