@@ -1,11 +1,12 @@
 """slowfs stands in for a site's home in other tests and in the benchmark:
 these hold it to what it claims, a quota of blocks and of inodes that statvfs
 does not show, hard links counted once, inodes and owners as a real
-filesystem keeps them."""
+filesystem keeps them, and flock refused as a site's mount refuses it."""
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 
 import pytest
@@ -62,3 +63,32 @@ def test_what_a_user_creates_is_theirs(unprivileged, slowfs_mount):
     assert as_user(create) == 0
     made = os.stat(home / "mine")
     assert (made.st_uid, made.st_gid, made.st_mode & 0o777) == (USER, USER, 0o644)
+
+
+@pytest.mark.parametrize("refusal", ["ENOLCK", "ENOSYS", "EOPNOTSUPP", "EINVAL"])
+def test_flock_refused_with_the_error_a_site_mount_gives(
+    slowfs_mount, tmp_path, refusal
+):
+    home = slowfs_mount(tmp_path / "home", flock=refusal)
+    fd = os.open(home / "a.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        for operation in (fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_SH):
+            with pytest.raises(OSError) as refused:
+                fcntl.flock(fd, operation)
+            assert refused.value.errno == getattr(errno, refusal)
+    finally:
+        os.close(fd)
+
+
+def test_flock_held_by_the_kernel_without_a_refusal(slowfs_mount, tmp_path):
+    home = slowfs_mount(tmp_path / "home")
+    first, second = (
+        os.open(home / "a.lock", os.O_RDWR | os.O_CREAT, 0o600) for _ in range(2)
+    )
+    try:
+        fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(second, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(first)
+        os.close(second)

@@ -15,7 +15,11 @@
  *   statfs still answers for the backing filesystem: an NFS, GPFS or Lustre
  *   home's statvfs shows the server's free space, not the user's quota;
  * - with SLOWFS_RENAME_FLAGS=0, refuses renameat2's flags (RENAME_NOREPLACE,
- *   RENAME_EXCHANGE) with EINVAL, as NFS and many network filesystems do.
+ *   RENAME_EXCHANGE) with EINVAL, as NFS and many network filesystems do;
+ * - with SLOWFS_FLOCK=ENOLCK (or ENOSYS, EOPNOTSUPP, EINVAL), refuses every
+ *   flock with that error, as an NFS home whose lock manager cannot be
+ *   reached (ENOLCK), Lustre mounted noflock (ENOSYS) or some FUSE and CIFS
+ *   mounts do; unset, the kernel keeps flock locks itself, on this node.
  *
  * Usage: SLOWFS_US=500 slowfs BACKING MOUNTPOINT [-f] [-o fuse-option]
  * Build: cc -O2 -Wall slowfs.c $(pkg-config fuse3 --cflags --libs) -o slowfs
@@ -47,6 +51,7 @@ static char root_path[PATH_MAX];
 static long round_trip_us;
 static double cache_s = 1.0;
 static int rename_flags = 1;
+static int flock_refusal; /* the errno every flock gets; 0: not served here */
 
 /* The quota's ledger; a limit of 0 is no limit. Writes and the operations
  * that free space take the lock, so a charge and the change it stands for
@@ -408,6 +413,12 @@ static int sf_access(const char *path, int mask) {
     return result(faccessat(root_fd, rel(path), mask, AT_SYMLINK_NOFOLLOW));
 }
 
+static int sf_flock(const char *path, struct fuse_file_info *fi, int op) {
+    (void)path, (void)fi, (void)op;
+    round_trip();
+    return -flock_refusal;
+}
+
 static void *sf_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
     (void)conn;
     cfg->use_ino = 1;     /* the backing inodes, so hard links stay visible */
@@ -418,7 +429,7 @@ static void *sf_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
     return NULL;
 }
 
-static const struct fuse_operations operations = {
+static struct fuse_operations operations = {
     .init = sf_init,           .getattr = sf_getattr,         .readlink = sf_readlink,
     .mknod = sf_mknod,         .mkdir = sf_mkdir,             .unlink = sf_unlink,
     .rmdir = sf_rmdir,         .symlink = sf_symlink,         .rename = sf_rename,
@@ -470,6 +481,19 @@ int main(int argc, char *argv[]) {
     if (getenv("SLOWFS_CACHE_S"))
         cache_s = atof(getenv("SLOWFS_CACHE_S"));
     rename_flags = number("SLOWFS_RENAME_FLAGS", 1) != 0;
+    const char *refusal = getenv("SLOWFS_FLOCK");
+    if (refusal && *refusal) {
+        static const struct { const char *name; int value; } errors[] = {
+            {"ENOLCK", ENOLCK}, {"ENOSYS", ENOSYS}, {"EOPNOTSUPP", EOPNOTSUPP}, {"EINVAL", EINVAL}};
+        for (size_t i = 0; i < sizeof errors / sizeof *errors; i++)
+            if (!strcmp(refusal, errors[i].name))
+                flock_refusal = errors[i].value;
+        if (!flock_refusal) {
+            fprintf(stderr, "SLOWFS_FLOCK=%s: not one of ENOLCK ENOSYS EOPNOTSUPP EINVAL\n", refusal);
+            return 2;
+        }
+        operations.flock = sf_flock;
+    }
     quota.byte_limit = number("SLOWFS_QUOTA_KB", 0) * 1024;
     quota.file_limit = number("SLOWFS_QUOTA_FILES", 0);
     quota.on = quota.byte_limit || quota.file_limit;

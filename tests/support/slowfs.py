@@ -55,7 +55,9 @@ class SlowFS:
     daemon's environment variables: ``us`` (SLOWFS_US, the round trip in
     microseconds), ``quota_kb`` and ``quota_files`` (0: none), ``threads``
     (0: libfuse's default), ``cache_s`` (the attribute cache),
-    ``rename_flags`` (False: ``renameat2``'s flags refused, as on NFS)."""
+    ``rename_flags`` (False: ``renameat2``'s flags refused, as on NFS),
+    ``flock`` (an errno's name, ``ENOLCK``...: every ``flock`` refused with
+    it, as by an NFS home whose lock manager is unreachable)."""
 
     binary: Path
     backing: Path
@@ -66,6 +68,7 @@ class SlowFS:
     threads: int = 0
     cache_s: float = 1.0
     rename_flags: bool = True
+    flock: str = ""
     daemon: subprocess.Popen | None = field(default=None, repr=False)
 
     def mount(self) -> None:
@@ -77,6 +80,7 @@ class SlowFS:
             "SLOWFS_QUOTA_FILES": self.quota_files,
             "SLOWFS_CACHE_S": self.cache_s,
             "SLOWFS_RENAME_FLAGS": int(self.rename_flags),
+            "SLOWFS_FLOCK": self.flock,
         }
         if self.threads:
             settings["SLOWFS_THREADS"] = self.threads
