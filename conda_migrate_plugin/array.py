@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from .array_plan import Plan, parse_tasks, share_out, summary, weight, write_plan
 from .exceptions import UsageError
-from .names import LOGS, state_dir
+from .names import LOCKS, LOGS, state_dir
 from .parser import options_from_args
+from .safety.lock import node_local
 from .safety.statedir import ensure_private
 from .sbatch import job_command, job_script, run_sbatch, sbatch_command
 
@@ -39,6 +40,29 @@ def _refuse_own_array(options: list[str]) -> None:
                 "sbatch options.",
                 hint="--tasks N%M runs at most M tasks at once.",
             )
+
+
+def check_side_by_side(
+    tasks: int, at_once: int | None, shares: int, locks: Path, local: str | None
+) -> None:
+    """Tasks side by side take turns at the user's files by the locks in
+    ``locks``; where the mount keeps them on each node alone (``local``,
+    see ``node_local``), two tasks Slurm starts on two nodes would each
+    write back what they read before the other's change, silently. Refused
+    rather than made serial behind the user's back: one at a time, an array
+    moves nothing faster than one job, which the user may prefer."""
+    if local is None or shares < 2 or at_once == 1:
+        return
+    asked = f"{tasks}%{at_once}" if at_once else str(tasks)
+    raise UsageError(
+        f"--tasks {asked} runs tasks at the same time, on whichever nodes Slurm "
+        f"gives them, but conda-migrate's locks in {locks} hold on one node only "
+        f"({local}): two tasks on two nodes could each undo the other's changes "
+        "to your rc files, conda's environments.txt and the journal. Nothing was "
+        "submitted.",
+        hint=f"Run the tasks one at a time with --tasks {tasks}%1 (Slurm's array "
+        "throttle), or all in one job: --submit without --tasks.",
+    )
 
 
 def plan_shares(options: Options, tasks: int) -> list[list[Path]]:
@@ -70,6 +94,8 @@ def submit_array(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     tasks, at_once = parse_tasks(args.tasks)
     _refuse_own_array(args.submit)
     shares = plan_shares(options_from_args(args, home), tasks)
+    locks = state_dir(home) / LOCKS
+    check_side_by_side(tasks, at_once, len(shares), locks, node_local(locks.parent))
     logs = state_dir(home) / LOGS
     indices = f"0-{len(shares) - 1}" + (f"%{at_once}" if at_once else "")
     array = sbatch_command(

@@ -17,6 +17,7 @@ from .exceptions import UsageError
 from .names import LOGS, state_dir
 from .parser import command_line, options_from_args, program
 from .refusals import check_off_scratch, state_on_scratch
+from .safety.lock import check_locking
 from .sbatch import (
     job_arguments,
     job_command,
@@ -102,6 +103,8 @@ def submit(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     refuse_active(args, home)
     options = options_from_args(args, home)
     check_off_scratch(options, home)
+    # The job would stop at once, where no one reads what it says.
+    check_locking(state_dir(home))
     warning = state_on_scratch(options, home)
     if warning is not None:  # the job's run says it again, in its output
         print(printable(warning), file=sys.stderr if args.json else stdout)

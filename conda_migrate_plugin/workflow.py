@@ -28,7 +28,7 @@ from .candidates import (
 )
 from .exceptions import Interrupted, MigrateError, UsageError
 from .migrate import migrate_all
-from .names import LOGS
+from .names import LOCKS, LOGS
 from .output import Output
 from .quota import start
 from .refusals import (
@@ -43,6 +43,7 @@ from .report import json_report, quota_json, quota_line, summarize
 from .result import SUCCEEDED, MigrationResult, Phase
 from .resume import partial_copies, resume
 from .running_jobs import warning as running_jobs
+from .safety.lock import check_locking, node_local
 from .safety.statedir import ensure_private
 from .selection import prompt_selection
 from .settle import Settle
@@ -144,6 +145,7 @@ def _run(
     command: str,
 ) -> int:
     started = time.monotonic()
+    check_locking(options.state_dir)
     warnings = _warn(options, home, out)
     # Leftovers of a killed run first: a half-removed environment must not
     # be discovered, and finishing one may be all that is left to do.
@@ -198,12 +200,30 @@ def _select(
 
 def _warn(options: Options, home: Path, out: Output) -> list[str]:
     """Said once, before anything is done: this run's state left where the
-    scratch purge takes it, and the user's jobs on other nodes, which /proc
-    here cannot see (with --keep-old nothing is removed)."""
+    scratch purge takes it, the user's jobs on other nodes, which /proc
+    here cannot see (with --keep-old nothing is removed), and a run on
+    another node, which locks the home keeps on each node alone cannot
+    keep apart from this one."""
     jobs = None if options.keep_old else running_jobs()
     warnings = [w for w in (state_on_scratch(options, home), jobs) if w]
+    warnings += _locks_elsewhere(options.state_dir)
     out.info(*warnings)
     return warnings
+
+
+def _locks_elsewhere(state_dir: Path) -> list[str]:
+    """A home that keeps locks on each node alone cannot keep this run
+    apart from one on another node; only the user can."""
+    local = node_local(state_dir)
+    if local is None:
+        return []
+    warning = (
+        f"warning: conda-migrate's locks in {state_dir / LOCKS} hold on this node "
+        f"only ({local}): a run on another node at the same time (a job, a login "
+        "node) is not kept apart from this one, and one could undo the other's "
+        "changes to your rc files and conda's environments.txt. Run one at a time."
+    )
+    return [warning]
 
 
 def _succeeded(outcome: MigrationResult) -> bool:

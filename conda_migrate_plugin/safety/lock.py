@@ -5,6 +5,12 @@ the holding process dies, however it dies: a lock can never outlive a killed
 job and block the rerun. They live in ``$HOME`` because scratch filesystems
 often disable ``flock``. Each file names its last holder, by Slurm job id
 where there is one, since that is what ``squeue`` and ``scancel`` take.
+
+A home may refuse them too (an NFS home whose lock manager is out of reach:
+ENOLCK; Lustre mounted ``noflock``: ENOSYS; some FUSE and CIFS mounts), so a
+run tries once, before it touches anything (``check_locking``). Some mounts
+grant them on one node only (``node_local``): runs on two nodes then do not
+exclude each other, and a job array must not run its tasks side by side.
 """
 
 from __future__ import annotations
@@ -12,17 +18,29 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import socket
+import tempfile
 import time
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from ..exceptions import MigrateError
 from ..names import LOCKS, keyed_file
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
+
+#: Mounts whose ``flock`` locks the kernel keeps on the node alone, by the
+#: options that say so in ``/proc/self/mountinfo``: NFS v2/v3 ``nolock``
+#: (shown with ``local_lock=all``) or ``local_lock=flock`` (``flock`` stays
+#: local, byte-range locks go to the server); Lustre ``localflock``.
+NODE_LOCAL: Final = {
+    "nfs": ("nolock", "local_lock=flock", "local_lock=all"),
+    "lustre": ("localflock",),
+}
+MOUNTINFO: Final = Path("/proc/self/mountinfo")
 
 
 def lock_path(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Path:
@@ -74,6 +92,11 @@ def hold(state_dir: Path, prefix: Path, *, by_inode: bool = True) -> Iterator[st
             raise MigrateError(
                 f"{prefix} is being migrated by another conda-migrate run ({holder or 'unknown'}).",
                 hint="It was not touched by this run. Wait for the other run to finish, then run again.",
+            ) from None
+        except OSError as err:
+            raise MigrateError(
+                f"{prefix} was not touched: {refusal(path.parent, err)}",
+                hint="Run the same command again once locking works there again.",
             ) from None
         previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
         _write(fd, identity())
@@ -128,10 +151,99 @@ def sharing(state_dir: Path, what: str) -> Iterator[None]:
 def _flocked(state_dir: Path, what: str, operation: int) -> Iterator[None]:
     fd = _open_lock(state_dir, what)
     try:
-        fcntl.flock(fd, operation)
+        _flock(fd, operation, state_dir / LOCKS)
         yield
     finally:
         os.close(fd)
+
+
+def _flock(fd: int, operation: int, locks: Path) -> None:
+    """A filesystem that stopped granting locks since the run began (its
+    lock manager gone) is said as such; a lock held elsewhere is not."""
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        raise
+    except OSError as err:
+        raise MigrateError(
+            refusal(locks, err),
+            hint="Run the same command again once locking works there again: "
+            "it finishes what this run left.",
+        ) from None
+
+
+def refusal(locks: Path, err: OSError) -> str:
+    return (
+        f"conda-migrate cannot lock files in {locks}: its filesystem refuses "
+        f"flock ({err.strerror})."
+    )
+
+
+def check_locking(state_dir: Path) -> None:
+    """Take a lock once, on a file of its own, before the run touches
+    anything: on a home that refuses them, the first lock a run needs comes
+    after it began (the rc files' turn, an environment's), and the error
+    would be a traceback. A dry run makes nothing that stays: the file has
+    no name, or loses it at once."""
+    locks = state_dir / LOCKS
+    try:
+        probe = tempfile.TemporaryFile(dir=_existing(locks))
+    except OSError:
+        return  # no room for a file: what comes next says so, by name
+    with probe:
+        try:
+            fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            raise MigrateError(
+                f"Nothing was done: {refusal(locks, err)}",
+                hint="Your environments and files are untouched. These locks keep "
+                "two runs, or the tasks of a job array, from undoing each other's "
+                "changes to the same files, so none runs without them. On "
+                "an NFS home the lock manager may be out of reach: run the same "
+                "command again later; if it keeps failing, ask your site's "
+                "support to make flock work on your home (Lustre: mounted with "
+                "flock).",
+            ) from None
+
+
+def _existing(path: Path) -> Path:
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def node_local(state_dir: Path) -> str | None:
+    """How the filesystem holding the locks keeps them on this node alone
+    (``nfs mounted nolock``), or None where they hold across nodes or
+    nothing says otherwise."""
+    try:
+        mountinfo = MOUNTINFO.read_text(errors="surrogateescape")
+    except OSError:
+        return None
+    return locality(os.path.realpath(_existing(state_dir / LOCKS)), mountinfo)
+
+
+def locality(path: str, mountinfo: str) -> str | None:
+    """What ``mountinfo`` says of the mount holding ``path`` (a real path):
+    the last mount at the longest mount point above it, as the kernel
+    resolves it; options of the mount and of its superblock alike."""
+    found: tuple[str, str, set[str]] | None = None
+    for line in mountinfo.splitlines():
+        mount, _, superblock = line.partition(" - ")
+        fields, rest = mount.split(), superblock.split()
+        if len(fields) < 6 or len(rest) < 3:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+        above = path == point or path.startswith(point.rstrip("/") + "/")
+        if above and (found is None or len(point) >= len(found[0])):
+            found = (point, rest[0], {*fields[5].split(","), *rest[2].split(",")})
+    if found is None:
+        return None
+    _, fstype, options = found
+    for option in NODE_LOCAL.get(fstype, ()):
+        if option in options:
+            return f"{fstype} mounted {option}"
+    return None
 
 
 def _open_lock(state_dir: Path, what: str) -> int:
@@ -147,7 +259,7 @@ def alone(state_dir: Path, what: str) -> Iterator[bool]:
     fd = _open_lock(state_dir, what)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, state_dir / LOCKS)
             free = True
         except BlockingIOError:
             free = False
@@ -164,7 +276,7 @@ def is_held(state_dir: Path, dest: Path) -> bool:
         return False
     fd = os.open(path, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, state_dir / LOCKS)
     except BlockingIOError:
         return True
     finally:

@@ -1,0 +1,97 @@
+"""A home whose filesystem refuses ``flock``: an NFS home whose lock manager
+cannot be reached (ENOLCK), Lustre mounted ``noflock`` (ENOSYS), some FUSE
+and CIFS mounts (EOPNOTSUPP, EINVAL). slowfs refuses it as they do. The run
+stops before it touches anything, says why and what to do, exit 1: without
+its locks two runs, or the tasks of a job array, could each undo the
+other's edit of the same file.
+
+These run with conda and without it (relocation, offline)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.markers import requires_conda
+from tests.support.runs import child_env, registered, run_cli
+from tests.support.trees import tree_snapshot
+
+RELOCATE = ("--all", "--method", "relocate", "--no-clean")
+STRERROR = {"ENOLCK": "No locks available", "ENOSYS": "Function not implemented"}
+
+
+def refusing_home(scratch, home, slowfs_mount, refusal: str):
+    """``home`` seen through slowfs refusing flock with ``refusal``, its
+    ``.bashrc`` activating ``abc`` by its scratch path."""
+    point = slowfs_mount(home.with_name("nfs-home"), home, flock=refusal)
+    (point / ".bashrc").write_text(f"conda activate {scratch.abc}\n")
+    return point
+
+
+def assert_untouched(out: str, point, scratch, sources, bashrc: str) -> None:
+    assert "Traceback" not in out and "unexpected error" not in out, out
+    assert tree_snapshot(scratch.envs_dir) == sources
+    assert not (point / ".conda/envs").exists()
+    assert (point / ".bashrc").read_text() == bashrc
+    assert registered(point) == []
+
+
+@pytest.mark.parametrize("refusal", ["ENOLCK", "ENOSYS"])
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param((), id="console-script"),
+        pytest.param(("conda", "migrate"), id="conda-migrate", marks=requires_conda),
+    ],
+)
+def test_refused_locks_stop_the_run_before_anything(
+    scratch, home, slowfs_mount, refusal, prefix
+):
+    point = refusing_home(scratch, home, slowfs_mount, refusal)
+    sources, bashrc = tree_snapshot(scratch.envs_dir), (point / ".bashrc").read_text()
+    args = [*prefix, "-d", scratch.envs_dir, *RELOCATE]
+
+    code, out, err = run_cli(point, *args, env=child_env(point))
+
+    assert code == 1, out + err
+    said = " ".join((out + err).split())
+    locks = point / ".conda/migrate/locks"
+    assert (
+        f"Nothing was done: conda-migrate cannot lock files in {locks}: its "
+        f"filesystem refuses flock ({STRERROR[refusal]})." in said
+    ), said
+    assert "Your environments and files are untouched" in said, said
+    assert_untouched(out + err, point, scratch, sources, bashrc)
+
+
+def test_a_dry_run_says_the_locks_are_refused(scratch, home, slowfs_mount):
+    """What the real run would stop at, and nothing made in the home."""
+    point = refusing_home(scratch, home, slowfs_mount, "ENOLCK")
+    sources, bashrc = tree_snapshot(scratch.envs_dir), (point / ".bashrc").read_text()
+    before = tree_snapshot(point)
+
+    code, out, err = run_cli(point, "-d", scratch.envs_dir, *RELOCATE, "--dry-run")
+
+    assert code == 1, out + err
+    said = " ".join((out + err).split())
+    assert "its filesystem refuses flock (No locks available)" in said, said
+    assert_untouched(out + err, point, scratch, sources, bashrc)
+    assert tree_snapshot(point) == before
+
+
+@pytest.mark.parametrize("tasks", [(), ("--tasks", "2%1")])
+def test_no_job_is_submitted_that_would_stop_at_its_first_lock(
+    scratch, home, slowfs_mount, tasks
+):
+    """Refused at the submission, where the user reads it, not in a job's
+    output file later."""
+    point = refusing_home(scratch, home, slowfs_mount, "ENOLCK")
+    before = tree_snapshot(point)
+    args = ["-d", scratch.envs_dir, "--all", *tasks, "--submit", "-t", "5"]
+
+    code, out, err = run_cli(point, *args)
+
+    assert code == 1, out + err
+    said = " ".join((out + err).split())
+    assert "its filesystem refuses flock (No locks available)" in said, said
+    assert "Submitted" not in said
+    assert tree_snapshot(point) == before
