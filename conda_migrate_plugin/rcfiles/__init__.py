@@ -35,6 +35,7 @@ from ruamel.yaml.error import YAMLError
 from ..names import BACKUP_SUFFIX
 from ..safety.atomic import write_atomically, write_new
 from .condarc import cache_entries, rewrite_condarc
+from .modulefiles import cache_entries as module_cache_entries
 from .modulefiles import module_files, module_warnings, rewrite_module
 from .rewrite import (
     DirMove,
@@ -212,9 +213,9 @@ def _package_caches(
 ) -> tuple[list[Path], list[str]]:
     """The caches on scratch a file's edit points away from, and the
     warnings for what of scratch its cache entries still name."""
-    if kind in ("kernel", "fish_variables", "module"):
+    if kind in ("kernel", "fish_variables"):
         return [], []
-    entries = cache_entries
+    entries = module_cache_entries if kind == "module" else cache_entries
     if (dialect := DIALECTS.get(kind)) is not None:
         entries = partial(rewriter.shell_caches, dialect=dialect)
     moved = rewriter.moved_caches([entry for _, entry in entries(old)])

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .rewrite import Rewriter, Unsafe, is_within, split_lines
+from .rewrite import DIR_VARIABLES, Rewriter, Unsafe, is_within, split_lines
 from .shell import Shell
 
 if TYPE_CHECKING:
@@ -32,6 +32,26 @@ MODULE_DIRS = ("modulefiles", "privatemodules")
 #: What ends a Tcl word or a Lua string, or starts a substitution in either:
 #: a new place holding one cannot be written where the old one stood.
 _UNSAFE = re.compile(rb"[\s\"'\\$\[\]{};]")
+
+_NAMES = rb"(?P<name>" + b"|".join(DIR_VARIABLES) + rb")"
+#: How a module sets conda's directory variables: Lmod's functions (called
+#: with parentheses or a table) with a string, Tcl's commands with a word,
+#: bare, quoted or braced; a value with a substitution is not taken.
+_SETTINGS = (
+    re.compile(
+        rb"\b(?:setenv|pushenv|prepend_path|append_path)[ \t]*[({][ \t]*"
+        rb"([\"'])" + _NAMES + rb"\1[ \t]*,[ \t]*"
+        rb"(?P<quote>[\"'])(?P<value>[^\"'\n]*)(?P=quote)"
+    ),
+    re.compile(
+        rb"\b(?:setenv|pushenv|prepend-path|append-path)[ \t]+"
+        + _NAMES
+        + rb"[ \t]+[\"{]?(?P<value>[^\s\"{}\[\];$\\]*)(?![^\"}\s;])"
+    ),
+)
+#: conda's own variables, which a module sets from ``$SCRATCH`` in any form.
+_SETS_FROM_SCRATCH = re.compile(_NAMES + rb".*\bSCRATCH\b")
+_SCRATCH_SPELLINGS = ("$SCRATCH", "${SCRATCH}")
 
 #: A path a module builds (``$env(SCRATCH)/``, ``os.getenv("SCRATCH") ..
 #: "/``, ``$SCRATCH/``, ``[getenv X]/``) just before the old prefix's tail.
@@ -106,8 +126,9 @@ def rewrite_module(data: bytes, rewriter: Rewriter) -> bytes:
     """The old prefixes replaced as whole paths, absolute or under the home;
     the file is left as it is where a new place cannot be written as the
     old one was."""
+    new = _directories(data, rewriter)
     rewriter = dataclasses.replace(rewriter, scratch=None)
-    new = rewriter.prefixes(data)
+    new = rewriter.prefixes(new)
     if new == data:
         return data
     for move in rewriter.env_moves:
@@ -121,6 +142,57 @@ def rewrite_module(data: bytes, rewriter: Rewriter) -> bytes:
                     "written: change it by hand"
                 )
     return new
+
+
+def _directories(data: bytes, rewriter: Rewriter) -> bytes:
+    """The entries of conda's directory variables the module sets moved as a
+    condarc's are; one spelled with ``$SCRATCH`` is left (and named)."""
+
+    def relocated(match: re.Match[bytes]) -> bytes:
+        kind, separator = DIR_VARIABLES[match["name"]]
+        entries = os.fsdecode(match["value"]).split(os.fsdecode(separator))
+        hidden = ["$" if _from_scratch(e) else e for e in entries]
+        moved = rewriter.relocate(hidden, kind)
+        if moved == hidden:
+            return match[0]
+        value = os.fsencode(
+            os.fsdecode(separator).join(
+                entry if new == "$" else new
+                for entry, new in zip(entries, moved)
+                if new is not None
+            )
+        )
+        if set(_UNSAFE.findall(value)) - set(_UNSAFE.findall(match["value"])):
+            number = data.count(b"\n", 0, match.start()) + 1
+            raise Unsafe(
+                f"line {number} sets {os.fsdecode(match['name'])} to a directory "
+                "whose new place a modulefile cannot hold as it is written: "
+                "change it by hand"
+            )
+        start, end = match.span("value")
+        head, tail = match.start(), match.end()
+        return data[head:start] + value + data[end:tail]
+
+    for setting in _SETTINGS:
+        data = setting.sub(relocated, data)
+    return data
+
+
+def _from_scratch(entry: str) -> bool:
+    return entry.startswith(_SCRATCH_SPELLINGS)
+
+
+def cache_entries(data: bytes) -> list[tuple[int, str]]:
+    """Each ``CONDA_PKGS_DIRS`` entry a module sets, with its line; not one
+    spelled with ``$SCRATCH``, which stays."""
+    return sorted(
+        (data.count(b"\n", 0, match.start()) + 1, entry)
+        for setting in _SETTINGS
+        for match in setting.finditer(data)
+        if DIR_VARIABLES[match["name"]][0] == "pkgs"
+        for entry in os.fsdecode(match["value"]).split(",")
+        if not _from_scratch(entry)
+    )
 
 
 def _changed_lines(old: bytes, new: bytes) -> list[int]:
@@ -139,12 +211,17 @@ def module_warnings(data: bytes, rewriter: Rewriter) -> list[str]:
     ]
     found = []
     for number, line in enumerate(split_lines(data), 1):
+        text = line.decode("utf-8", "backslashreplace").rstrip()
+        if rewriter.dir_moves and _SETS_FROM_SCRATCH.search(line):
+            found.append(
+                f"line {number} sets a conda directory on scratch in a form "
+                f"this run does not rewrite: {text}"
+            )
         # One warning for each place, whichever of its spellings the line names.
         named: dict[Path, Path] = {}
         for move, tail in patterns:
             if tail.search(line):
                 named.setdefault(move.dest, move.source)
-        text = line.decode("utf-8", "backslashreplace").rstrip()
         found += [
             f"line {number} still names {source} in a form this run does not "
             f"rewrite: {text}"

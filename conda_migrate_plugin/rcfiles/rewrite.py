@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
 #: conda splits ``CONDA_PKGS_DIRS`` on commas but the envs variables on ``os.pathsep``.
-_DIR_VARIABLES = {
+DIR_VARIABLES = {
     b"CONDA_ENVS_PATH": ("envs", b":"),
     b"CONDA_ENVS_DIRS": ("envs", b":"),
     b"CONDA_PKGS_DIRS": ("pkgs", b","),
@@ -36,7 +36,7 @@ _PATH_START = rb"(?<![^\s\"'`=:;,|&<>(\[{])(-[A-Za-z])?"
 # Anything but ``/`` or a delimiter after the prefix means a longer name (``abcd``).
 _PATH_END = rb"(?![^/\s\"'`:;,|&<>()\[\]{}])"
 
-_NAMES = rb"(?P<name>" + b"|".join(_DIR_VARIABLES) + rb")"
+_NAMES = rb"(?P<name>" + b"|".join(DIR_VARIABLES) + rb")"
 _VALUE = rb"(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s;&|()\"'`]*)"
 
 
@@ -232,7 +232,7 @@ class Rewriter:
         yield from ((spelling, self.scratch) for spelling in _SCRATCH_SPELLINGS)
 
     def _assignment(self, match: re.Match[bytes]) -> bytes:
-        kind, separator = _DIR_VARIABLES[match["name"]]
+        kind, separator = DIR_VARIABLES[match["name"]]
         quote, inner = _unquoted(match["value"])
         entries = _decoded(inner, separator)
         relocated = self.relocate(entries, kind)
@@ -316,7 +316,7 @@ class Rewriter:
         found = []
         for assignment in _SETTINGS[dialect.name]:
             for match in assignment.finditer(data):
-                kind, separator = _DIR_VARIABLES[match["name"]]
+                kind, separator = DIR_VARIABLES[match["name"]]
                 if kind == "pkgs":
                     number = data.count(b"\n", 0, match.start()) + 1
                     _, inner = _unquoted(match["value"])

@@ -158,3 +158,40 @@ def test_no_rc_leaves_condarc_d_and_modulefiles_alone(scratch, home, migrate):
     for path, text in texts.items():
         assert path.read_text() == text
         assert sorted(path.parent.iterdir()) == [path]
+
+
+def test_a_module_setting_condas_directories_stops_naming_scratch(
+    scratch, home, migrate
+):
+    """After ``module load``, conda creates environments and caches packages
+    in the home, not in the directory the run emptied."""
+    cache = scratch.root / "conda-pkgs"
+    lua = home / "modulefiles/myconda/1.lua"
+    lua.parent.mkdir(parents=True)
+    lua.write_text(
+        f'setenv("CONDA_ENVS_PATH", "{scratch.envs_dir}")\n'
+        f'setenv("CONDA_PKGS_DIRS", "{cache}")\n'
+    )
+
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean")
+
+    assert code == 0, out + err
+    new = home / ".conda"
+    assert lua.read_text() == (
+        f'setenv("CONDA_ENVS_PATH", "{new}/envs")\n'
+        f'setenv("CONDA_PKGS_DIRS", "{new}/pkgs")\n'
+    )
+    conda = f"{sys.executable} -m conda config --show envs_dirs pkgs_dirs --json"
+    result = lmod_shell(
+        "module use ~/modulefiles\nmodule load myconda\n"
+        'echo "$CONDA_ENVS_PATH $CONDA_PKGS_DIRS"\n'
+        + (f"{conda}\n" if HAVE_CONDA else ""),
+        home,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown, _, conda_shows = result.stdout.partition("\n")
+    assert shown == f"{new}/envs {new}/pkgs"
+    if HAVE_CONDA:
+        directories = json.loads(conda_shows)
+        assert directories["envs_dirs"][0] == f"{new}/envs"
+        assert directories["pkgs_dirs"] == [f"{new}/pkgs"]

@@ -1064,3 +1064,84 @@ def test_a_modulefile_keeps_its_spelling_of_the_home(home):
         "not rewrite: prepend-path PATH $SCRATCH/envs/abc/bin"
     )
     assert (edits[1].new, edits[1].warnings) == (edits[1].old, [warning])
+
+
+def test_a_modulefile_setting_condas_directories_follows_them(home):
+    """A module that sets ``CONDA_ENVS_PATH`` (``CONDA_ENVS_DIRS``,
+    ``CONDA_PKGS_DIRS``) to the directory the run empties keeps conda
+    creating environments and caching packages there after ``module
+    load``: its entries move as a condarc's do; one built from ``$SCRATCH``
+    is a warning with its line."""
+    new = home / ".conda"
+    lua = modulefile(
+        home / "modulefiles/myconda/1.lua",
+        'setenv("CONDA_ENVS_PATH", "/scratch/u/conda-envs")\n'
+        "prepend_path{'CONDA_ENVS_DIRS', '/scratch/u/conda-envs/', delim=':'}\n"
+        'pushenv("CONDA_PKGS_DIRS", "/scratch/u/pkgs,/opt/site/pkgs")\n'
+        'setenv("CONDA_PKGS_DIRS", pathJoin(os.getenv("SCRATCH"), "pkgs"))\n',
+    )
+    tcl = modulefile(
+        home / "privatemodules/myconda",
+        "#%Module\n"
+        "setenv CONDA_ENVS_PATH /scratch/u/conda-envs:/scratch/u/other\n"
+        'append-path CONDA_PKGS_DIRS "/scratch/u/conda-envs/pkgs"\n'
+        "setenv CONDA_PKGS_DIRS {/scratch/u/pkgs}\n"
+        "setenv CONDA_PKGS_DIRS $env(SCRATCH)/pkgs\n",
+    )
+
+    edits = plan(home, site(home))
+
+    assert [(e.path, e.error) for e in edits] == [(lua, None), (tcl, None)]
+    assert edits[0].new.decode() == (
+        f'setenv("CONDA_ENVS_PATH", "{new}/envs")\n'
+        f"prepend_path{{'CONDA_ENVS_DIRS', '{new}/envs', delim=':'}}\n"
+        f'pushenv("CONDA_PKGS_DIRS", "{new}/pkgs,/opt/site/pkgs")\n'
+        'setenv("CONDA_PKGS_DIRS", pathJoin(os.getenv("SCRATCH"), "pkgs"))\n'
+    )
+    assert edits[1].new.decode() == (
+        "#%Module\n"
+        f"setenv CONDA_ENVS_PATH {new}/envs:/scratch/u/other\n"
+        f'append-path CONDA_PKGS_DIRS "{new}/pkgs"\n'
+        f"setenv CONDA_PKGS_DIRS {{{new}/pkgs}}\n"
+        "setenv CONDA_PKGS_DIRS $env(SCRATCH)/pkgs\n"
+    )
+    left = "sets a conda directory on scratch in a form this run does not rewrite"
+    assert [edit.warnings for edit in edits] == [
+        [f"line 4 {left}: " + lua.read_text().splitlines()[3]],
+        [f"line 5 {left}: setenv CONDA_PKGS_DIRS $env(SCRATCH)/pkgs"],
+    ]
+    # What the run says of the caches it points away from.
+    assert [edit.caches for edit in edits] == [
+        [SCRATCH / "pkgs"],
+        [SCRATCH / "conda-envs/pkgs", SCRATCH / "pkgs"],
+    ]
+
+
+def test_a_modulefile_directory_spelled_from_home_keeps_its_spelling(home):
+    """Lmod hands the string to conda, which expands ``$HOME`` itself: the
+    new entry is spelled as the old one was."""
+    lua = modulefile(
+        home / "modulefiles/myconda/1.lua",
+        'setenv("CONDA_ENVS_PATH", "$HOME/scratch/envs")\n',
+    )
+
+    (edit,) = plan(home, scratch_in_home(home))
+
+    assert (edit.path, edit.error) == (lua, None)
+    assert edit.new == b'setenv("CONDA_ENVS_PATH", "$HOME/.conda/envs")\n'
+
+
+def test_a_modulefile_cannot_hold_a_new_directory_with_a_space(home):
+    tcl = modulefile(
+        home / "privatemodules/myconda",
+        "#%Module\nsetenv CONDA_ENVS_PATH /scratch/u/conda-envs\n",
+    )
+    moves = [DirMove(SCRATCH / "conda-envs", home / "my envs", home / "pkgs")]
+
+    (edit,) = plan_rc_edits([], moves, home, {})
+
+    assert (edit.path, edit.new) == (tcl, edit.old)
+    assert edit.error == (
+        "left unchanged: line 2 sets CONDA_ENVS_PATH to a directory whose new "
+        "place a modulefile cannot hold as it is written: change it by hand"
+    )
