@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..exceptions import CloneUnavailable
+from ..safety.interrupt import uninterruptible
 
 if TYPE_CHECKING:
     from typing import Any
@@ -78,44 +80,70 @@ def drop(found: list[CutShort]) -> None:
     """Remove each cut-short extraction, as conda removes one whose
     ``index.json`` it cannot read, so that conda extracts the package again
     from its tarball or the channel; printed within conda's lines, so the
-    log keeps it. One in a cache conda may not write to is named with what
-    to do, before anything is removed."""
-    from conda.gateways.disk.delete import rm_rf
-
+    log keeps it. One in a cache conda may not write to, or that cannot be
+    removed (another user's, in a group's cache), is left as it is and
+    named, with what to do."""
     stuck = [cut for cut in found if not cut.writable]
+    for cut in found:
+        if not cut.writable:
+            continue
+        if not _remove(cut.directory):
+            stuck.append(cut)
+            continue
+        print(
+            f"Note: {cut.directory.name} in {cut.directory.parent}: {cut.why}, "
+            "as a stopped extraction leaves it; conda extracts the package again."
+        )
     if stuck:
         raise CloneUnavailable(
             "conda's package cache holds "
             + "; ".join(f"{cut.directory}: {cut.why}" for cut in stuck)
-            + ", as a stopped extraction leaves it, and conda may not write "
-            "to that cache to extract it again.",
-            reason="a package in a read-only package cache is cut short",
+            + ", as a stopped extraction leaves it, and it cannot be removed "
+            "here for conda to extract it again.",
+            reason="a package in the package cache is cut short",
             hint="The old environment is untouched. Ask the cache's owner to "
             "remove that directory (conda extracts it again), or use "
             "--method relocate, which copies the environment without the "
             "package cache.",
         )
-    for cut in found:
-        print(
-            f"Note: {cut.directory.name} in {cut.directory.parent}: {cut.why}, "
-            "as a stopped extraction leaves it; conda extracts the package again."
-        )
-        rm_rf(str(cut.directory))
+
+
+def _remove(directory: Path) -> bool:
+    """Whether ``directory`` is gone. The record of a finished extraction
+    goes first: a kill midway leaves a directory the next run finds cut
+    short by its files. A stop waits for the rest, as conda's ``rm_rf``
+    would swallow it."""
+    from conda.gateways.disk.delete import rm_rf
+
+    ours = (
+        os.access(path, os.W_OK | os.X_OK)
+        for path in (directory, directory / "info")
+        if path.is_dir()
+    )
+    if not all(ours):
+        # Another user's: rm_rf would warn of each file it cannot remove.
+        return False
+    with uninterruptible():
+        with suppress(OSError):
+            (directory / "info" / FINISHED).unlink()
+        rm_rf(str(directory))
+    return not os.path.lexists(directory)
 
 
 def _why_cut_short(directory: Path, thorough: bool) -> str | None:
     """What is wrong with an extracted package, or None where it is whole."""
     info = directory / "info"
+    finished = (info / FINISHED).is_file()
     try:
         listed = json.loads((info / "paths.json").read_bytes())["paths"]
     except FileNotFoundError:
         # A package older than paths.json lists its files in info/files.
-        if (info / "files").is_file():
+        if finished and (info / "files").is_file():
             return None
         return "its file list (info/paths.json) cannot be read"
     except (OSError, ValueError, LookupError, TypeError):
         return "its file list (info/paths.json) cannot be read"
-    if not thorough and (info / FINISHED).is_file():
+    if finished and not thorough:
         return None
     try:
         short = sum(1 for entry in listed if not _holds(directory, entry))

@@ -265,23 +265,31 @@ def test_a_cut_short_package_conda_has_read_since_is_found_when_the_clone_fails(
     assert (new / "bin/demo-hello").is_file()
 
 
-def test_a_cut_short_package_in_a_read_only_cache_is_named_and_kept(
-    make_env, tmp_path, home, conda_cli, unprivileged, monkeypatch
+@pytest.mark.parametrize("whose", ["a read-only cache", "another user's package"])
+def test_a_cut_short_package_that_cannot_be_removed_is_named_and_kept(
+    make_env, tmp_path, home, conda_cli, unprivileged, monkeypatch, whose
 ):
-    """A cache conda may not write to (a group's, the site's) is never
-    changed: the run, as an ordinary user, names the package directory and
-    what to do, and keeps the environment."""
+    """A cache conda may not write to (a group's, the site's), or a package
+    another user extracted into a group's cache, is never changed: the run,
+    as an ordinary user, names the package directory and what to do, and
+    keeps the environment."""
     package = _migrated_first(make_env, tmp_path, conda_cli)
     _cut_short_by_a_kill(package, recorded=False)
     base, run = unprivileged
-    shared = base / "shared-pkgs"
-    shutil.copytree(package.parent, shared, symlinks=True)
-    shared_package = shared / package.name
-    kept = tree_snapshot(shared)
-    own = base / "own-pkgs"
-    own.mkdir()
-    os.chown(own, USER, USER)
-    monkeypatch.setenv("CONDA_PKGS_DIRS", f"{own},{shared}")
+    cache = base / "pkgs"
+    shutil.copytree(package.parent, cache, symlinks=True)
+    cut = cache / package.name
+    if whose == "a read-only cache":
+        own = base / "own-pkgs"
+        own.mkdir()
+        os.chown(own, USER, USER)
+        monkeypatch.setenv("CONDA_PKGS_DIRS", f"{own},{cache}")
+    else:
+        chown_tree(cache, USER)
+        for path in (cut, *cut.rglob("*")):
+            os.chown(path, 0, 0, follow_symlinks=False)
+        monkeypatch.setenv("CONDA_PKGS_DIRS", str(cache))
+    kept = tree_snapshot(cut)
     envs = base / "scratch"
     env = make_env(envs / "abc", ["demo-app"])
     chown_tree(envs, USER)
@@ -291,11 +299,13 @@ def test_a_cut_short_package_in_a_read_only_cache_is_named_and_kept(
 
     assert code == 1, out
     assert (
-        f"conda's package cache holds {shared_package}: 2 of the 4 files its file "
-        "list names are missing or cut short, as a stopped extraction leaves it, "
-        "and conda may not write to that cache to extract it again." in out
+        f"conda's package cache holds {cut}: 2 of the 4 files its file list names "
+        "are missing or cut short, as a stopped extraction leaves it, and it "
+        "cannot be removed here for conda to extract it again." in out
     )
     assert "Ask the cache's owner to remove that directory" in out
     assert "--method relocate" in out
-    assert tree_snapshot(shared) == kept
+    assert "Note: " not in out
+    assert "remove this file manually" not in out
+    assert tree_snapshot(cut) == kept
     assert tree_snapshot(env) == before
