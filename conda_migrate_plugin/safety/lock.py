@@ -151,25 +151,10 @@ def sharing(state_dir: Path, what: str) -> Iterator[None]:
 def _flocked(state_dir: Path, what: str, operation: int) -> Iterator[None]:
     fd = _open_lock(state_dir, what)
     try:
-        _flock(fd, operation, state_dir / LOCKS)
+        fcntl.flock(fd, operation)
         yield
     finally:
         os.close(fd)
-
-
-def _flock(fd: int, operation: int, locks: Path) -> None:
-    """A filesystem that stopped granting locks since the run began (its
-    lock manager gone) is said as such; a lock held elsewhere is not."""
-    try:
-        fcntl.flock(fd, operation)
-    except BlockingIOError:
-        raise
-    except OSError as err:
-        raise MigrateError(
-            refusal(locks, err),
-            hint="Run the same command again once locking works there again: "
-            "it finishes what this run left.",
-        ) from None
 
 
 def refusal(locks: Path, err: OSError) -> str:
@@ -259,7 +244,7 @@ def alone(state_dir: Path, what: str) -> Iterator[bool]:
     fd = _open_lock(state_dir, what)
     try:
         try:
-            _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, state_dir / LOCKS)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             free = True
         except BlockingIOError:
             free = False
@@ -276,7 +261,7 @@ def is_held(state_dir: Path, dest: Path) -> bool:
         return False
     fd = os.open(path, os.O_RDWR)
     try:
-        _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, state_dir / LOCKS)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
