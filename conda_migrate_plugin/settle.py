@@ -119,6 +119,7 @@ def update_rc_files(
     """The rc-file edits for the environments moved (``--dry-run``: those it
     would make, "planned"), shown, then made; what ``--json`` reports."""
     from .rcfiles import EnvMove, apply_rc_edits, plan_rc_edits
+    from .rcfiles.environment import variables_left
 
     moved = [o for o in outcomes if o.status in MOVED]
     if not moved:
@@ -136,6 +137,8 @@ def update_rc_files(
                 out.info(f"Updated {edit.path} (backup: {edit.backup})")
     for edit in edits:
         out.info(*(f"warning: {edit.path}: {w}" for w in edit.warnings))
+    left = variables_left(edits, dir_moves, home, os.environ)
+    out.info(*(f"warning: {warning}" for warning in left))
     return [
         {
             "path": str(e.path),

@@ -195,3 +195,42 @@ def test_a_module_setting_condas_directories_stops_naming_scratch(
         directories = json.loads(conda_shows)
         assert directories["envs_dirs"][0] == f"{new}/envs"
         assert directories["pkgs_dirs"] == [f"{new}/pkgs"]
+
+
+def test_condas_directories_set_by_what_the_run_cannot_read_are_named(
+    scratch, home, migrate, tmp_path, monkeypatch
+):
+    """A site's module (outside the home, never changed) exports conda's
+    directory variables to scratch: the user's files are pointed at the
+    home, yet conda, which the variables override, keeps creating
+    environments and caching packages on scratch. The run says so, and
+    where to look; a variable a file it updated sets needs no word."""
+    site_module = tmp_path / "site/modules/conda/1.lua"
+    site_module.parent.mkdir(parents=True)
+    cache = scratch.root / "conda-pkgs"
+    site_module.write_text(
+        f'setenv("CONDA_ENVS_PATH", "{scratch.envs_dir}")\n'
+        f'setenv("CONDA_PKGS_DIRS", "{cache}")\n'
+    )
+    monkeypatch.setenv("MODULEPATH", str(site_module.parents[1]))
+    monkeypatch.setenv("CONDA_ENVS_PATH", str(scratch.envs_dir))
+    monkeypatch.setenv("CONDA_PKGS_DIRS", str(cache))
+    (home / ".bashrc").write_text(f"export CONDA_PKGS_DIRS={cache}\n")
+
+    out, err, code = migrate("-d", scratch.envs_dir, "--all", "--no-clean")
+
+    assert code == 0, out + err
+    assert not scratch.abc.exists() and not scratch.amd.exists()
+    assert site_module.read_text().count(str(scratch.root)) == 2
+    assert (home / ".bashrc").read_text() == (
+        f"export CONDA_PKGS_DIRS={home}/.conda/pkgs\n"
+    )
+    envs = scratch.envs_dir
+    assert (
+        f"warning: CONDA_ENVS_PATH={envs} in this run's environment names {envs}, "
+        "where conda keeps creating environments while it is set, and no file "
+        "this run changed sets it: if a new login still has it, find what sets "
+        "it (a module of the site's? module show names what each loaded module "
+        f"sets) and set it to {home}/.conda/envs there, or unset it\n"
+    ) in out, out
+    assert "warning: CONDA_PKGS_DIRS" not in out

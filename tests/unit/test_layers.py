@@ -53,8 +53,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "steps": (
         *("array_plan", "caches", "candidates", "compare", "discover", "engine"),
         *("migrate", "plan", "preflight", "purge", "quota", "quota_tools"),
-        *("rcfiles", "rcfiles.condarc", "rcfiles.modulefiles", "rcfiles.rewrite"),
-        *("rcfiles.shell", "rcfiles.spellings", "rcfiles.universal"),
+        *("rcfiles", "rcfiles.condarc", "rcfiles.environment"),
+        *("rcfiles.modulefiles", "rcfiles.rewrite", "rcfiles.shell"),
+        *("rcfiles.spellings", "rcfiles.universal"),
         *("refusals", "report", "resume", "safety.remove", "scratch_refs"),
         *("selection", "settle", "transaction"),
     ),
