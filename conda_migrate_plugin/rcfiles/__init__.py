@@ -142,7 +142,7 @@ def plan_rc_edits(
     """
     scratch = environ_path(environ, "SCRATCH")
     found = [(path, kind, _read(path)) for path, kind in _candidates(home, environ)]
-    startup = [data for _, kind, data in found if kind == "sh" and type(data) is bytes]
+    startup = [d for _, kind, d in found if kind in DIALECTS and type(d) is bytes]
     found += [(p, "module", _read(p)) for p in module_files(home, environ, startup)]
     texts = [data for _, _, data in found if isinstance(data, bytes)]
     env_moves, dir_moves = every_spelling(env_moves, dir_moves, home, scratch, texts)

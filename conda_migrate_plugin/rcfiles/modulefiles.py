@@ -79,9 +79,13 @@ def module_files(
 def _used(home: Path, startup: Iterable[bytes]) -> Iterator[str]:
     """The directories ``module use`` (``ml use``) adds, and the parts of a
     ``MODULEPATH=`` the run can read, in the login files."""
+    shell = Shell({"HOME": str(home)})
     for data in startup:
-        shell = Shell({"HOME": str(home)})
-        for line in split_lines(data):
+        # Only these lines are read as the shell reads them, each once: a
+        # .bashrc may be megabytes of repeated lines.
+        for line in dict.fromkeys(data.splitlines()):
+            if b"use" not in line and b"MODULEPATH=" not in line:
+                continue
             words = [w.value for w in shell.words(line.decode("utf-8", "replace"))]
             for at, word in enumerate(words):
                 if word.startswith("MODULEPATH="):
@@ -102,7 +106,10 @@ def _walk(directory: Path) -> Iterator[Path]:
     backups this step writes) are never a module it loads by its name."""
     seen: set[tuple[int, int]] = set()
     for top, dirs, files in os.walk(directory, followlinks=True):
-        status = os.stat(top)
+        try:
+            status = os.stat(top)
+        except OSError:  # gone since it was listed
+            continue
         if (status.st_dev, status.st_ino) in seen:  # a symlink loop
             dirs.clear()
             continue

@@ -1047,13 +1047,23 @@ def test_a_modulefile_keeps_its_spelling_of_the_home(home):
         home / "more/abc",
         "#%Module\nset SCRATCH $env(SCRATCH)\nprepend-path PATH $SCRATCH/envs/abc/bin\n",
     )
+    csh = modulefile(
+        home / "cmods/abc.lua", 'setenv("ABC", "$HOME/scratch/envs/abc")\n'
+    )
     (home / ".zshrc").write_text(
         "ml use ~/mods\nexport MODULEPATH=$HOME/more:$MODULEPATH\n"
     )
+    (home / ".cshrc").write_text("module use ~/cmods\n")
+    (home / "mods/abc/loop").symlink_to("..")  # walked once
 
     edits = plan(home, layout)
 
-    assert [(e.path, e.error) for e in edits] == [(lua, None), (tcl, None)]
+    assert [(e.path, e.error) for e in edits] == [
+        (lua, None),
+        (tcl, None),
+        (csh, None),
+    ]
+    assert edits[2].new == b'setenv("ABC", "$HOME/.conda/envs/abc")\n'
     assert edits[0].new == (
         b'prepend_path("PATH", "~/.conda/envs/abc/bin")\n'
         b'set_alias("go", "conda activate $HOME/.conda/envs/abc")\n'
