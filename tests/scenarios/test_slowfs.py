@@ -92,3 +92,23 @@ def test_flock_held_by_the_kernel_without_a_refusal(slowfs_mount, tmp_path):
     finally:
         os.close(first)
         os.close(second)
+
+
+def test_flock_granted_then_refused_as_a_lock_manager_lost_midway(
+    slowfs_mount, tmp_path
+):
+    home = slowfs_mount(tmp_path / "home", flock="ENOLCK", flock_after=2)
+    first, second = (
+        os.open(home / "a.lock", os.O_RDWR | os.O_CREAT, 0o600) for _ in range(2)
+    )
+    try:
+        fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BlockingIOError):  # granted locks exclude each other
+            fcntl.flock(second, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(first, fcntl.LOCK_UN)  # never refused
+        with pytest.raises(OSError) as refused:
+            fcntl.flock(second, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert refused.value.errno == errno.ENOLCK
+    finally:
+        os.close(first)
+        os.close(second)

@@ -19,7 +19,9 @@
  * - with SLOWFS_FLOCK=ENOLCK (or ENOSYS, EOPNOTSUPP, EINVAL), refuses every
  *   flock with that error, as an NFS home whose lock manager cannot be
  *   reached (ENOLCK), Lustre mounted noflock (ENOSYS) or some FUSE and CIFS
- *   mounts do; unset, the kernel keeps flock locks itself, on this node.
+ *   mounts do; with SLOWFS_FLOCK_AFTER=N too, grants the first N locks (on
+ *   the backing file) and refuses those after, as a lock manager lost
+ *   midway; unset, the kernel keeps flock locks itself, on this node.
  *
  * Usage: SLOWFS_US=500 slowfs BACKING MOUNTPOINT [-f] [-o fuse-option]
  * Build: cc -O2 -Wall slowfs.c $(pkg-config fuse3 --cflags --libs) -o slowfs
@@ -40,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -51,7 +54,9 @@ static char root_path[PATH_MAX];
 static long round_trip_us;
 static double cache_s = 1.0;
 static int rename_flags = 1;
-static int flock_refusal; /* the errno every flock gets; 0: not served here */
+static int flock_refusal;      /* the errno a refused flock gets; 0: not served here */
+static long long flock_after;  /* locks granted before the refusals start */
+static long long flock_asked;
 
 /* The quota's ledger; a limit of 0 is no limit. Writes and the operations
  * that free space take the lock, so a charge and the change it stands for
@@ -414,9 +419,11 @@ static int sf_access(const char *path, int mask) {
 }
 
 static int sf_flock(const char *path, struct fuse_file_info *fi, int op) {
-    (void)path, (void)fi, (void)op;
+    (void)path;
     round_trip();
-    return -flock_refusal;
+    if (!(op & LOCK_UN) && __atomic_fetch_add(&flock_asked, 1, __ATOMIC_SEQ_CST) >= flock_after)
+        return -flock_refusal;
+    return result(flock(fi->fh, op));
 }
 
 static void *sf_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
@@ -492,6 +499,7 @@ int main(int argc, char *argv[]) {
             fprintf(stderr, "SLOWFS_FLOCK=%s: not one of ENOLCK ENOSYS EOPNOTSUPP EINVAL\n", refusal);
             return 2;
         }
+        flock_after = number("SLOWFS_FLOCK_AFTER", 0);
         operations.flock = sf_flock;
     }
     quota.byte_limit = number("SLOWFS_QUOTA_KB", 0) * 1024;

@@ -57,7 +57,8 @@ class SlowFS:
     (0: libfuse's default), ``cache_s`` (the attribute cache),
     ``rename_flags`` (False: ``renameat2``'s flags refused, as on NFS),
     ``flock`` (an errno's name, ``ENOLCK``...: every ``flock`` refused with
-    it, as by an NFS home whose lock manager is unreachable)."""
+    it, as by an NFS home whose lock manager is unreachable), ``flock_after``
+    (with ``flock``: the first so many granted, the rest refused)."""
 
     binary: Path
     backing: Path
@@ -69,6 +70,7 @@ class SlowFS:
     cache_s: float = 1.0
     rename_flags: bool = True
     flock: str = ""
+    flock_after: int = 0
     daemon: subprocess.Popen | None = field(default=None, repr=False)
 
     def mount(self) -> None:
@@ -81,6 +83,7 @@ class SlowFS:
             "SLOWFS_CACHE_S": self.cache_s,
             "SLOWFS_RENAME_FLAGS": int(self.rename_flags),
             "SLOWFS_FLOCK": self.flock,
+            "SLOWFS_FLOCK_AFTER": self.flock_after,
         }
         if self.threads:
             settings["SLOWFS_THREADS"] = self.threads
