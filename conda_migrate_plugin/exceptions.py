@@ -73,6 +73,24 @@ class DestinationFull(MigrateError):
     after it are not tried against it blindly."""
 
 
+class CopyCommitted(MigrateError):
+    """The verified copy is in place at its destination, but a step of the
+    commit after the rename failed (conda's registry, the record of the
+    move; a home's lock manager lost midway): the copy stays, with its
+    journal entry, for the next run to finish from, as after a kill there.
+    Removing it would throw away a verified copy for a step that can be
+    done again."""
+
+    def __init__(self, source: Path, dest: Path, err: Exception) -> None:
+        super().__init__(
+            f"{source} was copied to {dest} and the copy verified, but the "
+            f"migration could not be finished ({err}). {source} is untouched.",
+            hint="Run the same command again once that is fixed: it finishes "
+            f"from the copy at {dest} (lists it in conda's registry, then "
+            "removes the old environment once it is shown unchanged).",
+        )
+
+
 class DestinationTaken(MigrateError):
     """Something made the destination after the run found the name free (a
     user's ``mkdir``, another tool): the verified copy is never renamed over
@@ -106,24 +124,9 @@ class RelocateError(MigrateError):
     """The environment cannot be copied and relocated as it is."""
 
 
-def _cpu_time_hint() -> str:
-    """What SIGXCPU means to a user, who never sees that name otherwise,
-    and the way round it (each run on that node stops at the same point)."""
-    import resource
-
-    limit = resource.getrlimit(resource.RLIMIT_CPU)[1]
-    return (
-        "The run came close to the CPU time this login node allows a process "
-        f"(ulimit -t: {limit} s) and stopped before being killed at it. Each run "
-        "here stops about as far: run it as a Slurm job instead, adding --submit "
-        "at the end of the same command (sbatch's options, such as -t 4:00:00, "
-        "after it)."
-    )
-
-
 class Interrupted(_Base):
-    """The user (Ctrl-C), Slurm's time limit (SIGTERM), a closed terminal
-    (SIGHUP) or a login node's CPU-time limit (SIGXCPU) stopped the run. Not a ``MigrateError``: the many places that
+    """The user (Ctrl-C), Slurm's time limit (SIGTERM) or a closed terminal
+    (SIGHUP) stopped the run. Not a ``MigrateError``: the many places that
     turn a failure into "this environment failed, go on with the next" must
     let a stop through. Exits 128 + the signal's number, as a shell would."""
 
@@ -133,10 +136,9 @@ class Interrupted(_Base):
         self.signum = signum
         self.return_code = 128 + signum
         name = signal.Signals(signum).name
-        message = f"Stopped by {name} {where}" if where else f"Stopped by {name}."
-        if signum == signal.SIGXCPU:
-            message += f"\n{_cpu_time_hint()}"
-        super().__init__(message)
+        super().__init__(
+            f"Stopped by {name} {where}" if where else f"Stopped by {name}."
+        )
 
     def __str__(self) -> str:
         return self.message

@@ -42,7 +42,7 @@ from .safety.interrupt import check, received, uninterruptible
 from .safety.lock import hold_all, name_holder
 from .scratch_refs import find_references, warn
 from .snapshot import changes_since, measure
-from .transaction import Migration, commit, copy_stamps, provisional, remove_old
+from .transaction import Migration, commit, copy_stamps, forget, provisional, remove_old
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -213,10 +213,10 @@ def _copy_and_commit(
 
 
 def _failed(run: Migration, err: MigrateError | OSError) -> MigrationResult:
-    """The copy was removed and the source left untouched; the run goes on
-    with the next environment, unless ``err`` is a stop in disguise."""
+    """The copy was removed (one committed stays: ``forget``), the source
+    untouched; the run goes on, unless ``err`` is a stop in disguise."""
     options, outcome = run.options, run.outcome
-    journal.clear(options.state_dir, outcome.dest)
+    forget(run, err)
     # Code the run does not own may turn a signal into another error.
     signum = received(err)
     if signum is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from .exceptions import DestinationTaken, InUse, MigrateError
+from .exceptions import CopyCommitted, DestinationTaken, InUse, MigrateError
 from .jobs import jobs_for
 from .names import MARKER, STAGING_PREFIX
 from .progress import size
@@ -186,6 +186,8 @@ def provisional(run: Migration, copy: Copy) -> Iterator[None]:
     touched."""
     try:
         yield
+    except CopyCommitted:
+        raise  # in place: the next run finishes from it (see ``forget``)
     except BaseException:
         dest = Path(copy.entry.dest)
         discard(copy.path)
@@ -193,6 +195,13 @@ def provisional(run: Migration, copy: Copy) -> Iterator[None]:
             run.backend.unregister(dest)
         journal.clear(run.options.state_dir, dest)
         raise
+
+
+def forget(run: Migration, err: BaseException) -> None:
+    """A failed migration's journal entry goes, but for a committed copy's:
+    the next run finishes from that copy, as after a kill in the commit."""
+    if not isinstance(err, CopyCommitted):
+        journal.clear(run.options.state_dir, run.outcome.dest)
 
 
 #: What a copy's stamps leave out: its own directory, proven by its device and
@@ -254,10 +263,13 @@ def commit(
             kept = path if resumed else None
             raise DestinationTaken(Path(entry.source), dest, kept) from None
         fsync_directory(dest.parent)
-    run.backend.register(dest)
-    # Before the source is touched: a journal deleted after a kill in the
-    # removal must not leave the rc files naming the old place, gone since.
-    journal.remember_move(run.options.state_dir, Path(entry.source), dest)
+    try:
+        run.backend.register(dest)
+        # Before the source is touched: a journal deleted after a kill in the
+        # removal must not leave the rc files naming the old place, gone since.
+        journal.remember_move(run.options.state_dir, Path(entry.source), dest)
+    except (OSError, MigrateError) as err:
+        raise CopyCommitted(Path(entry.source), dest, err) from err
 
 
 def remove_old(

@@ -43,7 +43,7 @@ from .report import json_report, quota_json, quota_line, summarize
 from .result import SUCCEEDED, MigrationResult, Phase
 from .resume import partial_copies, resume
 from .running_jobs import warning as running_jobs
-from .safety.lock import check_locking, node_local
+from .safety.lock import check_locking, node_local, said_if_lost
 from .safety.statedir import ensure_private
 from .selection import prompt_selection
 from .settle import Settle
@@ -121,7 +121,8 @@ def run(
         )
         out.log_only(f"conda-migrate {__version__}, backend {backend.name}: {command}")
         try:
-            code = _run(options, backend, home, stdin, out, command)
+            with said_if_lost():
+                code = _run(options, backend, home, stdin, out, command)
         except (MigrateError, Interrupted) as err:
             out.log_only(f"error: {err}")
             out.log_only(f"exit code {err.return_code}")

@@ -151,10 +151,44 @@ def sharing(state_dir: Path, what: str) -> Iterator[None]:
 def _flocked(state_dir: Path, what: str, operation: int) -> Iterator[None]:
     fd = _open_lock(state_dir, what)
     try:
-        fcntl.flock(fd, operation)
+        _flock(fd, operation, state_dir / LOCKS)
         yield
     finally:
         os.close(fd)
+
+
+class LockRefused(OSError):
+    """The filesystem refused a lock that it granted when the run began
+    (its lock manager lost midway), as opposed to another run holding it.
+    Still an OSError, so that each step handles it as the filesystem error
+    it is (the removal keeps its journal entry for the next run); only where
+    it ends the run is it said as what it is (``said_if_lost``)."""
+
+
+def _flock(fd: int, operation: int, locks: Path) -> None:
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        raise
+    except OSError as err:
+        raise LockRefused(err.errno, err.strerror, str(locks)) from None
+
+
+@contextmanager
+def said_if_lost() -> Iterator[None]:
+    """A lock refused midway that ends the run: what happened and what to
+    do, instead of a traceback. Whatever the run had done, each environment
+    is whole at its old place or its new one, and the journal says which."""
+    try:
+        yield
+    except LockRefused as err:
+        raise MigrateError(
+            f"The run stopped: {refusal(Path(err.filename), err)} It took them "
+            "when the run began: the lock manager may have been lost since.",
+            hint="Each environment is whole, at its old place or at its new one "
+            "(see above). Run the same command again once locking works there "
+            "again: it finishes what this run left.",
+        ) from None
 
 
 def refusal(locks: Path, err: OSError) -> str:
@@ -244,7 +278,7 @@ def alone(state_dir: Path, what: str) -> Iterator[bool]:
     fd = _open_lock(state_dir, what)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, state_dir / LOCKS)
             free = True
         except BlockingIOError:
             free = False
@@ -261,7 +295,7 @@ def is_held(state_dir: Path, dest: Path) -> bool:
         return False
     fd = os.open(path, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, state_dir / LOCKS)
     except BlockingIOError:
         return True
     finally:

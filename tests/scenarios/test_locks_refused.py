@@ -9,6 +9,8 @@ These run with conda and without it (relocation, offline)."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.support.markers import requires_conda
@@ -95,3 +97,50 @@ def test_no_job_is_submitted_that_would_stop_at_its_first_lock(
     assert "its filesystem refuses flock (No locks available)" in said, said
     assert "Submitted" not in said
     assert tree_snapshot(point) == before
+
+
+#: The locks a run of the two environments below asks for (strace of a run:
+#: the check, the rc files' turns, then for each environment its own two,
+#: the journal's and conda's environments.txt turns); the sweep refuses
+#: each of them after the check in turn.
+LOCKS_ASKED = 27
+
+
+@pytest.mark.parametrize("granted", range(1, LOCKS_ASKED))
+def test_locks_lost_midway_lose_nothing(scratch, home, slowfs_mount, granted):
+    """The home's lock manager lost after ``granted`` locks (ENOLCK from
+    then on): each environment is whole at its old place or at its new one
+    whatever the run had done, and once locks work again the same command
+    finishes the job."""
+    point = home.with_name("nfs-home")
+    slowfs_mount(point, home, flock="ENOLCK", flock_after=granted)
+    (point / ".bashrc").write_text(f"conda activate {scratch.abc}\n")
+    names = ("abc", "amd")
+    sources = {name: tree_snapshot(scratch.envs_dir / name) for name in names}
+    args = ["-d", scratch.envs_dir, *RELOCATE]
+
+    code, out, err = run_cli(point, *args)
+
+    said = " ".join((out + err).split())
+    assert code == 1, said
+    assert "Traceback" not in said and "unexpected error" not in said, said
+    assert "its filesystem refuses flock (No locks available)" in said, said
+    for name in names:
+        source, copy = scratch.envs_dir / name, point / ".conda/envs" / name
+        if source.exists():
+            assert tree_snapshot(source) == sources[name], (name, out + err)
+        else:
+            assert set(tree_snapshot(copy)) == set(sources[name]), (name, out + err)
+    subprocess.run(["umount", point], check=True)
+    slowfs_mount(point, home)
+
+    code, out, err = run_cli(point, *args)
+
+    assert code == 0, out + err
+    for name in names:
+        assert not (scratch.envs_dir / name).exists(), out + err
+        assert set(tree_snapshot(point / ".conda/envs" / name)) == set(sources[name])
+    assert (point / ".bashrc").read_text() == (
+        f"conda activate {point / '.conda/envs/abc'}\n"
+    )
+    assert sorted(registered(point)) == [str(point / ".conda/envs" / n) for n in names]
