@@ -23,7 +23,7 @@ from .names import LOCKS, LOGS, state_dir
 from .parser import options_from_args
 from .safety.lock import node_local
 from .safety.statedir import ensure_private
-from .sbatch import job_command, job_script, run_sbatch, sbatch_command
+from .sbatch import job_command, job_script, run_sbatch, sbatch_command, typed
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -70,12 +70,14 @@ def plan_shares(options: Options, tasks: int) -> list[list[Path]]:
     journal, in at most ``tasks`` shares. Environments of the same name go
     to one task, which refuses them together as a run does."""
     from .backends import load_backend
-    from .candidates import discover, nothing_to_migrate
+    from .candidates import discover, moved_earlier, nothing_to_migrate
     from .safety import journal
 
     candidates = discover(options, load_backend())
     prefixes = [c.prefix for c in candidates if c.valid]
     prefixes += [Path(e.source) for e in journal.entries(options.state_dir)]
+    if not prefixes and moved_earlier(options, set()):
+        return []  # done already: not a mistyped -d
     if not prefixes:
         raise nothing_to_migrate(options.scanned, candidates)
     groups: dict[str, list[Path]] = {}
@@ -93,7 +95,10 @@ def submit_array(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     the tasks read it as they start."""
     tasks, at_once = parse_tasks(args.tasks)
     _refuse_own_array(args.submit)
-    shares = plan_shares(options_from_args(args, home), tasks)
+    options = options_from_args(args, home)
+    shares = plan_shares(options, tasks)
+    if not shares:
+        return _nothing_left(args, options, stdout)
     locks = state_dir(home) / LOCKS
     check_side_by_side(tasks, at_once, len(shares), locks, node_local(locks.parent))
     logs = state_dir(home) / LOGS
@@ -121,6 +126,26 @@ def submit_array(args: Namespace, *, home: Path, stdout: TextIO) -> int:
     last = sbatch_command(args.submit, logs, dependency=f"afterany:{array_id}")
     last_id = run_sbatch(last, job_script([*python, "--end-of-array", str(plan.path)]))
     _say_submitted(args, plan, shares, (array_id, last_id), stdout)
+    return 0
+
+
+def _nothing_left(args: Namespace, options: Options, stdout: TextIO) -> int:
+    """Submitted again once everything moved (after a stop in the last
+    job's clean, say): an array of nothing would fail, and the last job's
+    clean runs only after one; the run itself cleans as it finds nothing."""
+    said = (
+        f"Nothing left to migrate in '{options.scanned}': conda-migrate already "
+        "moved its environments. Nothing was submitted."
+    )
+    if options.clean:
+        said += (
+            " conda's clean, if a stopped job left it unfinished, is run by: "
+            + typed(args)
+        )
+    if args.json:
+        print(json.dumps({"job_id": None, "message": said}, indent=2), file=stdout)
+    else:
+        print(said, file=stdout)
     return 0
 
 
@@ -165,25 +190,42 @@ def _say_submitted(
     )
 
 
-def finish(plan_path: Path, options: Options, *, stdout: TextIO) -> int:
+def finish(plan_path: Path, options: Options, *, stdout: TextIO, command: str) -> int:
     """The job after the array: conda's clean once every task has ended
     (none is left to need the cache), then the summary, in a file and in
     this job's output. An environment left unmigrated may need the cache
     (a purged one is repaired from it): the clean then waits for the run
-    that finishes it, as the tasks' records do not carry what it lacks."""
+    that finishes it, as the tasks' records do not carry what it lacks.
+    A stop (``scancel``, Slurm's SIGTERM ahead of the time limit) ends it
+    at a safe point, saying what was done and that ``command`` (the run
+    without ``--submit``) finishes it."""
+    from .exceptions import Interrupted
+    from .safety.interrupt import stop_on_signals
+
     plan = Plan(plan_path)
-    lines, total, done = summary(plan, options.dest_root)
-    complete = done == total
-    if options.clean and not complete:
-        lines.append(
-            "conda's clean was left for the run that migrates the rest: "
-            "what is left may need the package cache."
-        )
-    elif options.clean:
-        lines.append(_clean(options))
-    fd = os.open(plan.summary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w") as stream:
-        stream.write("\n".join(lines) + "\n")
+    cleaning = False
+    try:
+        # A stop noted in the start-up is raised as this is entered.
+        with stop_on_signals():
+            lines, total, done = summary(plan, options.dest_root)
+            complete = done == total
+            if options.clean and not complete:
+                lines.append(
+                    "conda's clean was left for the run that migrates the rest: "
+                    "what is left may need the package cache."
+                )
+            elif options.clean:
+                cleaning = True
+                lines.append(_stoppable_clean(options, plan, lines, command, stdout))
+            _write_summary(plan, lines)
+    except Interrupted as stop:
+        if cleaning:  # said by the clean
+            raise
+        raise Interrupted(
+            stop.signum,
+            "after every task of the job array had ended, before its summary "
+            f"was written: this job changed nothing. Run this to finish: {command}",
+        ) from None
     if options.json:
         print(
             json.dumps({"success": complete, "summary": lines}, indent=2), file=stdout
@@ -191,6 +233,36 @@ def finish(plan_path: Path, options: Options, *, stdout: TextIO) -> int:
     else:
         print(*lines, f"Summary: {plan.summary}", sep="\n", file=stdout)
     return 0 if complete else 1
+
+
+def _stoppable_clean(
+    options: Options, plan: Plan, lines: list[str], command: str, stdout: TextIO
+) -> str:
+    """The clean, which a stop ends between two packages (see
+    ``backends.clean``): the summary is written (and shown, but in a JSON
+    document, which the stop's own takes the place of) all the same."""
+    from .exceptions import Interrupted
+
+    try:
+        return _clean(options)
+    except Interrupted as stop:
+        finish = f"Run this to finish the clean: {command}"
+        lines = [*lines, f"conda's clean was stopped. {finish}"]
+        _write_summary(plan, lines)
+        if not options.json:
+            print(*lines, sep="\n", file=stdout, flush=True)
+        raise Interrupted(
+            stop.signum,
+            "while cleaning conda's package caches, after every task of the job "
+            f"array had ended (their summary: {plan.summary}): what the clean "
+            f"removed is gone, and no package was left half-removed. {finish}",
+        ) from None
+
+
+def _write_summary(plan: Plan, lines: list[str]) -> None:
+    fd = os.open(plan.summary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as stream:
+        stream.write("\n".join(lines) + "\n")
 
 
 def _clean(options: Options) -> str:

@@ -33,9 +33,12 @@ def execute(args: Namespace) -> int:
         raise UsageError("--tasks spreads a --submit over a job array: add --submit.")
     if args.end_of_array is not None:
         from .array import finish
+        from .sbatch import typed
 
+        options = options_from_args(args, _home())
+        # What finishes it is the run the job array was of.
         return finish(
-            args.end_of_array, options_from_args(args, _home()), stdout=sys.stdout
+            args.end_of_array, options, stdout=sys.stdout, command=typed(args)
         )
     from .safety.interrupt import stop_on_signals
 

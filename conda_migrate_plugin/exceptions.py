@@ -124,9 +124,24 @@ class RelocateError(MigrateError):
     """The environment cannot be copied and relocated as it is."""
 
 
+def _cpu_time_hint() -> str:
+    """What SIGXCPU means to a user, who never sees that name otherwise,
+    and the way round it (each run on that node stops at the same point)."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    return (
+        "The run came close to the CPU time this login node allows a process "
+        f"(ulimit -t: {limit} s) and stopped before being killed at it. Each run "
+        "here stops about as far: run it as a Slurm job instead, adding --submit "
+        "at the end of the same command (sbatch's options, such as -t 4:00:00, "
+        "after it)."
+    )
+
+
 class Interrupted(_Base):
-    """The user (Ctrl-C), Slurm's time limit (SIGTERM) or a closed terminal
-    (SIGHUP) stopped the run. Not a ``MigrateError``: the many places that
+    """The user (Ctrl-C), Slurm's time limit (SIGTERM), a closed terminal
+    (SIGHUP) or a login node's CPU-time limit (SIGXCPU) stopped the run. Not a ``MigrateError``: the many places that
     turn a failure into "this environment failed, go on with the next" must
     let a stop through. Exits 128 + the signal's number, as a shell would."""
 
@@ -136,9 +151,10 @@ class Interrupted(_Base):
         self.signum = signum
         self.return_code = 128 + signum
         name = signal.Signals(signum).name
-        super().__init__(
-            f"Stopped by {name} {where}" if where else f"Stopped by {name}."
-        )
+        message = f"Stopped by {name} {where}" if where else f"Stopped by {name}."
+        if signum == signal.SIGXCPU:
+            message += f"\n{_cpu_time_hint()}"
+        super().__init__(message)
 
     def __str__(self) -> str:
         return self.message

@@ -22,12 +22,15 @@ one this table does not know.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import queue
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
+
+from .limits import one_arena_within_address_limit, thread_limits
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -140,12 +143,48 @@ def default_jobs() -> int:
     return min(MAX_THREADS, THREADS_PER_CPU * cpus)
 
 
+class ThreadsRefused(OSError):
+    """Not one thread of a pool could start. An ``OSError`` (the kernel's
+    ``EAGAIN``), so that each step handles it as any failed call: a copy is
+    removed, a removal not yet begun is put back and finished by the next
+    run."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(errno.EAGAIN, why)
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.why
+
+
+class _Threads(ThreadPoolExecutor):
+    """A pool that goes on with the threads it could start. A login node's
+    limits refuse a thread where a job's would not (``limits.thread_limits``),
+    and the user's other processes count too, so how many start is known
+    only by starting them. ``ThreadPoolExecutor`` starts one per ``submit``
+    until it has its number, after queueing the work, which the threads it
+    has then take; it raises ``RuntimeError`` for one that cannot start."""
+
+    def _adjust_thread_count(self) -> None:
+        try:
+            super()._adjust_thread_count()
+        except RuntimeError as err:
+            if not self._threads:
+                raise ThreadsRefused(
+                    f"no thread could be started ({err}): you are at "
+                    f"{thread_limits()}. End some of your processes here, or run "
+                    "it as a Slurm job (--submit), then run the same command again."
+                ) from err
+            self._max_workers = len(self._threads)
+
+
 @contextmanager
 def pool(jobs: int | None = None) -> Iterator[ThreadPoolExecutor]:
     """The threads of one walk, copy, check or removal: ``jobs`` of them,
-    or ``default_jobs()``. Work still queued when the block is left (a
-    failure, a stop) is cancelled, not started."""
-    executor = ThreadPoolExecutor(max_workers=jobs or default_jobs())
+    or ``default_jobs()``, or as many as can start. Work still queued when
+    the block is left (a failure, a stop) is cancelled, not started."""
+    one_arena_within_address_limit()
+    executor = _Threads(max_workers=jobs or default_jobs())
     try:
         yield executor
     finally:

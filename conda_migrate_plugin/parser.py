@@ -58,7 +58,8 @@ rewritten by default, with a backup beside each file and the diff shown:
 log: every run writes $HOME/.conda/migrate/logs/conda-migrate-DATE-PID.log
 exit codes: 0 all migrated, 1 something failed or nothing to migrate,
   2 usage error (nothing touched), 128+N stopped by signal N
-  (130 Ctrl-C, 143 SIGTERM at a job's time limit, 129 SIGHUP)
+  (130 Ctrl-C, 143 SIGTERM at a job's time limit, 129 SIGHUP,
+  152 SIGXCPU near a login node's CPU-time limit: use --submit)
 """
 
 JOBS_HELP = (

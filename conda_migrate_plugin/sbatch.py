@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from .deadline import stop_ahead
 from .exceptions import MigrateError
-from .parser import configure_parser
+from .parser import configure_parser, program
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -64,6 +64,12 @@ def job_arguments(args: Namespace) -> list[str]:
         else:
             argv += [flag, str(value)]
     return argv
+
+
+def typed(args: Namespace) -> str:
+    """The run without ``--submit``, as users type it: what a job runs, and
+    what finishes one that was stopped."""
+    return shlex.join([*program(), *job_arguments(args)])
 
 
 def job_command(args: Namespace) -> list[str]:

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING
 from .deadline import stop_ahead
 from .exceptions import UsageError
 from .names import LOGS, state_dir
-from .parser import command_line, options_from_args, program
+from .parser import command_line, options_from_args
 from .refusals import check_off_scratch, state_on_scratch
 from .safety.lock import check_locking
 from .sbatch import (
-    job_arguments,
     job_command,
     job_script,
     run_sbatch,
     sbatch_command,
     time_limit,
+    typed,
 )
 from .text import printable
 
@@ -140,9 +140,8 @@ def _submit_job(args: Namespace, home: Path, stdout: TextIO) -> int:
 
 
 def _say_submitted(args: Namespace, job_id: str, output: Path, stdout: TextIO) -> None:
-    typed = shlex.join([*program(), *job_arguments(args)])
     print(
-        printable(f"Submitted batch job {job_id}: {typed}"),
+        printable(f"Submitted batch job {job_id}: {typed(args)}"),
         printable(f"Its output: {output} (unless your sbatch options chose another)."),
         f"It stops safely {stop_ahead(time_limit(args.submit))} s before its time "
         "limit; its last line then "

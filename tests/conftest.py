@@ -231,13 +231,15 @@ def unprivileged(tmp_path_factory):
     readable by that user, since everything the run imports is imported
     before the fork. Returns ``(base, run)``: a world-traversable directory
     to build the user's $HOME and $SCRATCH in, and ``run(home, *args)``
-    giving ``(output, exit code)``.
+    giving ``(output, exit code)``; ``limits`` are the login node's
+    (``resource.RLIMIT_*``: soft and hard limit), set before the user is.
     """
     if os.geteuid() != 0:
         pytest.skip("dropping to another user needs root")
     import importlib
     import io
     import pkgutil
+    import resource
     import sys
     import tempfile
 
@@ -259,13 +261,17 @@ def unprivileged(tmp_path_factory):
     base = Path(tempfile.mkdtemp(prefix="cm-user-"))
     base.chmod(0o755)
 
-    def run(home: Path, *args: str | Path) -> tuple[str, int]:
+    def run(
+        home: Path, *args: str | Path, limits: dict[int, int] | None = None
+    ) -> tuple[str, int]:
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns into pytest
             code = 70
             try:
                 os.close(read)
+                for resource_id, limit in (limits or {}).items():
+                    resource.setrlimit(resource_id, (limit, limit))
                 os.setgroups([])
                 os.setgid(USER)
                 os.setuid(USER)

@@ -1,5 +1,6 @@
-"""SIGINT (Ctrl-C), SIGTERM (Slurm's time limit) and SIGHUP (a closed
-terminal) stop the run at a safe point.
+"""SIGINT (Ctrl-C), SIGTERM (Slurm's time limit), SIGHUP (a closed
+terminal) and SIGXCPU (a login node's CPU-time limit) stop the run at a
+safe point.
 
 Python runs signal handlers in the main thread between bytecodes, so the
 handler raises ``Interrupted`` where the run is; every step cleans up its
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..exceptions import Interrupted
+from ..limits import stop_ahead_of_cpu_limit
 from .startup import SIGNALS, take
 
 if TYPE_CHECKING:
@@ -32,6 +34,10 @@ class _State:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
+    if signum == signal.SIGXCPU and _State.received == signum:
+        # The kernel's reminder each CPU second past the soft limit: the
+        # run is stopping already, and its clean-up must not be cut short.
+        return
     _State.received = signum
     if _State.deferring:
         _State.pending = signum
@@ -71,14 +77,17 @@ def check(error: BaseException | None = None) -> None:
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """The run's own handling; a signal the console script noted in its
-    start-up (see ``startup``) stops the run as soon as this is in place."""
+    start-up (see ``startup``) stops the run as soon as this is in place.
+    A login node's CPU-time limit stops it too, ahead of its kill (see
+    ``limits``)."""
     _State.received = None
     previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
     try:
         early = take()
         if early is not None:
             _handler(early, None)
-        yield
+        with stop_ahead_of_cpu_limit():
+            yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

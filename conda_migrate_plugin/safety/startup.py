@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import FrameType
 
-#: What stops a run: Ctrl-C, Slurm's time limit, a closed terminal.
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: What stops a run: Ctrl-C, Slurm's time limit, a closed terminal, a login
+#: node's CPU-time limit (see ``limits``).
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
 
 _noted: list[int] = []
 

@@ -23,6 +23,7 @@ import pytest
 
 from conda_migrate_plugin.names import STAGING_PREFIX
 from tests.support import slurm as slurm_cluster
+from tests.support.markers import requires_conda
 from tests.support.runs import ROOT
 from tests.support.trees import tree_snapshot, unshare
 
@@ -623,3 +624,113 @@ def test_array_task_at_its_time_limit_stops_safely_and_the_summary_says_so(
     assert f"not migrated: {prefixes[0]} -> {dest / 'env0'}" in text
     assert tree_snapshot(prefixes[0]) == before
     assert not stagings(dest)
+
+
+def fill_cache(cache: Path, count: int = 400, files: int = 30) -> list[Path]:
+    """Extracted packages in conda's writable package cache, for the clean
+    to remove: many small files, so that it can be caught midway."""
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "urls.txt").touch()
+    packages = []
+    for index in range(count):
+        package = cache / f"filler{index:03}-1.0-0"
+        (package / "info").mkdir(parents=True)
+        (package / "info" / "index.json").write_text('{"name": "filler"}\n')
+        (package / "lib").mkdir()
+        for number in range(files):
+            (package / "lib" / f"part-{number:02}.txt").write_text("x" * 100)
+        packages.append(package)
+    return packages
+
+
+def hold_mid_clean(slurm, job: str, packages: list[Path]) -> int:
+    """SIGSTOP the job's run once its clean has removed a package."""
+    pid = job_process(slurm, job)
+    deadline = time.monotonic() + 120
+    while all(package.exists() for package in packages):
+        assert time.monotonic() < deadline and slurm.job(job)["JobState"] == "RUNNING"
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGSTOP)
+    while Path(f"/proc/{pid}/stat").read_text().split()[2] != "T":
+        time.sleep(0.005)
+    assert any(package.exists() for package in packages), "the clean finished"
+    return pid
+
+
+def hold_once_it_takes_signals(slurm, job: str) -> int:
+    """SIGSTOP the job's run once its start-up notes SIGTERM (before that,
+    Python's default would end it without a word): in conda's start-up,
+    before the summary."""
+    pid = job_process(slurm, job)
+    term = 1 << (signal.SIGTERM - 1)
+    status = Path(f"/proc/{pid}/status")
+    while (
+        not int(re.search(r"SigCgt:\s*([0-9a-f]+)", status.read_text())[1], 16) & term
+    ):
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGSTOP)
+    while Path(f"/proc/{pid}/stat").read_text().split()[2] != "T":
+        time.sleep(0.005)
+    return pid
+
+
+@requires_conda
+@pytest.mark.parametrize("when", ["in the clean", "at its start"])
+def test_array_clean_stopped_says_what_was_done_and_what_finishes_it(
+    slurm, scratch, home, migrate, when
+):
+    """The job after the array, stopped (``scancel``, or Slurm's SIGTERM
+    ahead of its time limit) in conda's clean: it stops at the next package,
+    having removed none by half, writes the summary, and its last line says
+    so and which command finishes the clean (the run without ``--submit``:
+    submitted again, the array finds nothing left to migrate, and says so,
+    naming that command). Stopped as it starts, it says it changed nothing.
+    That command finishes it."""
+    packages = fill_cache(Path(os.environ["CONDA_PKGS_DIRS"]))
+    words = array_recipe(scratch.envs_dir, "2")
+    _, last = submit_array(migrate, words)
+    if when == "in the clean":
+        pid = hold_mid_clean(slurm, last, packages)
+    else:
+        pid = hold_once_it_takes_signals(slurm, last)
+    slurm.run("scancel", "--batch", "-s", "TERM", last)
+    release_at_the_limit(pid)  # once the signal is there: scancel returns before
+    ended = slurm.wait(last)
+    logs = home / ".conda" / "migrate" / "logs"
+    text = (logs / f"slurm-{last}.out").read_text()
+    assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "143:0"), text
+    finishing = shlex.join(["conda-migrate", *words[: words.index("--tasks")]])
+    said = text.strip().splitlines()[-1]
+    left = [package for package in packages if package.exists()]
+    if when == "at its start":
+        assert said.endswith(
+            "Stopped by SIGTERM after every task of the job array had ended, before "
+            "its summary was written: this job changed nothing. Run this to finish: "
+            f"{finishing}"
+        ), text
+        assert not list(logs.glob("conda-migrate-array-*-summary.txt"))
+        assert left == packages
+    else:
+        (summary,) = logs.glob("conda-migrate-array-*-summary.txt")
+        assert "2 of 2 environments migrated." in summary.read_text()
+        assert "2 of 2 environments migrated." in text
+        assert said.endswith(
+            "Stopped by SIGTERM while cleaning conda's package caches, after every "
+            f"task of the job array had ended (their summary: {summary}): what "
+            "the clean removed is gone, and no package was left half-removed. Run "
+            f"this to finish the clean: {finishing}"
+        ), text
+        assert left and len(left) < len(packages)
+        for package in left:  # whole, as conda takes it
+            assert len(list((package / "lib").iterdir())) == 30, package
+    out, err, code = migrate(*words)
+    assert code == 0, out + err
+    assert out == (
+        f"Nothing left to migrate in '{scratch.envs_dir}': conda-migrate already "
+        "moved its environments. Nothing was submitted. conda's clean, if a "
+        f"stopped job left it unfinished, is run by: {finishing}\n"
+    )
+    out, err, code = migrate(*shlex.split(finishing)[1:])
+    assert code == 0, out + err
+    assert ") from conda's caches." in out
+    assert not any(package.exists() for package in packages)

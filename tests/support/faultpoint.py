@@ -3,7 +3,9 @@
 Usage: ``python faultpoint.py ACTION N [FUNCTION] -- ARGS...``, where ACTION is
 ``count`` (report how many calls a full run makes), ``kill`` (SIGKILL, as a
 node crash or Slurm's final kill), ``term`` (SIGTERM, Slurm's time limit),
-``int`` (SIGINT, Ctrl-C), ``hup`` (SIGHUP, a closed terminal), ``stop`` (SIGSTOP, to hold a run still while another starts), or
+``int`` (SIGINT, Ctrl-C), ``hup`` (SIGHUP, a closed terminal), ``stop`` (SIGSTOP, to hold a run still while another starts),
+``spin`` (use the CPU there until a signal's handler raises in that thread,
+as a run reaching a login node's CPU-time limit does), or
 ``fill:PATH`` / ``inodes:PATH`` (use up the space or the inodes of the
 filesystem holding PATH). FUNCTION restricts the count to one call, such as
 ``replace``, so that every atomic commit point can be struck in turn, or to
@@ -69,6 +71,9 @@ def main() -> int:
             os.kill(os.getpid(), signal.SIGHUP)
         elif action == "stop":
             os.kill(os.getpid(), signal.SIGSTOP)
+        elif action == "spin":
+            while True:
+                pass
         elif action.startswith(("fill:", "inodes:")):
             kind, path = action.split(":", 1)
             _fill(path, inodes=kind == "inodes")

@@ -65,6 +65,29 @@ def test_dry_run_shows_the_shares_and_submits_nothing(scratch, home, migrate):
     assert not (home / ".conda" / "migrate").exists()
 
 
+def test_nothing_left_submits_nothing_and_names_the_run_that_cleans(
+    scratch, home, migrate
+):
+    """Submitted again once everything moved (a stop in the last job's
+    clean, or a habit): no array of nothing, no "No valid conda
+    environments" for a directory this tool emptied; exit 0."""
+    args = ("-d", scratch.envs_dir, "--all", "--method", "relocate", "--no-clean")
+    out, err, code = migrate(*args)
+    assert code == 0, out + err
+    out, err, code = migrate(*args, "--tasks", "2", "--submit", "-t", "5")
+    assert code == 0, out + err
+    assert out == (
+        f"Nothing left to migrate in '{scratch.envs_dir}': conda-migrate already "
+        "moved its environments. Nothing was submitted.\n"
+    )
+    out, err, code = migrate(*args[:-1], "--tasks", "2", "--submit", "-t", "5")
+    assert code == 0, out + err
+    assert out.endswith(
+        ". conda's clean, if a stopped job left it unfinished, is run by: "
+        f"conda-migrate {shlex.join(map(str, args[:-1]))}\n"
+    ), out
+
+
 def test_tasks_without_submit_and_an_own_array_are_refused(scratch, migrate):
     out, err, code = migrate("-d", scratch.envs_dir, "--all", "--tasks", "2")
     assert code == 2 and "add --submit" in out + err

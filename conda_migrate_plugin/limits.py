@@ -1,0 +1,95 @@
+"""A login node's limits on each of a user's processes (``ulimit``, set by
+pam_limits or systemd), which a run there meets where a batch job does not.
+
+The CPU-time limit is the kernel's: SIGXCPU at the soft limit, then again
+each second, and SIGKILL at the hard one. Sites often set both alike
+(``ulimit -t`` does, and pam_limits lowers the soft one to a hard one set
+alone), so the first signal is the kill: a run would die mid-copy without
+a word, its partial copy left for the next run to remove, and the next run
+would die at the same point. So the run lowers its own soft limit a margin
+below the hard one (a process may always lower it): SIGXCPU then comes
+first, and stops the run as Slurm's SIGTERM does, with CPU time left to
+remove the partial copy and to say to run it as a job.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import resource
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: glibc's ``mallopt`` parameter for the most arenas its allocator makes.
+_M_ARENA_MAX = -8
+
+#: At most this many CPU seconds are kept for the stop; a tenth of the limit
+#: where that is less (removing a partial copy costs a fraction of making it).
+MARGIN_S = 60
+
+
+def _cpu_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def stop_ahead_of_cpu_limit() -> Iterator[None]:
+    """The soft CPU-time limit lowered to a margin below the hard one for
+    the block (never below what the run has used, nor above what the site
+    set), and as it was after it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard == resource.RLIM_INFINITY:
+        yield
+        return
+    margin = min(MARGIN_S, max(1, hard // 10))
+    ahead = max(hard - margin, math.ceil(_cpu_used()) + 1)
+    if soft != resource.RLIM_INFINITY and soft <= ahead:
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_CPU, (ahead, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def one_arena_within_address_limit() -> None:
+    """Where the address space of a process is limited (``ulimit -v``), have
+    glibc's allocator serve every thread from one arena. By default each
+    thread that allocates gets an arena of its own (up to 8 per CPU), each
+    reserving 64 MiB of address space, used or not: 16 threads of a run
+    reserved 1.2 GB where one arena needs 0.2, and past a limit each
+    allocation of a thread fails in turn and is retried (a run of 32 threads
+    under ``ulimit -v 800000`` used a whole CPU for minutes, copying
+    nothing). The threads allocate holding Python's lock anyway. Without
+    glibc (no ``mallopt``) nothing changes."""
+    if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_ARENA_MAX, 1)
+
+
+def thread_limits() -> str:
+    """The limits that refuse a thread, as a user reads them: the processes
+    and threads of the user (``RLIMIT_NPROC``, which counts each thread), and
+    the address space of a process (``RLIMIT_AS``: each thread's stack and
+    allocator's arena reserve some)."""
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    space = resource.getrlimit(resource.RLIMIT_AS)[0]
+    said = []
+    if nproc != resource.RLIM_INFINITY:
+        said.append(
+            f"the processes and threads this login node allows you (ulimit -u: {nproc})"
+        )
+    if space != resource.RLIM_INFINITY:
+        said.append(
+            f"the memory it allows a process to reserve (ulimit -v: {space // 1024} KB)"
+        )
+    return " or ".join(said) or "the limits of this machine"

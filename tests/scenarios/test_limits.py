@@ -1,0 +1,123 @@
+"""A login node's limits on each user's processes (``ulimit``, set by
+pam_limits or systemd): the run either works within them or stops before
+it loses anything, saying which limit it met and what to do.
+
+The CPU-time limit is the kernel's: SIGXCPU at the soft limit (again every
+second), SIGKILL at the hard one, and sites often set both alike, so that
+the first signal is the kill. The process and thread limit
+(``RLIMIT_NPROC``) counts every thread of the user's, and root ignores it:
+those runs are an ordinary user's.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+from tests.support.runs import child_env, faultpoint, run_again
+from tests.support.trees import chown_tree, tree_snapshot
+from tests.support.users import USER, user_home
+
+RELOCATE = ("--all", "--method", "relocate", "--no-clean")
+
+
+def _cpu_limited(seconds: int):
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+
+    return limit
+
+
+def test_cpu_time_limit_stops_the_run_before_the_kill(scratch, home):
+    """The copy uses the CPU until the limit (soft and hard alike, as
+    ``ulimit -t 4`` sets them): the run stops itself ahead of the kill,
+    removes its partial copy, and says to run it as a job."""
+    before = {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)}
+    args = ["-d", scratch.envs_dir, *RELOCATE]
+    run = subprocess.run(
+        faultpoint("spin", "1", "update_records", args=args),
+        env=child_env(home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_cpu_limited(4),
+    )
+    text = run.stdout + run.stderr
+    assert run.returncode == 128 + signal.SIGXCPU, text
+    assert (
+        "Stopped by SIGXCPU while copying abc: the partial copy was removed and "
+        f"{scratch.abc} is untouched." in text
+    )
+    assert "CPU time this login node allows a process (ulimit -t: 4 s)" in text
+    assert "--submit" in text
+    assert "Traceback" not in text
+    assert {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)} == (
+        before
+    )
+    dest = home / ".conda" / "envs"
+    assert not dest.exists() or os.listdir(dest) == []
+    again = run_again([str(arg) for arg in args], child_env(home))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(os.listdir(dest)) == ["abc", "amd"]
+    assert not scratch.abc.exists()
+
+
+def test_no_thread_can_start_touches_nothing(unprivileged, make_env):
+    """Every process and thread the user may have is running (``ulimit -u``):
+    no thread of the run starts. Each environment is left as it was, the
+    message names the limit, and the same command finishes once there is
+    room."""
+    base, run = unprivileged
+    home = user_home(base)
+    envs = base / "scratch"
+    env = make_env(envs / "abc", ["demo-app"])
+    chown_tree(envs, USER)
+    before = tree_snapshot(env)
+    out, code = run(home, "-d", envs, *RELOCATE, limits={resource.RLIMIT_NPROC: 1})
+    assert code == 1, out
+    assert "Traceback" not in out
+    assert "no thread could be started" in out
+    assert "processes and threads this login node allows you (ulimit -u: 1)" in out
+    assert tree_snapshot(env) == before
+    dest = home / ".conda" / "envs"
+    assert not dest.exists() or os.listdir(dest) == []
+    out, code = run(home, "-d", envs, *RELOCATE)
+    assert code == 0, out
+    assert os.listdir(dest) == ["abc"]
+
+
+def test_threads_fit_a_limited_address_space(scratch, home):
+    """``ulimit -v`` of 600 MB, where the run needs about 200: each of 32
+    threads reserved an allocator's arena of 64 MiB, and past the limit the
+    walk failed with MemoryError (at 800 MB the run spun for minutes,
+    copying nothing). The run completes, every file copied."""
+    for index in range(480):  # directories and files enough for every thread
+        extra = scratch.abc / "share" / "extra" / f"d{index:03}"
+        extra.mkdir(parents=True)
+        for number in range(25):
+            (extra / f"f{number}.txt").write_text(f"{index} {number}\n" * 50)
+    before = tree_snapshot(scratch.abc)
+    space = 600 * 2**20
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "conda_migrate_plugin", "-d", scratch.envs_dir),
+            *(*RELOCATE, "--jobs", "32"),
+        ],
+        env=child_env(home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (space, space)),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    copied = tree_snapshot(home / ".conda" / "envs" / "abc")
+    added = {rel for rel in before if rel.startswith("share/extra/")}
+    assert len(added) == 480 * 26
+    assert {rel: copied.get(rel) for rel in added} == {
+        rel: before[rel] for rel in added
+    }
