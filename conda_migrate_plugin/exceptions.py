@@ -129,10 +129,11 @@ def _cpu_time_hint() -> str:
     and the way round it (each run on that node stops at the same point)."""
     import resource
 
-    limit = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    limit = "" if hard == resource.RLIM_INFINITY else f": {hard} s"
     return (
         "The run came close to the CPU time this login node allows a process "
-        f"(ulimit -t: {limit} s) and stopped before being killed at it. Each run "
+        f"(ulimit -t{limit}) and stopped before being killed at it. Each run "
         "here stops about as far: run it as a Slurm job instead, adding --submit "
         "at the end of the same command (sbatch's options, such as -t 4:00:00, "
         "after it)."

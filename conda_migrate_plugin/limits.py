@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import resource
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -34,6 +35,31 @@ MARGIN_S = 60
 def _cpu_used() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+#: The limits a Slurm job gets from the shell that ran ``sbatch`` (Slurm's
+#: default ``PropagateResourceLimits=ALL`` applies the submitting shell's soft
+#: limits in the job), that a run must not keep there: a job's time limit,
+#: not a login node's CPU-time limit, bounds it.
+_FROM_THE_LOGIN_NODE = (
+    resource.RLIMIT_CPU,
+    resource.RLIMIT_FSIZE,
+    resource.RLIMIT_AS,
+    resource.RLIMIT_NPROC,
+)
+
+
+def lift_login_limits_in_a_job() -> None:
+    """In a Slurm job, raise those soft limits to the compute node's hard
+    ones (a process may): ``--submit`` from a login node that sets
+    ``ulimit -t 600`` ran a job that got SIGXCPU at 600 s all the same.
+    Not undone: the job's whole run is the process's."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return
+    for limit in _FROM_THE_LOGIN_NODE:
+        soft, hard = resource.getrlimit(limit)
+        if soft != hard:
+            resource.setrlimit(limit, (hard, hard))
 
 
 @contextmanager

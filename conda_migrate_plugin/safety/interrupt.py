@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..exceptions import Interrupted
-from ..limits import stop_ahead_of_cpu_limit
+from ..limits import lift_login_limits_in_a_job, stop_ahead_of_cpu_limit
 from .startup import SIGNALS, take
 
 if TYPE_CHECKING:
@@ -78,14 +78,15 @@ def check(error: BaseException | None = None) -> None:
 def stop_on_signals() -> Iterator[None]:
     """The run's own handling; a signal the console script noted in its
     start-up (see ``startup``) stops the run as soon as this is in place.
-    A login node's CPU-time limit stops it too, ahead of its kill (see
-    ``limits``)."""
+    A login node's CPU-time limit stops it too, ahead of its kill, and in
+    a Slurm job the login node's limits are lifted (see ``limits``)."""
     _State.received = None
     previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
     try:
         early = take()
         if early is not None:
             _handler(early, None)
+        lift_login_limits_in_a_job()
         with stop_ahead_of_cpu_limit():
             yield
     finally:

@@ -9,7 +9,11 @@ import resource
 
 import pytest
 
-from conda_migrate_plugin.limits import stop_ahead_of_cpu_limit, thread_limits
+from conda_migrate_plugin.limits import (
+    lift_login_limits_in_a_job,
+    stop_ahead_of_cpu_limit,
+    thread_limits,
+)
 
 
 def in_child(check) -> None:
@@ -73,5 +77,38 @@ def test_thread_limits_name_what_is_set():
             "the processes and threads this login node allows you (ulimit -u: 64) "
             "or the memory it allows a process to reserve (ulimit -v: 2097152 KB)"
         )
+
+    in_child(check)
+
+
+def test_a_job_lifts_the_soft_limits_the_login_node_propagated(monkeypatch):
+    """Slurm applies the submitting shell's soft limits in the job (its
+    default PropagateResourceLimits=ALL): in a job they go up to the node's
+    hard limits."""
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    unlimited = resource.RLIM_INFINITY
+    propagated = {
+        resource.RLIMIT_CPU: (600, unlimited),
+        resource.RLIMIT_FSIZE: (2**30, unlimited),
+        resource.RLIMIT_AS: (2**32, unlimited),
+    }
+
+    def check() -> None:
+        for limit, values in propagated.items():
+            resource.setrlimit(limit, values)
+        lift_login_limits_in_a_job()
+        for limit in propagated:
+            assert resource.getrlimit(limit) == (unlimited, unlimited)
+
+    in_child(check)
+
+
+def test_outside_a_job_the_soft_limits_stay(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+    def check() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**30, resource.RLIM_INFINITY))
+        lift_login_limits_in_a_job()
+        assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == 2**30
 
     in_child(check)
