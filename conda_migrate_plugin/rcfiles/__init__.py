@@ -1,4 +1,5 @@
-"""Step 5: point the user's startup files, condarc files and Jupyter kernels at migrated envs.
+"""Step 5: point the user's startup files, condarc files, Jupyter kernels and
+modulefiles at migrated envs.
 
 After a migration the old prefixes are gone, so every line that still names them
 breaks the next login, and a condarc or ``CONDA_ENVS_PATH`` that still names the
@@ -13,6 +14,7 @@ path written relative to home keeps that spelling, since it expands the same way
 wherever the old one did; one written with ``$SCRATCH`` or ``${SCRATCH}`` is written
 with ``$HOME`` or ``${HOME}``; an absolute one stays absolute. Occurrences in comments and heredocs are
 rewritten too: a commented-out ``conda activate`` is usually switched back on later.
+A modulefile's ``$SCRATCH`` is named, not rewritten (see ``modulefiles``).
 
 A file that is read-only or hard-linked is reported and left as it is, with its diff
 still shown: the user made it so on purpose, or a rename would split the links.
@@ -199,7 +201,7 @@ def _read(path: Path) -> bytes | OSError:
 
 
 def _unrewritten(rewriter: Rewriter, kind: RcKind, new: bytes) -> list[str]:
-    """The lines of a shell file that still name an old prefix."""
+    """The lines of a shell file or a modulefile that still name an old prefix."""
     if kind == "fish_variables":
         return universal_warnings(new, rewriter.env_moves)
     if kind == "module":
