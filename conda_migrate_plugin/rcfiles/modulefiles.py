@@ -170,15 +170,14 @@ def _directories(data: bytes, rewriter: Rewriter) -> bytes:
             )
         )
         if set(_UNSAFE.findall(value)) - set(_UNSAFE.findall(match["value"])):
-            number = data.count(b"\n", 0, match.start()) + 1
+            number = match.string.count(b"\n", 0, match.start()) + 1
             raise Unsafe(
                 f"line {number} sets {os.fsdecode(match['name'])} to a directory "
                 "whose new place a modulefile cannot hold as it is written: "
                 "change it by hand"
             )
-        start, end = match.span("value")
-        head, tail = match.start(), match.end()
-        return data[head:start] + value + data[end:tail]
+        start, end = (at - match.start() for at in match.span("value"))
+        return match[0][:start] + value + match[0][end:]
 
     for setting in _SETTINGS:
         data = setting.sub(relocated, data)
