@@ -102,6 +102,24 @@ def one_arena_within_address_limit() -> None:
     mallopt(_M_ARENA_MAX, 1)
 
 
+def file_size_limit() -> int | None:
+    """The most bytes a file this process writes may hold (``ulimit -f``),
+    or None. Python ignores SIGXFSZ, so a write past it fails with EFBIG."""
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def file_size_said(limit: int) -> str:
+    return f"this login node lets a process write (ulimit -f: {limit // 1024} KB)"
+
+
+#: What to do about a login node's limit.
+AS_A_JOB = (
+    "Run it as a Slurm job instead, adding --submit at the end of the same "
+    "command: a job is not held to the login node's limits."
+)
+
+
 def thread_limits() -> str:
     """The limits that refuse a thread, as a user reads them: the processes
     and threads of the user (``RLIMIT_NPROC``, which counts each thread), and

@@ -25,7 +25,7 @@ from .export import write_yaml
 from .gc_pause import collector_paused
 from .plan import plan
 from .preflight import (
-    check_file_types,
+    check_carriable,
     check_mounts,
     check_nested,
     check_owned,
@@ -329,7 +329,7 @@ def _preflight(
     check_paths(outcome.source, outcome.dest)
     old = run.backend.contents(outcome.source)
     footprint = measure(outcome.source, options.jobs)
-    check_file_types(footprint)
+    check_carriable(footprint)
     check_nested(footprint)
     check_mounts(footprint, outcome.source, keep_old=options.keep_old)
     check_owned(footprint, keep_old=options.keep_old)

@@ -4,11 +4,13 @@ succeed fails at once with numbers, not halfway through with a full quota."""
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .classify import Kind, classify
 from .exceptions import MigrateError
+from .limits import AS_A_JOB, file_size_limit, file_size_said
 from .progress import size
 from .snapshot import mounts
 
@@ -25,15 +27,35 @@ MARGIN_FRACTION = 0.05
 MARGIN_INODES = 1000
 
 
-def check_file_types(footprint: Footprint) -> None:
-    """Refuse an environment holding a FIFO, a socket or a device. conda never
-    installs one, so it is a leftover of a crashed program; but no copy can
-    carry it (relocate skips it, and conda's clone would wait for ever
-    opening a FIFO), and the environment would not be removed unchanged."""
+def check_carriable(footprint: Footprint) -> None:
+    """Refuse an environment holding what no copy made here can carry.
+    A FIFO, a socket or a device: conda never installs one, so it is a
+    leftover of a crashed program; but relocate skips it, conda's clone would
+    wait for ever opening a FIFO, and the environment would not be removed
+    unchanged. A file larger than the login node lets a process write
+    (``ulimit -f``): its copy would fail with EFBIG once all before it were
+    written, and fail again at every run there."""
     _refuse(
         "The environment holds what conda never installs and no copy can carry",
         footprint.special,
         "Remove it (a program that crashed left it) and run again.",
+    )
+    limit = file_size_limit()
+    if limit is None:
+        return
+    over = sorted(
+        (
+            (stamp[1], rel)
+            for rel, stamp in footprint.stamps.items()
+            if stat.S_ISREG(stamp[0]) and stamp[1] > limit
+        ),
+        reverse=True,
+    )
+    _refuse(
+        f"It holds a file larger than {file_size_said(limit)}",
+        tuple(f"{rel} ({size(nbytes)})" for nbytes, rel in over[:10])
+        + ((f"... {len(over) - 10} more",) if len(over) > 10 else ()),
+        AS_A_JOB,
     )
 
 

@@ -121,3 +121,48 @@ def test_threads_fit_a_limited_address_space(scratch, home):
     assert {rel: copied.get(rel) for rel in added} == {
         rel: before[rel] for rel in added
     }
+
+
+def test_file_size_limit_refuses_before_copying(scratch, home):
+    """``ulimit -f`` of 1 MiB and an environment holding a 2 MiB file (Python
+    ignores SIGXFSZ, so its write fails with EFBIG): that environment is
+    refused before anything is copied, naming the file and the limit; the
+    other one moves."""
+    (scratch.abc / "share" / "big.dat").write_bytes(b"x" * 2 * 2**20)
+    before = tree_snapshot(scratch.abc)
+    limit = 2**20
+    args = [str(arg) for arg in ("-d", scratch.envs_dir, *RELOCATE)]
+
+    def run_limited(*more: str) -> tuple[int, str]:
+        run = subprocess.run(
+            [sys.executable, "-m", "conda_migrate_plugin", *args, *more],
+            env=child_env(home),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=lambda: resource.setrlimit(
+                resource.RLIMIT_FSIZE, (limit, limit)
+            ),
+        )
+        return run.returncode, run.stdout + run.stderr
+
+    refused = (
+        "It holds a file larger than this login node lets a process write "
+        "(ulimit -f: 1024 KB):\n  share/big.dat (2.0 MB)\n"
+        "Nothing was copied and the environment is untouched."
+    )
+    code, text = run_limited("--dry-run")
+    assert code == 1, text
+    assert refused in text
+    code, text = run_limited()
+    assert code == 1, text
+    assert f"Migration of abc failed: {refused}" in text
+    assert "--submit" in text
+    assert "Traceback" not in text
+    assert tree_snapshot(scratch.abc) == before
+    dest = home / ".conda" / "envs"
+    assert sorted(os.listdir(dest)) == ["amd"]
+    again = run_again(args, child_env(home))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (dest / "abc" / "share" / "big.dat").stat().st_size == 2 * 2**20
