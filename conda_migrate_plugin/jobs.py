@@ -30,7 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from .limits import one_arena_within_address_limit, thread_limits
+from .limits import (
+    one_arena_within_address_limit,
+    thread_limits,
+    threads_for_open_files,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -181,10 +185,11 @@ class _Threads(ThreadPoolExecutor):
 @contextmanager
 def pool(jobs: int | None = None) -> Iterator[ThreadPoolExecutor]:
     """The threads of one walk, copy, check or removal: ``jobs`` of them,
-    or ``default_jobs()``, or as many as can start. Work still queued when
-    the block is left (a failure, a stop) is cancelled, not started."""
+    or ``default_jobs()``; fewer where the open files allowed would not
+    serve them all, or where no more can start. Work still queued when the
+    block is left (a failure, a stop) is cancelled, not started."""
     one_arena_within_address_limit()
-    executor = _Threads(max_workers=jobs or default_jobs())
+    executor = _Threads(max_workers=threads_for_open_files(jobs or default_jobs()))
     try:
         yield executor
     finally:

@@ -102,6 +102,23 @@ def one_arena_within_address_limit() -> None:
     mallopt(_M_ARENA_MAX, 1)
 
 
+#: Files a thread of a walk, copy or removal holds open at once (a
+#: directory, a file and its copy), and those the run holds besides (its
+#: log, locks, Python's and conda's own).
+FILES_PER_THREAD = 4
+FILES_BESIDES = 48
+
+
+def threads_for_open_files(threads: int) -> int:
+    """``threads``, or fewer where the open files a process may have
+    (``ulimit -n``) would not hold them all: past it every open fails with
+    EMFILE, and the copy with it."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return threads
+    return max(1, min(threads, (soft - FILES_BESIDES) // FILES_PER_THREAD))
+
+
 def file_size_limit() -> int | None:
     """The most bytes a file this process writes may hold (``ulimit -f``),
     or None. Python ignores SIGXFSZ, so a write past it fails with EFBIG."""

@@ -16,10 +16,14 @@ import resource
 import signal
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from tests.support.runs import child_env, faultpoint, run_again
 from tests.support.trees import chown_tree, tree_snapshot
 from tests.support.users import USER, user_home
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
 
@@ -90,17 +94,27 @@ def test_no_thread_can_start_touches_nothing(unprivileged, make_env):
     assert os.listdir(dest) == ["abc"]
 
 
+def _many_files(env: Path) -> dict[str, tuple]:
+    """Directories and files enough to keep 32 threads busy, added to
+    ``env``; their snapshot."""
+    for index in range(480):
+        extra = env / "share" / "extra" / f"d{index:03}"
+        extra.mkdir(parents=True)
+        for number in range(25):
+            (extra / f"f{number}.txt").write_text(f"{index} {number}\n" * 50)
+    return _many_files_in(env)
+
+
+def _many_files_in(env: Path) -> dict[str, tuple]:
+    return tree_snapshot(env / "share" / "extra")
+
+
 def test_threads_fit_a_limited_address_space(scratch, home):
     """``ulimit -v`` of 600 MB, where the run needs about 200: each of 32
     threads reserved an allocator's arena of 64 MiB, and past the limit the
     walk failed with MemoryError (at 800 MB the run spun for minutes,
     copying nothing). The run completes, every file copied."""
-    for index in range(480):  # directories and files enough for every thread
-        extra = scratch.abc / "share" / "extra" / f"d{index:03}"
-        extra.mkdir(parents=True)
-        for number in range(25):
-            (extra / f"f{number}.txt").write_text(f"{index} {number}\n" * 50)
-    before = tree_snapshot(scratch.abc)
+    before = _many_files(scratch.abc)
     space = 600 * 2**20
     run = subprocess.run(
         [
@@ -115,12 +129,7 @@ def test_threads_fit_a_limited_address_space(scratch, home):
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (space, space)),
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    copied = tree_snapshot(home / ".conda" / "envs" / "abc")
-    added = {rel for rel in before if rel.startswith("share/extra/")}
-    assert len(added) == 480 * 26
-    assert {rel: copied.get(rel) for rel in added} == {
-        rel: before[rel] for rel in added
-    }
+    assert _many_files_in(home / ".conda" / "envs" / "abc") == before
 
 
 def test_file_size_limit_refuses_before_copying(scratch, home):
@@ -166,3 +175,22 @@ def test_file_size_limit_refuses_before_copying(scratch, home):
     again = run_again(args, child_env(home))
     assert again.returncode == 0, again.stdout + again.stderr
     assert (dest / "abc" / "share" / "big.dat").stat().st_size == 2 * 2**20
+
+
+def test_open_files_limit_of_a_login_node_is_enough(scratch, home):
+    """``ulimit -n`` set low (64; 1024 is common) with 32 threads asked for:
+    each thread holds a few files and directories open, so the run takes
+    no more threads than the limit leaves room for, and completes."""
+    before = _many_files(scratch.abc)
+    args = [str(arg) for arg in ("-d", scratch.envs_dir, *RELOCATE, "--jobs", "32")]
+    run = subprocess.run(
+        [sys.executable, "-m", "conda_migrate_plugin", *args],
+        env=child_env(home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert _many_files_in(home / ".conda" / "envs" / "abc") == before

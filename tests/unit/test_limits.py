@@ -13,6 +13,7 @@ from conda_migrate_plugin.limits import (
     lift_login_limits_in_a_job,
     stop_ahead_of_cpu_limit,
     thread_limits,
+    threads_for_open_files,
 )
 
 
@@ -110,5 +111,17 @@ def test_outside_a_job_the_soft_limits_stay(monkeypatch):
         resource.setrlimit(resource.RLIMIT_FSIZE, (2**30, resource.RLIM_INFINITY))
         lift_login_limits_in_a_job()
         assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == 2**30
+
+    in_child(check)
+
+
+@pytest.mark.parametrize(
+    ("open_files", "asked", "threads"),
+    [(1024, 32, 32), (256, 32, 32), (128, 32, 20), (64, 32, 4), (50, 8, 1)],
+)
+def test_threads_fit_the_open_files_allowed(open_files, asked, threads):
+    def check() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+        assert threads_for_open_files(asked) == threads
 
     in_child(check)
