@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .exceptions import DestinationFull, InexactRelocation, MigrateError
+from .limits import AS_A_JOB, file_size_limit, file_size_said
 from .progress import size
 from .result import Phase
 from .safety import journal
@@ -122,9 +123,16 @@ def _relocate(run: Migration, copy: Copy, footprint: Footprint) -> None:
         )
     except (MigrateError, OSError) as err:
         full = filled(err)
-        if full is None:
+        if full is not None:
+            raise _destination_full(run, full, progress.done) from err
+        limit = file_size_limit()
+        if limit is None or _caused_by(err, errno.EFBIG) is None:
             raise
-        raise _destination_full(run, full, progress.done) from err
+        raise MigrateError(
+            str(err),
+            hint=f"Its copy is larger than {file_size_said(limit)}. The partial "
+            f"copy was removed and {outcome.source} is untouched. {AS_A_JOB}",
+        ) from err
     copy.written, copy.stamps = result.written, result.stamps
     copy.links_out = result.links_out
     outcome.written_files = result.files - result.shared_files
@@ -162,9 +170,14 @@ def _destination_full(
 
 def filled(err: BaseException) -> OSError | None:
     """The ``EDQUOT`` or ``ENOSPC`` behind ``err``, if one is."""
+    return _caused_by(err, errno.EDQUOT, errno.ENOSPC)
+
+
+def _caused_by(err: BaseException, *errnos: int) -> OSError | None:
+    """The ``OSError`` of one of ``errnos`` behind ``err``, if one is."""
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.EDQUOT, errno.ENOSPC):
+        if isinstance(seen, OSError) and seen.errno in errnos:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

@@ -194,3 +194,34 @@ def test_open_files_limit_of_a_login_node_is_enough(scratch, home):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert _many_files_in(home / ".conda" / "envs" / "abc") == before
+
+
+def test_file_grown_past_the_size_limit_names_the_limit(scratch, home):
+    """A text file just under ``ulimit -f`` that names the old prefix, many
+    times, grows past it as the longer new prefix is written in: the copy
+    fails at that file, and the message names the limit; nothing is lost."""
+    dest = home / "a-destination-whose-path-is-longer-than-scratch" / "envs"
+    limit = 2**20
+    line = f"{scratch.abc}/bin\n".encode()
+    (scratch.abc / "share" / "paths.txt").write_bytes(line * (limit // len(line)))
+    before = tree_snapshot(scratch.abc)
+    args = [str(arg) for arg in ("-d", scratch.envs_dir, *RELOCATE, "--dest", dest)]
+    run = subprocess.run(
+        [sys.executable, "-m", "conda_migrate_plugin", *args],
+        env=child_env(home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+    text = run.stdout + run.stderr
+    assert run.returncode == 1, text
+    assert (
+        "Migration of abc failed: cannot copy share/paths.txt: File too large\n"
+        "Its copy is larger than this login node lets a process write (ulimit -f: "
+        f"1024 KB). The partial copy was removed and {scratch.abc} is untouched. "
+        "Run it as a Slurm job instead" in text
+    ), text
+    assert tree_snapshot(scratch.abc) == before
+    assert sorted(os.listdir(dest)) == ["amd"]
