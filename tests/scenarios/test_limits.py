@@ -28,11 +28,24 @@ if TYPE_CHECKING:
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
 
 
-def _cpu_limited(seconds: int):
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+def conda_migrate(*args) -> list[str]:
+    return [sys.executable, "-m", "conda_migrate_plugin", *map(str, args)]
 
-    return limit
+
+def limited(home: Path, limit: int, value: int, command: list[str]) -> tuple[int, str]:
+    """``command`` in a child process under a login node's ``limit`` (a
+    ``resource.RLIMIT_*``, soft and hard alike, as ``ulimit`` sets them):
+    its exit code and output."""
+    run = subprocess.run(
+        command,
+        env=child_env(home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(limit, (value, value)),
+    )
+    return run.returncode, run.stdout + run.stderr
 
 
 def test_cpu_time_limit_stops_the_run_before_the_kill(scratch, home):
@@ -41,17 +54,9 @@ def test_cpu_time_limit_stops_the_run_before_the_kill(scratch, home):
     removes its partial copy, and says to run it as a job."""
     before = {"abc": tree_snapshot(scratch.abc), "amd": tree_snapshot(scratch.amd)}
     args = ["-d", scratch.envs_dir, *RELOCATE]
-    run = subprocess.run(
-        faultpoint("spin", "1", "update_records", args=args),
-        env=child_env(home),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=_cpu_limited(4),
-    )
-    text = run.stdout + run.stderr
-    assert run.returncode == 128 + signal.SIGXCPU, text
+    spin = faultpoint("spin", "1", "update_records", args=args)
+    code, text = limited(home, resource.RLIMIT_CPU, 4, spin)
+    assert code == 128 + signal.SIGXCPU, text
     assert (
         "Stopped by SIGXCPU while copying abc: the partial copy was removed and "
         f"{scratch.abc} is untouched." in text
@@ -115,20 +120,9 @@ def test_threads_fit_a_limited_address_space(scratch, home):
     walk failed with MemoryError (at 800 MB the run spun for minutes,
     copying nothing). The run completes, every file copied."""
     before = _many_files(scratch.abc)
-    space = 600 * 2**20
-    run = subprocess.run(
-        [
-            *(sys.executable, "-m", "conda_migrate_plugin", "-d", scratch.envs_dir),
-            *(*RELOCATE, "--jobs", "32"),
-        ],
-        env=child_env(home),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (space, space)),
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    args = ("-d", scratch.envs_dir, *RELOCATE, "--jobs", "32")
+    code, text = limited(home, resource.RLIMIT_AS, 600 * 2**20, conda_migrate(*args))
+    assert code == 0, text
     assert _many_files_in(home / ".conda" / "envs" / "abc") == before
 
 
@@ -139,22 +133,10 @@ def test_file_size_limit_refuses_before_copying(scratch, home):
     other one moves."""
     (scratch.abc / "share" / "big.dat").write_bytes(b"x" * 2 * 2**20)
     before = tree_snapshot(scratch.abc)
-    limit = 2**20
     args = [str(arg) for arg in ("-d", scratch.envs_dir, *RELOCATE)]
 
     def run_limited(*more: str) -> tuple[int, str]:
-        run = subprocess.run(
-            [sys.executable, "-m", "conda_migrate_plugin", *args, *more],
-            env=child_env(home),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            preexec_fn=lambda: resource.setrlimit(
-                resource.RLIMIT_FSIZE, (limit, limit)
-            ),
-        )
-        return run.returncode, run.stdout + run.stderr
+        return limited(home, resource.RLIMIT_FSIZE, 2**20, conda_migrate(*args, *more))
 
     refused = (
         "It holds a file larger than this login node lets a process write "
@@ -182,17 +164,9 @@ def test_open_files_limit_of_a_login_node_is_enough(scratch, home):
     each thread holds a few files and directories open, so the run takes
     no more threads than the limit leaves room for, and completes."""
     before = _many_files(scratch.abc)
-    args = [str(arg) for arg in ("-d", scratch.envs_dir, *RELOCATE, "--jobs", "32")]
-    run = subprocess.run(
-        [sys.executable, "-m", "conda_migrate_plugin", *args],
-        env=child_env(home),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    args = ("-d", scratch.envs_dir, *RELOCATE, "--jobs", "32")
+    code, text = limited(home, resource.RLIMIT_NOFILE, 64, conda_migrate(*args))
+    assert code == 0, text
     assert _many_files_in(home / ".conda" / "envs" / "abc") == before
 
 
@@ -205,18 +179,9 @@ def test_file_grown_past_the_size_limit_names_the_limit(scratch, home):
     line = f"{scratch.abc}/bin\n".encode()
     (scratch.abc / "share" / "paths.txt").write_bytes(line * (limit // len(line)))
     before = tree_snapshot(scratch.abc)
-    args = [str(arg) for arg in ("-d", scratch.envs_dir, *RELOCATE, "--dest", dest)]
-    run = subprocess.run(
-        [sys.executable, "-m", "conda_migrate_plugin", *args],
-        env=child_env(home),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
-    )
-    text = run.stdout + run.stderr
-    assert run.returncode == 1, text
+    args = ("-d", scratch.envs_dir, *RELOCATE, "--dest", dest)
+    code, text = limited(home, resource.RLIMIT_FSIZE, limit, conda_migrate(*args))
+    assert code == 1, text
     assert (
         "Migration of abc failed: cannot copy share/paths.txt: File too large\n"
         "Its copy is larger than this login node lets a process write (ulimit -f: "
