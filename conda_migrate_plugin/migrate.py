@@ -288,10 +288,10 @@ def _stopped(signum: int, run: Migration) -> Interrupted:
 
 
 def _already_there(run: Migration) -> MigrationResult | None:
-    """The destination exists: this environment's copy, or something else,
-    which is never touched."""
+    """The destination exists, and is no killed run's unverified copy (the
+    run removes it first): this one's copy, or something never touched."""
     source, dest = run.outcome.source, run.outcome.dest
-    if not os.path.lexists(dest):
+    if not os.path.lexists(dest) or journal.unverified(run.options.state_dir, dest):
         return None
     differences = differences_from(source, dest, run.backend)
     if not differences:

@@ -242,6 +242,19 @@ def _planned(entry: journal.Entry, out: Output) -> list[MigrationResult]:
     that, not left for discovery to call "already migrated" and the user
     to remove by hand."""
     source, dest = Path(entry.source), Path(entry.dest)
+    unverified = [
+        path
+        for path in filter(None, (entry.staging, entry.dest))
+        if journal.is_our_copy(entry, Path(path))
+    ]
+    if entry.phase not in (Phase.VERIFIED, Phase.REMOVING, Phase.DONE) and (
+        unverified and source.exists()
+    ):
+        out.info(
+            f"Would remove the unverified copy {unverified[0]} that an interrupted "
+            f"run left of {source}, which was not touched."
+        )
+        return []
     if entry.phase not in (Phase.VERIFIED, Phase.REMOVING) or not source.exists():
         out.info(
             f"An interrupted migration of {source} to {dest} will be finished by the next run."

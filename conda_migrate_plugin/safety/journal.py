@@ -190,6 +190,20 @@ def is_our_copy(entry: Entry, path: Path, *, verified: bool = False) -> bool:
         return False
 
 
+def unverified(state_dir: Path, path: Path) -> bool:
+    """Whether ``path`` is the unverified copy a killed run made, there
+    still (conda's clone copies at the destination itself): the next run
+    removes it before anything else (see ``resume``)."""
+    return any(
+        entry.phase not in _FINISHED_COPY and is_our_copy(entry, path)
+        for entry in entries(state_dir)
+    )
+
+
+#: Phases past the copy's verification.
+_FINISHED_COPY = (Phase.VERIFIED, Phase.REMOVING, Phase.DONE)
+
+
 def remember_move(state_dir: Path, source: Path, dest: Path) -> None:
     """Kept after the entry is cleared: once the old environment is gone
     (removed by this run, or by hand later), this is what tells a rerun

@@ -133,14 +133,35 @@ def test_the_rerun_after_a_kill_mid_extraction_finishes(many_files_channel, tmp_
     assert not (package / "info" / "repodata_record.json").exists(), "killed too late"
     assert len(os.listdir(package / "lib" / "many")) < FILES, f"{out} files out"
     assert source.is_dir()
+    dest = home / ".conda" / "envs" / "many"
+    cut_short = sorted(os.listdir(package / "lib" / "many"))
+
+    # conda's clone copies at the destination itself: the dry run plans what
+    # the run does, the partial copy removed first, not a name collision.
+    dry = subprocess.run(
+        [*run, "--dry-run"], env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert (
+        f"Would remove the unverified copy {dest} that an interrupted run left of "
+        f"{source}, which was not touched." in dry.stdout
+    )
+    assert f"copy, compare and remove {source}" in dry.stdout
+    assert "name collision" not in dry.stdout
+    assert sorted(os.listdir(package / "lib" / "many")) == cut_short
+    assert dest.is_dir()
 
     rerun = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)
 
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert (
+        f"An interrupted run left an unverified copy of {source} at {dest}; it "
+        "was removed." in rerun.stdout
+    )
     assert f"Note: {PACKAGE} in {pkgs}: " in rerun.stdout
     assert "missing or cut short, as a stopped extraction leaves it" in rerun.stdout
-    new = home / ".conda" / "envs" / "many"
-    assert len(os.listdir(new / "lib" / "many")) == FILES
-    assert (new / "lib/many/m03999.py").read_bytes() == b"VALUE = 3999\n" * 20
+    assert len(os.listdir(dest / "lib" / "many")) == FILES
+    assert (dest / "lib/many/m03999.py").read_bytes() == b"VALUE = 3999\n" * 20
     assert len(os.listdir(package / "lib" / "many")) == FILES
     assert not source.exists()
