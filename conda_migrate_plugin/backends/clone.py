@@ -65,9 +65,10 @@ def clone(source: Path, dest: Path, *, quiet: bool) -> None:
 def _drop_found_after(source: Path, err: Exception) -> None:
     """After conda's clone failed: cut-short extractions that the check
     before it passed, where conda wrote the record of a finished extraction
-    since the kill (any conda reading the cache does), are found by their
-    files, removed, and named instead of conda's own message, a paragraph
-    for each missing file."""
+    since the kill (any conda reading the cache does), or a scratch purge
+    took files and left the record, are found by their files, removed, and
+    named instead of conda's own message, a paragraph for each missing
+    file."""
     found = extractions.find(source, thorough=True)
     if not found:
         return
@@ -75,8 +76,8 @@ def _drop_found_after(source: Path, err: Exception) -> None:
     raise CloneUnavailable(
         f"conda's clone of {source} failed: conda's package cache held "
         + ", ".join(cut.directory.name for cut in found)
-        + " cut short by a stopped extraction; removed, so that conda "
-        "extracts it again.",
+        + " with files missing or cut short, as a stopped extraction or a purge "
+        "leaves it; removed, so that conda extracts it again.",
         reason="a package in the package cache was cut short",
         hint="The old environment is untouched. Run the same command again.",
     ) from err

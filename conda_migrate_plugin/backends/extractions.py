@@ -92,14 +92,15 @@ def drop(found: list[CutShort]) -> None:
             continue
         print(
             f"Note: {cut.directory.name} in {cut.directory.parent}: {cut.why}, "
-            "as a stopped extraction leaves it; conda extracts the package again."
+            "as a stopped extraction or a purge leaves it; conda extracts the "
+            "package again."
         )
     if stuck:
         raise CloneUnavailable(
             "conda's package cache holds "
             + "; ".join(f"{cut.directory}: {cut.why}" for cut in stuck)
-            + ", as a stopped extraction leaves it, and it cannot be removed "
-            "here for conda to extract it again.",
+            + ", as a stopped extraction or a purge leaves it, and it cannot be "
+            "removed here for conda to extract it again.",
             reason="a package in the package cache is cut short",
             hint="The old environment is untouched. Ask the cache's owner to "
             "remove that directory (conda extracts it again), or use "

@@ -160,7 +160,7 @@ def test_the_rerun_after_a_kill_mid_extraction_finishes(many_files_channel, tmp_
         "was removed." in rerun.stdout
     )
     assert f"Note: {PACKAGE} in {pkgs}: " in rerun.stdout
-    assert "missing or cut short, as a stopped extraction leaves it" in rerun.stdout
+    assert "missing or cut short, as a stopped extraction or a purge" in rerun.stdout
     assert len(os.listdir(dest / "lib" / "many")) == FILES
     assert (dest / "lib/many/m03999.py").read_bytes() == b"VALUE = 3999\n" * 20
     assert len(os.listdir(package / "lib" / "many")) == FILES

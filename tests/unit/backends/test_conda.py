@@ -217,7 +217,8 @@ def test_clone_extracts_again_a_package_a_kill_left_without_all_its_files(
     assert code == 0, out + err
     assert (
         f"Note: {package.name} in {package.parent}: 2 of the 4 files its file "
-        "list names are missing or cut short, as a stopped extraction leaves it; "
+        "list names are missing or cut short, as a stopped extraction or a purge "
+        "leaves it; "
         "conda extracts the package again." in out
     )
     assert out.count("Note: ") == 1
@@ -249,8 +250,8 @@ def test_a_cut_short_package_conda_has_read_since_is_found_when_the_clone_fails(
     assert code == 1, out + err
     assert (
         f"conda's clone of {second} failed: conda's package cache held "
-        f"{package.name} cut short by a stopped extraction; removed, so that "
-        "conda extracts it again." in out
+        f"{package.name} with files missing or cut short, as a stopped extraction "
+        "or a purge leaves it; removed, so that conda extracts it again." in out
     )
     assert "Run the same command again." in out
     assert "appears to be corrupted" not in out + err
@@ -300,8 +301,8 @@ def test_a_cut_short_package_that_cannot_be_removed_is_named_and_kept(
     assert code == 1, out
     assert (
         f"conda's package cache holds {cut}: 2 of the 4 files its file list names "
-        "are missing or cut short, as a stopped extraction leaves it, and it "
-        "cannot be removed here for conda to extract it again." in out
+        "are missing or cut short, as a stopped extraction or a purge leaves it, "
+        "and it cannot be removed here for conda to extract it again." in out
     )
     assert "Ask the cache's owner to remove that directory" in out
     assert "--method relocate" in out
