@@ -297,6 +297,8 @@ def remove_old(
         )
     try:
         _remove(run, entry, copied)
+    except _Removed as removed:
+        return run.end(Status.COPIED, removed.said(outcome))
     except MigrateError as err:
         return _kept(run, err, restore=entry)
     except OSError as err:
@@ -376,9 +378,33 @@ def _remove(run: Migration, entry: journal.Entry, stamps: dict[str, Stamp]) -> N
         with uninterruptible():
             journal.record(options.state_dir, replace(entry, phase=Phase.REMOVING))
             remove_environment(outcome.source, options.jobs, unchanged)
-            run.backend.unregister(outcome.source)
-            journal.record(options.state_dir, replace(entry, phase=Phase.DONE))
-    except (MigrateError, OSError):
+            step = "updating conda's list of environments (environments.txt)"
+            try:
+                run.backend.unregister(outcome.source)
+                step = "recording the removal in the journal"
+                journal.record(options.state_dir, replace(entry, phase=Phase.DONE))
+            except (MigrateError, OSError) as err:
+                raise _Removed(step, err) from err
+    except (MigrateError, OSError, _Removed):
         run.out.phase(None)
         raise
     run.out.phase(None)
+
+
+class _Removed(Exception):
+    """A step after the old environment was deleted failed: nothing was put
+    back (there is nothing left to), and the journal, still at the removal,
+    has the next run finish what follows it (see ``resume``)."""
+
+    def __init__(self, step: str, cause: OSError | MigrateError) -> None:
+        super().__init__(step, cause)
+        self.step, self.cause = step, cause
+
+    def said(self, outcome: MigrationResult) -> str:
+        return (
+            f"Copied to {outcome.dest}, and removed the old environment "
+            f"{outcome.source} after its copy was verified; then {self.step} "
+            f"failed: {self.cause}. The environment is whole at {outcome.dest}. "
+            "Run the same command again once that is fixed: it finishes the "
+            "migration (conda's list of environments, your rc files)."
+        )

@@ -131,6 +131,7 @@ def test_locks_lost_midway_lose_nothing(scratch, home, slowfs_mount, granted):
             assert tree_snapshot(source) == sources[name], (name, out + err)
         else:
             assert set(tree_snapshot(copy)) == set(sources[name]), (name, out + err)
+            assert f"was put back at {source}" not in said, (name, said)
     subprocess.run(["umount", point], check=True)
     slowfs_mount(point, home)
 
@@ -144,3 +145,57 @@ def test_locks_lost_midway_lose_nothing(scratch, home, slowfs_mount, granted):
         f"conda activate {point / '.conda/envs/abc'}\n"
     )
     assert sorted(registered(point)) == [str(point / ".conda/envs" / n) for n in names]
+
+
+#: The lock of a run of the two environments above that conda's
+#: environments.txt is unregistered under, right after ``abc`` was deleted
+#: (the sweep's count).
+UNREGISTER_ABC = 12
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param((), id="console-script"),
+        pytest.param(("conda", "migrate"), id="conda-migrate", marks=requires_conda),
+    ],
+)
+def test_a_registry_refused_after_the_removal_says_it_was_removed(
+    scratch, home, slowfs_mount, prefix
+):
+    """conda's environments.txt cannot be updated once the old environment
+    was deleted: the run says it was removed after its copy was verified,
+    not that it was put back, and the same command finishes the job."""
+    point = home.with_name("nfs-home")
+    slowfs_mount(point, home, flock="ENOLCK", flock_after=UNREGISTER_ABC)
+    (point / ".conda").mkdir()
+    (point / ".conda/environments.txt").write_text(f"{scratch.abc}\n")
+    source, dest = scratch.abc, point / ".conda/envs/abc"
+    files = set(tree_snapshot(source))
+    args = [*prefix, "-d", scratch.envs_dir, *RELOCATE]
+
+    code, out, err = run_cli(point, *args, env=child_env(point))
+
+    said = " ".join((out + err).split())
+    assert code == 1, said
+    # Where the lock was refused: abc deleted, still in conda's list.
+    assert not source.exists() and set(tree_snapshot(dest)) == files, said
+    assert str(source) in registered(point), said
+    assert "put back" not in said, said
+    assert (
+        f"Copied to {dest}, and removed the old environment {source} after its "
+        "copy was verified; then updating conda's list of environments "
+        "(environments.txt) failed: [Errno 37] No locks available" in said
+    ), said
+    assert (
+        f"The environment is whole at {dest}. Run the same command again once "
+        "that is fixed: it finishes the migration" in said
+    ), said
+    subprocess.run(["umount", point], check=True)
+    slowfs_mount(point, home)
+
+    code, out, err = run_cli(point, *args, env=child_env(point))
+
+    assert code == 0, out + err
+    assert str(source) not in registered(point), out + err
+    assert str(dest) in registered(point), out + err
