@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,26 @@ def assert_completed_once(site: Layout) -> None:
     ]
     assert sorted(leftovers) == ["abc", "amd"]
     assert not list((site.home / ".conda" / "migrate" / "journal").glob("*"))
+
+
+def test_kill_points_do_not_depend_on_the_machine(layout):
+    """The spread strikes at fractions of a count taken once: with 400 more
+    processes on the machine (which the check before the removal reads in
+    ``/proc``) a run must make as many counted calls, or the later points
+    fall past the run's end."""
+    counts = []
+    for more in (0, 400):
+        others = [subprocess.Popen(["sleep", "120"]) for _ in range(more)]
+        try:
+            layout.build()
+            code, out, err = run_cli(layout.home, *layout.args(), fault=("count", "0"))
+        finally:
+            for other in others:
+                other.kill()
+                other.wait()
+        assert code == 0, out + err
+        counts.append(int(err.split("faultpoint-count ")[1].split()[0]))
+    assert counts[0] == counts[1]
 
 
 def kill_points(count: int):

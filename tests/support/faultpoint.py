@@ -17,7 +17,11 @@ starting with ``conda`` run conda's own entry point (``python -m conda
 ARGS``) instead of the console script.
 
 Nothing in the product knows about this: the calls are counted with a
-profile hook on the interpreter, in every thread.
+profile hook on the interpreter, in every thread. The calls made while the
+run reads ``/proc`` for processes using an environment are not counted:
+there are as many as the machine has processes, which a count run and the
+struck run after it would not agree on, and reading changes nothing that a
+kill there could leave behind.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ WATCHED = {
     "copy_file_range", "sendfile", "write", "pwrite", "fsync", "utime", "chmod",
     "scandir", "read", "ftruncate", "fchmod",
 }  # fmt: skip
+
+#: The project's functions whose calls are not counted (see above).
+UNCOUNTED = {"processes_using"}
 
 
 def _fill(path: str, inodes: bool) -> None:
@@ -59,6 +66,7 @@ def main() -> int:
     after = action.endswith("-after")
     action = action.removesuffix("-after")
     returning = threading.local()
+    reading_proc = threading.local()
 
     def strike() -> None:
         if action == "kill":
@@ -89,7 +97,11 @@ def main() -> int:
             returning.call = None
             strike()
             return
-        if state["done"] and not filling:
+        if event in ("call", "return") and frame.f_code.co_name in UNCOUNTED:
+            depth = vars(reading_proc).get("depth", 0)
+            reading_proc.depth = depth + (1 if event == "call" else -1)
+            return
+        if (state["done"] and not filling) or vars(reading_proc).get("depth"):
             return
         if event == "c_call":
             name = getattr(arg, "__name__", "")
