@@ -106,8 +106,8 @@ class Copy:
     """The directory this run copies into, and the journal entry that proves
     it is this run's: made fresh (``mkdir`` never follows a planted symlink)
     at a random staging name recorded before it is made, or at the
-    destination, whose device, inode and a marker with the run's id are
-    recorded before anything is written."""
+    destination, whose inode and a marker with the run's id are recorded
+    before anything is written."""
 
     entry: journal.Entry
     path: Path
@@ -144,8 +144,7 @@ class Copy:
             ) from None
         try:
             fsync_directory(path.parent)
-            st = os.lstat(path)
-            entry = replace(entry, copy_dev=st.st_dev, copy_ino=st.st_ino)
+            entry = replace(entry, copy_ino=os.lstat(path).st_ino)
             if not staged:
                 _write_marker(path, entry.run)
             # The proof survives a power cut: nothing is written into the copy
@@ -204,8 +203,8 @@ def forget(run: Migration, err: BaseException) -> None:
         journal.clear(run.options.state_dir, run.outcome.dest)
 
 
-#: What a copy's stamps leave out: its own directory, proven by its device and
-#: inode (the commit removes the marker, which moves its mtime), and the marker.
+#: What a copy's stamps leave out: its own directory, proven by its inode
+#: (the commit removes the marker, which moves its mtime), and the marker.
 _UNSTAMPED: Final = ("", MARKER)
 
 
@@ -214,7 +213,7 @@ def copy_stamps(
 ) -> dict[str, Stamp]:
     """The verified copy as it is committed. A later run finishing the
     removal deletes the source only if the copy is still this: a user may
-    have emptied the directory (same device and inode) and made another
+    have emptied the directory (same inode) and made another
     environment in it meanwhile.
 
     Without ``taken`` the copy is walked for them (an ``lstat`` per entry:

@@ -46,8 +46,11 @@ class Entry:
     method: str
     #: A random id of the run; also the content of the marker.
     run: str = ""
-    #: Device and inode of the copy's directory, once it was created.
+    #: Read from entries that earlier versions wrote, never used: a device
+    #: number is the client's own, and an NFS or Lustre home's differs from
+    #: node to node and from one mount to the next.
     copy_dev: int = 0
+    #: Inode of the copy's directory, once it was created: the server's.
     copy_ino: int = 0
     #: Where a relocated copy is made before it is renamed to ``dest``.
     staging: str = ""
@@ -169,15 +172,17 @@ def load_stamps(
 def is_our_copy(entry: Entry, path: Path, *, verified: bool = False) -> bool:
     """Whether ``path`` is the directory this entry's run created: the user's
     own, and either at the random staging name recorded before it was made,
-    or with the recorded device and inode and (while unverified) the run's
-    marker inside."""
+    or with the recorded inode and (while unverified) the run's marker
+    inside. A verified copy is then held to the stamps it was verified with
+    before anything is removed (``resume``): its inode number alone could
+    be one a deleted directory left free."""
     try:
         st = os.lstat(path)
     except OSError:
         return False
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         return False
-    same = (st.st_dev, st.st_ino) == (entry.copy_dev, entry.copy_ino)
+    same = st.st_ino == entry.copy_ino
     if entry.staging and str(path) == entry.staging:
         return same or not entry.copy_ino
     if not same:

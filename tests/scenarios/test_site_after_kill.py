@@ -26,6 +26,7 @@ from tests.support.runs import (
     run_again,
     run_cli,
 )
+from tests.support.slowfs import SlowFS
 from tests.support.trees import softlink_by_hand, tree_snapshot
 
 RELOCATE = ("--all", "--method", "relocate", "--no-clean")
@@ -291,3 +292,52 @@ def test_journal_deleted_after_a_kill_at_the_commit_lists_the_copy(scratch, home
     assert f"abc is already migrated: {copy} holds the same packages" in out
     assert (scratch.abc / "conda-meta/history").is_file()
     assert registered(home).count(str(copy)) == 1, registered(home)
+
+
+@pytest.mark.parametrize("phase", ["verified", "removing"])
+def test_home_mounted_again_with_another_device_number(
+    scratch, home, slowfs_binary, tmp_path, phase
+):
+    """A job killed on a compute node, run again on the login node, or a home
+    the automounter mounted again: the kernel numbers a network filesystem's
+    device per client and per mount, while the server keeps its inodes. The
+    rerun finds the copy the killed run verified, by what it holds, and
+    finishes."""
+    point, other = home.with_name("nfs-home"), tmp_path / "other"
+    for directory in (point, other, tmp_path / "other-backing"):
+        directory.mkdir()
+    mounted = [SlowFS(slowfs_binary, home, point)]
+    mounted[0].mount()
+    try:
+        args = ["-d", scratch.envs_dir, *RELOCATE]
+        if phase == "removing":
+            env = killed_in_the_removal(point, args)
+        else:
+            env = child_env(point)
+            killed = run_cli(point, *args, fault=("kill", "1", "rename_noreplace"))
+            assert killed[0] == -signal.SIGKILL, killed
+        (entry,) = journal.entries(point / ".conda/migrate")
+        mounted[0].unmount()
+        # Another mount takes the device number the home had.
+        mounted = [SlowFS(slowfs_binary, tmp_path / "other-backing", other)]
+        mounted[0].mount()
+        mounted.append(SlowFS(slowfs_binary, home, point))
+        mounted[1].mount()
+        assert os.stat(point).st_dev != entry.copy_dev
+
+        rerun = run_again(args, env)
+
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert "no longer there as it was made" not in rerun.stdout
+        assert not list((point / ".conda/envs").glob(f"{STAGING_PREFIX}*"))
+        assert not (scratch.envs_dir / "abc").exists()
+        assert not (scratch.envs_dir / f".abc{REMOVING_SUFFIX}").exists()
+        assert (point / ".conda/envs/abc/conda-meta").is_dir()
+        assert (point / ".conda/envs/amd/conda-meta").is_dir()
+        assert registered(point) == sorted(
+            str(point / ".conda/envs" / name) for name in ("abc", "amd")
+        )
+        assert not journal.entries(point / ".conda/migrate")
+    finally:
+        for fs in reversed(mounted):
+            fs.unmount()
