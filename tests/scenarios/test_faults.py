@@ -154,8 +154,9 @@ def assert_completed_once(site: Layout) -> None:
 def test_kill_points_do_not_depend_on_the_machine(layout):
     """The spread strikes at fractions of a count taken once: with 400 more
     processes on the machine (which the check before the removal reads in
-    ``/proc``) a run must make as many counted calls, or the later points
-    fall past the run's end."""
+    ``/proc``) a run must make as many counted calls, give or take the few
+    writes of progress and log a slower run makes, or the later points fall
+    past the run's end (the /proc reads made thousands more)."""
     counts = []
     for more in (0, 400):
         others = [subprocess.Popen(["sleep", "120"]) for _ in range(more)]
@@ -168,7 +169,7 @@ def test_kill_points_do_not_depend_on_the_machine(layout):
                 other.wait()
         assert code == 0, out + err
         counts.append(int(err.split("faultpoint-count ")[1].split()[0]))
-    assert counts[0] == counts[1]
+    assert abs(counts[0] - counts[1]) <= counts[0] // 100, counts
 
 
 def kill_points(count: int):
