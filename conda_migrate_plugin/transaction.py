@@ -296,8 +296,8 @@ def remove_old(
         )
     try:
         _remove(run, entry, copied)
-    except _Removed as removed:
-        return run.end(Status.COPIED, removed.said(outcome))
+    except _Unfinished as unfinished:
+        return run.end(Status.COPIED, unfinished.said(outcome))
     except MigrateError as err:
         return _kept(run, err, restore=entry)
     except OSError as err:
@@ -375,7 +375,10 @@ def _remove(run: Migration, entry: journal.Entry, stamps: dict[str, Stamp]) -> N
     run.out.phase(Phase.REMOVING)
     try:
         with uninterruptible():
-            journal.record(options.state_dir, replace(entry, phase=Phase.REMOVING))
+            try:
+                journal.record(options.state_dir, replace(entry, phase=Phase.REMOVING))
+            except OSError as err:
+                raise _Unfinished("recording the removal in the journal", err) from err
             remove_environment(outcome.source, options.jobs, unchanged)
             step = "updating conda's list of environments (environments.txt)"
             try:
@@ -383,23 +386,33 @@ def _remove(run: Migration, entry: journal.Entry, stamps: dict[str, Stamp]) -> N
                 step = "recording the removal in the journal"
                 journal.record(options.state_dir, replace(entry, phase=Phase.DONE))
             except (MigrateError, OSError) as err:
-                raise _Removed(step, err) from err
-    except (MigrateError, OSError, _Removed):
+                raise _Unfinished(step, err, removed=True) from err
+    except (MigrateError, OSError, _Unfinished):
         run.out.phase(None)
         raise
     run.out.phase(None)
 
 
-class _Removed(Exception):
-    """A step after the old environment was deleted failed: nothing was put
-    back (there is nothing left to), and the journal, still at the removal,
-    has the next run finish what follows it (see ``resume``)."""
+class _Unfinished(Exception):
+    """A step of the removal's own bookkeeping failed, before the old
+    environment was touched or after it was deleted: nothing was put back
+    (there is nothing to), and the journal, left as it was, has the next run
+    finish what follows it (see ``resume``)."""
 
-    def __init__(self, step: str, cause: OSError | MigrateError) -> None:
+    def __init__(
+        self, step: str, cause: OSError | MigrateError, *, removed: bool = False
+    ) -> None:
         super().__init__(step, cause)
-        self.step, self.cause = step, cause
+        self.step, self.cause, self.removed = step, cause, removed
 
     def said(self, outcome: MigrationResult) -> str:
+        if not self.removed:
+            return (
+                f"Copied to {outcome.dest}, but {outcome.source} was not removed: "
+                f"{self.step} failed first: {self.cause}. Both environments are "
+                "whole. Run the same command again once that is fixed: it removes "
+                f"{outcome.source} and finishes the migration."
+            )
         return (
             f"Copied to {outcome.dest}, and removed the old environment "
             f"{outcome.source} after its copy was verified; then {self.step} "

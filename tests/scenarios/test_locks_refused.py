@@ -151,6 +151,8 @@ def test_locks_lost_midway_lose_nothing(scratch, home, slowfs_mount, granted):
 #: environments.txt is unregistered under, right after ``abc`` was deleted
 #: (the sweep's count).
 UNREGISTER_ABC = 12
+#: The one before: the journal's record that abc's removal begins.
+REMOVING_ABC = UNREGISTER_ABC - 1
 
 
 @pytest.mark.parametrize(
@@ -198,4 +200,38 @@ def test_a_registry_refused_after_the_removal_says_it_was_removed(
 
     assert code == 0, out + err
     assert str(source) not in registered(point), out + err
+    assert str(dest) in registered(point), out + err
+
+
+def test_a_journal_refused_before_the_removal_says_nothing_was_removed(
+    scratch, home, slowfs_mount
+):
+    """The journal cannot record that the removal begins: the old
+    environment is not touched, and the run says so (it said what was left
+    of it had been put back), and the same command finishes the job."""
+    point = home.with_name("nfs-home")
+    slowfs_mount(point, home, flock="ENOLCK", flock_after=REMOVING_ABC)
+    source, dest = scratch.abc, point / ".conda/envs/abc"
+    before = tree_snapshot(source)
+    args = ["-d", scratch.envs_dir, *RELOCATE]
+
+    code, out, err = run_cli(point, *args, env=child_env(point))
+
+    said = " ".join((out + err).split())
+    assert code == 1, said
+    assert tree_snapshot(source) == before, said
+    assert set(tree_snapshot(dest)) == set(before), said
+    assert "put back" not in said, said
+    assert (
+        f"Copied to {dest}, but {source} was not removed: recording the removal "
+        "in the journal failed first: [Errno 37] No locks available" in said
+    ), said
+    assert "Both environments are whole. Run the same command again" in said, said
+    subprocess.run(["umount", point], check=True)
+    slowfs_mount(point, home)
+
+    code, out, err = run_cli(point, *args, env=child_env(point))
+
+    assert code == 0, out + err
+    assert not source.exists(), out + err
     assert str(dest) in registered(point), out + err
