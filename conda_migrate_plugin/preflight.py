@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from .classify import Kind, classify
 from .exceptions import MigrateError
 from .limits import AS_A_JOB, file_size_limit, file_size_said
+from .mounts import mounts
 from .progress import size
-from .snapshot import mounts
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable

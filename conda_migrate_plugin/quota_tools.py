@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .mounts import Mount, holding, mounts
 from .progress import size
-from .snapshot import Mount, mounts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -193,14 +193,7 @@ def _scaled(limit: int | None, unit: int = KIB) -> int | None:
 
 def mount_of(path: Path) -> Mount:
     """The mount holding ``path``: the deepest mount point above its real path."""
-    real = os.path.realpath(path)
-    best = Mount("/", "", "")
-    for mount in mounts():
-        point = mount.point
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best.point):
-            best = mount
-    return best
+    return holding(os.path.realpath(path), mounts()) or Mount("/", "", "")
 
 
 def site_command() -> str | None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .classify import Kind, classify
 from .jobs import gather, pool
+from .mounts import mounts
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -113,39 +113,6 @@ def _data_bytes(path: str, st: os.stat_result) -> int:
     finally:
         os.close(fd)
     return st.st_size if hole >= st.st_size else st.st_blocks * 512
-
-
-@dataclass(frozen=True)
-class Mount:
-    point: str
-    source: str
-    fstype: str
-
-
-def mounts() -> list[Mount]:
-    """Every mount as the kernel lists it for this process
-    (``/proc/self/mountinfo``); none where that cannot be read."""
-    try:
-        with open("/proc/self/mountinfo", "rb") as info:
-            table = info.read()
-    except OSError:
-        return []
-    found = []
-    for line in table.splitlines():
-        left, _, right = line.partition(b" - ")
-        fields = left.split()
-        if len(fields) < 5:
-            continue
-        fstype, source = [*right.split(), b"", b""][:2]
-        found.append(
-            Mount(_unescape(fields[4]), _unescape(source), os.fsdecode(fstype))
-        )
-    return found
-
-
-def _unescape(field: bytes) -> str:
-    """Spaces, tabs, newlines and backslashes are written as octal escapes."""
-    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), field))
 
 
 def mount_points(root: str) -> set[str]:

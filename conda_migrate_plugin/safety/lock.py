@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import socket
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ..exceptions import MigrateError
+from ..mounts import holding, parse
 from ..names import LOCKS, keyed_file
 
 if TYPE_CHECKING:
@@ -243,25 +243,15 @@ def node_local(state_dir: Path) -> str | None:
 
 
 def locality(path: str, mountinfo: str) -> str | None:
-    """What ``mountinfo`` says of the mount holding ``path`` (a real path):
-    the last mount at the longest mount point above it, as the kernel
-    resolves it; options of the mount and of its superblock alike."""
-    found: tuple[str, str, set[str]] | None = None
-    for line in mountinfo.splitlines():
-        mount, _, superblock = line.partition(" - ")
-        fields, rest = mount.split(), superblock.split()
-        if len(fields) < 6 or len(rest) < 3:
-            continue
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
-        above = path == point or path.startswith(point.rstrip("/") + "/")
-        if above and (found is None or len(point) >= len(found[0])):
-            found = (point, rest[0], {*fields[5].split(","), *rest[2].split(",")})
-    if found is None:
+    """What ``mountinfo`` says of the mount holding ``path`` (a real path),
+    by the options of the mount and of its superblock alike."""
+    table = parse(mountinfo.encode(errors="surrogateescape"))
+    mount = holding(path, table)
+    if mount is None:
         return None
-    _, fstype, options = found
-    for option in NODE_LOCAL.get(fstype, ()):
-        if option in options:
-            return f"{fstype} mounted {option}"
+    for option in NODE_LOCAL.get(mount.fstype, ()):
+        if option in mount.options:
+            return f"{mount.fstype} mounted {option}"
     return None
 
 

@@ -31,7 +31,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         *("safety", "safety.atomic", "safety.durable", "safety.interrupt"),
         *("safety.lock", "safety.noreplace", "safety.startup", "safety.statedir"),
         # options: what the user asked for, read by every step; imports nothing.
-        *("deadline", "gc_pause", "jobs", "limits", "options", "progress"),
+        *("deadline", "gc_pause", "jobs", "limits", "mounts", "options"),
+        "progress",
         # running_jobs: squeue, asked once before any removal; imports nothing.
         "running_jobs",
     ),

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from conda_migrate_plugin.mounts import Mount
 from conda_migrate_plugin.quota_tools import ask
-from conda_migrate_plugin.snapshot import Mount
 from tests.support.trees import tree_snapshot
 
 if TYPE_CHECKING:
